@@ -1,0 +1,129 @@
+"""Tensor payloads: the dtype allowlist and zero-copy conversion to and from bytes.
+
+A tensor travels as a header (dtype name, shape) plus its raw little-endian
+bytes.  Encoding hands out a ``memoryview`` of the tensor's own memory (no
+copy); decoding wraps the received frame with ``torch.frombuffer`` (no copy).
+Only the dtypes in :data:`DTYPES` are accepted, and the shape must account
+for every payload byte.  This module uses torch for the buffer conversion
+only; it must not import asyncio, websockets or anything from ``node/``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import sys
+import warnings
+from typing import Mapping, Sequence
+
+import torch
+
+from .errors import BadTensor, MessageTooLarge
+from .limits import MAX_TENSOR_DIMS
+
+__all__ = [
+    "DTYPES",
+    "DTYPE_NAMES",
+    "dtype_from_name",
+    "tensor_payload",
+    "tensor_from_payload",
+]
+
+if sys.byteorder != "little":  # pragma: no cover - no big-endian CPython hosts in use
+    raise ImportError("Tessera's wire format is little-endian; this host is big-endian")
+
+DTYPES: Mapping[str, torch.dtype] = {
+    "bool": torch.bool,
+    "uint8": torch.uint8,
+    "int8": torch.int8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+"""Wire name -> dtype.  Anything else is refused with ``BAD_TENSOR``."""
+
+DTYPE_NAMES: Mapping[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
+
+
+def dtype_from_name(name: object) -> torch.dtype:
+    """The allowlisted dtype called ``name``, or ``BadTensor``."""
+    if not isinstance(name, str) or name not in DTYPES:
+        shown = name[:32] if isinstance(name, str) else type(name).__name__
+        raise BadTensor(f"dtype {shown!r} is not allowed", {"dtype": str(shown)})
+    return DTYPES[name]
+
+
+def tensor_payload(tensor: torch.Tensor) -> tuple[str, list[int], memoryview, torch.Tensor]:
+    """Describe ``tensor`` for the wire without copying its bytes.
+
+    Returns the dtype name, the shape, a byte view of the data and the
+    tensor that owns that memory; the caller must keep that tensor alive for
+    as long as the view is in use.  Non-contiguous, conjugated or non-CPU
+    tensors are materialised first (that one copy is unavoidable).
+    """
+    name = DTYPE_NAMES.get(tensor.dtype)
+    if name is None:
+        raise BadTensor(f"dtype {tensor.dtype} cannot be sent", {"dtype": str(tensor.dtype)})
+    owner = tensor.detach()
+    if owner.device.type != "cpu":
+        owner = owner.cpu()
+    owner = owner.resolve_conj().resolve_neg().contiguous()
+    nbytes = owner.numel() * owner.element_size()
+    if nbytes == 0:
+        return name, list(owner.shape), memoryview(b""), owner
+    raw = (ctypes.c_char * nbytes).from_address(owner.data_ptr())
+    return name, list(owner.shape), memoryview(raw).cast("B"), owner
+
+
+def tensor_from_payload(
+    dtype_name: object, shape: object, buffer: memoryview, max_bytes: int
+) -> torch.Tensor:
+    """Build a read-only-by-contract tensor over ``buffer`` without copying.
+
+    Validates the dtype against the allowlist and that the shape's element
+    count times the item size equals ``len(buffer)`` exactly, so a header
+    cannot claim more memory than the frame carries.
+    """
+    dtype = dtype_from_name(dtype_name)
+    dims = _validate_shape(shape)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    expected = math.prod(dims) * itemsize
+    if expected > max_bytes:
+        raise MessageTooLarge.for_size("tensor", expected, max_bytes)
+    if expected != buffer.nbytes:
+        raise BadTensor(
+            f"shape {dims} of {dtype_name} needs {expected} bytes, payload has {buffer.nbytes}",
+            {"expected": expected, "actual": buffer.nbytes},
+        )
+    if expected == 0:
+        return torch.empty(dims, dtype=dtype)
+    with warnings.catch_warnings():
+        # Wire tensors are never written to: the op table has no in-place ops.
+        warnings.simplefilter("ignore", UserWarning)
+        flat = torch.frombuffer(buffer, dtype=dtype)
+    return flat.view(dims)
+
+
+def _validate_shape(shape: object) -> list[int]:
+    if not isinstance(shape, (list, tuple)):
+        raise BadTensor("tensor shape must be an array of integers", {})
+    if len(shape) > MAX_TENSOR_DIMS:
+        raise BadTensor(
+            f"tensor has {len(shape)} dimensions, at most {MAX_TENSOR_DIMS} allowed",
+            {"dims": len(shape), "limit": MAX_TENSOR_DIMS},
+        )
+    dims: list[int] = []
+    for dim in shape:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0 or dim >= 2**62:
+            raise BadTensor("tensor shape must be an array of non-negative integers", {})
+        dims.append(dim)
+    return dims
+
+
+def shape_of(dims: Sequence[int]) -> list[int]:
+    """Plain list copy of a shape, for messages."""
+    return [int(d) for d in dims]
