@@ -110,6 +110,15 @@ class TesseraError(Exception):
         self.peer = peer
         super().__init__(self._render())
 
+    def with_context(self, *, command: str | None = None, peer: str | None = None) -> TesseraError:
+        """Attach the failed command and the peer, and re-render the message."""
+        if command is not None:
+            self.command = command
+        if peer is not None:
+            self.peer = peer
+        self.args = (self._render(),)
+        return self
+
     def _render(self) -> str:
         prefix = ""
         if self.command is not None and self.peer is not None:

@@ -41,6 +41,7 @@ __all__ = [
     "Reply",
     "Message",
     "NO_REQUEST",
+    "REPLY_TYPES",
 ]
 
 NO_REQUEST = RequestId(0)
@@ -257,3 +258,6 @@ Request = Union[
 ]
 Reply = Union[HelloReply, GetReply, SyncReply, ListReply, DescribeReply, ErrorReply]
 Message = Union[Request, Reply]
+
+REPLY_TYPES = (HelloReply, GetReply, SyncReply, ListReply, DescribeReply, ErrorReply)
+"""The reply classes, for ``isinstance`` checks."""

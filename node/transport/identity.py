@@ -74,7 +74,8 @@ class StateDirError(TesseraError):
 
     @classmethod
     def for_path(cls, path: Path, problem: str) -> StateDirError:
-        return cls(f"state dir {path}: {problem}", {"path": str(path), "problem": problem})
+        sep = " " if problem.startswith("is ") else ": "
+        return cls(f"state dir {path}{sep}{problem}", {"path": str(path), "problem": problem})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,13 @@ def ensure_identity(
     hostname checking works.  They only matter on creation: an existing
     identity is never reissued, since that would change its fingerprint.
     """
+    try:
+        return _ensure(state_dir, common_name, hostnames)
+    except OSError as exc:  # a stat or mkdir the helpers did not translate
+        raise StateDirError.for_path(state_dir, f"is unusable: {_reason(exc)}") from exc
+
+
+def _ensure(state_dir: Path, common_name: str, hostnames: Sequence[str]) -> Identity:
     _ensure_dir(state_dir)
     key_path, cert_path = state_dir / KEY_FILE, state_dir / CERT_FILE
     if key_path.exists() and cert_path.exists():
@@ -264,8 +272,10 @@ def _self_signed(
     certificate also passes OpenSSL's strict mode (``VERIFY_X509_STRICT``,
     on by default in Python 3.13's ``create_default_context``).
     """
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:_MAX_CN] or "tessera")])
+    cn = common_name[:_MAX_CN] or "tessera"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
     now = _now()
     builder = (
         x509.CertificateBuilder()
@@ -277,13 +287,10 @@ def _self_signed(
         .not_valid_after(now + CERT_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_KEY_USAGE, critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False,
-        )
+        .add_extension(_EXTENDED_KEY_USAGE, critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .add_extension(aki, critical=False)
     )
     eddsa = isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey))
     return builder.sign(key, None if eddsa else hashes.SHA256())
@@ -301,6 +308,10 @@ _KEY_USAGE = x509.KeyUsage(
     decipher_only=False,
 )
 
+_EXTENDED_KEY_USAGE = x509.ExtendedKeyUsage(
+    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+)
+
 
 def _key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
     return key.private_bytes(
@@ -312,7 +323,9 @@ def _key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:
 
 def _identity(key_path: Path, cert_path: Path, cert: x509.Certificate) -> Identity:
     der = cert.public_bytes(serialization.Encoding.DER)
-    return Identity(cert_path=cert_path, key_path=key_path, cert_der=der, fingerprint=fingerprint_of(der))
+    return Identity(
+        cert_path=cert_path, key_path=key_path, cert_der=der, fingerprint=fingerprint_of(der)
+    )
 
 
 def _spki(public_key: PublicKeyTypes | CertificatePublicKeyTypes) -> bytes:

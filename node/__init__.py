@@ -1,0 +1,77 @@
+"""Tessera nodes and the client API.
+
+Two sides live here, kept apart by path: ``node/server/`` runs inside a node
+(session, store, executor, op table), ``node/client/`` runs in the user's
+process (``RemoteNode``, pointers, ``VirtualNode``); ``node/transport/``
+(WebSockets and TLS) serves both.
+
+    >>> import torch, node
+    >>> alice = node.connect("wss://127.0.0.1:8765", cafile="~/.tessera/nodes/alice/cert.pem")
+    >>> x = alice.send(torch.tensor([1, 2]))
+    >>> (x + x).get()
+    tensor([2, 4])
+"""
+
+from __future__ import annotations
+
+from protocol.errors import (
+    AlreadyExists,
+    BadRequest,
+    BadTensor,
+    InternalError,
+    MalformedMessage,
+    MessageTooLarge,
+    NotFound,
+    OpFailed,
+    PermissionDenied,
+    ProtocolError,
+    QuotaExceeded,
+    TesseraError,
+    Unauthenticated,
+    UnknownKind,
+    UnsupportedOp,
+    VersionMismatch,
+)
+from protocol.messages import ObjectInfo
+
+from .client.aio import AsyncRemoteNode, connect_async
+from .client.hook import hook_torch
+from .client.pointer import Pointer
+from .client.remote import RemoteNode, connect
+from .client.virtual import VirtualNode
+from .errors import ClientClosed, InsecureConnectionWarning, MixedNodesError, NodeUnavailable
+from .transport.trust import CertificateMismatch, TrustError, TrustOnFirstUseWarning
+
+__all__ = [
+    "connect",
+    "connect_async",
+    "RemoteNode",
+    "AsyncRemoteNode",
+    "VirtualNode",
+    "Pointer",
+    "ObjectInfo",
+    "hook_torch",
+    "TesseraError",
+    "ProtocolError",
+    "MalformedMessage",
+    "UnknownKind",
+    "BadTensor",
+    "MessageTooLarge",
+    "VersionMismatch",
+    "Unauthenticated",
+    "BadRequest",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "UnsupportedOp",
+    "OpFailed",
+    "QuotaExceeded",
+    "InternalError",
+    "NodeUnavailable",
+    "MixedNodesError",
+    "ClientClosed",
+    "CertificateMismatch",
+    "TrustError",
+    "TrustOnFirstUseWarning",
+    "InsecureConnectionWarning",
+]

@@ -1,0 +1,148 @@
+"""``python -m node``: run a Tessera node.
+
+The only place that reads argv and the environment (``TESSERA_HOME``
+relocates the default state directories).  Prints one startup line on
+stdout: ``node <id> listening on <url> fingerprint <sha256:...>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .cli import LOG_LEVELS, CliError, OneLineParser, configure_logging, fail
+from .server.runtime import NodeServer
+from .settings import DEFAULT_PORT, NodeSettings, default_state_dir, validate_node_id
+from .transport.identity import StateDirError
+
+PROG = "node"
+log = logging.getLogger("tessera.node")
+
+
+def _parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=PROG,
+        description="Run a Tessera node: stores tensors and runs allowlisted commands "
+        "for clients over TLS WebSockets.",
+    )
+    parser.add_argument("--id", required=True, help="this node's id, e.g. alice")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)"
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where the node keeps its TLS key and certificate "
+        "(default $TESSERA_HOME/nodes/<id> or ~/.tessera/nodes/<id>)",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="plaintext ws:// without TLS (testing only)"
+    )
+    parser.add_argument(
+        "--max-message-mib", type=_positive_int, default=256, help="largest frame accepted (MiB)"
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise _invalid(f"invalid port {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise _invalid(f"port {value} is outside 0-65535")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise _invalid(f"invalid number {text!r}") from None
+    if value <= 0:
+        raise _invalid(f"{value} is not positive")
+    return value
+
+
+def _invalid(message: str) -> Exception:
+    return argparse.ArgumentTypeError(message)
+
+
+def parse(argv: list[str]) -> tuple[NodeSettings, str]:
+    """Settings and log level from the command line and ``TESSERA_HOME``."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        node_id = validate_node_id(args.id)
+    except ValueError as exc:
+        parser.error(str(exc))
+    home = os.environ.get("TESSERA_HOME")
+    state_dir = args.state_dir or (
+        Path(home) / "nodes" / node_id if home else default_state_dir(node_id)
+    )
+    settings = NodeSettings(
+        node_id=node_id,
+        state_dir=state_dir.expanduser(),
+        host=args.host,
+        port=args.port,
+        insecure=args.insecure,
+        max_message_bytes=args.max_message_mib * 1024 * 1024,
+    )
+    return settings, str(args.log_level)
+
+
+async def run(settings: NodeSettings) -> None:
+    """Start the node, print the startup line, serve until SIGINT/SIGTERM."""
+    server = NodeServer(settings)
+    try:
+        await server.start()
+    except StateDirError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(_bind_error(settings, exc)) from None
+    if settings.insecure:
+        log.warning("INSECURE: TLS is off; traffic and credentials travel in plaintext")
+    fingerprint = server.fingerprint or "none (insecure)"
+    print(f"node {settings.node_id} listening on {server.url} fingerprint {fingerprint}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.close()
+
+
+def _bind_error(settings: NodeSettings, exc: OSError) -> str:
+    where = f"{settings.host}:{settings.port}"
+    if exc.errno == errno.EADDRINUSE:
+        return f"cannot listen on {where}: address already in use"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: address not available on this machine"
+    if exc.errno == errno.EACCES:
+        return f"cannot listen on {where}: permission denied"
+    reason = exc.strerror or str(exc)
+    return f"cannot listen on {where}: {reason}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, log_level = parse(sys.argv[1:] if argv is None else argv)
+    configure_logging(log_level)
+    try:
+        asyncio.run(run(settings))
+    except CliError as exc:
+        fail(PROG, str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

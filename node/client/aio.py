@@ -1,0 +1,121 @@
+"""``node.connect_async``: the same client API for asyncio code.
+
+Ops on pointers are still plain expressions (``z = x + y`` posts a command
+and returns at once); the synchronisation points are coroutines:
+``await ptr.get()``, ``await remote.sync()``, ``await remote.objects()``,
+``await remote.describe(ptr)``.  Everything runs on the caller's loop; no
+thread is started.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from protocol.errors import BadRequest
+from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
+from protocol.messages import (
+    DeleteRequest,
+    DescribeReply,
+    DescribeRequest,
+    ErrorReply,
+    GetReply,
+    GetRequest,
+    ListReply,
+    ListRequest,
+    ObjectInfo,
+    SyncReply,
+    SyncRequest,
+)
+
+from .channel import AsyncChannel
+from .handle import NodeHandle, R
+from .pointer import Pointer
+from .remote import endpoint_for
+from .tracker import RequestTracker, rebuild_error
+
+__all__ = ["AsyncRemoteNode", "connect_async"]
+
+
+class AsyncRemoteNode(NodeHandle):
+    """A node reached over a WebSocket from asyncio code."""
+
+    _channel: AsyncChannel  # type: ignore[assignment]
+
+    async def _acall(self, request: Any, expected: type[R], description: str) -> R:
+        self._flush_released()
+        reply = await self._channel.call(request)
+        self._channel.tracker.raise_failures()
+        if isinstance(reply, ErrorReply):
+            raise rebuild_error(reply, description, self._channel.tracker.peer)
+        if not isinstance(reply, expected):
+            raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
+        return reply
+
+    async def _get(self, pointer: Pointer, delete: bool) -> torch.Tensor:  # type: ignore[override]
+        request = GetRequest(self._channel.tracker.next_id(), pointer.object_id, delete)
+        return (await self._acall(request, GetReply, f"get({pointer!r})")).value
+
+    async def describe(self, pointer: Pointer) -> ObjectInfo:
+        """Dtype and shape of a pointer's object; cached on the pointer."""
+        request = DescribeRequest(self._channel.tracker.next_id(), (pointer.object_id,))
+        reply = await self._acall(request, DescribeReply, f"describe({pointer!r})")
+        pointer._info = reply.objects[0]
+        return reply.objects[0]
+
+    def _describe(self, pointer: Pointer) -> ObjectInfo:
+        raise TypeError(
+            "shape and dtype need a round trip; with an async node use "
+            "`await remote.describe(ptr)` first"
+        )
+
+    async def sync(self) -> None:  # type: ignore[override]
+        """Wait until the node processed everything sent; raise earlier failures."""
+        await self._acall(SyncRequest(self._channel.tracker.next_id()), SyncReply, "sync")
+
+    async def objects(self) -> list[ObjectInfo]:  # type: ignore[override]
+        reply = await self._acall(ListRequest(self._channel.tracker.next_id()), ListReply, "objects")
+        return list(reply.objects)
+
+    async def aclose(self) -> None:
+        ids = list(self._released)
+        self._released.clear()
+        if ids:
+            self._channel.post(DeleteRequest(self._channel.tracker.next_id(), tuple(ids)), "delete")
+        await self._channel.aclose()
+
+    def close(self) -> None:
+        raise TypeError("use `await remote.aclose()` (or `async with`) for an async node")
+
+    async def __aenter__(self) -> AsyncRemoteNode:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def connect_async(
+    url: str,
+    *,
+    cafile: str | Path | None = None,
+    fingerprint: str | None = None,
+    known_nodes: str | Path | None = None,
+    client_name: str = "client",
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    timeout: float = 10.0,
+) -> AsyncRemoteNode:
+    """Async twin of :func:`node.connect`; same arguments and trust rules."""
+    endpoint = endpoint_for(
+        url,
+        cafile=cafile,
+        fingerprint=fingerprint,
+        known_nodes=known_nodes,
+        client_name=client_name,
+        max_message_bytes=max_message_bytes,
+        timeout=timeout,
+    )
+    channel = AsyncChannel(endpoint, RequestTracker(url))
+    await channel.open()
+    return AsyncRemoteNode(channel)  # type: ignore[arg-type]

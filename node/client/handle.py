@@ -1,0 +1,212 @@
+"""The client's handle on one node: the API behind ``RemoteNode`` and ``VirtualNode``.
+
+Turns user calls into requests on a :class:`~node.client.channel.Channel`:
+``send`` and ops are posted without waiting (pipelining; the client picks
+object ids at random from a 64-bit space so results can be named before the
+node answers), while ``get``, ``sync``, ``objects`` and ``describe`` wait
+for their reply and first raise any failure of earlier posted requests.
+"""
+
+from __future__ import annotations
+
+import collections
+import secrets
+from typing import Any, Mapping, Sequence, TypeVar
+
+import torch
+
+from protocol.errors import BadRequest
+from protocol.ids import NodeId, ObjectId
+from protocol.messages import (
+    CommandRequest,
+    DeleteRequest,
+    DescribeReply,
+    DescribeRequest,
+    ErrorReply,
+    GetReply,
+    GetRequest,
+    ListReply,
+    ListRequest,
+    ObjectInfo,
+    PutRequest,
+    Reply,
+    SyncReply,
+    SyncRequest,
+)
+from protocol.ops import result_count
+from protocol.tensors import DTYPE_NAMES
+from protocol.values import PointerRef
+
+from ..errors import MixedNodesError
+from .channel import Channel
+from .pointer import Pointer
+from .tracker import rebuild_error
+
+__all__ = ["NodeHandle", "DELETE_BATCH"]
+
+DELETE_BATCH = 256
+"""Released objects are deleted in batches of this size (or at the next sync point)."""
+
+R = TypeVar("R", bound=Reply)
+
+
+def new_object_id() -> ObjectId:
+    """A random non-zero 64-bit id; collisions are negligible (birthday bound 2^32)."""
+    return ObjectId(secrets.randbelow(2**64 - 1) + 1)
+
+
+class NodeHandle:
+    """Synchronous client API over one channel to one node."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._released: collections.deque[ObjectId] = collections.deque()
+
+    @property
+    def id(self) -> NodeId:
+        """The node's id, as it announced itself in the handshake."""
+        return self._channel.node_id
+
+    @property
+    def principal(self) -> str:
+        """Who this node thinks we are."""
+        return self._channel.principal
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id}>"
+
+    # -- posting ---------------------------------------------------------
+
+    def send(self, tensor: torch.Tensor) -> Pointer:
+        """Store ``tensor`` on the node; returns a pointer at once."""
+        if isinstance(tensor, Pointer):
+            if tensor.node is self:
+                return tensor
+            raise MixedNodesError.for_nodes("send", tensor.node.id, self.id)
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"send() takes a torch.Tensor, not {type(tensor).__name__}")
+        object_id = new_object_id()
+        request = PutRequest(self._channel.tracker.next_id(), object_id, tensor.detach())
+        info = _info_of(object_id, tensor)
+        self._post(request, f"send({_short(tensor)})")
+        return Pointer(self, object_id, info)
+
+    def _command(
+        self, op: str, target: Pointer | None, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Pointer | tuple[Pointer, ...]:
+        wire_target = self._wire(op, target) if target is not None else None
+        wire_args = tuple(self._wire(op, a) for a in args)
+        wire_kwargs = {str(k): self._wire(op, v) for k, v in kwargs.items()}
+        count = result_count(op, target is not None, wire_args, wire_kwargs)
+        results = tuple(new_object_id() for _ in range(count))
+        request = CommandRequest(
+            self._channel.tracker.next_id(), op, wire_target, wire_args, wire_kwargs, results
+        )
+        self._post(request, _describe_command(op, target, args))
+        pointers = tuple(Pointer(self, object_id) for object_id in results)
+        return pointers[0] if count == 1 else pointers
+
+    def _wire(self, op: str, value: Any) -> Any:
+        """Convert an argument to the wire grammar, checking pointers are ours."""
+        if isinstance(value, Pointer):
+            if value.node is not self:
+                raise MixedNodesError.for_nodes(op, self.id, value.node.id)
+            return PointerRef(self.id, value.object_id)
+        if isinstance(value, torch.Size):
+            return [int(d) for d in value]
+        if isinstance(value, (list, tuple)):
+            return [self._wire(op, item) for item in value]
+        if isinstance(value, dict):
+            return {str(k): self._wire(op, v) for k, v in value.items()}
+        if isinstance(value, torch.Tensor):
+            return value.detach()
+        return value
+
+    def _post(self, request: Any, description: str) -> None:
+        if len(self._released) >= DELETE_BATCH:
+            self._flush_released()
+        self._channel.post(request, description)
+
+    def _release(self, object_id: ObjectId) -> None:
+        """Called by ``Pointer.__del__`` (any thread): queue the delete."""
+        self._released.append(object_id)
+
+    def _flush_released(self) -> None:
+        ids: list[ObjectId] = []
+        while self._released:
+            try:
+                ids.append(self._released.popleft())
+            except IndexError:
+                break
+        if ids:
+            request = DeleteRequest(self._channel.tracker.next_id(), tuple(ids))
+            self._channel.post(request, f"delete({len(ids)} objects)")
+
+    # -- synchronisation points --------------------------------------------
+
+    def _call(self, request: Any, expected: type[R], description: str) -> R:
+        self._flush_released()
+        reply = self._channel.call(request)
+        self._channel.tracker.raise_failures()
+        if isinstance(reply, ErrorReply):
+            raise rebuild_error(reply, description, self._channel.tracker.peer)
+        if not isinstance(reply, expected):
+            raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
+        return reply
+
+    def _get(self, pointer: Pointer, delete: bool) -> torch.Tensor:
+        request = GetRequest(self._channel.tracker.next_id(), pointer.object_id, delete)
+        return self._call(request, GetReply, f"get({pointer!r})").value
+
+    def _describe(self, pointer: Pointer) -> ObjectInfo:
+        request = DescribeRequest(self._channel.tracker.next_id(), (pointer.object_id,))
+        reply = self._call(request, DescribeReply, f"describe({pointer!r})")
+        return reply.objects[0]
+
+    def sync(self) -> None:
+        """Wait until the node has processed everything sent so far.
+
+        Raises the first failure among earlier pipelined commands, naming it.
+        """
+        self._call(SyncRequest(self._channel.tracker.next_id()), SyncReply, "sync")
+
+    def objects(self) -> list[ObjectInfo]:
+        """What this client holds on the node (id, dtype, shape); no data moves."""
+        reply = self._call(ListRequest(self._channel.tracker.next_id()), ListReply, "objects")
+        return list(reply.objects)
+
+    def close(self) -> None:
+        """Flush pending deletes and close the connection."""
+        try:
+            self._flush_released()
+        finally:
+            self._channel.close()
+
+    def __enter__(self: Any) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _info_of(object_id: ObjectId, tensor: torch.Tensor) -> ObjectInfo | None:
+    name = DTYPE_NAMES.get(tensor.dtype)
+    return ObjectInfo(object_id, name, tuple(tensor.shape)) if name is not None else None
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, Pointer):
+        return f"<{value.object_id:#x}>"
+    if isinstance(value, torch.Tensor):
+        return f"tensor{list(value.shape)}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_short(v) for v in value[:4]) + (", ...]" if len(value) > 4 else "]")
+    text = repr(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _describe_command(op: str, target: Pointer | None, args: Sequence[Any]) -> str:
+    shown = ", ".join(_short(a) for a in args[:4]) + (", ..." if len(args) > 4 else "")
+    if target is not None:
+        return f"{_short(target)}.{op}({shown})"
+    return f"{op}({shown})"

@@ -1,0 +1,247 @@
+"""Pointers: handles on tensors that live on a node.
+
+A :class:`Pointer` behaves like the tensor it names for every op in the
+allowlist: Python operators, the allowlisted tensor methods (generated from
+:data:`protocol.ops.OPS`), and ``torch.*`` / ``torch.nn.functional.*`` calls
+through ``__torch_function__`` (so ``torch.cat([p, q])`` works without
+patching torch).  Each op is sent as a command and returns new pointers at
+once; the data never moves until :meth:`Pointer.get`.  Dropping the last
+reference to a pointer frees the remote object (deletes are batched).
+
+Nothing here blocks except ``get``, ``shape``/``dtype`` (one round trip,
+then cached) and iteration.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import torch
+
+from protocol.ids import ObjectId
+from protocol.messages import ObjectInfo
+from protocol.ops import OPS, OpSpec
+from protocol.tensors import DTYPES
+
+from .torch_functions import op_for_torch_function
+
+if TYPE_CHECKING:
+    from .handle import NodeHandle
+
+__all__ = ["Pointer"]
+
+
+class Pointer:
+    """A remote tensor on ``node``, named by ``object_id``."""
+
+    __slots__ = ("node", "object_id", "_info", "__weakref__")
+
+    def __init__(self, node: NodeHandle, object_id: ObjectId, info: ObjectInfo | None = None) -> None:
+        self.node = node
+        self.object_id = object_id
+        self._info = info
+
+    def __del__(self) -> None:
+        node = getattr(self, "node", None)
+        if node is not None:
+            node._release(self.object_id)
+
+    # -- data and metadata -------------------------------------------------
+
+    def get(self, delete: bool = False) -> torch.Tensor:
+        """Bring the value back (blocking).  ``delete=True`` frees it on the node."""
+        return self.node._get(self, delete)
+
+    def delete(self) -> None:
+        """Free the remote object now instead of when the pointer is dropped."""
+        self.node._release(self.object_id)
+
+    def describe(self) -> ObjectInfo:
+        """Dtype and shape, fetched once without moving the data."""
+        if self._info is None:
+            self._info = self.node._describe(self)
+        return self._info
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size(self.describe().shape)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.describe().dtype]
+
+    @property
+    def location(self) -> str:
+        """Id of the node holding the object."""
+        return self.node.id
+
+    def size(self, dim: int | None = None) -> torch.Size | int:
+        shape = self.shape
+        return shape if dim is None else shape[dim]
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    ndim = property(dim)
+
+    def numel(self) -> int:
+        return self.shape.numel()
+
+    def __len__(self) -> int:
+        shape = self.shape
+        if not shape:
+            raise TypeError("len() of a 0-d tensor")
+        return shape[0]
+
+    def __iter__(self) -> Iterator[Pointer]:
+        for index in range(len(self)):
+            yield self[index]
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            "the truth value of a remote tensor is unknown here; call .get() first"
+        )
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        detail = ""
+        if self._info is not None:
+            detail = f" {self._info.dtype}{list(self._info.shape)}"
+        return f"<Pointer {self.node.id}:{self.object_id:#018x}{detail}>"
+
+    def __copy__(self) -> Pointer:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Pointer:
+        return self
+
+    def __reduce__(self) -> Any:
+        raise TypeError("pointers cannot be pickled; they are bound to a live connection")
+
+    # -- ops ---------------------------------------------------------------
+
+    def _op(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        return self.node._command(op, self, args, kwargs)
+
+    def __getitem__(self, index: Any) -> Pointer:
+        components = list(index) if isinstance(index, tuple) else [index]
+        return self.node._command("getitem", self, (components,), {})  # type: ignore[no-any-return]
+
+    @property
+    def T(self) -> Pointer:  # noqa: N802 - torch's name
+        return self._op("t")  # type: ignore[no-any-return]
+
+    @property
+    def mT(self) -> Pointer:  # noqa: N802 - torch's name
+        return self._op("mT")  # type: ignore[no-any-return]
+
+    @classmethod
+    def __torch_function__(
+        cls,
+        func: Callable[..., Any],
+        types: Sequence[type],
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        """Route ``torch.f(pointer, ...)`` to the remote op ``f``, if allowlisted."""
+        op = op_for_torch_function(func)
+        name = getattr(func, "__name__", repr(func))
+        if op is None:
+            return NotImplemented if _is_dunder(name) else _unsupported(name)
+        handle = _first_pointer((args, kwargs or {}))
+        if handle is None:
+            return NotImplemented
+        return handle.node._command(op, None, tuple(args), dict(kwargs or {}))
+
+    if TYPE_CHECKING:  # generated methods, one per METHOD-form op in OPS
+
+        def __getattr__(self, name: str) -> Callable[..., Any]: ...
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+def _unsupported(name: str) -> Any:
+    raise TypeError(
+        f"{name} is not in Tessera's op allowlist; see protocol/PROTOCOL.md for the ops "
+        "a node runs"
+    )
+
+
+def _first_pointer(value: Any) -> Pointer | None:
+    if isinstance(value, Pointer):
+        return value
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            found = _first_pointer(item)
+            if found is not None:
+                return found
+    if isinstance(value, dict):
+        return _first_pointer(list(value.values()))
+    return None
+
+
+def _method(spec: OpSpec) -> Callable[..., Any]:
+    name = spec.name
+
+    def method(self: Pointer, *args: Any, **kwargs: Any) -> Any:
+        return self.node._command(name, self, args, kwargs)
+
+    method.__name__ = name
+    method.__qualname__ = f"Pointer.{name}"
+    method.__doc__ = f"Remote ``{name}``: {spec.doc}."
+    return method
+
+
+_OPERATORS: dict[str, str] = {
+    "__add__": "add",
+    "__radd__": "radd",
+    "__sub__": "sub",
+    "__rsub__": "rsub",
+    "__mul__": "mul",
+    "__rmul__": "rmul",
+    "__truediv__": "div",
+    "__rtruediv__": "rtruediv",
+    "__floordiv__": "floor_divide",
+    "__rfloordiv__": "rfloordiv",
+    "__mod__": "remainder",
+    "__rmod__": "rmod",
+    "__pow__": "pow",
+    "__rpow__": "rpow",
+    "__matmul__": "matmul",
+    "__rmatmul__": "rmatmul",
+    "__eq__": "eq",
+    "__ne__": "ne",
+    "__lt__": "lt",
+    "__le__": "le",
+    "__gt__": "gt",
+    "__ge__": "ge",
+    "__and__": "bitwise_and",
+    "__rand__": "bitwise_and",
+    "__or__": "bitwise_or",
+    "__ror__": "bitwise_or",
+    "__xor__": "bitwise_xor",
+    "__rxor__": "bitwise_xor",
+    "__neg__": "neg",
+    "__abs__": "abs",
+    "__invert__": "bitwise_not",
+}
+
+
+def _install() -> None:
+    for spec in OPS.values():
+        if spec.method and not hasattr(Pointer, spec.name):
+            setattr(Pointer, spec.name, _method(spec))
+    for dunder, op in _OPERATORS.items():
+        if op not in OPS or not OPS[op].method:
+            raise RuntimeError(f"operator {dunder} maps to {op}, which is not a method op")
+        spec = OPS[op]
+        method = _method(spec)
+        method.__name__ = dunder
+        setattr(Pointer, dunder, method)
+    setattr(Pointer, "__pos__", lambda self: self)
+
+
+_install()

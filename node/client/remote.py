@@ -1,0 +1,79 @@
+"""``node.connect``: a synchronous handle on a node across the network."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
+
+from ..server.auth import ANONYMOUS_SCHEME
+from ..transport.trust import TrustPolicy
+from .channel import Endpoint, ThreadedChannel
+from .handle import NodeHandle
+
+__all__ = ["RemoteNode", "connect", "endpoint_for"]
+
+
+class RemoteNode(NodeHandle):
+    """A node reached over a WebSocket; see :func:`connect`."""
+
+    @property
+    def url(self) -> str:
+        channel = self._channel
+        assert isinstance(channel, ThreadedChannel)
+        return channel.endpoint.url
+
+
+def endpoint_for(
+    url: str,
+    *,
+    cafile: str | Path | None,
+    fingerprint: str | None,
+    known_nodes: str | Path | None,
+    client_name: str,
+    max_message_bytes: int,
+    timeout: float,
+) -> Endpoint:
+    """Validate the URL and trust options into an :class:`Endpoint`."""
+    if not url.startswith(("wss://", "ws://")):
+        raise ValueError(f"node URL must start with wss:// (or ws:// for --insecure nodes): {url!r}")
+    trust = TrustPolicy(
+        cafile=Path(cafile) if cafile is not None else None,
+        fingerprint=fingerprint,
+        known_nodes=Path(known_nodes) if known_nodes is not None else None,
+    )
+    credentials = {"scheme": ANONYMOUS_SCHEME, "secret": secrets.token_bytes(32)}
+    return Endpoint(url, trust, client_name, credentials, max_message_bytes, timeout)
+
+
+def connect(
+    url: str,
+    *,
+    cafile: str | Path | None = None,
+    fingerprint: str | None = None,
+    known_nodes: str | Path | None = None,
+    client_name: str = "client",
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    timeout: float = 10.0,
+) -> RemoteNode:
+    """Connect to the node at ``url`` (``wss://host:port``) and complete the handshake.
+
+    Trust: ``cafile`` (the node's ``cert.pem`` or an operator CA) or a pinned
+    ``fingerprint="sha256:..."``; with neither, the certificate is trusted on
+    first use and recorded in ``known_nodes`` (default
+    ``~/.tessera/known_nodes.json``), and a later change is refused.
+
+    Raises :class:`~node.NodeUnavailable` if the node cannot be reached and
+    :class:`~node.CertificateMismatch` if it presents an unexpected certificate.
+    """
+    endpoint = endpoint_for(
+        url,
+        cafile=cafile,
+        fingerprint=fingerprint,
+        known_nodes=known_nodes,
+        client_name=client_name,
+        max_message_bytes=max_message_bytes,
+        timeout=timeout,
+    )
+    return RemoteNode(ThreadedChannel(endpoint))

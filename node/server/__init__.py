@@ -1,0 +1,1 @@
+"""What runs inside a node: session, store, executor and the op table."""

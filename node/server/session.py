@@ -1,0 +1,225 @@
+"""One connection's conversation with a node, without I/O.
+
+Frames in, outcomes out (the python-websockets "sans-I/O" shape): the
+WebSocket server and :class:`~node.client.virtual.VirtualNode` both drive
+this same class, so the in-process node exercises the real codec, store and
+executor.  Heavy commands come back as :class:`Work` for the caller to run
+off the event loop; everything else is answered inline, in arrival order.
+
+This is also the one translation point for errors: a known
+:class:`~protocol.errors.TesseraError` becomes an error reply with its code;
+anything else is logged with its traceback and answered ``INTERNAL`` with no
+detail.  Must not import asyncio or websockets.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Callable, Union
+
+from protocol.codec import decode_message
+from protocol.errors import (
+    BadRequest,
+    InternalError,
+    ProtocolError,
+    TesseraError,
+    Unauthenticated,
+    VersionMismatch,
+)
+from protocol.ids import NodeId, RequestId
+from protocol.messages import (
+    CommandRequest,
+    DeleteRequest,
+    DescribeRequest,
+    ErrorReply,
+    GetRequest,
+    HelloRequest,
+    ListRequest,
+    Message,
+    PutRequest,
+    Reply,
+    Request,
+    SyncRequest,
+)
+
+from .auth import Authenticator
+from .executor import Executor, PreparedCommand
+from .store import ObjectStore, Principal
+
+__all__ = ["Session", "SessionState", "Outcome", "Work", "Step", "CLOSE_POLICY", "CLOSE_PROTOCOL"]
+
+log = logging.getLogger("tessera.node.session")
+
+CLOSE_POLICY = 1008
+"""Close code after a refused handshake (RFC 6455 policy violation)."""
+
+CLOSE_PROTOCOL = 1002
+"""Close code after a protocol version mismatch."""
+
+
+class SessionState(enum.Enum):
+    AWAITING_HELLO = "awaiting_hello"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to send back (if anything) and whether to close afterwards."""
+
+    reply: Reply | None = None
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A heavy command to run off the event loop; ``run`` never raises."""
+
+    run: Callable[[], Outcome]
+
+
+Step = Union[Outcome, Work]
+_NOTHING = Outcome()
+
+
+class Session:
+    """State and request handling for one client connection."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        roles: tuple[str, ...],
+        executor: Executor,
+        store: ObjectStore,
+        authenticator: Authenticator,
+        max_message_bytes: int,
+        peer: str = "local",
+    ) -> None:
+        self.node_id = node_id
+        self.roles = roles
+        self.executor = executor
+        self.store = store
+        self.authenticator = authenticator
+        self.max_message_bytes = max_message_bytes
+        self.peer = peer
+        self.state = SessionState.AWAITING_HELLO
+        self.principal: Principal | None = None
+
+    def receive(self, frame: bytes | bytearray | memoryview) -> Step:
+        """Handle one binary frame."""
+        if self.state is SessionState.CLOSED:
+            return _NOTHING
+        try:
+            message = decode_message(frame, self.max_message_bytes)
+        except ProtocolError as exc:
+            log.info("bad frame from %s: %s", self.peer, exc)
+            reply = ErrorReply.from_exception(RequestId(exc.request_id), exc)
+            if isinstance(exc, VersionMismatch):
+                return self._close(reply, CLOSE_PROTOCOL, "protocol version mismatch")
+            return Outcome(reply)
+        return self.handle(message)
+
+    def handle(self, message: Message) -> Step:
+        """Handle one decoded message."""
+        if isinstance(message, HelloRequest):
+            return self._guard(message, self._hello)
+        if self.state is not SessionState.OPEN or self.principal is None:
+            exc = Unauthenticated("the connection must open with a hello", {})
+            return self._close(ErrorReply.from_exception(message.id, exc), CLOSE_POLICY, "no hello")
+        if isinstance(message, CommandRequest):
+            return self._guard(message, self._command)
+        if isinstance(message, PutRequest):
+            return self._guard(message, self._put)
+        if isinstance(message, GetRequest):
+            return self._guard(message, self._get)
+        if isinstance(message, DeleteRequest):
+            return self._guard(message, self._delete)
+        if isinstance(message, SyncRequest):
+            return Outcome(message.reply())
+        if isinstance(message, ListRequest):
+            return self._guard(message, self._list)
+        if isinstance(message, DescribeRequest):
+            return self._guard(message, self._describe)
+        exc = BadRequest(f"{message.KIND.value} is a reply, not a request", {})
+        return Outcome(ErrorReply.from_exception(message.id, exc))
+
+    def close(self) -> None:
+        self.state = SessionState.CLOSED
+
+    def _close(self, reply: ErrorReply, code: int, reason: str) -> Outcome:
+        self.state = SessionState.CLOSED
+        return Outcome(reply, code, reason)
+
+    def _guard(self, request: Request, handler: Callable[[Request], Step]) -> Step:
+        try:
+            return handler(request)
+        except TesseraError as exc:
+            return self._failed(request, exc)
+        except Exception:
+            log.exception("internal error handling %s from %s", request.KIND.value, self.peer)
+            return Outcome(request.error(InternalError("internal error", {})))
+
+    def _failed(self, request: Request, exc: TesseraError) -> Outcome:
+        log.debug("%s from %s failed: %s", request.KIND.value, self.peer, exc)
+        if isinstance(request, HelloRequest):
+            return self._close(request.error(exc), CLOSE_POLICY, "handshake refused")
+        return Outcome(request.error(exc))
+
+    def _hello(self, request: Request) -> Step:
+        assert isinstance(request, HelloRequest)
+        if self.state is SessionState.OPEN:
+            raise BadRequest("the connection is already open", {})
+        self.principal = self.authenticator.authenticate(request)
+        self.state = SessionState.OPEN
+        log.info("%s connected from %s as %s", request.client, self.peer, self.principal)
+        reply = request.reply(self.node_id, self.principal, self.roles, self.max_message_bytes)
+        return Outcome(reply)
+
+    def _command(self, request: Request) -> Step:
+        assert isinstance(request, CommandRequest) and self.principal is not None
+        prepared = self.executor.prepare(self.principal, request)
+        if prepared.heavy:
+            return Work(lambda: self._run(prepared))
+        self.executor.run(prepared)
+        return _NOTHING
+
+    def _run(self, prepared: PreparedCommand) -> Outcome:
+        """Body of a :class:`Work`: runs on a worker thread, never raises."""
+        step = self._guard(prepared.request, lambda _: self._run_now(prepared))
+        assert isinstance(step, Outcome)
+        return step
+
+    def _run_now(self, prepared: PreparedCommand) -> Outcome:
+        self.executor.run(prepared)
+        return _NOTHING
+
+    def _put(self, request: Request) -> Step:
+        assert isinstance(request, PutRequest) and self.principal is not None
+        self.store.put(self.principal, request.object_id, request.value)
+        return _NOTHING
+
+    def _get(self, request: Request) -> Step:
+        assert isinstance(request, GetRequest) and self.principal is not None
+        stored = self.store.get(self.principal, request.object_id)
+        if request.delete:
+            self.store.delete(self.principal, (request.object_id,))
+        return Outcome(request.reply(stored.value))
+
+    def _delete(self, request: Request) -> Step:
+        assert isinstance(request, DeleteRequest) and self.principal is not None
+        self.store.delete(self.principal, request.object_ids)
+        return _NOTHING
+
+    def _list(self, request: Request) -> Step:
+        assert isinstance(request, ListRequest) and self.principal is not None
+        infos = tuple(stored.info() for stored in self.store.visible(self.principal))
+        return Outcome(request.reply(infos))
+
+    def _describe(self, request: Request) -> Step:
+        assert isinstance(request, DescribeRequest) and self.principal is not None
+        principal = self.principal
+        infos = tuple(self.store.get(principal, oid).info() for oid in request.object_ids)
+        return Outcome(request.reply(infos))

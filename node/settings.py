@@ -1,0 +1,57 @@
+"""Frozen settings a node runs with, built once by ``__main__`` (or a test).
+
+Library code never reads argv or the environment; it receives one of these.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocol.ids import NodeId
+from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
+
+__all__ = [
+    "NodeSettings",
+    "DEFAULT_PORT",
+    "DEFAULT_ORPHAN_TTL",
+    "NODE_ID_PATTERN",
+    "default_state_dir",
+    "validate_node_id",
+]
+
+DEFAULT_PORT = 8765
+DEFAULT_ORPHAN_TTL = 600.0
+"""Seconds a principal's objects outlive its last connection (reconnect window)."""
+
+NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def validate_node_id(text: str) -> NodeId:
+    """A node id: 1-64 letters, digits, ``_ . -``, starting alphanumeric."""
+    if not NODE_ID_PATTERN.match(text):
+        raise ValueError(
+            f"invalid node id {text[:80]!r}: use 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return NodeId(text)
+
+
+def default_state_dir(node_id: str, home: Path | None = None) -> Path:
+    """``~/.tessera/nodes/<id>``: one key and certificate per node id."""
+    return (home or Path.home()) / ".tessera" / "nodes" / node_id
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Everything a node needs to start."""
+
+    node_id: NodeId
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    insecure: bool = False
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    roles: tuple[str, ...] = field(default_factory=tuple)
+    orphan_ttl: float = DEFAULT_ORPHAN_TTL

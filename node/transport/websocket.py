@@ -1,0 +1,216 @@
+"""WebSocket connections: the only module that imports ``websockets``.
+
+Wraps the library's asyncio server and client behind :class:`Connection`, so
+sessions and clients deal in :class:`~protocol.codec.Frame`s and our own
+exceptions.  Compression is always off: permessage-deflate caps tensor
+traffic near 35 MB/s and buys nothing on random-looking floats.  Large frames
+go out as 1 MiB fragments straight from tensor memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Iterator
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from protocol.codec import Frame
+from protocol.errors import TesseraError
+
+__all__ = [
+    "CloseCode",
+    "Connection",
+    "ConnectionLost",
+    "TextFrameReceived",
+    "Listener",
+    "listen",
+    "dial",
+    "FRAGMENT_BYTES",
+]
+
+FRAGMENT_BYTES = 1024 * 1024
+"""Size of the fragments a large frame is sent in."""
+
+SINGLE_FRAME_LIMIT = 1024 * 1024
+"""Frames up to this size are joined and sent as one WebSocket frame."""
+
+
+class CloseCode:
+    """WebSocket close codes we use (RFC 6455 section 7.4.1)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003
+    INVALID_PAYLOAD = 1007
+    POLICY_VIOLATION = 1008
+    TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+
+
+class ConnectionLost(TesseraError):
+    """The WebSocket closed; ``code`` and ``reason`` are the peer's, if any."""
+
+    @classmethod
+    def from_close(cls, code: int | None, reason: str) -> ConnectionLost:
+        shown = f"code {code}" if code is not None else "no close frame"
+        text = f"connection closed ({shown}{': ' + reason if reason else ''})"
+        return cls(text, {"close_code": code, "reason": reason})
+
+
+class TextFrameReceived(TesseraError):
+    """The peer sent a text frame; the protocol only speaks binary frames."""
+
+
+def _fragments(frame: Frame) -> Iterator[memoryview]:
+    for part in frame.parts:
+        view = memoryview(part).cast("B")
+        for start in range(0, view.nbytes, FRAGMENT_BYTES):
+            yield view[start : start + FRAGMENT_BYTES]
+
+
+@dataclass(eq=False)
+class Connection:
+    """One WebSocket, either side.  Sends must not interleave: callers serialise."""
+
+    _ws: ServerConnection | ClientConnection
+
+    @property
+    def remote_address(self) -> str:
+        address = self._ws.remote_address
+        if isinstance(address, tuple) and len(address) >= 2:
+            return f"{address[0]}:{address[1]}"
+        return str(address)
+
+    @property
+    def path(self) -> str:
+        request = self._ws.request
+        return request.path if request is not None else "/"
+
+    def peer_certificate(self) -> bytes | None:
+        """DER certificate the peer presented in the TLS handshake, if any."""
+        ssl_object = self._ws.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        der = ssl_object.getpeercert(binary_form=True)
+        return bytes(der) if der else None
+
+    async def recv(self) -> bytes:
+        """Next binary message; raises ConnectionLost or TextFrameReceived."""
+        try:
+            data = await self._ws.recv()
+        except ConnectionClosed as exc:
+            raise _lost(exc) from None
+        if isinstance(data, str):
+            raise TextFrameReceived("text frames are not part of the protocol", {})
+        return data
+
+    async def send(self, frame: Frame) -> None:
+        """Send one frame: joined when small, as fragments when large."""
+        try:
+            if frame.nbytes <= SINGLE_FRAME_LIMIT:
+                await self._ws.send(frame.to_bytes())
+            else:
+                await self._ws.send(_fragments(frame))
+        except ConnectionClosed as exc:
+            raise _lost(exc) from None
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        await self._ws.close(code, reason[:120])
+
+    async def wait_closed(self) -> None:
+        await self._ws.wait_closed()
+
+
+def _lost(exc: ConnectionClosed) -> ConnectionLost:
+    close = exc.rcvd or exc.sent
+    if close is None:
+        return ConnectionLost.from_close(None, "")
+    return ConnectionLost.from_close(close.code, close.reason)
+
+
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Listener:
+    """A listening WebSocket server."""
+
+    _server: Server
+
+    @property
+    def port(self) -> int:
+        for sock in self._server.sockets:
+            return int(sock.getsockname()[1])
+        raise RuntimeError("server has no listening socket")
+
+    def close(self) -> None:
+        self._server.close()
+
+    async def wait_closed(self) -> None:
+        await self._server.wait_closed()
+
+
+async def listen(
+    handler: Handler,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    max_message_bytes: int,
+) -> Listener:
+    """Start serving ``handler`` on ``host:port``; raises OSError if it cannot bind."""
+
+    async def on_connection(ws: ServerConnection) -> None:
+        await handler(Connection(ws))
+
+    server = await ws_serve(
+        on_connection,
+        host,
+        port,
+        ssl=ssl_context,
+        compression=None,
+        max_size=max_message_bytes,
+        max_queue=64,
+        ping_interval=20,
+        ping_timeout=20,
+        close_timeout=5,
+        logger=logging.getLogger("tessera.websockets"),
+    )
+    return Listener(server)
+
+
+async def dial(
+    url: str,
+    ssl_context: ssl.SSLContext | None,
+    max_message_bytes: int,
+    open_timeout: float = 10.0,
+) -> Connection:
+    """Open a client WebSocket; raises OSError, ssl.SSLError or ConnectionLost."""
+    try:
+        ws = await ws_connect(
+            url,
+            ssl=ssl_context,
+            compression=None,
+            max_size=max_message_bytes,
+            max_queue=64,
+            open_timeout=open_timeout,
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=5,
+            proxy=None,
+            user_agent_header=f"tessera websockets/{websockets.__version__}",
+        )
+    except InvalidURI as exc:
+        raise ValueError(f"not a WebSocket URL: {url!r}") from exc
+    except InvalidHandshake as exc:
+        raise ConnectionLost(f"WebSocket handshake with {url} failed: {exc}", {}) from exc
+    except TimeoutError as exc:
+        raise ConnectionLost(f"timed out opening {url}", {}) from exc
+    return Connection(ws)
+
