@@ -24,7 +24,7 @@ from typing import Any, Coroutine, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from protocol.codec import Frame, decode_message, encode_message
-from protocol.errors import ProtocolError, TesseraError
+from protocol.errors import MessageTooLarge, ProtocolError, TesseraError
 from protocol.ids import NodeId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from protocol.messages import ErrorReply, HelloReply, HelloRequest, Reply, Request, SyncReply, SyncRequest
@@ -92,6 +92,7 @@ class AsyncChannel:
         self.tracker = tracker
         self.node_id = NodeId("")
         self.principal = ""
+        self.max_message_bytes = endpoint.max_message_bytes
         self._connection: Connection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[Frame | None] = asyncio.Queue()
@@ -115,6 +116,7 @@ class AsyncChannel:
                 await connection.close()
                 raise
             self.node_id, self.principal = reply.node_id, reply.principal
+            self.max_message_bytes = min(self.endpoint.max_message_bytes, reply.max_message_bytes)
             self._connection = connection
             self._reader = asyncio.create_task(self._read(connection))
             self._writer = asyncio.create_task(self._write(connection))
@@ -168,8 +170,9 @@ class AsyncChannel:
         """
         if self._closed:
             raise ClientClosed("this client was closed", {})
+        frame = frame or self.encode(request)
         due = self.tracker.posted(request.id, description)
-        self._outbox.put_nowait(frame or encode_message(request))
+        self._outbox.put_nowait(frame)
         if due:
             self._outbox.put_nowait(encode_message(SyncRequest(self.tracker.next_id())))
         if self._connection is None and (self._redial is None or self._redial.done()):
@@ -186,12 +189,22 @@ class AsyncChannel:
         while not self._outbox.empty():
             self._outbox.get_nowait()
 
+    def encode(self, request: Request) -> Frame:
+        """Encode, refusing frames the node would reject for their size."""
+        frame = encode_message(request)
+        if frame.nbytes > self.max_message_bytes:
+            raise MessageTooLarge.for_size(
+                f"{request.KIND.value} message", frame.nbytes, self.max_message_bytes
+            )
+        return frame
+
     async def call(self, request: Request, frame: Frame | None = None) -> Reply:
         """Send a request and wait for its reply (ErrorReply included)."""
         await self.open()
+        frame = frame or self.encode(request)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiters[request.id] = future
-        self._outbox.put_nowait(frame or encode_message(request))
+        self._outbox.put_nowait(frame)
         try:
             return await asyncio.wait_for(future, CALL_TIMEOUT)
         except (TimeoutError, asyncio.TimeoutError):
@@ -313,7 +326,7 @@ class ThreadedChannel:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def post(self, request: Request, description: str) -> None:
-        frame = encode_message(request)
+        frame = self._inner.encode(request)
         self._loop.call_soon_threadsafe(self._post_or_record, request, description, frame)
 
     def _post_or_record(self, request: Request, description: str, frame: Frame) -> None:
@@ -323,7 +336,7 @@ class ThreadedChannel:
             self.tracker.failed_locally(exc, description)
 
     def call(self, request: Request) -> Reply:
-        frame = encode_message(request)
+        frame = self._inner.encode(request)
         return self._run(self._inner.call(request, frame))
 
     def close(self) -> None:

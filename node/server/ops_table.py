@@ -30,6 +30,9 @@ __all__ = ["OP_TABLE"]
 Tensor = torch.Tensor
 
 
+_INDEX_COMPONENT_TYPES = (int, slice, type(None), torch.Tensor, list)
+
+
 def _getitem(x: Tensor, index: object) -> Tensor:
     """``x[index]``; a list on the wire stands for a tuple of index components.
 
@@ -38,8 +41,12 @@ def _getitem(x: Tensor, index: object) -> Tensor:
     as ``[[0, 2]]``.  Inner lists stay lists.  Any other value (int, slice,
     None, Ellipsis, tensor) is a single component.
     """
+    components = index if isinstance(index, list) else [index]
+    for component in components:
+        if not isinstance(component, _INDEX_COMPONENT_TYPES) and component is not Ellipsis:
+            raise TypeError(f"an index component may not be a {type(component).__name__}")
     key = tuple(index) if isinstance(index, list) else index
-    return x[key]  # type: ignore[index]  # torch checks the components
+    return x[key]  # type: ignore[index]  # torch checks the components' values
 
 
 _TO_KWARGS = frozenset({"dtype", "copy"})

@@ -14,7 +14,7 @@ import logging
 import socket
 
 from protocol.codec import Frame, encode_message
-from protocol.errors import TesseraError
+from protocol.errors import MessageTooLarge, TesseraError
 from protocol.messages import ErrorReply
 
 from ..settings import NodeSettings
@@ -141,13 +141,27 @@ class NodeServer:
         """Send the outcome's reply; False once the connection is done."""
         try:
             if outcome.reply is not None:
-                await connection.send(_encode_reply(outcome))
+                await connection.send(self._encode_reply(outcome))
             if outcome.close_code is not None:
                 await connection.close(outcome.close_code, outcome.close_reason)
                 return False
         except ConnectionLost:
             return False
         return True
+
+    def _encode_reply(self, outcome: Outcome) -> Frame:
+        """Encode a reply; one the peer would refuse for its size becomes TOO_LARGE."""
+        reply = outcome.reply
+        assert reply is not None
+        limit = self.settings.max_message_bytes
+        try:
+            frame = encode_message(reply)
+            if frame.nbytes > limit:
+                raise MessageTooLarge.for_size(f"{reply.KIND.value} reply", frame.nbytes, limit)
+        except TesseraError as exc:
+            log.info("cannot send %s: %s", reply.KIND.value, exc)
+            return encode_message(ErrorReply.from_exception(reply.id, exc))
+        return frame
 
     def _connected(self, principal: Principal) -> None:
         self._live[principal] = self._live.get(principal, 0) + 1
@@ -172,13 +186,3 @@ class NodeServer:
             dropped = self.store.drop_principal(principal)
             if dropped:
                 log.info("freed %d objects of %s (no connection for a while)", dropped, principal)
-
-
-def _encode_reply(outcome: Outcome) -> Frame:
-    assert outcome.reply is not None
-    try:
-        return encode_message(outcome.reply)
-    except TesseraError as exc:
-        log.warning("could not encode %s: %s", outcome.reply.KIND.value, exc)
-        return encode_message(ErrorReply.from_exception(outcome.reply.id, exc))
-
