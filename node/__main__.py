@@ -110,12 +110,12 @@ async def run(settings: NodeSettings) -> None:
         raise CliError(_bind_error(settings, exc)) from None
     if settings.insecure:
         log.warning("INSECURE: TLS is off; traffic and credentials travel in plaintext")
-    fingerprint = server.fingerprint or "none (insecure)"
-    print(f"node {settings.node_id} listening on {server.url} fingerprint {fingerprint}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    fingerprint = server.fingerprint or "none (insecure)"
+    print(f"node {settings.node_id} listening on {server.url} fingerprint {fingerprint}", flush=True)
     await stop.wait()
     log.info("shutting down")
     await server.close()

@@ -102,3 +102,11 @@ def spawn_node(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
 @pytest.fixture
 def alice_process(spawn_node: Callable[..., NodeProcess]) -> NodeProcess:
     return spawn_node("alice")
+
+
+@pytest.fixture(scope="session")
+def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """One node process shared by the tests that only need a healthy node."""
+    proc = start_node(tmp_path_factory.mktemp("shared"), "shared")
+    yield proc
+    assert proc.stop() == 0, proc.stderr()

@@ -15,6 +15,10 @@ of ``torch.add``, ``torch.cat``, ``torch.nn.functional.relu`` or a
   that is not a Tensor subclass only sees these when a real tensor is
   ``self``, since torch's C methods refuse other objects as ``self``.
 
+Before sending, :func:`wire_kwargs` drops the defaults torch's Python
+wrappers forward (``_stacklevel``, ``out=None``, ``inplace=False``) and
+:func:`wire_index` puts a ``getitem`` index in its wire form.
+
 Both tables are written out by hand: nothing here is derived from names that
 travel on the wire.  A callable not listed is not remote-capable and the
 pointer should raise ``TypeError`` naming it.  Imports torch and ``protocol``.
@@ -35,6 +39,8 @@ __all__ = [
     "TENSOR_METHOD_OPS",
     "op_for_torch_function",
     "route_for_torch_function",
+    "wire_index",
+    "wire_kwargs",
 ]
 
 _T = torch.Tensor
@@ -247,7 +253,7 @@ TENSOR_METHOD_OPS: Mapping[Callable[..., object], str] = MappingProxyType(
         _T.__neg__: "neg",
         _T.__abs__: "abs",
         _T.__getitem__: "getitem",
-        _T.mT.__get__: "mT",
+        _T.mT.__get__: "mT",  # type: ignore[attr-defined]  # the getter torch reports for p.mT
         # Arithmetic.
         _T.add: "add",
         _T.sub: "sub",
@@ -381,6 +387,39 @@ TENSOR_METHOD_OPS: Mapping[Callable[..., object], str] = MappingProxyType(
     }
 )
 """torch.Tensor methods and dunders, each sent as a METHOD-form op on args[0]."""
+
+
+def wire_index(index: object) -> list[object]:
+    """An index for the ``getitem`` op: always a list of index components.
+
+    msgpack has no tuples, so the node reads a list as a tuple index:
+    ``x[0, 1:]`` travels as ``[0, slice(1, None)]``, and a single component
+    is wrapped, so that ``x[[1, 0]]`` (advanced indexing) travels as
+    ``[[1, 0]]`` and cannot be mistaken for ``x[1, 0]``.
+    """
+    return list(index) if isinstance(index, tuple) else [index]
+
+
+_DROPPED_DEFAULTS: Mapping[str, object] = MappingProxyType({"out": None, "inplace": False})
+
+
+def wire_kwargs(kwargs: Mapping[str, object] | None) -> dict[str, object]:
+    """Keyword arguments as they should travel for a ``__torch_function__`` call.
+
+    Torch's Python wrappers forward their defaults to ``__torch_function__``:
+    ``F.softmax`` adds its private ``_stacklevel``, ``torch.norm`` and
+    ``F.normalize`` add ``out=None``, ``torch.nn`` modules pass
+    ``inplace=False``.  The node refuses ``_``-prefixed keywords and any
+    ``out``, so those are removed here; everything else is kept as given.
+    """
+    cleaned: dict[str, object] = {}
+    for name, value in (kwargs or {}).items():
+        if name == "_stacklevel":
+            continue
+        if name in _DROPPED_DEFAULTS and value is _DROPPED_DEFAULTS[name]:
+            continue
+        cleaned[name] = value
+    return cleaned
 
 
 def route_for_torch_function(func: object) -> tuple[str, OpForm] | None:

@@ -43,8 +43,8 @@ def run_op(
     With a target, the op must allow the method form and the target is
     passed first; without one, the function form.  ``out`` and keywords
     starting with ``_`` are refused (``BadRequest``); so is
-    ``inplace=True``, while ``inplace=False`` (what ``torch.nn`` modules
-    pass) is dropped.
+    ``inplace=True``.  ``out=None`` and ``inplace=False``, the defaults that
+    torch's wrappers and ``torch.nn`` modules forward, are dropped.
     """
     form = OpForm.FUNCTION if target is None else OpForm.METHOD
     spec_for(op, form)
@@ -78,6 +78,8 @@ def estimated_cost(target: torch.Tensor | None, args: Sequence[object]) -> int:
 def _checked_kwargs(op: str, kwargs: Mapping[str, object]) -> dict[str, object]:
     checked: dict[str, object] = {}
     for name, value in kwargs.items():
+        if name == "out" and value is None:
+            continue  # torch's Python wrappers forward their default out=None
         if name == "out" or name.startswith("_"):
             raise BadRequest(
                 f"op {op!r} does not accept the keyword {name[:64]!r}",

@@ -18,7 +18,7 @@ Imports torch and ``protocol``; nothing else of ours.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import torch
 import torch.nn.functional as F
@@ -74,9 +74,9 @@ def _to(x: Tensor, *args: object, **kwargs: object) -> Tensor:
     return x.to(dtype=dtypes[0] if dtypes else x.dtype, copy=copy)
 
 
-def _where(condition: Tensor, x: object, y: object) -> Tensor:
+def _where(condition: Tensor, x: Any, y: Any) -> Tensor:
     """Three-argument ``torch.where`` only (the one-argument form is nonzero)."""
-    return torch.where(condition, x, y)  # type: ignore[arg-type]
+    return torch.where(condition, x, y)
 
 
 def _zeros_like(x: Tensor, *, dtype: torch.dtype | None = None) -> Tensor:
@@ -108,7 +108,7 @@ def _norm(
     dtype: torch.dtype | None = None,
 ) -> Tensor:
     """``torch.norm`` without its positional ``out``."""
-    return torch.norm(x, p, dim, keepdim, dtype=dtype)  # type: ignore[arg-type]
+    return cast(Tensor, torch.norm(x, p, dim, keepdim, dtype=dtype))
 
 
 def _refuse_inplace(op: str, inplace: object) -> None:

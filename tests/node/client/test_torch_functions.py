@@ -14,6 +14,8 @@ from node.client.torch_functions import (
     TORCH_FUNCTION_OPS,
     op_for_torch_function,
     route_for_torch_function,
+    wire_index,
+    wire_kwargs,
 )
 from node.server.ops import run_op
 from protocol.ops import OPS, OpForm, result_count
@@ -51,9 +53,11 @@ class Remote(torch.Tensor):
         if route is None:
             raise TypeError(f"{func!r} cannot run remotely")
         op, form = route
+        if op == "getitem":
+            args = [args[0], wire_index(args[1])]
         with torch._C.DisableTorchFunctionSubclass():
             plain_args = _plain(list(args))
-            plain_kwargs = _plain(dict(kwargs or {}))
+            plain_kwargs = _plain(wire_kwargs(kwargs))
         assert isinstance(plain_args, list) and isinstance(plain_kwargs, dict)
         target = plain_args.pop(0) if form is OpForm.METHOD else None
         assert target is None or isinstance(target, torch.Tensor)
@@ -63,68 +67,81 @@ class Remote(torch.Tensor):
 
 
 CALLS: list[tuple[str, Callable[..., object]]] = [
-    ("add", lambda x, y, p, q: x + y),
-    ("add", lambda x, y, p, q: 2 + x),
-    ("rsub", lambda x, y, p, q: 2 - x),
-    ("mul", lambda x, y, p, q: 3 * x),
-    ("div", lambda x, y, p, q: x / y),
-    ("rtruediv", lambda x, y, p, q: 1 / x),
-    ("floor_divide", lambda x, y, p, q: x // 2),
-    ("rfloordiv", lambda x, y, p, q: 7 // x),
-    ("remainder", lambda x, y, p, q: x % 2),
-    ("rmod", lambda x, y, p, q: 7 % x),
-    ("pow", lambda x, y, p, q: x**2),
-    ("rpow", lambda x, y, p, q: 2**x),
-    ("matmul", lambda x, y, p, q: x @ y.t()),
-    ("eq", lambda x, y, p, q: x == y),
-    ("ne", lambda x, y, p, q: x != y),
-    ("ge", lambda x, y, p, q: x >= 1),
-    ("neg", lambda x, y, p, q: -x),
-    ("abs", lambda x, y, p, q: abs(x)),
-    ("bitwise_and", lambda x, y, p, q: p & q),
-    ("bitwise_and", lambda x, y, p, q: True & p),
-    ("bitwise_or", lambda x, y, p, q: p | q),
-    ("bitwise_xor", lambda x, y, p, q: p ^ q),
-    ("bitwise_not", lambda x, y, p, q: ~p),
-    ("getitem", lambda x, y, p, q: x[0]),
-    ("getitem", lambda x, y, p, q: x[:, 1:]),
-    ("getitem", lambda x, y, p, q: x[..., None]),
-    ("getitem", lambda x, y, p, q: x[[1, 0]]),
-    ("getitem", lambda x, y, p, q: x[A > 0]),
-    ("mT", lambda x, y, p, q: x.mT),
-    ("t", lambda x, y, p, q: x.t()),
-    ("float", lambda x, y, p, q: p.float()),
-    ("view", lambda x, y, p, q: x.view(3, 2)),
-    ("sum", lambda x, y, p, q: x.sum(1)),
-    ("max", lambda x, y, p, q: x.max(1)),
-    ("sort", lambda x, y, p, q: x.sort()),
-    ("topk", lambda x, y, p, q: x.topk(2)),
-    ("softmax", lambda x, y, p, q: x.softmax(1)),
-    ("to", lambda x, y, p, q: x.to(torch.float64)),
-    ("clamp", lambda x, y, p, q: x.clamp(min=0)),
-    ("add", lambda x, y, p, q: torch.add(x, y)),
-    ("add", lambda x, y, p, q: torch.Tensor.add(x, y)),
-    ("cat", lambda x, y, p, q: torch.cat([x, y])),
-    ("cat", lambda x, y, p, q: torch.concat((x, y), dim=1)),
-    ("stack", lambda x, y, p, q: torch.stack([x, y])),
-    ("max", lambda x, y, p, q: torch.max(x, 1)),
-    ("where", lambda x, y, p, q: torch.where(A > 0, x, y)),
-    ("einsum", lambda x, y, p, q: torch.einsum("ij,kj->ik", x, y)),
-    ("norm", lambda x, y, p, q: torch.norm(x)),
-    ("relu", lambda x, y, p, q: F.relu(x)),
-    ("softmax", lambda x, y, p, q: F.softmax(x, 1)),
-    ("gelu", lambda x, y, p, q: F.gelu(x)),
-    ("pad", lambda x, y, p, q: F.pad(x, [1, 1])),
-    ("normalize", lambda x, y, p, q: F.normalize(x)),
-    ("layer_norm", lambda x, y, p, q: F.layer_norm(x, [3])),
-    ("mse_loss", lambda x, y, p, q: F.mse_loss(x, y)),
-    ("dropout", lambda x, y, p, q: F.dropout(x, 0.5, False)),
-    ("linear", lambda x, y, p, q: F.linear(x, y)),
-    ("max_pool2d", lambda x, y, p, q: F.max_pool2d(x.unflatten(1, [1, 3]), 1)),
-    ("relu", lambda x, y, p, q: nn.ReLU()(x)),
-    ("leaky_relu", lambda x, y, p, q: nn.LeakyReLU(0.1)(x)),
-    ("dropout", lambda x, y, p, q: nn.Dropout(0.5).eval()(x)),
-    ("max_pool2d", lambda x, y, p, q: nn.MaxPool2d(1)(x.unflatten(1, [1, 3]))),
+    ("add", lambda x, y, p, q, img: x + y),
+    ("add", lambda x, y, p, q, img: 2 + x),
+    ("rsub", lambda x, y, p, q, img: 2 - x),
+    ("mul", lambda x, y, p, q, img: 3 * x),
+    ("div", lambda x, y, p, q, img: x / y),
+    ("rtruediv", lambda x, y, p, q, img: 1 / x),
+    ("floor_divide", lambda x, y, p, q, img: x // 2),
+    ("rfloordiv", lambda x, y, p, q, img: 7 // x),
+    ("remainder", lambda x, y, p, q, img: x % 2),
+    ("rmod", lambda x, y, p, q, img: 7 % x),
+    ("pow", lambda x, y, p, q, img: x**2),
+    ("rpow", lambda x, y, p, q, img: 2**x),
+    ("matmul", lambda x, y, p, q, img: x @ y.t()),
+    ("eq", lambda x, y, p, q, img: x == y),
+    ("ne", lambda x, y, p, q, img: x != y),
+    ("ge", lambda x, y, p, q, img: x >= 1),
+    ("neg", lambda x, y, p, q, img: -x),
+    ("abs", lambda x, y, p, q, img: abs(x)),
+    ("bitwise_and", lambda x, y, p, q, img: p & q),
+    ("bitwise_and", lambda x, y, p, q, img: True & p),
+    ("bitwise_or", lambda x, y, p, q, img: p | q),
+    ("bitwise_xor", lambda x, y, p, q, img: p ^ q),
+    ("bitwise_not", lambda x, y, p, q, img: ~p),
+    ("getitem", lambda x, y, p, q, img: x[0]),
+    ("getitem", lambda x, y, p, q, img: x[:, 1:]),
+    ("getitem", lambda x, y, p, q, img: x[..., None]),
+    ("getitem", lambda x, y, p, q, img: x[[1, 0]]),
+    ("getitem", lambda x, y, p, q, img: x[A > 0]),
+    ("getitem", lambda x, y, p, q, img: x[[0, 1], [2, 0]]),
+    ("getitem", lambda x, y, p, q, img: x[1, 0]),
+    ("mT", lambda x, y, p, q, img: x.mT),
+    ("t", lambda x, y, p, q, img: x.t()),
+    ("float", lambda x, y, p, q, img: p.float()),
+    ("view", lambda x, y, p, q, img: x.view(3, 2)),
+    ("sum", lambda x, y, p, q, img: x.sum(1)),
+    ("max", lambda x, y, p, q, img: x.max(1)),
+    ("sort", lambda x, y, p, q, img: x.sort()),
+    ("topk", lambda x, y, p, q, img: x.topk(2)),
+    ("softmax", lambda x, y, p, q, img: x.softmax(1)),
+    ("to", lambda x, y, p, q, img: x.to(torch.float64)),
+    ("clamp", lambda x, y, p, q, img: x.clamp(min=0)),
+    ("add", lambda x, y, p, q, img: torch.add(x, y)),
+    ("add", lambda x, y, p, q, img: torch.Tensor.add(x, y)),
+    ("cat", lambda x, y, p, q, img: torch.cat([x, y])),
+    ("cat", lambda x, y, p, q, img: torch.concat((x, y), dim=1)),
+    ("stack", lambda x, y, p, q, img: torch.stack([x, y])),
+    ("max", lambda x, y, p, q, img: torch.max(x, 1)),
+    ("where", lambda x, y, p, q, img: torch.where(A > 0, x, y)),
+    ("einsum", lambda x, y, p, q, img: torch.einsum("ij,kj->ik", x, y)),
+    ("norm", lambda x, y, p, q, img: torch.norm(x)),
+    ("relu", lambda x, y, p, q, img: F.relu(x)),
+    ("softmax", lambda x, y, p, q, img: F.softmax(x, 1)),
+    ("gelu", lambda x, y, p, q, img: F.gelu(x)),
+    ("pad", lambda x, y, p, q, img: F.pad(x, [1, 1])),
+    ("normalize", lambda x, y, p, q, img: F.normalize(x)),
+    ("layer_norm", lambda x, y, p, q, img: F.layer_norm(x, [3])),
+    ("mse_loss", lambda x, y, p, q, img: F.mse_loss(x, y)),
+    ("dropout", lambda x, y, p, q, img: F.dropout(x, 0.5, False)),
+    ("linear", lambda x, y, p, q, img: F.linear(x, y)),
+    ("max_pool2d", lambda x, y, p, q, img: F.max_pool2d(img, 2)),
+    ("relu", lambda x, y, p, q, img: nn.ReLU()(x)),
+    ("leaky_relu", lambda x, y, p, q, img: nn.LeakyReLU(0.1)(x)),
+    ("dropout", lambda x, y, p, q, img: nn.Dropout(0.5).eval()(x)),
+    ("softmax", lambda x, y, p, q, img: nn.Softmax(dim=1)(x)),
+    ("log_softmax", lambda x, y, p, q, img: nn.LogSoftmax(dim=1)(x)),
+    ("gelu", lambda x, y, p, q, img: nn.GELU()(x)),
+    ("silu", lambda x, y, p, q, img: nn.SiLU()(x)),
+    ("elu", lambda x, y, p, q, img: nn.ELU()(x)),
+    ("hardtanh", lambda x, y, p, q, img: nn.Hardtanh()(x)),
+    ("layer_norm", lambda x, y, p, q, img: nn.LayerNorm(3, elementwise_affine=False)(x)),
+    ("flatten", lambda x, y, p, q, img: nn.Flatten()(img)),
+    ("avg_pool2d", lambda x, y, p, q, img: nn.AvgPool2d(2)(img)),
+    ("cross_entropy", lambda x, y, p, q, img: nn.CrossEntropyLoss()(x, torch.tensor([2, 0]))),
+    ("mse_loss", lambda x, y, p, q, img: nn.MSELoss()(x, y)),
+    ("max_pool2d", lambda x, y, p, q, img: nn.MaxPool2d(2)(img)),
 ]
 
 
@@ -145,7 +162,7 @@ def test_routed_call_matches_local_call(op: str, call: Callable[..., object]) ->
         if found is not None:
             routed.append(found)
 
-    remote = [t.as_subclass(Remote) for t in (A, B, P, Q)]
+    remote = [t.as_subclass(Remote) for t in (A, B, P, Q, IMG)]
     original = Remote.__torch_function__.__func__  # type: ignore[attr-defined]
 
     def recording(cls: type, func: Callable[..., object], *rest: Any) -> Any:
@@ -157,7 +174,7 @@ def test_routed_call_matches_local_call(op: str, call: Callable[..., object]) ->
         got = _as_tuple(call(*remote))
     finally:
         Remote.__torch_function__ = classmethod(original)  # type: ignore[assignment,method-assign]
-    want = _as_tuple(call(A, B, P, Q))
+    want = _as_tuple(call(A, B, P, Q, IMG))
     assert op in routed
     assert len(got) == len(want)
     for g, w in zip(got, want):
@@ -189,6 +206,22 @@ def test_every_method_op_has_a_tensor_method() -> None:
     assert reachable == {name for name, spec in OPS.items() if spec.method}
 
 
+def test_wire_kwargs_drops_forwarded_defaults() -> None:
+    """_stacklevel, out=None and inplace=False are dropped; other keywords are kept."""
+    given = {"_stacklevel": 5, "out": None, "inplace": False, "dim": 1, "dtype": None}
+    assert wire_kwargs(given) == {"dim": 1, "dtype": None}
+    assert wire_kwargs({"inplace": True, "out": A}) == {"inplace": True, "out": A}
+    assert wire_kwargs(None) == {}
+
+
+def test_wire_index_is_always_a_list_of_components() -> None:
+    """A tuple index becomes a list; any other index is wrapped as one component."""
+    assert wire_index((0, slice(1, None))) == [0, slice(1, None)]
+    assert wire_index([1, 0]) == [[1, 0]]
+    assert wire_index(0) == [0]
+    assert wire_index(Ellipsis) == [Ellipsis]
+
+
 def test_routes_carry_the_form() -> None:
     """torch.add is a FUNCTION-form add; torch.Tensor.add a METHOD-form add."""
     assert route_for_torch_function(torch.add) == ("add", OpForm.FUNCTION)
@@ -201,7 +234,7 @@ def test_routes_carry_the_form() -> None:
     "func",
     [torch.load, torch.save, torch.zeros, torch.randn, torch.Tensor.add_, torch.Tensor.numpy,
      torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.storage, torch.Tensor.backward,
-     torch.Tensor.where, torch.Tensor.T.__get__, torch.split, torch.unique, torch.nonzero,
+     torch.Tensor.where, torch.Tensor.T.__get__, torch.split, torch.unique, torch.nonzero,  # type: ignore[attr-defined]
      F.relu_, print, [], None],
 )  # fmt: skip
 def test_unlisted_callables_do_not_route(func: object) -> None:

@@ -333,6 +333,12 @@ def test_out_and_private_kwargs_are_refused(name: str) -> None:
         run_op("add", A, [B], {name: torch.empty(2, 3)})
 
 
+def test_forwarded_defaults_are_accepted() -> None:
+    """out=None and inplace=False, which torch's wrappers forward, are ignored."""
+    (got,) = run_op("relu", None, [A], {"inplace": False, "out": None})
+    assert torch.equal(got, A.clamp(min=0))
+
+
 def test_inplace_true_is_refused() -> None:
     """inplace=True, as keyword or positionally, is BadRequest and leaves the input intact."""
     x = A.clone()
