@@ -27,9 +27,10 @@ __all__ = ["OP_TABLE", "run_op", "estimated_cost", "MAX_ERROR_CHARS"]
 MAX_ERROR_CHARS = 300
 """Longest torch error text passed on in an ``OpFailed`` message."""
 
-_TORCH_ERRORS = (TypeError, ValueError, RuntimeError, IndexError, ArithmeticError)
-"""What torch raises for bad shapes, dtypes or arguments (NotImplementedError
-is a RuntimeError)."""
+_TORCH_ERRORS = (TypeError, ValueError, RuntimeError, IndexError, ArithmeticError, AttributeError)
+"""What torch raises for bad shapes, dtypes or arguments.  NotImplementedError
+is a RuntimeError; AttributeError comes from torch's Python functions given a
+non-tensor (``F.normalize(5)``: "'int' object has no attribute 'norm'")."""
 
 
 def run_op(

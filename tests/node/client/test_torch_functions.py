@@ -152,7 +152,10 @@ def _as_tuple(value: object) -> tuple[torch.Tensor, ...]:
     return tuple(item.as_subclass(torch.Tensor) for item in value)
 
 
-@pytest.mark.parametrize(("op", "call"), CALLS, ids=[f"{op}-{i}" for i, (op, _) in enumerate(CALLS)])
+CALL_IDS = [f"{op}-{i}" for i, (op, _) in enumerate(CALLS)]
+
+
+@pytest.mark.parametrize(("op", "call"), CALLS, ids=CALL_IDS)
 def test_routed_call_matches_local_call(op: str, call: Callable[..., object]) -> None:
     """A torch call on pointer-like tensors, routed and run by run_op, equals the local call."""
     routed: list[str] = []
@@ -234,8 +237,8 @@ def test_routes_carry_the_form() -> None:
     "func",
     [torch.load, torch.save, torch.zeros, torch.randn, torch.Tensor.add_, torch.Tensor.numpy,
      torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.storage, torch.Tensor.backward,
-     torch.Tensor.where, torch.Tensor.T.__get__, torch.split, torch.unique, torch.nonzero,  # type: ignore[attr-defined]
-     F.relu_, print, [], None],
+     torch.Tensor.where, torch.Tensor.T.__get__,  # type: ignore[attr-defined]
+     torch.split, torch.unique, torch.nonzero, F.relu_, print, [], None],
 )  # fmt: skip
 def test_unlisted_callables_do_not_route(func: object) -> None:
     """I/O, factories, in-place, Python-value and data-sized callables (and junk) map to None."""

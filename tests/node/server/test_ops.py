@@ -38,7 +38,9 @@ Args = Sequence[object]
 Kwargs = Mapping[str, object]
 
 
-def _m(op: str, target: torch.Tensor, args: Args, expected: Callable[[], object], **kw: object) -> object:
+def _m(
+    op: str, target: torch.Tensor, args: Args, expected: Callable[[], object], **kw: object
+) -> object:
     return pytest.param(op, target, list(args), kw, expected, id=f"{op}-method")
 
 
@@ -279,10 +281,15 @@ def test_result_count_matches(
     op: str, target: torch.Tensor | None, args: Args, kwargs: Kwargs, expected: Callable[[], object]
 ) -> None:
     """result_count, computed from argument kinds, equals the tensors run_op returns."""
-    assert result_count(op, target is not None, args, kwargs) == len(run_op(op, target, args, kwargs))
+    produced = run_op(op, target, args, kwargs)
+    assert result_count(op, target is not None, args, kwargs) == len(produced)
 
 
-BOTH_FORMS = [c for c in CASES if OPS[c.values[0]].method and OPS[c.values[0]].function]  # type: ignore[attr-defined]
+BOTH_FORMS = [
+    case
+    for case in CASES
+    if OPS[case.values[0]].method and OPS[case.values[0]].function  # type: ignore[attr-defined]
+]
 
 
 @pytest.mark.parametrize(("op", "target", "args", "kwargs", "expected"), BOTH_FORMS)
@@ -380,7 +387,8 @@ def test_reflected_ops_compute_left_op_target(
 
 @pytest.mark.parametrize(
     ("index", "expected"),
-    [(1, A[1]), ([0, 2], A[0, 2]), (slice(1, None), A[1:]), ([slice(None), slice(None, None, 2)], A[:, ::2]),
+    [(1, A[1]), ([0, 2], A[0, 2]), (slice(1, None), A[1:]),
+     ([slice(None), slice(None, None, 2)], A[:, ::2]),
      (None, A[None]), ([None, 0], A[None, 0]), (Ellipsis, A[...]), ([Ellipsis, -1], A[..., -1]),
      ([[1, 0]], A[[1, 0]]), ([[0, 1], [2, 0]], A[[0, 1], [2, 0]]), (A > 0, A[A > 0]),
      ([slice(None), IDX], A[:, IDX]), ([], A[()]), ([True], A[True])],
@@ -392,7 +400,7 @@ def test_getitem_index_components(index: object, expected: torch.Tensor) -> None
 
 @pytest.mark.parametrize("index", ["x", [b"x"], {"a": 1}, [torch.float32], 2.5, [5]])
 def test_getitem_bad_index_is_op_failed(index: object) -> None:
-    """An index component torch refuses (string, bytes, dict, dtype, float, out of range) is OpFailed."""
+    """A component that is no index (str, bytes, dict, dtype, float) or out of range: OpFailed."""
     with pytest.raises(OpFailed):
         run_op("getitem", A, [index], {})
 
