@@ -20,10 +20,10 @@ import torch
 
 from protocol.ids import ObjectId
 from protocol.messages import ObjectInfo
-from protocol.ops import OPS, OpSpec
+from protocol.ops import OPS, OpForm, OpSpec
 from protocol.tensors import DTYPES
 
-from .torch_functions import op_for_torch_function
+from .torch_functions import route_for_torch_function, wire_index, wire_kwargs
 
 if TYPE_CHECKING:
     from .handle import NodeHandle
@@ -125,8 +125,7 @@ class Pointer:
         return self.node._command(op, self, args, kwargs)
 
     def __getitem__(self, index: Any) -> Pointer:
-        components = list(index) if isinstance(index, tuple) else [index]
-        return self.node._command("getitem", self, (components,), {})  # type: ignore[no-any-return]
+        return self.node._command("getitem", self, (wire_index(index),), {})  # type: ignore[no-any-return]
 
     @property
     def T(self) -> Pointer:  # noqa: N802 - torch's name
@@ -144,23 +143,32 @@ class Pointer:
         args: Sequence[Any] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        """Route ``torch.f(pointer, ...)`` to the remote op ``f``, if allowlisted."""
-        op = op_for_torch_function(func)
-        name = getattr(func, "__name__", repr(func))
-        if op is None:
-            return NotImplemented if _is_dunder(name) else _unsupported(name)
-        handle = _first_pointer((args, kwargs or {}))
-        if handle is None:
+        """Route ``torch.f(pointer, ...)`` (and ``tensor + pointer``) to the remote op.
+
+        Torch reports tensor methods too (``t + p`` arrives as
+        ``Tensor.add(t, p)``): those run in method form when the first
+        argument is a pointer, else in function form where the op has one,
+        else the local tensor is sent first and becomes the target.
+        """
+        route = route_for_torch_function(func)
+        if route is None:
+            return _unsupported(getattr(func, "__qualname__", repr(func)))
+        op, form = route
+        pointer = _first_pointer((args, kwargs or {}))
+        if pointer is None:
             return NotImplemented
-        return handle.node._command(op, None, tuple(args), dict(kwargs or {}))
+        handle, wire = pointer.node, wire_kwargs(kwargs)
+        if form is OpForm.METHOD:
+            first, rest = args[0], tuple(args[1:])
+            if isinstance(first, Pointer):
+                return handle._command(op, first, rest, wire)
+            if not OPS[op].function:
+                return handle._command(op, handle.send(first), rest, wire)
+        return handle._command(op, None, tuple(args), wire)
 
     if TYPE_CHECKING:  # generated methods, one per METHOD-form op in OPS
 
         def __getattr__(self, name: str) -> Callable[..., Any]: ...
-
-
-def _is_dunder(name: str) -> bool:
-    return name.startswith("__") and name.endswith("__")
 
 
 def _unsupported(name: str) -> Any:

@@ -280,7 +280,7 @@ OP_TABLE: Mapping[str, Callable[..., object]] = MappingProxyType(
         "topk": torch.topk,
         "kthvalue": torch.kthvalue,
         # Shapes and views.
-        "reshape": torch.reshape,
+        "reshape": lambda x, *a, **k: x.reshape(*a, **k),
         "view": lambda x, *a, **k: x.view(*a, **k),
         "view_as": lambda x, other: x.view_as(other),
         "reshape_as": lambda x, other: x.reshape_as(other),

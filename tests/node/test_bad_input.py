@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 import node
-from conftest import NodeProcess
+from tests.support import NodeProcess
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.messages import ErrorReply, HelloRequest
 from protocol.limits import PROTOCOL_VERSION

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, NodeProcess, node_env
+from tests.support import ROOT, NodeProcess, node_env
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

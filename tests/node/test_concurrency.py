@@ -9,7 +9,7 @@ import time
 import torch
 
 import node
-from conftest import NodeProcess
+from tests.support import NodeProcess
 
 
 def test_long_matmul_does_not_stall_other_clients(shared_node: NodeProcess) -> None:

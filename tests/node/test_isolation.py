@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import node
-from conftest import NodeProcess
+from tests.support import NodeProcess
 from protocol.ids import ObjectId
 
 

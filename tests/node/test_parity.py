@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import node
-from conftest import NodeProcess
+from tests.support import NodeProcess
 
 
 @pytest.fixture(params=["virtual", "remote"])
@@ -97,6 +97,8 @@ def test_unsupported_op_is_refused(remote: Any) -> None:
     """A torch function outside the allowlist raises instead of running."""
     x = remote.send(torch.ones(3))
     with pytest.raises(TypeError, match="allowlist"):
+        torch.unique(x)
+    with pytest.raises(TypeError, match="pickled"):
         torch.save(x, "/tmp/should-not-exist")
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import node
-from conftest import ROOT, NodeProcess
+from tests.support import ROOT, NodeProcess
 
 
 def test_pysyft_intro_example_over_tls(alice_process: NodeProcess) -> None:

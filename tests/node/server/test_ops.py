@@ -427,10 +427,11 @@ def test_max_pool2d_return_indices_is_refused() -> None:
 @pytest.mark.parametrize(
     ("op", "target", "args"),
     [("where", None, [A > 0]), ("softmax", A, []), ("log_softmax", None, [A]),
-     ("view", A, [4]), ("zeros_like", None, [A]), ("float", A, [torch.float64])],
+     ("view", A, [4]), ("zeros_like", None, [A]), ("float", A, [torch.float64]),
+     ("normalize", None, [5]), ("mse_loss", None, [5, 5]), ("permute", None, [5, [0]])],
 )  # fmt: skip
 def test_bad_arguments_are_op_failed(op: str, target: torch.Tensor | None, args: Args) -> None:
-    """One-argument where, softmax without dim and wrong arguments are OpFailed."""
+    """One-argument where, softmax without dim, non-tensor inputs, bad arguments: OpFailed."""
     kwargs: Kwargs = {"device": "cpu"} if op == "zeros_like" else {}
     with pytest.raises(OpFailed) as info:
         run_op(op, target, args, kwargs)

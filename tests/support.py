@@ -1,0 +1,82 @@
+"""Helpers for tests that start real node processes on 127.0.0.1, port 0, over TLS."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP = re.compile(r"^node (\S+) listening on (\S+) fingerprint (\S+)")
+
+
+@dataclass
+class NodeProcess:
+    """A ``python -m node`` child process and what its startup line said."""
+
+    node_id: str
+    process: subprocess.Popen[str]
+    url: str
+    fingerprint: str
+    state_dir: Path
+    stderr_path: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cafile(self) -> Path:
+        return self.state_dir / "cert.pem"
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+
+def node_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TESSERA_HOME"] = str(home)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_node(
+    tmp_path: Path, node_id: str, *args: str, state_dir: Path | None = None, timeout: float = 30
+) -> NodeProcess:
+    """Start a node and wait for its startup line."""
+    state = state_dir or tmp_path / "state" / node_id
+    stderr_path = tmp_path / f"{node_id}-{time.monotonic_ns()}.stderr"
+    command = [sys.executable, "-m", "node", "--id", node_id, "--port", "0",
+               "--state-dir", str(state), *args]
+    with open(stderr_path, "w") as stderr:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            env=node_env(tmp_path / "home"), cwd=ROOT,
+        )
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line or time.monotonic() > deadline:
+        process.kill()
+        raise RuntimeError(f"node {node_id} did not start: {stderr_path.read_text()}")
+    match = STARTUP.match(line)
+    assert match, f"unexpected startup line {line!r}"
+    return NodeProcess(node_id, process, match.group(2), match.group(3), state, stderr_path)
