@@ -109,10 +109,10 @@ class _Encoder:
         if obj is Ellipsis:
             return msgpack.ExtType(ExtCode.ELLIPSIS, b"")
         if isinstance(obj, torch.dtype):
-            name = DTYPE_NAMES.get(obj)
-            if name is None:
+            dtype_name = DTYPE_NAMES.get(obj)
+            if dtype_name is None:
                 raise MalformedMessage(f"dtype {obj} cannot be sent", {"dtype": str(obj)})
-            return msgpack.ExtType(ExtCode.DTYPE, name.encode())
+            return msgpack.ExtType(ExtCode.DTYPE, dtype_name.encode())
         raise MalformedMessage(
             f"a value of type {type(obj).__name__} cannot be sent",
             {"type": type(obj).__name__},

@@ -13,7 +13,7 @@ after a round trip.  Nothing here imports anything of ours.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar, Mapping, Union
+from typing import Any, ClassVar, Mapping, Union
 
 __all__ = [
     "ErrorCode",
@@ -129,7 +129,7 @@ class TesseraError(Exception):
             prefix = f"{self.peer}: "
         return prefix + self.message
 
-    def __reduce__(self) -> object:  # keep exceptions copyable across threads
+    def __reduce__(self) -> tuple[Any, ...]:  # keep exceptions copyable across threads
         return (_rebuild, (type(self), self.message, self.details, self.command, self.peer))
 
 

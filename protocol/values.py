@@ -9,8 +9,8 @@ encode as lists.  This module is pure: no I/O, nothing from ``node/``.
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Dict, List, Union
 
 import torch
@@ -18,9 +18,6 @@ import torch
 from .ids import NodeId, ObjectId
 
 __all__ = ["PointerRef", "Value", "EllipsisType"]
-
-EllipsisType = types.EllipsisType if hasattr(types, "EllipsisType") else type(Ellipsis)
-
 
 @dataclass(frozen=True, slots=True)
 class PointerRef:
@@ -45,6 +42,6 @@ Value = Union[
     torch.Tensor,
     PointerRef,
     slice,
-    "EllipsisType",
+    EllipsisType,
     torch.dtype,
 ]

@@ -73,9 +73,13 @@ def hello_request(tracker: RequestTracker, client: str, credentials: dict[str, A
 class Channel(Protocol):
     """What a client handle needs: ordered posts and blocking calls."""
 
-    node_id: NodeId
-    principal: str
     tracker: RequestTracker
+
+    @property
+    def node_id(self) -> NodeId: ...
+
+    @property
+    def principal(self) -> str: ...
 
     def post(self, request: Request, description: str) -> None: ...
 

@@ -106,6 +106,13 @@ class NodeHandle:
         pointers = tuple(Pointer(self, object_id) for object_id in results)
         return pointers[0] if count == 1 else pointers
 
+    def _command_one(
+        self, op: str, target: Pointer | None, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Pointer:
+        result = self._command(op, target, args, kwargs)
+        assert isinstance(result, Pointer), f"{op} yields one tensor"
+        return result
+
     def _wire(self, op: str, value: Any) -> Any:
         """Convert an argument to the wire grammar, checking pointers are ours."""
         if isinstance(value, Pointer):

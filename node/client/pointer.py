@@ -121,19 +121,16 @@ class Pointer:
 
     # -- ops ---------------------------------------------------------------
 
-    def _op(self, op: str, *args: Any, **kwargs: Any) -> Any:
-        return self.node._command(op, self, args, kwargs)
-
     def __getitem__(self, index: Any) -> Pointer:
-        return self.node._command("getitem", self, (wire_index(index),), {})  # type: ignore[no-any-return]
+        return self.node._command_one("getitem", self, (wire_index(index),), {})
 
     @property
     def T(self) -> Pointer:  # noqa: N802 - torch's name
-        return self._op("t")  # type: ignore[no-any-return]
+        return self.node._command_one("t", self, (), {})
 
     @property
     def mT(self) -> Pointer:  # noqa: N802 - torch's name
-        return self._op("mT")  # type: ignore[no-any-return]
+        return self.node._command_one("mT", self, (), {})
 
     @classmethod
     def __torch_function__(

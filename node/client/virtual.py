@@ -14,7 +14,7 @@ import threading
 
 from protocol.codec import decode_message, encode_message
 from protocol.errors import TesseraError
-from protocol.ids import NodeId
+from protocol.ids import NodeId, RequestId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 from protocol.messages import REPLY_TYPES, ErrorReply, HelloReply, Reply, Request
 
@@ -70,7 +70,7 @@ class LocalChannel:
             return
         if isinstance(reply, ErrorReply):
             self.tracker.on_error(reply)
-        self.tracker.barrier(request.id + 1)
+        self.tracker.barrier(RequestId(request.id + 1))
 
     def call(self, request: Request) -> Reply:
         reply = self._roundtrip(request)

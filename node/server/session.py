@@ -143,8 +143,8 @@ class Session:
             return self._guard(message, self._list)
         if isinstance(message, DescribeRequest):
             return self._guard(message, self._describe)
-        exc = BadRequest(f"{message.KIND.value} is a reply, not a request", {})
-        return Outcome(ErrorReply.from_exception(message.id, exc))
+        not_request = BadRequest(f"{message.KIND.value} is a reply, not a request", {})
+        return Outcome(ErrorReply.from_exception(message.id, not_request))
 
     def close(self) -> None:
         self.state = SessionState.CLOSED

@@ -14,12 +14,12 @@ import ssl
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Iterator
 
-import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.version import version as websockets_version
 
 from protocol.codec import Frame
 from protocol.errors import TesseraError
@@ -204,7 +204,7 @@ async def dial(
             ping_timeout=20,
             close_timeout=5,
             proxy=None,
-            user_agent_header=f"tessera websockets/{websockets.__version__}",
+            user_agent_header=f"tessera websockets/{websockets_version}",
         )
     except InvalidURI as exc:
         raise ValueError(f"not a WebSocket URL: {url!r}") from exc
