@@ -27,7 +27,16 @@ from protocol.codec import Frame, decode_message, encode_message
 from protocol.errors import MessageTooLarge, ProtocolError, TesseraError
 from protocol.ids import NodeId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION
-from protocol.messages import ErrorReply, HelloReply, HelloRequest, Reply, Request, SyncReply, SyncRequest
+from protocol.messages import (
+    REPLY_TYPES,
+    ErrorReply,
+    HelloReply,
+    HelloRequest,
+    Reply,
+    Request,
+    SyncReply,
+    SyncRequest,
+)
 
 from ..errors import ClientClosed, InsecureConnectionWarning, NodeUnavailable
 from ..transport.tls import client_ssl_context
@@ -144,7 +153,10 @@ class AsyncChannel:
             raise NodeUnavailable(f"cannot reach {endpoint.url}: {_reason(exc)}", {}) from exc
         if endpoint.secure:
             try:
-                verify_peer(endpoint.trust, endpoint.address, connection.peer_certificate())
+                # TOFU reads and writes the known-nodes file: keep it off the loop.
+                await asyncio.to_thread(
+                    verify_peer, endpoint.trust, endpoint.address, connection.peer_certificate()
+                )
             except BaseException:
                 await connection.close()
                 raise
@@ -226,6 +238,11 @@ class AsyncChannel:
             except ConnectionLost as exc:
                 self._lost(connection, exc)
                 return
+            except Exception as exc:  # the writer must not die silently
+                log.exception("sending to %s failed", self.endpoint.url)
+                await connection.close()
+                self._lost(connection, TesseraError(f"send failed: {type(exc).__name__}", {}))
+                return
 
     async def _read(self, connection: Connection) -> None:
         while True:
@@ -238,19 +255,20 @@ class AsyncChannel:
             except (ProtocolError, TesseraError) as exc:
                 log.warning("undecodable frame from %s: %s", self.endpoint.url, exc)
                 continue
+            if not isinstance(reply, REPLY_TYPES):
+                log.warning("%s sent a %s request to a client", self.endpoint.url, reply.KIND.value)
+                continue
             self._dispatch(reply)
 
-    def _dispatch(self, reply: Any) -> None:
+    def _dispatch(self, reply: Reply) -> None:
+        if isinstance(reply, SyncReply):
+            self.tracker.barrier(reply.id)
         waiter = self._waiters.pop(reply.id, None)
         if waiter is not None:
             if not waiter.done():
                 waiter.set_result(reply)
         elif isinstance(reply, ErrorReply):
             self.tracker.on_error(reply)
-        elif isinstance(reply, SyncReply):
-            self.tracker.barrier(reply.id)
-        if isinstance(reply, SyncReply):
-            self.tracker.barrier(reply.id)
 
     def _lost(self, connection: Connection, exc: TesseraError) -> None:
         if self._connection is not connection:
