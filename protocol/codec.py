@@ -27,7 +27,14 @@ import msgpack
 import torch
 
 from . import fields as f
-from .errors import MalformedMessage, MessageTooLarge, ProtocolError, UnknownKind, VersionMismatch
+from .errors import (
+    BadTensor,
+    MalformedMessage,
+    MessageTooLarge,
+    ProtocolError,
+    UnknownKind,
+    VersionMismatch,
+)
 from .ids import RequestId
 from .limits import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -132,7 +139,7 @@ def encode_message(message: Message) -> Frame:
         packed = msgpack.packb(body, default=encoder.default, use_bin_type=True)
     except ProtocolError:
         raise
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, RuntimeError, NotImplementedError) as exc:
         raise MalformedMessage(f"cannot encode {message.KIND.value}: {exc}", {}) from exc
     head = _HEADER.pack(len(packed)) + packed
     if not encoder.payloads:
@@ -172,7 +179,11 @@ def decode_message(data: Buffer, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> 
         )
     region_start = _align(_HEADER.size + body_len)
     region = view[region_start:] if region_start <= view.nbytes else view[0:0]
-    body = _unpack_body(view[_HEADER.size : _HEADER.size + body_len], region, max_bytes)
+    raw = view[_HEADER.size : _HEADER.size + body_len]
+    try:
+        body = _unpack_body(raw, region, max_bytes)
+    except ProtocolError as exc:
+        raise _with_request(exc, _salvage_request_id(raw)) from None
     return _message_from_body(body)
 
 
@@ -197,8 +208,34 @@ def _unpack_body(raw: memoryview, region: memoryview, max_bytes: int) -> dict[st
         raise MalformedMessage(f"body is not valid msgpack ({type(exc).__name__})", {}) from None
     if not isinstance(body, dict):
         raise MalformedMessage("message body must be a map", {})
-    f.check_depth(body)
+    f.check_values(body)
     return body
+
+
+def _salvage_request_id(raw: memoryview) -> int:
+    """Best-effort request id of a body whose values failed validation (else 0).
+
+    Lets the receiver correlate its error reply even when, say, a tensor in
+    the request was invalid.  Ext values are skipped, not built.
+    """
+    try:
+        body = msgpack.unpackb(
+            raw,
+            ext_hook=lambda code, data: None,
+            raw=False,
+            strict_map_key=False,
+            max_str_len=MAX_STRING_BYTES,
+            max_bin_len=raw.nbytes,
+            max_array_len=MAX_CONTAINER_LEN,
+            max_map_len=MAX_CONTAINER_LEN,
+            max_ext_len=4096,
+        )
+    except Exception:
+        return 0
+    request_id = body.get("id") if isinstance(body, dict) else None
+    if isinstance(request_id, int) and not isinstance(request_id, bool) and 0 <= request_id < 2**64:
+        return request_id
+    return 0
 
 
 def _ext_hook(region: memoryview, max_bytes: int) -> Callable[[int, bytes], object]:
@@ -245,10 +282,10 @@ def _decode_tensor(data: bytes, region: memoryview, max_bytes: int) -> torch.Ten
     offset = f.uint(offset, "tensor.offset")
     nbytes = f.uint(nbytes, "tensor.nbytes")
     if offset % PAYLOAD_ALIGNMENT:
-        raise MalformedMessage("tensor payload offset must be 8-aligned", {"offset": offset})
+        raise BadTensor("tensor payload offset must be 8-aligned", {"offset": offset})
     if offset + nbytes > region.nbytes:
         dtype_from_name(dtype)  # report a bad dtype before a bad length
-        raise MalformedMessage(
+        raise BadTensor(
             "tensor payload lies outside the frame",
             {"offset": offset, "nbytes": nbytes, "region": region.nbytes},
         )

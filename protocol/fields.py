@@ -36,7 +36,7 @@ from .messages import (
 )
 from .values import PointerRef
 
-__all__ = ["body_of", "message_from", "check_depth", "uint", "object_id", "node_id", "optional_int"]
+__all__ = ["body_of", "message_from", "check_values", "uint", "object_id", "node_id", "optional_int"]
 
 MAX_NAME_CHARS = 128
 
@@ -106,9 +106,15 @@ def string_map(value: object, field: str) -> dict[str, Any]:
     return value
 
 
-def check_depth(root: object) -> None:
-    """Refuse containers nested deeper than :data:`MAX_NESTING_DEPTH`.
+_LEAF_TYPES = (type(None), bool, int, float, str, bytes, torch.Tensor, PointerRef, slice, torch.dtype)
 
+
+def check_values(root: object) -> None:
+    """Refuse anything outside the value grammar, anywhere in the body.
+
+    Containers nested deeper than :data:`MAX_NESTING_DEPTH`, map keys that
+    are not strings, and values msgpack decodes by itself but the grammar
+    does not have (its timestamp ext, -1) all raise ``MalformedMessage``.
     Iterative, so a hostile message cannot exhaust the Python stack.
     """
     stack: list[tuple[object, int]] = [(root, 1)]
@@ -120,8 +126,16 @@ def check_depth(root: object) -> None:
                     f"nesting deeper than {MAX_NESTING_DEPTH} levels",
                     {"limit": MAX_NESTING_DEPTH},
                 )
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+            if isinstance(item, dict):
+                if not all(isinstance(key, str) for key in item):
+                    raise MalformedMessage("map keys must be strings", {})
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif not (isinstance(item, _LEAF_TYPES) or item is Ellipsis):
+            raise MalformedMessage(
+                f"a {type(item).__name__} is not a wire value", {"type": type(item).__name__}
+            )
 
 
 def _get(body: Mapping[str, Any], key: str) -> Any:

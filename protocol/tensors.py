@@ -68,6 +68,13 @@ def tensor_payload(tensor: torch.Tensor) -> tuple[str, list[int], memoryview, to
     name = DTYPE_NAMES.get(tensor.dtype)
     if name is None:
         raise BadTensor(f"dtype {tensor.dtype} cannot be sent", {"dtype": str(tensor.dtype)})
+    if tensor.layout != torch.strided:
+        raise BadTensor(
+            f"{tensor.layout} tensors cannot be sent; convert with .to_dense() first",
+            {"layout": str(tensor.layout)},
+        )
+    if tensor.device.type == "meta":
+        raise BadTensor("meta tensors have no data to send", {"device": "meta"})
     owner = tensor.detach()
     if owner.device.type != "cpu":
         owner = owner.cpu()
@@ -118,9 +125,13 @@ def _validate_shape(shape: object) -> list[int]:
         )
     dims: list[int] = []
     for dim in shape:
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0 or dim >= 2**62:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
             raise BadTensor("tensor shape must be an array of non-negative integers", {})
         dims.append(dim)
+    # Strides are products of the non-zero dims; torch needs them to fit in int64
+    # even for a tensor with no elements.
+    if math.prod(d for d in dims if d) >= 2**62:
+        raise BadTensor("tensor shape is too large", {"dims": len(dims)})
     return dims
 
 

@@ -69,7 +69,7 @@ def _align(n: int) -> int:
 
 def build_frame(body: object, region: bytes = b"") -> bytes:
     """``u32 H | msgpack body | zero padding | region``, by hand."""
-    raw = msgpack.packb(body, use_bin_type=True)
+    raw: bytes = msgpack.packb(body, use_bin_type=True)
     head = struct.pack("<I", len(raw)) + raw
     if region:
         head += bytes(_align(len(head)) - len(head)) + region
@@ -267,14 +267,15 @@ def test_tensor_round_trips_for_every_dtype(dtype_name: str, case: str) -> None:
     for message in (PutRequest(RequestId(1), ObjectId(2), tensor), GetReply(RequestId(1), tensor)):
         decoded = round_trip(message)
         assert_same(message, decoded)
-        assert decoded.value.is_contiguous()
+        assert isinstance(decoded, (PutRequest, GetReply)) and decoded.value.is_contiguous()
 
 
 def test_several_tensors_in_one_frame_are_8_aligned() -> None:
     """Tensors of odd sizes in one command each get an 8-aligned payload offset."""
     tensors = [sample(torch.int8, (3,)), sample(torch.float64, (2,)), sample(torch.bool, (5,)),
                sample(torch.float16, (0,)), sample(torch.bfloat16, (3, 1)), sample(torch.int16, ())]
-    message = CommandRequest(RequestId(1), "stack", None, (tensors,), {"dim": 0}, (ObjectId(3),))
+    args: tuple[Any, ...] = (tensors,)
+    message = CommandRequest(RequestId(1), "stack", None, args, {"dim": 0}, (ObjectId(3),))
     frame = encode_message(message)
     data = frame.to_bytes()
     assert frame.nbytes == len(data)
@@ -294,8 +295,8 @@ def test_frame_without_tensors_has_no_padding() -> None:
 
 def test_nested_values_round_trip_in_command_args() -> None:
     """Lists, maps, slices, Ellipsis, None, dtypes, pointers, bytes and scalars round-trip."""
-    index = [0, slice(1, None, 2), Ellipsis, None, slice(None, None, None), [0, 2], -1]
-    value = {
+    index: list[Any] = [0, slice(1, None, 2), Ellipsis, None, slice(None, None, None), [0, 2], -1]
+    value: dict[str, Any] = {
         "nested": [[1, [2.5, [None, True]]], {"deep": {"er": [b"\x00\xff", "text"]}}],
         "dtypes": [torch.float32, torch.int64, torch.bool, torch.bfloat16],
         "pointer": PointerRef(NodeId("bob"), ObjectId(2**64 - 1)),
@@ -313,15 +314,16 @@ def test_nested_values_round_trip_in_command_args() -> None:
     decoded = round_trip(message)
     assert_same(message, decoded)
     assert isinstance(decoded, CommandRequest)
-    assert decoded.args[0][2] is Ellipsis
-    assert isinstance(decoded.args[0][1], slice)
-    assert isinstance(decoded.args[1]["dtypes"][0], torch.dtype)
+    args: Any = decoded.args
+    assert args[0][2] is Ellipsis
+    assert isinstance(args[0][1], slice)
+    assert isinstance(args[1]["dtypes"][0], torch.dtype)
 
 
 def test_tuples_are_sent_as_arrays_and_decode_as_lists() -> None:
     """msgpack has no tuples: a tuple argument comes back as a list."""
     message = CommandRequest(RequestId(1), "permute", PointerRef(ALICE, ObjectId(1)),
-                             ((1, 0),), {}, (ObjectId(2),))
+                             ((1, 0),), {}, (ObjectId(2),))  # type: ignore[arg-type]
     decoded = round_trip(message)
     assert isinstance(decoded, CommandRequest) and decoded.args == ([1, 0],)
 
@@ -572,7 +574,7 @@ def test_missing_field_is_bad_message_naming_it(kind: MessageKind, field: str) -
 
 
 def _wrong_cases() -> list[tuple[MessageKind, str, Any]]:
-    cases = []
+    cases: list[tuple[MessageKind, str, Any]] = []
     optional = {MessageKind.GET: ("delete",), MessageKind.COMMAND: ("target",),
                 MessageKind.ERROR: ("details",)}
     for kind, fields in REQUIRED_FIELDS.items():
@@ -693,7 +695,7 @@ class _AllocationSpy:
         (tensor_ext("float32", [2**29], 0, 8), None, ErrorCode.TOO_LARGE),
         (tensor_ext("int8", [2**31], 0, 8), None, ErrorCode.TOO_LARGE),
         (tensor_ext("float32", [2**29], 0, 8), 2**40, ErrorCode.BAD_TENSOR),
-        (tensor_ext("int32", [2**29], 0, 2**31), None, ErrorCode.BAD_MESSAGE),
+        (tensor_ext("int32", [2**29], 0, 2**31), None, ErrorCode.BAD_TENSOR),
         (tensor_ext("float64", [2**16, 2**16, 2**16], 0, 8), None, ErrorCode.TOO_LARGE),
     ],
     ids=["shape-2GiB", "int8-2GiB", "shape-2GiB-large-limit", "nbytes-2GiB", "shape-2PiB"],
@@ -714,17 +716,12 @@ def test_huge_tensor_header_fails_without_allocating(
     ids=["past-end", "offset-2^63", "offset-near-2^64", "too-long", "no-region"],
 )
 def test_payload_outside_frame_raises_protocol_error(offset: int, nbytes: int, region: int) -> None:
-    """A payload extending past the end of the frame is refused (BAD_MESSAGE today)."""
+    """A payload extending past the end of the frame is refused as BAD_TENSOR."""
     exc = decode_error(put_frame(tensor_ext("int32", [nbytes // 4], offset, nbytes), bytes(region)))
-    assert isinstance(exc, MalformedMessage)
-    assert exc.code is ErrorCode.BAD_MESSAGE
+    assert isinstance(exc, BadTensor)
+    assert exc.code is ErrorCode.BAD_TENSOR
 
 
-@pytest.mark.xfail(
-    reason="codec raises MalformedMessage (BAD_MESSAGE) for a payload outside the frame, "
-    "while ERROR_HELP[BAD_TENSOR] says that case is BAD_TENSOR",
-    strict=True,
-)
 def test_payload_offset_outside_frame_is_bad_tensor_as_error_help_says() -> None:
     """A payload outside the frame is BAD_TENSOR, as ERROR_HELP documents."""
     assert_bad(put_frame(tensor_ext("int32", [2], 8, 8), bytes(8)), BadTensor, ErrorCode.BAD_TENSOR)
@@ -738,10 +735,10 @@ def test_payload_offset_counts_from_the_region_start() -> None:
 
 
 @pytest.mark.parametrize("offset", [1, 4, 7, 12])
-def test_unaligned_payload_offset_is_bad_message(offset: int) -> None:
-    """A payload offset that is not a multiple of 8 is BAD_MESSAGE."""
-    exc = assert_bad(put_frame(tensor_ext("int8", [4], offset, 4), bytes(32)), MalformedMessage,
-                     ErrorCode.BAD_MESSAGE)
+def test_unaligned_payload_offset_is_bad_tensor(offset: int) -> None:
+    """A payload offset that is not a multiple of 8 is BAD_TENSOR."""
+    exc = assert_bad(put_frame(tensor_ext("int8", [4], offset, 4), bytes(32)), BadTensor,
+                     ErrorCode.BAD_TENSOR)
     assert exc.details["offset"] == offset
 
 
@@ -757,11 +754,6 @@ def test_malformed_tensor_ext_is_bad_message(data: bytes) -> None:
     assert_bad(frame, MalformedMessage, ErrorCode.BAD_MESSAGE)
 
 
-@pytest.mark.xfail(
-    reason="torch.empty raises RuntimeError for shape [0, 2**61, 2**61]; the codec reports it "
-    "as BAD_MESSAGE 'body is not valid msgpack (RuntimeError)' instead of BAD_TENSOR",
-    strict=True,
-)
 def test_zero_element_tensor_with_unrepresentable_shape_is_bad_tensor() -> None:
     """An empty tensor whose shape torch cannot represent is BAD_TENSOR."""
     assert_bad(put_frame(tensor_ext("float32", [0, 2**61, 2**61], 0, 0)), BadTensor,
@@ -784,11 +776,6 @@ def test_unknown_ext_code_is_bad_message(code: int) -> None:
     assert exc.details["ext"] == code
 
 
-@pytest.mark.xfail(
-    reason="msgpack decodes ext type -1 (timestamp) itself, so a msgpack.Timestamp reaches "
-    "command args instead of 'unknown ext type -1'",
-    strict=True,
-)
 def test_timestamp_ext_is_bad_message() -> None:
     """msgpack's predefined timestamp ext (type -1) is refused like any unknown ext."""
     assert_bad(command_frame([msgpack.Timestamp(1, 2)]), MalformedMessage, ErrorCode.BAD_MESSAGE)
@@ -925,24 +912,14 @@ def test_ext_over_4096_bytes_is_bad_message() -> None:
                ErrorCode.BAD_MESSAGE)
 
 
-# --- known gaps (xfail) ---------------------------------------------------------
+# --- map keys and request ids ----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="fields.string_map checks isinstance(dict) only; msgpack bin keys (strict_map_key "
-    "allows str and bytes) pass into kwargs/credentials/details",
-    strict=True,
-)
 def test_bytes_map_keys_are_bad_message() -> None:
     """Map keys in kwargs must be str: a bin key is BAD_MESSAGE."""
     assert_bad(command_frame([], kwargs={b"alpha": 2}), MalformedMessage, ErrorCode.BAD_MESSAGE)
 
 
-@pytest.mark.xfail(
-    reason="errors raised while unpacking values (ext hook, depth check) are raised before the "
-    "envelope is read, so they carry request_id 0 although the frame's id is readable",
-    strict=True,
-)
 def test_bad_tensor_error_carries_the_request_id() -> None:
     """A put with a disallowed dtype is answered with its own request id."""
     exc = decode_error(put_frame(tensor_ext("complex64", [1], 0, 8), bytes(8), request_id=2))
@@ -962,7 +939,7 @@ def test_bad_tensor_error_carries_the_request_id() -> None:
 )
 def test_encoding_unsupported_value_raises_protocol_error(value: object) -> None:
     """Encoding a value outside the grammar raises a ProtocolError subclass."""
-    message = CommandRequest(RequestId(1), "add", None, (value,), {}, (ObjectId(2),))
+    message = CommandRequest(RequestId(1), "add", None, (value,), {}, (ObjectId(2),))  # type: ignore[arg-type]
     with pytest.raises(ProtocolError):
         encode_message(message)
 
@@ -973,11 +950,6 @@ def test_encoding_a_complex_tensor_put_is_bad_tensor() -> None:
         encode_message(PutRequest(RequestId(1), ObjectId(2), torch.zeros(2, dtype=torch.complex64)))
 
 
-@pytest.mark.xfail(
-    reason="tensor_payload calls .contiguous() on a sparse tensor, whose RuntimeError escapes "
-    "encode_message (only TypeError/ValueError/OverflowError are converted)",
-    strict=True,
-)
 def test_encoding_a_sparse_tensor_raises_protocol_error() -> None:
     """A sparse tensor cannot be sent and raises a ProtocolError, not a RuntimeError."""
     with pytest.raises(ProtocolError):

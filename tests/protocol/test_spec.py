@@ -1,0 +1,227 @@
+"""PROTOCOL.md documents every kind, field, op, dtype, limit and ext code the code defines.
+
+The worked examples in PROTOCOL.md are checked against the real encoder, so
+the hex dumps cannot drift from the wire format.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from protocol import limits
+from protocol.codec import ExtCode, encode_message_bytes
+from protocol.fields import body_of
+from protocol.ids import NodeId, ObjectId, RequestId
+from protocol.limits import PROTOCOL_VERSION
+from protocol.messages import (
+    CommandRequest,
+    DeleteRequest,
+    DescribeReply,
+    DescribeRequest,
+    ErrorReply,
+    GetReply,
+    GetRequest,
+    HelloReply,
+    HelloRequest,
+    ListReply,
+    ListRequest,
+    Message,
+    MessageKind,
+    ObjectInfo,
+    PutRequest,
+    SyncReply,
+    SyncRequest,
+)
+from protocol.ops import OPS, ResultRule
+from protocol.tensors import DTYPES
+from protocol.values import PointerRef
+
+PROTOCOL_MD = Path(__file__).resolve().parents[2] / "protocol" / "PROTOCOL.md"
+ENVELOPE = ("v", "kind", "id")
+
+_T = torch.zeros(2)
+_INFO = ObjectInfo(ObjectId(1), "float32", (2,))
+SPEC_EXAMPLES: dict[MessageKind, Message] = {
+    MessageKind.HELLO: HelloRequest(RequestId(1), PROTOCOL_VERSION, "c", ("client",), {}),
+    MessageKind.HELLO_REPLY: HelloReply(RequestId(1), NodeId("a"), "p", (), 1),
+    MessageKind.PUT: PutRequest(RequestId(1), ObjectId(1), _T),
+    MessageKind.GET: GetRequest(RequestId(1), ObjectId(1)),
+    MessageKind.GET_REPLY: GetReply(RequestId(1), _T),
+    MessageKind.DELETE: DeleteRequest(RequestId(1), (ObjectId(1),)),
+    MessageKind.COMMAND: CommandRequest(
+        RequestId(1), "neg", PointerRef(NodeId("a"), ObjectId(1)), (), {}, (ObjectId(2),)
+    ),
+    MessageKind.SYNC: SyncRequest(RequestId(1)),
+    MessageKind.SYNC_REPLY: SyncReply(RequestId(1)),
+    MessageKind.LIST: ListRequest(RequestId(1)),
+    MessageKind.LIST_REPLY: ListReply(RequestId(1), (_INFO,)),
+    MessageKind.DESCRIBE: DescribeRequest(RequestId(1), (ObjectId(1),)),
+    MessageKind.DESCRIBE_REPLY: DescribeReply(RequestId(1), (_INFO,)),
+    MessageKind.ERROR: ErrorReply(RequestId(1), "INTERNAL", "internal error", {}),
+}
+
+
+@pytest.fixture(scope="module")
+def spec() -> str:
+    return PROTOCOL_MD.read_text(encoding="utf-8")
+
+
+def _sections(text: str, level: str = "### ") -> dict[str, str]:
+    """Heading line -> the text up to the next heading of the same or a higher level."""
+    sections: dict[str, str] = {}
+    heading: str | None = None
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("#") and len(line) - len(line.lstrip("#")) <= len(level) - 1:
+            if heading is not None:
+                sections[heading] = "\n".join(lines)
+            heading, lines = (line if line.startswith(level) else None), []
+        elif heading is not None:
+            lines.append(line)
+    if heading is not None:
+        sections[heading] = "\n".join(lines)
+    return sections
+
+
+def _section_of(text: str, kind: MessageKind) -> str:
+    found = [
+        body
+        for heading, body in _sections(text).items()
+        if re.match(r"### 6\.\d+ ", heading) and f"`{kind.value}`" in heading
+    ]
+    assert len(found) == 1, f"PROTOCOL.md needs exactly one section 6.x naming `{kind.value}`"
+    return found[0]
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a markdown table row (escaped pipes stay inside their cell)."""
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
+
+
+def _table_row(text: str, name: str) -> str:
+    """The first table row of ``text`` whose first cell is ``name`` in backticks."""
+    rows = [line for line in text.splitlines() if line.startswith("|") and _cells(line)[0] == f"`{name}`"]
+    assert rows, f"no table row for `{name}`"
+    return rows[0]
+
+
+def test_spec_examples_cover_every_kind() -> None:
+    """The examples used to list wire fields include every kind."""
+    assert set(SPEC_EXAMPLES) == set(MessageKind)
+
+
+@pytest.mark.parametrize("kind", list(MessageKind), ids=lambda k: k.value)
+def test_every_kind_is_documented(spec: str, kind: MessageKind) -> None:
+    """Each kind has its own section and a row in the message summary table."""
+    _section_of(spec, kind)
+    row = _table_row(spec, kind.value)
+    assert "client" in row or "node" in row
+
+
+@pytest.mark.parametrize("kind", list(MessageKind), ids=lambda k: k.value)
+def test_every_wire_field_is_documented_in_its_section(spec: str, kind: MessageKind) -> None:
+    """Every field body_of produces for a kind has a table row in that kind's section."""
+    section = _section_of(spec, kind)
+    for field in body_of(SPEC_EXAMPLES[kind]):
+        if field in ENVELOPE:
+            continue
+        _table_row(section, field)
+
+
+def test_envelope_fields_are_documented(spec: str) -> None:
+    """v, kind and id have rows in the envelope table, and body_of emits kind and id."""
+    envelope = next(body for heading, body in _sections(spec, "## ").items() if "Envelope" in heading)
+    for field in ENVELOPE:
+        _table_row(envelope, field)
+    assert {"kind", "id"} <= set(body_of(SyncRequest(RequestId(1))))
+
+
+def test_object_info_fields_are_documented(spec: str) -> None:
+    """The ObjectInfo map's fields are documented."""
+    body = body_of(ListReply(RequestId(1), (_INFO,)))
+    assert "**ObjectInfo**" in spec
+    for field in body["objects"][0]:
+        _table_row(spec, field)
+
+
+def _op_rows(spec: str) -> dict[str, list[str]]:
+    rows: dict[str, list[str]] = {}
+    for line in spec.splitlines():
+        cells = _cells(line)
+        if line.startswith("|") and len(cells) == 5 and re.fullmatch(r"`[A-Za-z0-9_]+`", cells[0]) and cells[1] in ("yes", "-"):
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+@pytest.mark.parametrize("name", list(OPS))
+def test_every_op_is_documented(spec: str, name: str) -> None:
+    """Every op in OPS has a row in PROTOCOL.md with its forms, result rule and doc."""
+    rows = _op_rows(spec)
+    assert name in rows, f"op {name} missing from PROTOCOL.md"
+    method, function, results, doc = rows[name]
+    op = OPS[name]
+    assert method == ("yes" if op.method else "-")
+    assert function == ("yes" if op.function else "-")
+    expected = {ResultRule.ONE: "1", ResultRule.TWO: "2", ResultRule.TWO_WITH_DIM: "2 with dim, else 1"}
+    assert results == expected[op.results]
+    assert doc.replace("\\|", "|") == op.doc
+
+
+def test_no_undocumented_ops_are_listed(spec: str) -> None:
+    """The op table lists no op the allowlist lacks, and states the op count."""
+    assert set(_op_rows(spec)) == set(OPS)
+    assert f"({len(OPS)} ops)" in spec
+
+
+@pytest.mark.parametrize("name", list(DTYPES))
+def test_every_dtype_is_documented_with_its_itemsize(spec: str, name: str) -> None:
+    """The dtype allowlist table (section 5.1) lists each wire name with its item size."""
+    tensor = next(body for heading, body in _sections(spec).items() if "ext type 1" in heading)
+    cells = _cells(_table_row(tensor, name))
+    assert cells[1] == str(torch.empty((), dtype=DTYPES[name]).element_size())
+
+
+@pytest.mark.parametrize("name", [n for n in dir(ExtCode) if n.isupper()])
+def test_every_ext_code_is_documented(spec: str, name: str) -> None:
+    """Each ext type code has a section headed with its number."""
+    code = getattr(ExtCode, name)
+    assert re.search(rf"^### 5\.\d .* — ext type {code}$", spec, re.MULTILINE), name
+
+
+@pytest.mark.parametrize("name", limits.__all__)
+def test_every_limit_is_documented_with_its_value(spec: str, name: str) -> None:
+    """Each constant of limits.py has a row giving its value."""
+    row = _table_row(spec, name).replace(" ", "")
+    assert str(getattr(limits, name)) in row
+
+
+def _hexdump(data: bytes) -> list[str]:
+    lines = []
+    for start in range(0, len(data), 16):
+        chunk = data[start : start + 16]
+        hexed = " ".join(f"{byte:02x}" for byte in chunk).ljust(48)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        lines.append(f"{start:04x}  {hexed}  {text}".rstrip())
+    return lines
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        SyncRequest(RequestId(1)),
+        PutRequest(RequestId(2), ObjectId(7), torch.tensor([1, 2], dtype=torch.int32)),
+    ],
+    ids=["sync", "put"],
+)
+def test_worked_examples_match_the_encoder(spec: str, message: Message) -> None:
+    """The hex dumps in PROTOCOL.md are exactly what the encoder produces."""
+    data = encode_message_bytes(message)
+    spec_lines = [line.rstrip() for line in spec.splitlines()]
+    dump = _hexdump(data)
+    start = spec_lines.index(dump[0])
+    assert spec_lines[start : start + len(dump)] == dump
+    assert f"({len(data)} bytes)" in spec
