@@ -25,12 +25,12 @@ DEFAULT_PORT = 8765
 DEFAULT_ORPHAN_TTL = 600.0
 """Seconds a principal's objects outlive its last connection (reconnect window)."""
 
-NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def validate_node_id(text: str) -> NodeId:
     """A node id: 1-64 letters, digits, ``_ . -``, starting alphanumeric."""
-    if not NODE_ID_PATTERN.match(text):
+    if not NODE_ID_PATTERN.fullmatch(text):
         raise ValueError(
             f"invalid node id {text[:80]!r}: use 1-64 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"

@@ -183,7 +183,7 @@ def decode_message(data: Buffer, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> 
     try:
         body = _unpack_body(raw, region, max_bytes)
     except ProtocolError as exc:
-        raise _with_request(exc, _salvage_request_id(raw)) from None
+        raise _with_request(exc, RequestId(_salvage_request_id(raw))) from None
     return _message_from_body(body)
 
 

@@ -17,6 +17,7 @@ import torch
 
 from protocol.errors import BadRequest
 from protocol.ids import NodeId, ObjectId
+from protocol.limits import MAX_DELETE_BATCH
 from protocol.messages import (
     CommandRequest,
     DeleteRequest,
@@ -139,15 +140,17 @@ class NodeHandle:
         self._released.append(object_id)
 
     def _flush_released(self) -> None:
-        ids: list[ObjectId] = []
+        """Post deletes for released pointers, at most MAX_DELETE_BATCH ids each."""
         while self._released:
-            try:
-                ids.append(self._released.popleft())
-            except IndexError:
-                break
-        if ids:
-            request = DeleteRequest(self._channel.tracker.next_id(), tuple(ids))
-            self._channel.post(request, f"delete({len(ids)} objects)")
+            ids: list[ObjectId] = []
+            while self._released and len(ids) < MAX_DELETE_BATCH:
+                try:
+                    ids.append(self._released.popleft())
+                except IndexError:  # drained by another thread meanwhile
+                    break
+            if ids:
+                request = DeleteRequest(self._channel.tracker.next_id(), tuple(ids))
+                self._channel.post(request, f"delete({len(ids)} objects)")
 
     # -- synchronisation points --------------------------------------------
 

@@ -68,7 +68,7 @@ class Executor:
                 f"{len(request.results)} result id(s) given",
                 {"expected": expected, "given": len(request.results)},
             )
-        cost = estimated_cost(target, args)
+        cost = estimated_cost(target, [*args, *kwargs.values()])
         return PreparedCommand(principal, request, target, args, kwargs, cost)
 
     def run(self, prepared: PreparedCommand) -> None:
