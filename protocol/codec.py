@@ -27,6 +27,7 @@ import msgpack
 import torch
 
 from . import fields as f
+from . import validate as v
 from .errors import (
     BadTensor,
     MalformedMessage,
@@ -208,7 +209,7 @@ def _unpack_body(raw: memoryview, region: memoryview, max_bytes: int) -> dict[st
         raise MalformedMessage(f"body is not valid msgpack ({type(exc).__name__})", {}) from None
     if not isinstance(body, dict):
         raise MalformedMessage("message body must be a map", {})
-    f.check_values(body)
+    v.check_values(body)
     return body
 
 
@@ -244,13 +245,13 @@ def _ext_hook(region: memoryview, max_bytes: int) -> Callable[[int, bytes], obje
             return _decode_tensor(data, region, max_bytes)
         if code == ExtCode.POINTER:
             node, object_id = _small_array(data, 2, "pointer")
-            return PointerRef(f.node_id(node, "pointer.node"), f.object_id(object_id, "pointer.id"))
+            return PointerRef(v.node_id(node, "pointer.node"), v.object_id(object_id, "pointer.id"))
         if code == ExtCode.SLICE:
             start, stop, step = _small_array(data, 3, "slice")
             return slice(
-                f.optional_int(start, "slice.start"),
-                f.optional_int(stop, "slice.stop"),
-                f.optional_int(step, "slice.step"),
+                v.optional_int(start, "slice.start"),
+                v.optional_int(stop, "slice.stop"),
+                v.optional_int(step, "slice.step"),
             )
         if code == ExtCode.ELLIPSIS:
             if data:
@@ -279,8 +280,8 @@ def _small_array(data: bytes, length: int, what: str) -> Sequence[Any]:
 
 def _decode_tensor(data: bytes, region: memoryview, max_bytes: int) -> torch.Tensor:
     dtype, shape, offset, nbytes = _small_array(data, 4, "tensor")
-    offset = f.uint(offset, "tensor.offset")
-    nbytes = f.uint(nbytes, "tensor.nbytes")
+    offset = v.uint(offset, "tensor.offset")
+    nbytes = v.uint(nbytes, "tensor.nbytes")
     if offset % PAYLOAD_ALIGNMENT:
         raise BadTensor("tensor payload offset must be 8-aligned", {"offset": offset})
     if offset + nbytes > region.nbytes:
@@ -297,7 +298,7 @@ def _message_from_body(body: dict[str, Any]) -> Message:
     request_id = body.get("id")
     if not isinstance(kind, str):
         raise MalformedMessage("message has no string 'kind'", {})
-    rid = RequestId(f.uint(request_id, "id"))
+    rid = RequestId(v.uint(request_id, "id"))
     version = body.get("v")
     if isinstance(version, bool) or not isinstance(version, int):
         raise _with_request(MalformedMessage("message has no integer 'v'", {}), rid)

@@ -10,14 +10,22 @@ before it has been processed.  Pure: no I/O, nothing from ``node/``.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import ClassVar, Mapping, Tuple, Union
 
 import torch
 
-from .errors import DetailValue, TesseraError
+from .discovery import (
+    DeregisterRequest,
+    HeartbeatRequest,
+    NodesReply,
+    NodesRequest,
+    RegisterReply,
+    RegisterRequest,
+)
 from .ids import NodeId, ObjectId, RequestId
+from .kinds import NO_REQUEST, AckReply, ErrorReply, MessageKind, RequestBase
+from .transfers import DeliverRequest, ExpectRequest, TransferRequest
 from .values import PointerRef, Value
 
 __all__ = [
@@ -37,35 +45,22 @@ __all__ = [
     "DescribeRequest",
     "DescribeReply",
     "ErrorReply",
+    "AckReply",
+    "RegisterRequest",
+    "RegisterReply",
+    "HeartbeatRequest",
+    "DeregisterRequest",
+    "NodesRequest",
+    "NodesReply",
+    "ExpectRequest",
+    "TransferRequest",
+    "DeliverRequest",
     "Request",
     "Reply",
     "Message",
     "NO_REQUEST",
     "REPLY_TYPES",
 ]
-
-NO_REQUEST = RequestId(0)
-"""Request id of an error that answers no decodable request."""
-
-
-class MessageKind(str, enum.Enum):
-    """The ``kind`` field of every message."""
-
-    HELLO = "hello"
-    HELLO_REPLY = "hello_reply"
-    PUT = "put"
-    GET = "get"
-    GET_REPLY = "get_reply"
-    DELETE = "delete"
-    COMMAND = "command"
-    SYNC = "sync"
-    SYNC_REPLY = "sync_reply"
-    LIST = "list"
-    LIST_REPLY = "list_reply"
-    DESCRIBE = "describe"
-    DESCRIBE_REPLY = "describe_reply"
-    ERROR = "error"
-
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
@@ -76,18 +71,8 @@ class ObjectInfo:
     shape: Tuple[int, ...]
 
 
-class _RequestBase:
-    """Mixin giving every request an ``error`` reply builder."""
-
-    __slots__ = ()
-    id: RequestId
-
-    def error(self, exc: TesseraError) -> ErrorReply:
-        return ErrorReply.from_exception(self.id, exc)
-
-
 @dataclass(frozen=True, slots=True)
-class HelloRequest(_RequestBase):
+class HelloRequest(RequestBase):
     """Opens every connection: who is asking, in which version, with what proof.
 
     ``version`` is the envelope's protocol version, kept here so the node can
@@ -120,7 +105,7 @@ class HelloReply:
 
 
 @dataclass(frozen=True, slots=True)
-class PutRequest(_RequestBase):
+class PutRequest(RequestBase):
     """Store ``value`` under the client-chosen ``object_id``; no reply on success."""
 
     KIND: ClassVar[MessageKind] = MessageKind.PUT
@@ -130,7 +115,7 @@ class PutRequest(_RequestBase):
 
 
 @dataclass(frozen=True, slots=True)
-class GetRequest(_RequestBase):
+class GetRequest(RequestBase):
     """Fetch an object's value; ``delete`` frees it on the node afterwards."""
 
     KIND: ClassVar[MessageKind] = MessageKind.GET
@@ -150,7 +135,7 @@ class GetReply:
 
 
 @dataclass(frozen=True, slots=True)
-class DeleteRequest(_RequestBase):
+class DeleteRequest(RequestBase):
     """Free a batch of objects; ids that do not exist are ignored (idempotent)."""
 
     KIND: ClassVar[MessageKind] = MessageKind.DELETE
@@ -159,7 +144,7 @@ class DeleteRequest(_RequestBase):
 
 
 @dataclass(frozen=True, slots=True)
-class CommandRequest(_RequestBase):
+class CommandRequest(RequestBase):
     """Run allowlisted ``op`` and store its tensors under ``results``.
 
     With a ``target`` the op is the tensor method ``target.op(*args, **kwargs)``;
@@ -177,7 +162,7 @@ class CommandRequest(_RequestBase):
 
 
 @dataclass(frozen=True, slots=True)
-class SyncRequest(_RequestBase):
+class SyncRequest(RequestBase):
     """Barrier: answered once every earlier message on the connection is processed."""
 
     KIND: ClassVar[MessageKind] = MessageKind.SYNC
@@ -194,7 +179,7 @@ class SyncReply:
 
 
 @dataclass(frozen=True, slots=True)
-class ListRequest(_RequestBase):
+class ListRequest(RequestBase):
     """List the objects the asking principal may see on this node."""
 
     KIND: ClassVar[MessageKind] = MessageKind.LIST
@@ -212,7 +197,7 @@ class ListReply:
 
 
 @dataclass(frozen=True, slots=True)
-class DescribeRequest(_RequestBase):
+class DescribeRequest(RequestBase):
     """Dtype and shape of the named objects, without moving their data."""
 
     KIND: ClassVar[MessageKind] = MessageKind.DESCRIBE
@@ -230,22 +215,6 @@ class DescribeReply:
     objects: Tuple[ObjectInfo, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorReply:
-    """A request failed.  ``id`` is the request's, or 0 if it could not be read."""
-
-    KIND: ClassVar[MessageKind] = MessageKind.ERROR
-    id: RequestId
-    code: str
-    message: str
-    details: Mapping[str, DetailValue] = field(default_factory=dict)
-
-    @classmethod
-    def from_exception(cls, request_id: RequestId, exc: TesseraError) -> ErrorReply:
-        code = exc.code.value if exc.code is not None else "INTERNAL"
-        return cls(request_id, code, exc.message, dict(exc.details))
-
-
 Request = Union[
     HelloRequest,
     PutRequest,
@@ -255,9 +224,36 @@ Request = Union[
     SyncRequest,
     ListRequest,
     DescribeRequest,
+    RegisterRequest,
+    HeartbeatRequest,
+    DeregisterRequest,
+    NodesRequest,
+    ExpectRequest,
+    TransferRequest,
+    DeliverRequest,
 ]
-Reply = Union[HelloReply, GetReply, SyncReply, ListReply, DescribeReply, ErrorReply]
+Reply = Union[
+    HelloReply,
+    GetReply,
+    SyncReply,
+    ListReply,
+    DescribeReply,
+    ErrorReply,
+    AckReply,
+    RegisterReply,
+    NodesReply,
+]
 Message = Union[Request, Reply]
 
-REPLY_TYPES = (HelloReply, GetReply, SyncReply, ListReply, DescribeReply, ErrorReply)
+REPLY_TYPES = (
+    HelloReply,
+    GetReply,
+    SyncReply,
+    ListReply,
+    DescribeReply,
+    ErrorReply,
+    AckReply,
+    RegisterReply,
+    NodesReply,
+)
 """The reply classes, for ``isinstance`` checks."""

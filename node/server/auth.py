@@ -1,51 +1,82 @@
-"""Who is asking: turning a hello's credentials into a principal.
+"""Who is asking: turning a hello's credentials into a :class:`Caller`.
 
 The authenticator is injected into every session, so the security issue can
-swap in operator-issued credentials without touching the session.  Today's
-default, :class:`AnonymousAuthenticator`, names each client by a hash of a
-random secret the client keeps for its lifetime: reconnecting with the same
-secret reaches the same objects, and nobody else can guess the name.  It
-must not import asyncio or the transport.
+swap in operator-issued credentials without touching the session.  Two
+schemes today:
+
+- ``anonymous``: a client names itself by a random secret it keeps for its
+  lifetime; the principal is ``anon-`` plus 16 hex digits of the secret's
+  SHA-256.  Reconnecting with the same secret reaches the same objects, and
+  nobody else can guess the name.
+- ``node``: another node (or a node registering at the gateway) proves it
+  holds the key of its certificate (:mod:`node.transport.proof`); the
+  principal is ``node:<id>`` and the caller carries the certificate's
+  fingerprint, which transfers and registrations check.
+
+Must not import asyncio or the transport's WebSocket module.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Protocol
 
 from protocol.errors import Unauthenticated
+from protocol.ids import NodeId
 from protocol.messages import HelloRequest
 
+from ..transport.proof import NODE_SCHEME, ProofVerifier
 from .store import Principal
 
-__all__ = ["Authenticator", "AnonymousAuthenticator", "ANONYMOUS_SCHEME"]
+__all__ = [
+    "Caller",
+    "Authenticator",
+    "AnonymousAuthenticator",
+    "CredentialAuthenticator",
+    "ANONYMOUS_SCHEME",
+]
 
 ANONYMOUS_SCHEME = "anonymous"
 MIN_SECRET_BYTES = 16
 MAX_SECRET_BYTES = 64
 
 
-class Authenticator(Protocol):
-    """Maps a hello to the principal its requests are attributed to."""
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated peer of a session."""
 
-    def authenticate(self, hello: HelloRequest) -> Principal: ...
+    principal: Principal
+    node_id: NodeId | None = None
+    """Set when the peer proved it is a node."""
+    fingerprint: str | None = None
+    """Fingerprint of the certificate a node peer proved it holds."""
+
+
+class Authenticator(Protocol):
+    """Maps a hello to the caller its requests are attributed to."""
+
+    def authenticate(self, hello: HelloRequest) -> Caller: ...
+
+
+def _scheme_of(hello: HelloRequest) -> str:
+    scheme = hello.credentials.get("scheme")
+    return scheme[:32] if isinstance(scheme, str) else type(scheme).__name__
+
+
+def _refuse_scheme(scheme: str) -> Unauthenticated:
+    return Unauthenticated(
+        f"credential scheme {scheme!r} is not accepted here", {"scheme": scheme}
+    )
 
 
 class AnonymousAuthenticator:
-    """Credentials ``{"scheme": "anonymous", "secret": <16-64 random bytes>}``.
+    """Credentials ``{"scheme": "anonymous", "secret": <16-64 random bytes>}``."""
 
-    The principal is ``anon-`` plus the first 16 hex digits of the secret's
-    SHA-256: stable across reconnects, unguessable without the secret.
-    """
-
-    def authenticate(self, hello: HelloRequest) -> Principal:
-        scheme = hello.credentials.get("scheme")
+    def authenticate(self, hello: HelloRequest) -> Caller:
+        scheme = _scheme_of(hello)
         if scheme != ANONYMOUS_SCHEME:
-            shown = scheme if isinstance(scheme, str) else type(scheme).__name__
-            raise Unauthenticated(
-                f"credential scheme {str(shown)[:32]!r} is not accepted by this node",
-                {"scheme": str(shown)[:32]},
-            )
+            raise _refuse_scheme(scheme)
         secret = hello.credentials.get("secret")
         if not isinstance(secret, bytes) or not (
             MIN_SECRET_BYTES <= len(secret) <= MAX_SECRET_BYTES
@@ -55,4 +86,21 @@ class AnonymousAuthenticator:
                 f"{MAX_SECRET_BYTES} bytes",
                 {},
             )
-        return "anon-" + hashlib.sha256(secret).hexdigest()[:16]
+        return Caller("anon-" + hashlib.sha256(secret).hexdigest()[:16])
+
+
+class CredentialAuthenticator:
+    """Anonymous clients and proven nodes, as a node server or the gateway accepts them."""
+
+    def __init__(self, verifier: ProofVerifier, anonymous: bool = True) -> None:
+        self.verifier = verifier
+        self.anonymous = AnonymousAuthenticator() if anonymous else None
+
+    def authenticate(self, hello: HelloRequest) -> Caller:
+        scheme = _scheme_of(hello)
+        if scheme == NODE_SCHEME:
+            proof = self.verifier.verify(hello.credentials)
+            return Caller(f"node:{proof.node_id}", proof.node_id, proof.fingerprint)
+        if scheme == ANONYMOUS_SCHEME and self.anonymous is not None:
+            return self.anonymous.authenticate(hello)
+        raise _refuse_scheme(scheme)

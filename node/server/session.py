@@ -44,7 +44,7 @@ from protocol.messages import (
     SyncRequest,
 )
 
-from .auth import Authenticator
+from .auth import Authenticator, Caller
 from .executor import Executor, PreparedCommand
 from .store import ObjectStore, Principal
 
@@ -106,7 +106,12 @@ class Session:
         self.max_message_bytes = max_message_bytes
         self.peer = peer
         self.state = SessionState.AWAITING_HELLO
-        self.principal: Principal | None = None
+        self.caller: Caller | None = None
+
+    @property
+    def principal(self) -> Principal | None:
+        """Who requests on this connection are attributed to, once authenticated."""
+        return self.caller.principal if self.caller is not None else None
 
     def receive(self, frame: bytes | bytearray | memoryview) -> Step:
         """Handle one binary frame."""
@@ -172,10 +177,12 @@ class Session:
         assert isinstance(request, HelloRequest)
         if self.state is SessionState.OPEN:
             raise BadRequest("the connection is already open", {})
-        self.principal = self.authenticator.authenticate(request)
+        self.caller = self.authenticator.authenticate(request)
         self.state = SessionState.OPEN
-        log.info("%s connected from %s as %s", request.client, self.peer, self.principal)
-        reply = request.reply(self.node_id, self.principal, self.roles, self.max_message_bytes)
+        log.info("%s connected from %s as %s", request.client, self.peer, self.caller.principal)
+        reply = request.reply(
+            self.node_id, self.caller.principal, self.roles, self.max_message_bytes
+        )
         return Outcome(reply)
 
     def _command(self, request: Request) -> Step:

@@ -34,6 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from protocol.errors import TesseraError
 
 __all__ = [
+    "load_signing_key",
     "KEY_FILE",
     "CERT_FILE",
     "CERT_VALIDITY",
@@ -199,6 +200,11 @@ def _load_key(state_dir: Path, key_path: Path) -> CertificateIssuerPrivateKeyTyp
     if not isinstance(key, _SIGNING_KEYS):
         raise StateDirError.for_path(state_dir, f"{key_path} holds a key that cannot sign")
     return key
+
+
+def load_signing_key(identity: Identity) -> CertificateIssuerPrivateKeyTypes:
+    """The private key of ``identity``, for signing node proofs (blocking file read)."""
+    return _load_key(identity.key_path.parent, identity.key_path)
 
 
 def _read(state_dir: Path, path: Path) -> bytes:

@@ -38,7 +38,18 @@ from protocol.limits import (
     PAYLOAD_ALIGNMENT,
     PROTOCOL_VERSION,
 )
+from protocol.records import DatasetSummary, NodeRecord, NodeStatus, Role
 from protocol.messages import (
+    AckReply,
+    DeliverRequest,
+    DeregisterRequest,
+    ExpectRequest,
+    HeartbeatRequest,
+    NodesReply,
+    NodesRequest,
+    RegisterReply,
+    RegisterRequest,
+    TransferRequest,
     CommandRequest,
     DeleteRequest,
     DescribeReply,
@@ -167,6 +178,14 @@ def sample(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
 ALICE = NodeId("alice")
 SECRET = bytes(range(16))
 
+FINGERPRINT = "sha256:" + "ab" * 32
+TICKET = bytes(range(32))
+RECORD = NodeRecord(
+    ALICE, "wss://alice.example:8765", FINGERPRINT, (Role.DATA_OWNER, Role.COMPUTE), ("#hospital",),
+    (DatasetSummary("breast_cancer", ("#breast_cancer",), "UCI WDBC", (30,), 569),),
+)
+BARE = NodeRecord(NodeId("bob"), "ws://[::1]:9000", FINGERPRINT)
+
 EXAMPLES: dict[MessageKind, Message] = {
     MessageKind.HELLO: HelloRequest(
         RequestId(1), PROTOCOL_VERSION, "notebook", ("client", "trainer"),
@@ -198,6 +217,21 @@ EXAMPLES: dict[MessageKind, Message] = {
         RequestId(9), "NOT_FOUND", "object 0x7 not found",
         {"object_id": 7, "ratio": 0.5, "flag": True, "none": None, "text": "x"},
     ),
+    MessageKind.ACK: AckReply(RequestId(10)),
+    MessageKind.REGISTER: RegisterRequest(RequestId(11), RECORD),
+    MessageKind.REGISTER_REPLY: RegisterReply(RequestId(11), 2.5),
+    MessageKind.HEARTBEAT: HeartbeatRequest(RequestId(12)),
+    MessageKind.DEREGISTER: DeregisterRequest(RequestId(13)),
+    MessageKind.NODES: NodesRequest(RequestId(14), "#breast_cancer"),
+    MessageKind.NODES_REPLY: NodesReply(
+        RequestId(14), (NodeStatus(RECORD, 1764000000.5, True), NodeStatus(BARE, 12.0, False))
+    ),
+    MessageKind.EXPECT: ExpectRequest(RequestId(15), ObjectId(21), ALICE, FINGERPRINT, TICKET),
+    MessageKind.TRANSFER: TransferRequest(
+        RequestId(16), ObjectId(20), NodeId("bob"), "wss://10.0.0.2:8765", FINGERPRINT,
+        ObjectId(21), TICKET, True,
+    ),
+    MessageKind.DELIVER: DeliverRequest(RequestId(17), ObjectId(21), TICKET, sample(torch.float64, (3,))),
 }
 
 # --- round trips ------------------------------------------------------------

@@ -25,7 +25,9 @@ def hello(credentials: dict[str, object]) -> HelloRequest:
 
 
 def principal_for(secret: object) -> str:
-    return AnonymousAuthenticator().authenticate(hello({"scheme": ANONYMOUS_SCHEME, "secret": secret}))
+    return AnonymousAuthenticator().authenticate(
+        hello({"scheme": ANONYMOUS_SCHEME, "secret": secret})
+    ).principal
 
 
 def test_principal_is_stable_for_the_same_secret() -> None:
@@ -33,7 +35,7 @@ def test_principal_is_stable_for_the_same_secret() -> None:
     first = principal_for(SECRET)
     again = AnonymousAuthenticator().authenticate(
         hello({"secret": bytes(SECRET), "scheme": "anonymous", "extra": 1})
-    )
+    ).principal
     assert first == again == principal_for(bytes(bytearray(SECRET)))
 
 

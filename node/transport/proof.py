@@ -1,0 +1,155 @@
+"""Node proofs: how a node shows it holds the key of the certificate it claims.
+
+A node dialing the gateway or another node says hello with credentials of
+scheme ``node``: its id, its certificate (DER), a timestamp, a fresh nonce
+and a signature over all of them *and the fingerprint of the server it is
+talking to*.  The server recomputes the fingerprint from the certificate,
+checks the signature with its public key, the timestamp within
+:data:`MAX_CLOCK_SKEW`, and that the nonce was not seen before.  Binding the
+server's fingerprint stops a server that received a proof from replaying it
+to another; the nonce cache stops replays to the same server.  We do not use
+TLS client certificates because Python's ``ssl`` cannot accept an arbitrary
+self-signed client certificate and then pin it.
+
+Must not import asyncio or websockets.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import msgpack
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
+from protocol.errors import Unauthenticated
+from protocol.ids import NodeId
+
+from .identity import Identity, fingerprint_of, load_signing_key
+
+__all__ = ["NODE_SCHEME", "MAX_CLOCK_SKEW", "NodeProof", "node_credentials", "ProofVerifier"]
+
+NODE_SCHEME = "node"
+CONTEXT = "tessera-node-hello-v1"
+MAX_CLOCK_SKEW = 300.0
+"""Seconds a proof's timestamp may differ from the verifier's clock."""
+NONCE_BYTES = 16
+INSECURE_SERVER = "insecure"
+"""What a proof binds to when the server has no certificate (``--insecure``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeProof:
+    """A verified node identity."""
+
+    node_id: NodeId
+    fingerprint: str
+
+
+def _payload(node_id: str, server: str, timestamp: int, nonce: bytes) -> bytes:
+    packed: bytes = msgpack.packb([CONTEXT, node_id, server, timestamp, nonce], use_bin_type=True)
+    return packed
+
+
+def node_credentials(
+    identity: Identity, node_id: str, server_fingerprint: str | None, now: float | None = None
+) -> dict[str, Any]:
+    """Hello credentials proving ``node_id`` holds ``identity``'s key (reads the key file)."""
+    timestamp = int(time.time() if now is None else now)
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    payload = _payload(node_id, server_fingerprint or INSECURE_SERVER, timestamp, nonce)
+    key = load_signing_key(identity)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        signature = key.sign(payload, ec.ECDSA(hashes.SHA256()))
+    elif isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        signature = key.sign(payload)  # type: ignore[call-arg]
+    return {
+        "scheme": NODE_SCHEME,
+        "node_id": node_id,
+        "certificate": identity.cert_der,
+        "timestamp": timestamp,
+        "nonce": nonce,
+        "signature": signature,
+    }
+
+
+class ProofVerifier:
+    """Checks node proofs addressed to one server; remembers nonces against replay."""
+
+    def __init__(
+        self, server_fingerprint: str | None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.server = server_fingerprint or INSECURE_SERVER
+        self.clock = clock
+        self._seen: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, credentials: Mapping[str, Any]) -> NodeProof:
+        """The proven node identity, or :class:`Unauthenticated` saying why not."""
+        node_id, der, timestamp, nonce, signature = _fields(credentials)
+        now = self.clock()
+        if abs(now - timestamp) > MAX_CLOCK_SKEW:
+            raise Unauthenticated(
+                f"node proof timestamp is {abs(now - timestamp):.0f}s off; check the clocks",
+                {"skew": round(now - timestamp)},
+            )
+        try:
+            certificate = x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise Unauthenticated("node proof certificate is not valid DER", {}) from None
+        _check_signature(certificate, signature, _payload(node_id, self.server, timestamp, nonce))
+        self._remember(nonce, now)
+        return NodeProof(NodeId(node_id), fingerprint_of(der))
+
+    def _remember(self, nonce: bytes, now: float) -> None:
+        with self._lock:
+            for old, seen_at in list(self._seen.items()):
+                if now - seen_at > 2 * MAX_CLOCK_SKEW:
+                    del self._seen[old]
+            if nonce in self._seen:
+                raise Unauthenticated("node proof was already used (replay)", {})
+            self._seen[nonce] = now
+
+
+def _fields(credentials: Mapping[str, Any]) -> tuple[str, bytes, int, bytes, bytes]:
+    node_id = credentials.get("node_id")
+    der = credentials.get("certificate")
+    timestamp = credentials.get("timestamp")
+    nonce = credentials.get("nonce")
+    signature = credentials.get("signature")
+    if not (
+        isinstance(node_id, str)
+        and isinstance(der, bytes)
+        and isinstance(timestamp, int)
+        and not isinstance(timestamp, bool)
+        and isinstance(nonce, bytes)
+        and len(nonce) == NONCE_BYTES
+        and isinstance(signature, bytes)
+    ):
+        raise Unauthenticated(
+            "node credentials need node_id, certificate, timestamp, nonce and signature", {}
+        )
+    return node_id, der, timestamp, nonce, signature
+
+
+def _check_signature(certificate: x509.Certificate, signature: bytes, payload: bytes) -> None:
+    key = certificate.public_key()
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            key.verify(signature, payload)
+        else:
+            raise Unauthenticated("node proof certificate has an unsupported key type", {})
+    except InvalidSignature:
+        raise Unauthenticated("node proof signature does not verify", {}) from None

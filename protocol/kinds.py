@@ -1,0 +1,85 @@
+"""Message kinds, the request mixin, and the two replies every kind may get.
+
+Split out of :mod:`protocol.messages` so the core, discovery and transfer
+message modules can share them without importing each other.  Pure.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import ClassVar, Mapping
+
+from .errors import DetailValue, TesseraError
+from .ids import RequestId
+
+__all__ = ["MessageKind", "RequestBase", "ErrorReply", "AckReply", "NO_REQUEST"]
+
+NO_REQUEST = RequestId(0)
+"""Request id of an error that answers no decodable request."""
+
+
+class MessageKind(str, enum.Enum):
+    """The ``kind`` field of every message."""
+
+    HELLO = "hello"
+    HELLO_REPLY = "hello_reply"
+    PUT = "put"
+    GET = "get"
+    GET_REPLY = "get_reply"
+    DELETE = "delete"
+    COMMAND = "command"
+    SYNC = "sync"
+    SYNC_REPLY = "sync_reply"
+    LIST = "list"
+    LIST_REPLY = "list_reply"
+    DESCRIBE = "describe"
+    DESCRIBE_REPLY = "describe_reply"
+    ERROR = "error"
+    ACK = "ack"
+    REGISTER = "register"
+    REGISTER_REPLY = "register_reply"
+    HEARTBEAT = "heartbeat"
+    DEREGISTER = "deregister"
+    NODES = "nodes"
+    NODES_REPLY = "nodes_reply"
+    EXPECT = "expect"
+    TRANSFER = "transfer"
+    DELIVER = "deliver"
+
+
+class RequestBase:
+    """Mixin giving every request an ``error`` reply builder."""
+
+    __slots__ = ()
+    id: RequestId
+
+    def error(self, exc: TesseraError) -> ErrorReply:
+        return ErrorReply.from_exception(self.id, exc)
+
+    def ack(self) -> AckReply:
+        return AckReply(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """A request failed.  ``id`` is the request's, or 0 if it could not be read."""
+
+    KIND: ClassVar[MessageKind] = MessageKind.ERROR
+    id: RequestId
+    code: str
+    message: str
+    details: Mapping[str, DetailValue] = field(default_factory=dict)
+
+    @classmethod
+    def from_exception(cls, request_id: RequestId, exc: TesseraError) -> ErrorReply:
+        code = exc.code.value if exc.code is not None else "INTERNAL"
+        return cls(request_id, code, exc.message, dict(exc.details))
+
+
+@dataclass(frozen=True, slots=True)
+class AckReply:
+    """The request succeeded and has nothing to return (heartbeat, transfer...)."""
+
+    KIND: ClassVar[MessageKind] = MessageKind.ACK
+    id: RequestId

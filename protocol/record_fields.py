@@ -1,0 +1,231 @@
+"""Wire fields of the discovery and transfer kinds, and of node records.
+
+The counterpart of :mod:`protocol.fields` for :mod:`protocol.discovery` and
+:mod:`protocol.transfers`; :mod:`protocol.fields` merges both tables.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+
+from .discovery import (
+    DeregisterRequest,
+    HeartbeatRequest,
+    NodesReply,
+    NodesRequest,
+    RegisterReply,
+    RegisterRequest,
+)
+from .errors import MalformedMessage
+from .ids import RequestId
+from .kinds import AckReply, MessageKind
+from .limits import MAX_TENSOR_DIMS
+from .records import (
+    MAX_DATASETS,
+    MAX_DESCRIPTION_CHARS,
+    MAX_TAGS,
+    TAG_PATTERN,
+    DatasetSummary,
+    NodeRecord,
+    NodeStatus,
+    Role,
+    validate_node_url,
+)
+from .transfers import TICKET_BYTES, DeliverRequest, ExpectRequest, TransferRequest
+from .validate import (
+    array,
+    bad,
+    blob,
+    boolean,
+    name,
+    node_id,
+    number,
+    object_id,
+    required,
+    string_map,
+    tensor,
+    text,
+    uint,
+)
+
+__all__ = ["NETWORK_BODIES", "NETWORK_PARSERS", "record_body", "record_from", "fingerprint"]
+
+FINGERPRINT_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def fingerprint(value: object, field: str) -> str:
+    """A certificate fingerprint in canonical form: ``sha256:`` and 64 lower-case hex."""
+    if not isinstance(value, str) or not FINGERPRINT_PATTERN.fullmatch(value):
+        raise bad(field, "a fingerprint 'sha256:<64 lower-case hex digits>'")
+    return value
+
+
+def _tags(value: object, field: str) -> tuple[str, ...]:
+    tags = array(value, field, MAX_TAGS)
+    for tag in tags:
+        if not isinstance(tag, str) or not TAG_PATTERN.fullmatch(tag) or tag != tag.lower():
+            raise bad(field, "an array of lower-case tags like '#breast_cancer'")
+    return tuple(tags)
+
+
+def _roles(value: object, field: str) -> tuple[Role, ...]:
+    roles = []
+    for item in array(value, field, len(Role)):
+        try:
+            roles.append(Role(item))
+        except ValueError:
+            raise bad(field, "an array of " + ", ".join(r.value for r in Role)) from None
+    return tuple(roles)
+
+
+def _dataset_body(dataset: DatasetSummary) -> dict[str, Any]:
+    return {
+        "name": dataset.name,
+        "tags": list(dataset.tags),
+        "description": dataset.description,
+        "shape": list(dataset.shape),
+        "samples": dataset.samples,
+    }
+
+
+def _dataset_from(value: object, field: str) -> DatasetSummary:
+    item = string_map(value, field)
+    description = text(item.get("description", ""), field + ".description")
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise bad(field + ".description", f"at most {MAX_DESCRIPTION_CHARS} characters")
+    shape = array(item.get("shape", []), field + ".shape", MAX_TENSOR_DIMS)
+    return DatasetSummary(
+        name(required(item, "name"), field + ".name"),
+        _tags(item.get("tags", []), field + ".tags"),
+        description,
+        tuple(uint(d, field + ".shape") for d in shape),
+        uint(item.get("samples", 0), field + ".samples"),
+    )
+
+
+def record_body(record: NodeRecord) -> dict[str, Any]:
+    return {
+        "node_id": record.node_id,
+        "url": record.url,
+        "fingerprint": record.fingerprint,
+        "roles": [role.value for role in record.roles],
+        "tags": list(record.tags),
+        "datasets": [_dataset_body(d) for d in record.datasets],
+    }
+
+
+def record_from(value: object, field: str) -> NodeRecord:
+    item = string_map(value, field)
+    url = text(required(item, "url"), field + ".url")
+    try:
+        validate_node_url(url)
+    except MalformedMessage as exc:
+        raise MalformedMessage(f"field {field}.url: {exc.message}", {"field": field + ".url"}) from None
+    datasets = array(item.get("datasets", []), field + ".datasets", MAX_DATASETS)
+    return NodeRecord(
+        node_id(required(item, "node_id"), field + ".node_id"),
+        url,
+        fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
+        _roles(item.get("roles", []), field + ".roles"),
+        _tags(item.get("tags", []), field + ".tags"),
+        tuple(_dataset_from(d, f"{field}.datasets") for d in datasets),
+    )
+
+
+def _status_body(status: NodeStatus) -> dict[str, Any]:
+    return {"record": record_body(status.record), "last_seen": status.last_seen, "online": status.online}
+
+
+def _status_from(value: object, field: str) -> NodeStatus:
+    item = string_map(value, field)
+    return NodeStatus(
+        record_from(required(item, "record"), field + ".record"),
+        number(required(item, "last_seen"), field + ".last_seen"),
+        boolean(required(item, "online"), field + ".online"),
+    )
+
+
+def _ticket(value: object, field: str) -> bytes:
+    return blob(value, field, TICKET_BYTES, TICKET_BYTES)
+
+
+def _optional_tag(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    return _tags([value], field)[0]
+
+
+Builder = Callable[[Any], dict[str, Any]]
+Parser = Callable[[RequestId, Mapping[str, Any]], Any]
+
+NETWORK_BODIES: dict[MessageKind, Builder] = {
+    MessageKind.ACK: lambda m: {},
+    MessageKind.REGISTER: lambda m: {"record": record_body(m.record)},
+    MessageKind.REGISTER_REPLY: lambda m: {"heartbeat_interval": m.heartbeat_interval},
+    MessageKind.HEARTBEAT: lambda m: {},
+    MessageKind.DEREGISTER: lambda m: {},
+    MessageKind.NODES: lambda m: {"tag": m.tag},
+    MessageKind.NODES_REPLY: lambda m: {"nodes": [_status_body(s) for s in m.nodes]},
+    MessageKind.EXPECT: lambda m: {
+        "object_id": m.object_id,
+        "from_node": m.from_node,
+        "from_fingerprint": m.from_fingerprint,
+        "ticket": m.ticket,
+    },
+    MessageKind.TRANSFER: lambda m: {
+        "object_id": m.object_id,
+        "to_node": m.to_node,
+        "to_url": m.to_url,
+        "to_fingerprint": m.to_fingerprint,
+        "dest_object_id": m.dest_object_id,
+        "ticket": m.ticket,
+        "delete_source": m.delete_source,
+    },
+    MessageKind.DELIVER: lambda m: {"object_id": m.object_id, "ticket": m.ticket, "value": m.value},
+}
+
+NETWORK_PARSERS: dict[MessageKind, Parser] = {
+    MessageKind.ACK: lambda rid, b: AckReply(rid),
+    MessageKind.REGISTER: lambda rid, b: RegisterRequest(rid, record_from(required(b, "record"), "record")),
+    MessageKind.REGISTER_REPLY: lambda rid, b: RegisterReply(
+        rid, number(required(b, "heartbeat_interval"), "heartbeat_interval")
+    ),
+    MessageKind.HEARTBEAT: lambda rid, b: HeartbeatRequest(rid),
+    MessageKind.DEREGISTER: lambda rid, b: DeregisterRequest(rid),
+    MessageKind.NODES: lambda rid, b: NodesRequest(rid, _optional_tag(b.get("tag"), "tag")),
+    MessageKind.NODES_REPLY: lambda rid, b: NodesReply(
+        rid, tuple(_status_from(s, "nodes") for s in array(required(b, "nodes"), "nodes"))
+    ),
+    MessageKind.EXPECT: lambda rid, b: ExpectRequest(
+        rid,
+        object_id(required(b, "object_id"), "object_id"),
+        node_id(required(b, "from_node"), "from_node"),
+        fingerprint(required(b, "from_fingerprint"), "from_fingerprint"),
+        _ticket(required(b, "ticket"), "ticket"),
+    ),
+    MessageKind.TRANSFER: lambda rid, b: TransferRequest(
+        rid,
+        object_id(required(b, "object_id"), "object_id"),
+        node_id(required(b, "to_node"), "to_node"),
+        _url(required(b, "to_url"), "to_url"),
+        fingerprint(required(b, "to_fingerprint"), "to_fingerprint"),
+        object_id(required(b, "dest_object_id"), "dest_object_id"),
+        _ticket(required(b, "ticket"), "ticket"),
+        boolean(required(b, "delete_source"), "delete_source"),
+    ),
+    MessageKind.DELIVER: lambda rid, b: DeliverRequest(
+        rid,
+        object_id(required(b, "object_id"), "object_id"),
+        _ticket(required(b, "ticket"), "ticket"),
+        tensor(required(b, "value"), "value"),
+    ),
+}
+
+
+def _url(value: object, field: str) -> str:
+    url = text(value, field)
+    try:
+        return validate_node_url(url)
+    except MalformedMessage as exc:
+        raise MalformedMessage(f"field {field!r}: {exc.message}", {"field": field}) from None

@@ -1,0 +1,67 @@
+"""Node-to-node transfers: ``ptr.move(bob)`` without the data passing the client.
+
+Three requests, each answered with ``ack`` (or an error):
+
+1. client -> destination: ``expect`` reserves ``object_id`` for the client,
+   to be filled by ``from_node`` presenting ``from_fingerprint`` with the
+   one-time ``ticket``;
+2. client -> source: ``transfer`` asks the source to send its object there;
+3. source -> destination, over a node-to-node link on which the source
+   proved its identity: ``deliver`` fills the reservation.
+
+The source acknowledges ``transfer`` only once the destination acknowledged
+``deliver``, so when the client sees the ack the object is in place.  Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from .ids import NodeId, ObjectId, RequestId
+from .kinds import MessageKind, RequestBase
+
+__all__ = ["ExpectRequest", "TransferRequest", "DeliverRequest", "TICKET_BYTES"]
+
+TICKET_BYTES = 32
+"""Length of a transfer ticket (random, single use)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectRequest(RequestBase):
+    """Reserve ``object_id`` for a delivery from ``from_node``."""
+
+    KIND: ClassVar[MessageKind] = MessageKind.EXPECT
+    id: RequestId
+    object_id: ObjectId
+    from_node: NodeId
+    from_fingerprint: str
+    ticket: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequest(RequestBase):
+    """Send stored ``object_id`` to ``to_node`` as ``dest_object_id``."""
+
+    KIND: ClassVar[MessageKind] = MessageKind.TRANSFER
+    id: RequestId
+    object_id: ObjectId
+    to_node: NodeId
+    to_url: str
+    to_fingerprint: str
+    dest_object_id: ObjectId
+    ticket: bytes
+    delete_source: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverRequest(RequestBase):
+    """Fill the reservation ``object_id`` made with ``ticket``."""
+
+    KIND: ClassVar[MessageKind] = MessageKind.DELIVER
+    id: RequestId
+    object_id: ObjectId
+    ticket: bytes
+    value: torch.Tensor

@@ -1,0 +1,154 @@
+"""Primitive validators for decoded msgpack: loose values in, typed values out.
+
+Every validator raises :class:`~protocol.errors.MalformedMessage` naming the
+offending field.  Used by the codec and by the per-kind field tables.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from .errors import MalformedMessage
+from .ids import MAX_OBJECT_ID, NodeId, ObjectId
+from .limits import MAX_NESTING_DEPTH
+from .values import PointerRef
+
+__all__ = [
+    "MAX_NAME_CHARS",
+    "bad",
+    "uint",
+    "optional_int",
+    "object_id",
+    "node_id",
+    "name",
+    "text",
+    "boolean",
+    "tensor",
+    "array",
+    "string_map",
+    "check_values",
+    "required",
+    "number",
+    "blob",
+]
+
+MAX_NAME_CHARS = 128
+
+
+def bad(field: str, expected: str) -> MalformedMessage:
+    return MalformedMessage(f"field {field!r} must be {expected}", {"field": field})
+
+
+def uint(value: object, field: str, limit: int = MAX_OBJECT_ID) -> int:
+    """An unsigned integer no larger than ``limit``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise bad(field, f"an integer in [0, {limit}]")
+    return value
+
+
+def optional_int(value: object, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(field, "an integer or nil")
+    return value
+
+
+def object_id(value: object, field: str) -> ObjectId:
+    return ObjectId(uint(value, field))
+
+
+def node_id(value: object, field: str) -> NodeId:
+    return NodeId(name(value, field))
+
+
+def name(value: object, field: str) -> str:
+    """A short non-empty string (ids, op names, roles)."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME_CHARS:
+        raise bad(field, f"a string of 1 to {MAX_NAME_CHARS} characters")
+    return value
+
+
+def text(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise bad(field, "a string")
+    return value
+
+
+def boolean(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise bad(field, "a boolean")
+    return value
+
+
+def tensor(value: object, field: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise bad(field, "a tensor")
+    return value
+
+
+def array(value: object, field: str, max_len: int | None = None) -> list[Any]:
+    if not isinstance(value, list) or (max_len is not None and len(value) > max_len):
+        limit = "" if max_len is None else f" of at most {max_len} items"
+        raise bad(field, "an array" + limit)
+    return value
+
+
+def string_map(value: object, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise bad(field, "a map with string keys")
+    return value
+
+
+_LEAF_TYPES = (type(None), bool, int, float, str, bytes, torch.Tensor, PointerRef, slice, torch.dtype)
+
+
+def check_values(root: object) -> None:
+    """Refuse anything outside the value grammar, anywhere in the body.
+
+    Containers nested deeper than :data:`MAX_NESTING_DEPTH`, map keys that
+    are not strings, and values msgpack decodes by itself but the grammar
+    does not have (its timestamp ext, -1) all raise ``MalformedMessage``.
+    Iterative, so a hostile message cannot exhaust the Python stack.
+    """
+    stack: list[tuple[object, int]] = [(root, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth > MAX_NESTING_DEPTH:
+                raise MalformedMessage(
+                    f"nesting deeper than {MAX_NESTING_DEPTH} levels",
+                    {"limit": MAX_NESTING_DEPTH},
+                )
+            if isinstance(item, dict):
+                if not all(isinstance(key, str) for key in item):
+                    raise MalformedMessage("map keys must be strings", {})
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif not (isinstance(item, _LEAF_TYPES) or item is Ellipsis):
+            raise MalformedMessage(
+                f"a {type(item).__name__} is not a wire value", {"type": type(item).__name__}
+            )
+
+
+def required(body: Mapping[str, Any], key: str) -> Any:
+    if key not in body:
+        raise MalformedMessage(f"missing field {key!r}", {"field": key})
+    return body[key]
+
+
+def number(value: object, field: str) -> float:
+    """An int or float (not a bool), as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad(field, "a number")
+    return float(value)
+
+
+def blob(value: object, field: str, min_len: int = 0, max_len: int = 65_536) -> bytes:
+    """A msgpack bin of bounded length."""
+    if not isinstance(value, bytes) or not min_len <= len(value) <= max_len:
+        raise bad(field, f"a binary of {min_len} to {max_len} bytes")
+    return value
