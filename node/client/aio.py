@@ -30,11 +30,11 @@ from protocol.messages import (
     SyncRequest,
 )
 
-from .channel import AsyncChannel
+from ..transport.channel import AsyncChannel
 from .handle import NodeHandle, R
 from .pointer import Pointer
 from .remote import endpoint_for
-from .tracker import RequestTracker, rebuild_error
+from ..transport.tracker import RequestTracker, rebuild_error
 
 __all__ = ["AsyncRemoteNode", "connect_async"]
 

@@ -41,7 +41,7 @@ from protocol.values import PointerRef
 from ..errors import MixedNodesError
 from .channel import Channel
 from .pointer import Pointer
-from .tracker import rebuild_error
+from ..transport.tracker import rebuild_error
 
 __all__ = ["NodeHandle", "DELETE_BATCH"]
 

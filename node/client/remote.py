@@ -9,7 +9,8 @@ from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 
 from ..server.auth import ANONYMOUS_SCHEME
 from ..transport.trust import TrustPolicy
-from .channel import Endpoint, ThreadedChannel
+from ..transport.channel import Endpoint, fixed_credentials
+from .channel import ThreadedChannel
 from .handle import NodeHandle
 
 __all__ = ["RemoteNode", "connect", "endpoint_for"]
@@ -43,7 +44,7 @@ def endpoint_for(
         fingerprint=fingerprint,
         known_nodes=Path(known_nodes) if known_nodes is not None else None,
     )
-    credentials = {"scheme": ANONYMOUS_SCHEME, "secret": secrets.token_bytes(32)}
+    credentials = fixed_credentials({"scheme": ANONYMOUS_SCHEME, "secret": secrets.token_bytes(32)})
     return Endpoint(url, trust, client_name, credentials, max_message_bytes, timeout)
 
 

@@ -24,9 +24,9 @@ from ..server.executor import Executor
 from ..server.session import Session, Work
 from ..server.store import MemoryStore
 from ..settings import validate_node_id
-from .channel import hello_request
+from ..transport.channel import hello_request
 from .handle import NodeHandle
-from .tracker import RequestTracker, rebuild_error
+from ..transport.tracker import RequestTracker, rebuild_error
 
 __all__ = ["VirtualNode"]
 

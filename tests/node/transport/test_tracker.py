@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node.client.tracker import AUTO_BARRIER_EVERY, RequestTracker, rebuild_error
+from node.transport.tracker import AUTO_BARRIER_EVERY, RequestTracker, rebuild_error
 from node.errors import NodeUnavailable
 from protocol.errors import (
     ERROR_CLASSES,
