@@ -35,6 +35,7 @@ from protocol.errors import (
 from protocol.messages import ObjectInfo
 
 from .client.aio import AsyncRemoteNode, connect_async
+from .client.grid import Gateway, GridMatch, GridNode
 from .client.hook import hook_torch
 from .client.pointer import Pointer
 from .client.remote import RemoteNode, connect
@@ -46,6 +47,9 @@ __all__ = [
     "connect",
     "connect_async",
     "RemoteNode",
+    "Gateway",
+    "GridNode",
+    "GridMatch",
     "AsyncRemoteNode",
     "VirtualNode",
     "Pointer",

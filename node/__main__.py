@@ -16,10 +16,13 @@ import signal
 import sys
 from pathlib import Path
 
+from protocol.errors import MalformedMessage
+from protocol.records import Role, normalize_tag, validate_node_url
+
 from .cli import LOG_LEVELS, CliError, OneLineParser, configure_logging, fail
 from .server.runtime import NodeServer
 from .settings import DEFAULT_PORT, NodeSettings, default_state_dir, validate_node_id
-from .transport.identity import StateDirError
+from .transport.identity import StateDirError, normalize_fingerprint
 
 PROG = "node"
 log = logging.getLogger("tessera.node")
@@ -48,6 +51,24 @@ def _parser() -> OneLineParser:
     parser.add_argument(
         "--max-message-mib", type=_positive_int, default=256, help="largest frame accepted (MiB)"
     )
+    parser.add_argument(
+        "--gateway", metavar="URL", help="register at this gateway, e.g. wss://10.0.0.1:5000"
+    )
+    trust = parser.add_mutually_exclusive_group()
+    trust.add_argument("--gateway-cafile", type=Path, help="the gateway's cert.pem (or a CA bundle)")
+    trust.add_argument("--gateway-fingerprint", help="the gateway's sha256:... fingerprint")
+    parser.add_argument(
+        "--advertise",
+        metavar="URL",
+        help="URL others should dial (default: derived from --host and --port)",
+    )
+    parser.add_argument(
+        "--role",
+        action="append",
+        choices=[role.value for role in Role],
+        help="what this node offers (repeatable; default compute)",
+    )
+    parser.add_argument("--tag", action="append", default=[], help="a tag like '#hospital' (repeatable)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
 
@@ -84,6 +105,7 @@ def parse(argv: list[str]) -> tuple[NodeSettings, str]:
         node_id = validate_node_id(args.id)
     except ValueError as exc:
         parser.error(str(exc))
+    gateway, advertise, fingerprint, tags = _network_args(parser, args)
     home = os.environ.get("TESSERA_HOME")
     state_dir = args.state_dir or (
         Path(home) / "nodes" / node_id if home else default_state_dir(node_id)
@@ -95,8 +117,35 @@ def parse(argv: list[str]) -> tuple[NodeSettings, str]:
         port=args.port,
         insecure=args.insecure,
         max_message_bytes=args.max_message_mib * 1024 * 1024,
+        roles=tuple(dict.fromkeys(args.role or ["compute"])),
+        tags=tags,
+        gateway_url=gateway,
+        gateway_cafile=args.gateway_cafile.expanduser() if args.gateway_cafile else None,
+        gateway_fingerprint=fingerprint,
+        advertise=advertise,
     )
     return settings, str(args.log_level)
+
+
+def _network_args(
+    parser: OneLineParser, args: argparse.Namespace
+) -> tuple[str | None, str | None, str | None, tuple[str, ...]]:
+    """Validated --gateway, --advertise, --gateway-fingerprint and --tag values."""
+    try:
+        gateway = validate_node_url(args.gateway) if args.gateway else None
+        advertise = validate_node_url(args.advertise) if args.advertise else None
+    except MalformedMessage as exc:
+        parser.error(exc.message.replace("node URL", "URL"))
+    if args.gateway_fingerprint and not args.gateway:
+        parser.error("--gateway-fingerprint needs --gateway")
+    try:
+        fingerprint = (
+            normalize_fingerprint(args.gateway_fingerprint) if args.gateway_fingerprint else None
+        )
+        tags = tuple(dict.fromkeys(normalize_tag(tag) for tag in args.tag))
+    except ValueError as exc:
+        parser.error(str(exc))
+    return gateway, advertise, fingerprint, tags
 
 
 async def run(settings: NodeSettings) -> None:

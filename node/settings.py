@@ -53,5 +53,11 @@ class NodeSettings:
     port: int = DEFAULT_PORT
     insecure: bool = False
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    roles: tuple[str, ...] = field(default_factory=tuple)
+    roles: tuple[str, ...] = ("compute",)
+    tags: tuple[str, ...] = field(default_factory=tuple)
     orphan_ttl: float = DEFAULT_ORPHAN_TTL
+    gateway_url: str | None = None
+    gateway_cafile: Path | None = None
+    gateway_fingerprint: str | None = None
+    advertise: str | None = None
+    """URL others should dial, when the bind address is not reachable as such."""

@@ -19,11 +19,13 @@ from protocol.errors import BadRequest
 from protocol.ids import NodeId, ObjectId
 from protocol.limits import MAX_DELETE_BATCH
 from protocol.messages import (
+    AckReply,
     CommandRequest,
     DeleteRequest,
     DescribeReply,
     DescribeRequest,
     ErrorReply,
+    ExpectRequest,
     GetReply,
     GetRequest,
     ListReply,
@@ -33,9 +35,11 @@ from protocol.messages import (
     Reply,
     SyncReply,
     SyncRequest,
+    TransferRequest,
 )
 from protocol.ops import result_count
 from protocol.tensors import DTYPE_NAMES
+from protocol.transfers import TICKET_BYTES
 from protocol.values import PointerRef
 
 from ..errors import MixedNodesError
@@ -151,6 +155,49 @@ class NodeHandle:
             if ids:
                 request = DeleteRequest(self._channel.tracker.next_id(), tuple(ids))
                 self._channel.post(request, f"delete({len(ids)} objects)")
+
+    # -- node to node --------------------------------------------------------
+
+    def _transfer(self, pointer: Pointer, dest: NodeHandle, delete_source: bool) -> ObjectId:
+        """Have this node send ``pointer``'s object straight to ``dest``; the new id there.
+
+        The destination first reserves the id for us and for this node's
+        certificate (``expect``); then this node delivers over its own
+        pinned link (``transfer``).  Both fingerprints are the ones our own
+        TLS connections verified, so neither node can be impersonated.
+        """
+        source_fp = getattr(self._channel, "peer_fingerprint", None)
+        dest_fp = getattr(dest._channel, "peer_fingerprint", None)
+        if source_fp is None or dest_fp is None:
+            raise BadRequest(
+                "node-to-node transfers need TLS connections to both nodes "
+                "(in-process and --insecure nodes cannot vouch for their certificates)",
+                {},
+            )
+        object_id, ticket = new_object_id(), secrets.token_bytes(TICKET_BYTES)
+        expect = ExpectRequest(dest._channel.tracker.next_id(), object_id, self.id, source_fp, ticket)
+        dest._call(expect, AckReply, f"expect({pointer!r})")
+        transfer = TransferRequest(
+            self._channel.tracker.next_id(),
+            pointer.object_id,
+            dest.id,
+            dest.url,
+            dest_fp,
+            object_id,
+            ticket,
+            delete_source,
+        )
+        verb = "move" if delete_source else "copy_to"
+        self._call(transfer, AckReply, f"{verb}({pointer!r}, {dest.id})")
+        return object_id
+
+    @property
+    def url(self) -> str:
+        """The URL this client dialed (what a peer node should dial too)."""
+        endpoint = getattr(self._channel, "endpoint", None)
+        if endpoint is None:
+            raise BadRequest(f"{self.id} is an in-process node and has no URL", {})
+        return str(endpoint.url)
 
     # -- synchronisation points --------------------------------------------
 

@@ -56,6 +56,31 @@ class Pointer:
         """Free the remote object now instead of when the pointer is dropped."""
         self.node._release(self.object_id)
 
+    def move(self, node: NodeHandle) -> Pointer:
+        """Move the object to ``node``, node to node; this pointer then points there.
+
+        The data goes straight from the current node to ``node`` over a
+        node-to-node TLS link; it never passes through this process.
+        """
+        if node is self.node:
+            return self
+        if _in_process(self.node) or _in_process(node):
+            value = self.get()
+            new = node.send(value)
+            self.node._release(self.object_id)
+        else:
+            new = Pointer(node, self.node._transfer(self, node, delete_source=True), self._info)
+        # Take over the new object's identity; ``new`` must not free it on drop.
+        self.node, self.object_id, self._info = new.node, new.object_id, new._info
+        new.node = None  # type: ignore[assignment]
+        return self
+
+    def copy_to(self, node: NodeHandle) -> Pointer:
+        """Copy the object to ``node``, node to node; returns a pointer to the copy."""
+        if _in_process(self.node) or _in_process(node):
+            return node.send(self.get())
+        return Pointer(node, self.node._transfer(self, node, delete_source=False), self._info)
+
     def describe(self) -> ObjectInfo:
         """Dtype and shape, fetched once without moving the data."""
         if self._info is None:
@@ -166,6 +191,13 @@ class Pointer:
     if TYPE_CHECKING:  # generated methods, one per METHOD-form op in OPS
 
         def __getattr__(self, name: str) -> Callable[..., Any]: ...
+
+
+def _in_process(node: NodeHandle) -> bool:
+    """VirtualNodes share this process: moving through it costs nothing extra."""
+    from .virtual import VirtualNode
+
+    return isinstance(node, VirtualNode)
 
 
 def _unsupported(name: str) -> Any:

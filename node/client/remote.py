@@ -20,10 +20,11 @@ class RemoteNode(NodeHandle):
     """A node reached over a WebSocket; see :func:`connect`."""
 
     @property
-    def url(self) -> str:
+    def fingerprint(self) -> str | None:
+        """Fingerprint of the certificate this connection verified (None without TLS)."""
         channel = self._channel
         assert isinstance(channel, ThreadedChannel)
-        return channel.endpoint.url
+        return channel.peer_fingerprint
 
 
 def endpoint_for(

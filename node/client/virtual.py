@@ -21,7 +21,7 @@ from protocol.messages import REPLY_TYPES, ErrorReply, HelloReply, Reply, Reques
 from ..errors import ClientClosed
 from ..server.auth import ANONYMOUS_SCHEME, AnonymousAuthenticator
 from ..server.executor import Executor
-from ..server.session import Session, Work
+from ..server.session import Outcome, Session, Work
 from ..server.store import MemoryStore
 from ..settings import validate_node_id
 from ..transport.channel import hello_request
@@ -54,6 +54,8 @@ class LocalChannel:
         with self._lock:
             step = self._session.receive(frame)
             outcome = step.run() if isinstance(step, Work) else step
+            # A virtual node has no TransferService, so no AsyncWork is ever produced.
+            assert isinstance(outcome, Outcome)
         if outcome.reply is None:
             return None
         reply = decode_message(encode_message(outcome.reply).to_bytes())

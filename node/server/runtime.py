@@ -12,14 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from typing import Any
+from urllib.parse import urlsplit
 
 from protocol.codec import Frame, encode_message
 from protocol.errors import MessageTooLarge, TesseraError
 from protocol.messages import ErrorReply
+from protocol.records import NodeRecord, Role
 
 from ..settings import NodeSettings
+from ..transport.channel import Credentials, Endpoint
 from ..transport.identity import Identity, ensure_identity
+from ..transport.proof import ProofVerifier, node_credentials
 from ..transport.tls import server_ssl_context
+from ..transport.trust import TrustPolicy
 from ..transport.websocket import (
     CloseCode,
     Connection,
@@ -28,10 +34,12 @@ from ..transport.websocket import (
     TextFrameReceived,
     listen,
 )
-from .auth import AnonymousAuthenticator, Authenticator
+from .auth import AnonymousAuthenticator, Authenticator, CredentialAuthenticator
 from .executor import Executor
-from .session import Outcome, Session, Work
+from .session import AsyncWork, Outcome, Session, Work
+from .registration import GatewayRegistration
 from .store import MemoryStore, Principal
+from .transfers import TransferService
 
 __all__ = ["NodeServer"]
 
@@ -45,8 +53,11 @@ class NodeServer:
         self.settings = settings
         self.store = MemoryStore()
         self.executor = Executor(settings.node_id, self.store)
-        self.authenticator = authenticator or AnonymousAuthenticator()
+        self._authenticator = authenticator
+        self.authenticator: Authenticator = authenticator or AnonymousAuthenticator()
         self.identity: Identity | None = None
+        self.transfers: TransferService | None = None
+        self.registration: GatewayRegistration | None = None
         self._listener: Listener | None = None
         self._live: dict[Principal, int] = {}
         self._expiry: dict[Principal, asyncio.TimerHandle] = {}
@@ -69,29 +80,81 @@ class NodeServer:
 
     @property
     def fingerprint(self) -> str | None:
-        return self.identity.fingerprint if self.identity is not None else None
+        """Fingerprint of the certificate clients see (None for --insecure nodes)."""
+        if self.identity is None or self.settings.insecure:
+            return None
+        return self.identity.fingerprint
 
     async def start(self) -> None:
-        """Load or create the TLS identity and bind; raises StateDirError or OSError."""
-        ssl_context = None
-        if not self.settings.insecure:
-            self.identity = await asyncio.to_thread(
-                ensure_identity,
-                self.settings.state_dir,
-                self.settings.node_id,
-                (self.settings.host,),
-            )
-            ssl_context = server_ssl_context(self.identity)
+        """Load or create the identity, bind, and register at the gateway if configured.
+
+        Raises StateDirError (unusable state dir) or OSError (cannot bind).
+        Insecure nodes have an identity too: they prove it to the gateway
+        and to peers, they just do not serve TLS.
+        """
+        settings = self.settings
+        identity = await asyncio.to_thread(
+            ensure_identity, settings.state_dir, settings.node_id, self._cert_names()
+        )
+        self.identity = identity
+        ssl_context = None if settings.insecure else server_ssl_context(identity)
+        verifier = ProofVerifier(None if settings.insecure else identity.fingerprint)
+        self.authenticator = self._authenticator or CredentialAuthenticator(verifier)
+        credentials = self._node_credentials(identity)
+        self.transfers = TransferService(
+            settings.node_id, self.store, credentials, settings.max_message_bytes
+        )
         self._listener = await listen(
-            self._serve,
-            self.settings.host,
-            self.settings.port,
-            ssl_context,
-            self.settings.max_message_bytes,
+            self._serve, settings.host, settings.port, ssl_context, settings.max_message_bytes
+        )
+        if settings.gateway_url is not None:
+            self.registration = GatewayRegistration(self._gateway_endpoint(credentials), self.record())
+            self.registration.start()
+
+    def _cert_names(self) -> tuple[str, ...]:
+        names = [self.settings.host]
+        if self.settings.advertise is not None:
+            host = urlsplit(self.settings.advertise).hostname
+            if host:
+                names.append(host)
+        return tuple(names)
+
+    def _node_credentials(self, identity: Identity) -> Credentials:
+        node_id = self.settings.node_id
+
+        def credentials(peer_fingerprint: str | None) -> dict[str, Any]:
+            return node_credentials(identity, node_id, peer_fingerprint)
+
+        return credentials
+
+    def _gateway_endpoint(self, credentials: Credentials) -> Endpoint:
+        settings = self.settings
+        assert settings.gateway_url is not None
+        trust = TrustPolicy(
+            cafile=settings.gateway_cafile,
+            fingerprint=settings.gateway_fingerprint,
+            known_nodes=settings.state_dir / "known_gateways.json",
+        )
+        return Endpoint(settings.gateway_url, trust, settings.node_id, credentials, roles=("node",))
+
+    def record(self) -> NodeRecord:
+        """What this node registers at the gateway."""
+        assert self.identity is not None
+        settings = self.settings
+        return NodeRecord(
+            settings.node_id,
+            settings.advertise or self.url,
+            self.identity.fingerprint,
+            tuple(Role(role) for role in settings.roles),
+            settings.tags,
         )
 
     async def close(self) -> None:
-        """Stop listening and close every connection (code 1001)."""
+        """Deregister, stop listening and close every connection (code 1001)."""
+        if self.registration is not None:
+            await self.registration.stop()
+        if self.transfers is not None:
+            await self.transfers.close()
         for handle in self._expiry.values():
             handle.cancel()
         self._expiry.clear()
@@ -108,6 +171,7 @@ class NodeServer:
             self.authenticator,
             self.settings.max_message_bytes,
             peer=connection.remote_address,
+            transfers=self.transfers,
         )
 
     async def _serve(self, connection: Connection) -> None:
@@ -131,7 +195,12 @@ class NodeServer:
                 return
             was_open = session.principal is not None
             step = session.receive(frame)
-            outcome = await asyncio.to_thread(step.run) if isinstance(step, Work) else step
+            if isinstance(step, Work):
+                outcome = await asyncio.to_thread(step.run)
+            elif isinstance(step, AsyncWork):
+                outcome = await step.run()
+            else:
+                outcome = step
             if not was_open and session.principal is not None:
                 self._connected(session.principal)
             if not await self._deliver(connection, outcome):

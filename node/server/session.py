@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Awaitable, Callable, Union
 
 from protocol.codec import decode_message
 from protocol.errors import (
@@ -32,6 +32,8 @@ from protocol.ids import NodeId, RequestId
 from protocol.messages import (
     CommandRequest,
     DeleteRequest,
+    DeliverRequest,
+    ExpectRequest,
     DescribeRequest,
     ErrorReply,
     GetRequest,
@@ -42,13 +44,15 @@ from protocol.messages import (
     Reply,
     Request,
     SyncRequest,
+    TransferRequest,
 )
 
 from .auth import Authenticator, Caller
 from .executor import Executor, PreparedCommand
 from .store import ObjectStore, Principal
+from .transfers import TransferService
 
-__all__ = ["Session", "SessionState", "Outcome", "Work", "Step", "CLOSE_POLICY", "CLOSE_PROTOCOL"]
+__all__ = ["Session", "SessionState", "Outcome", "Work", "AsyncWork", "Step", "CLOSE_POLICY", "CLOSE_PROTOCOL"]
 
 log = logging.getLogger("tessera.node.session")
 
@@ -81,7 +85,14 @@ class Work:
     run: Callable[[], Outcome]
 
 
-Step = Union[Outcome, Work]
+@dataclass(frozen=True, slots=True)
+class AsyncWork:
+    """Network work (a node-to-node transfer) for the event loop; ``run`` never raises."""
+
+    run: Callable[[], Awaitable[Outcome]]
+
+
+Step = Union[Outcome, Work, AsyncWork]
 _NOTHING = Outcome()
 
 
@@ -97,6 +108,7 @@ class Session:
         authenticator: Authenticator,
         max_message_bytes: int,
         peer: str = "local",
+        transfers: TransferService | None = None,
     ) -> None:
         self.node_id = node_id
         self.roles = roles
@@ -105,6 +117,7 @@ class Session:
         self.authenticator = authenticator
         self.max_message_bytes = max_message_bytes
         self.peer = peer
+        self.transfers = transfers
         self.state = SessionState.AWAITING_HELLO
         self.caller: Caller | None = None
 
@@ -148,6 +161,8 @@ class Session:
             return self._guard(message, self._list)
         if isinstance(message, DescribeRequest):
             return self._guard(message, self._describe)
+        if isinstance(message, (ExpectRequest, TransferRequest, DeliverRequest)):
+            return self._guard(message, self._transfer_kind)
         not_request = BadRequest(f"{message.KIND.value} is a reply, not a request", {})
         return Outcome(ErrorReply.from_exception(message.id, not_request))
 
@@ -224,6 +239,32 @@ class Session:
         assert isinstance(request, ListRequest) and self.principal is not None
         infos = tuple(stored.info() for stored in self.store.visible(self.principal))
         return Outcome(request.reply(infos))
+
+    def _transfer_kind(self, request: Request) -> Step:
+        assert self.caller is not None
+        if self.transfers is None:
+            raise BadRequest("this node has no network: it cannot transfer objects", {})
+        if isinstance(request, ExpectRequest):
+            self.transfers.expect(self.caller, request)
+            return Outcome(request.ack())
+        if isinstance(request, DeliverRequest):
+            self.transfers.deliver(self.caller, request)
+            return Outcome(request.ack())
+        assert isinstance(request, TransferRequest)
+        self.transfers.check_transfer(self.caller.principal, request)
+        return AsyncWork(lambda: self._send(request))
+
+    async def _send(self, request: TransferRequest) -> Outcome:
+        """Body of an :class:`AsyncWork`: deliver to the peer, never raises."""
+        assert self.transfers is not None and self.caller is not None
+        try:
+            await self.transfers.send(self.caller.principal, request)
+        except TesseraError as exc:
+            return self._failed(request, exc)
+        except Exception:
+            log.exception("internal error in transfer from %s", self.peer)
+            return Outcome(request.error(InternalError("internal error", {})))
+        return Outcome(request.ack())
 
     def _describe(self, request: Request) -> Step:
         assert isinstance(request, DescribeRequest) and self.principal is not None

@@ -59,6 +59,8 @@ class ObjectStore(Protocol):
 
     def drop_principal(self, principal: Principal) -> int: ...
 
+    def exists(self, object_id: ObjectId) -> bool: ...
+
 
 class MemoryStore:
     """In-memory :class:`ObjectStore`; thread-safe, O(1) per operation."""
@@ -114,6 +116,10 @@ class MemoryStore:
         """Objects ``principal`` owns or may read, in insertion order."""
         with self._lock:
             return [s for s in self._objects.values() if s.visible_to(principal)]
+
+    def exists(self, object_id: ObjectId) -> bool:
+        """Whether the id is taken, by anyone (for reservations; never shown to clients)."""
+        return object_id in self._objects
 
     def drop_principal(self, principal: Principal) -> int:
         """Delete everything ``principal`` owns (its session expired)."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterator
+from typing import Awaitable, Callable, Iterator, Optional, Tuple
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.http11 import Request, Response
 from websockets.version import version as websockets_version
 
 from protocol.codec import Frame
@@ -30,6 +31,7 @@ __all__ = [
     "ConnectionLost",
     "TextFrameReceived",
     "Listener",
+    "HttpHandler",
     "listen",
     "dial",
     "FRAGMENT_BYTES",
@@ -157,14 +159,53 @@ class Listener:
         await self._server.wait_closed()
 
 
+HttpHandler = Callable[[str], Optional[Tuple[int, str, bytes]]]
+"""Answers a plain HTTP GET: path (with query) -> (status, content type, body), or None."""
+
+
+def _is_websocket_upgrade(request: Request) -> bool:
+    values = request.headers.get_all("Upgrade")
+    return any(token.strip().lower() == "websocket" for v in values for token in v.split(","))
+
+
+def _http_responder(http: HttpHandler) -> Callable[[ServerConnection, Request], Response | None]:
+    """A websockets ``process_request`` hook serving ``http`` for non-WebSocket requests."""
+
+    def process_request(ws: ServerConnection, request: Request) -> Response | None:
+        if _is_websocket_upgrade(request):
+            return None
+        answer = http(request.path)
+        if answer is None:
+            return None  # the handshake then fails with 426 Upgrade Required
+        status, content_type, body = answer
+        response = ws.respond(status, "")
+        for name in ("Content-Type", "Content-Length"):
+            del response.headers[name]
+        response.headers["Content-Type"] = content_type
+        response.headers["Content-Length"] = str(len(body))
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.body = body
+        return response
+
+    return process_request
+
+
 async def listen(
     handler: Handler,
     host: str,
     port: int,
     ssl_context: ssl.SSLContext | None,
     max_message_bytes: int,
+    *,
+    http: HttpHandler | None = None,
 ) -> Listener:
-    """Start serving ``handler`` on ``host:port``; raises OSError if it cannot bind."""
+    """Start serving ``handler`` on ``host:port``; raises OSError if it cannot bind.
+
+    With ``http``, plain HTTP GET requests (those not asking for a WebSocket
+    upgrade) on the same port are answered by it; ``None`` from it continues
+    with the WebSocket handshake, which then refuses the request.
+    """
 
     async def on_connection(ws: ServerConnection) -> None:
         await handler(Connection(ws))
@@ -173,6 +214,7 @@ async def listen(
         on_connection,
         host,
         port,
+        process_request=_http_responder(http) if http is not None else None,
         ssl=ssl_context,
         compression=None,
         max_size=max_message_bytes,

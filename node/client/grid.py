@@ -1,0 +1,154 @@
+"""``node.Gateway``: discover nodes through the gateway and connect to them.
+
+``grid.connect("bob")`` dials the URL bob registered and pins the
+certificate fingerprint bob proved at registration, so a client needs to
+trust only the gateway (by CA file or fingerprint) to reach every node
+securely.  ``grid.search("#tag")`` finds nodes and datasets by tag.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from protocol.errors import BadRequest
+from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
+from protocol.messages import ErrorReply, NodesReply, NodesRequest, Reply
+from protocol.records import DatasetSummary, NodeStatus, normalize_tag
+
+from ..errors import NodeUnavailable
+from ..server.auth import ANONYMOUS_SCHEME
+from ..transport.channel import Endpoint, fixed_credentials
+from ..transport.tracker import rebuild_error
+from ..transport.trust import TrustPolicy
+from .channel import ThreadedChannel
+from .remote import RemoteNode, connect
+
+__all__ = ["Gateway", "GridNode", "GridMatch"]
+
+R = TypeVar("R", bound=Reply)
+
+
+@dataclass(frozen=True)
+class GridNode:
+    """A node as the gateway knows it."""
+
+    id: str
+    url: str
+    fingerprint: str
+    roles: tuple[str, ...]
+    tags: tuple[str, ...]
+    datasets: tuple[DatasetSummary, ...]
+    last_seen: datetime.datetime
+    online: bool
+
+    @classmethod
+    def from_status(cls, status: NodeStatus) -> GridNode:
+        record = status.record
+        return cls(
+            record.node_id,
+            record.url,
+            record.fingerprint,
+            tuple(role.value for role in record.roles),
+            record.tags,
+            record.datasets,
+            datetime.datetime.fromtimestamp(status.last_seen, datetime.timezone.utc),
+            status.online,
+        )
+
+
+@dataclass(frozen=True)
+class GridMatch:
+    """A node carrying a tag, with those of its datasets that carry it."""
+
+    node: GridNode
+    datasets: tuple[DatasetSummary, ...]
+
+
+class Gateway:
+    """A connection to a gateway (synchronous, like :func:`node.connect`)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cafile: str | Path | None = None,
+        fingerprint: str | None = None,
+        known_nodes: str | Path | None = None,
+        client_name: str = "client",
+        timeout: float = 10.0,
+    ) -> None:
+        if not url.startswith(("wss://", "ws://")):
+            raise ValueError(f"gateway URL must start with wss:// (or ws://): {url!r}")
+        trust = TrustPolicy(
+            cafile=Path(cafile).expanduser() if cafile is not None else None,
+            fingerprint=fingerprint,
+            known_nodes=Path(known_nodes) if known_nodes is not None else None,
+        )
+        credentials = fixed_credentials(
+            {"scheme": ANONYMOUS_SCHEME, "secret": secrets.token_bytes(32)}
+        )
+        self.url = url
+        self._known_nodes = known_nodes
+        self._channel = ThreadedChannel(
+            Endpoint(url, trust, client_name, credentials, DEFAULT_MAX_MESSAGE_BYTES, timeout)
+        )
+
+    def _call(self, request: Any, expected: type[R]) -> R:
+        reply = self._channel.call(request)
+        if isinstance(reply, ErrorReply):
+            raise rebuild_error(reply, request.KIND.value, self.url)
+        if not isinstance(reply, expected):
+            raise BadRequest(f"gateway answered {request.KIND.value} with {reply.KIND.value}", {})
+        return reply
+
+    def _statuses(self, tag: str | None) -> tuple[NodeStatus, ...]:
+        request = NodesRequest(self._channel.tracker.next_id(), tag)
+        return self._call(request, NodesReply).nodes
+
+    def nodes(self) -> list[GridNode]:
+        """Every node the gateway knows: id, URL, roles, datasets, last seen, online."""
+        return [GridNode.from_status(status) for status in self._statuses(None)]
+
+    def search(self, tag: str) -> list[GridMatch]:
+        """Nodes carrying ``tag`` themselves or on one of their datasets."""
+        wanted = normalize_tag(tag)
+        matches = []
+        for status in self._statuses(wanted):
+            datasets = tuple(d for d in status.record.datasets if wanted in d.tags)
+            matches.append(GridMatch(GridNode.from_status(status), datasets))
+        return matches
+
+    def node(self, node_id: str) -> GridNode:
+        """One node's entry; NodeUnavailable if the gateway does not know it."""
+        for node in self.nodes():
+            if node.id == node_id:
+                return node
+        raise NodeUnavailable(f"no node {node_id!r} is registered at {self.url}", {"node": node_id})
+
+    def connect(self, node_id: str, **options: Any) -> RemoteNode:
+        """Connect to a registered node, pinning the fingerprint it registered with."""
+        entry = self.node(node_id)
+        if not entry.online:
+            raise NodeUnavailable(
+                f"node {node_id!r} is offline (last seen {entry.last_seen:%Y-%m-%d %H:%M:%S} UTC)",
+                {"node": node_id},
+            )
+        if entry.url.startswith("wss://"):
+            options.setdefault("fingerprint", entry.fingerprint)
+        return connect(entry.url, **options)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Gateway {self.url}>"

@@ -1,0 +1,118 @@
+"""Keeping a node registered at the gateway.
+
+One task per node: dial the gateway (pinned or CA-verified TLS), prove the
+node's identity, ``register`` its record, then ``heartbeat`` at the interval
+the gateway asks for.  Any failure (gateway down, restarted, unreachable)
+closes the connection and starts again after a capped, jittered backoff, so
+the gateway's soft state refills by itself within seconds of its return.
+On clean shutdown the node deregisters.  The node keeps serving direct
+connections whatever the gateway does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from protocol.errors import TesseraError
+from protocol.messages import (
+    AckReply,
+    DeregisterRequest,
+    ErrorReply,
+    HeartbeatRequest,
+    RegisterReply,
+    RegisterRequest,
+    Reply,
+)
+from protocol.records import NodeRecord
+
+from ..transport.backoff import backoff_delay
+from ..transport.channel import AsyncChannel, Endpoint
+from ..transport.tracker import RequestTracker, rebuild_error
+
+__all__ = ["GatewayRegistration"]
+
+log = logging.getLogger("tessera.node.registration")
+
+DEREGISTER_TIMEOUT = 3.0
+
+
+class GatewayRegistration:
+    """Registers ``record`` at the gateway and keeps it fresh until stopped."""
+
+    def __init__(self, endpoint: Endpoint, record: NodeRecord, rng: random.Random | None = None) -> None:
+        self.endpoint = endpoint
+        self.record = record
+        self.rng = rng or random.Random()
+        self.registered = asyncio.Event()
+        self._channel: AsyncChannel | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="gateway-registration")
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._session()
+                attempt = 0
+            except TesseraError as exc:
+                log.warning("gateway %s: %s", self.endpoint.url, exc)
+            except OSError as exc:
+                log.warning("gateway %s unreachable: %s", self.endpoint.url, exc)
+            finally:
+                self.registered.clear()
+                await self._drop_channel()
+            delay = backoff_delay(attempt, self.rng)
+            attempt += 1
+            log.debug("retrying the gateway in %.2fs", delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        """One connection: register, then heartbeat until something fails."""
+        channel = AsyncChannel(self.endpoint, RequestTracker(self.endpoint.url))
+        self._channel = channel
+        await channel.open()
+        reply = await self._call(channel, RegisterRequest(channel.tracker.next_id(), self.record))
+        assert isinstance(reply, RegisterReply)
+        interval = max(0.1, reply.heartbeat_interval)
+        self.registered.set()
+        log.info("registered at gateway %s as %s", self.endpoint.url, self.record.url)
+        while True:
+            await asyncio.sleep(interval)
+            await self._call(channel, HeartbeatRequest(channel.tracker.next_id()), 3 * interval)
+
+    async def _call(
+        self, channel: AsyncChannel, request: RegisterRequest | HeartbeatRequest, timeout: float = 10.0
+    ) -> Reply:
+        reply = await asyncio.wait_for(channel.call(request), timeout)
+        if isinstance(reply, ErrorReply):
+            raise rebuild_error(reply, request.KIND.value, self.endpoint.url)
+        if not isinstance(reply, (RegisterReply, AckReply)):
+            raise TesseraError(f"gateway answered {request.KIND.value} with {reply.KIND.value}", {})
+        return reply
+
+    async def _drop_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.aclose()
+
+    async def stop(self) -> None:
+        """Deregister (best effort, bounded), then stop the task."""
+        channel = self._channel
+        if channel is not None and self.registered.is_set():
+            try:
+                request = DeregisterRequest(channel.tracker.next_id())
+                await asyncio.wait_for(channel.call(request), DEREGISTER_TIMEOUT)
+                log.info("deregistered from gateway %s", self.endpoint.url)
+            except (TesseraError, OSError, asyncio.TimeoutError, TimeoutError) as exc:
+                log.info("could not deregister: %s", exc)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._drop_channel()

@@ -1,0 +1,124 @@
+"""Reservations and deliveries: only the named node, certificate and ticket fill a slot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from protocol.errors import BadRequest, NotFound, PermissionDenied, QuotaExceeded
+from protocol.ids import NodeId, ObjectId, RequestId
+from protocol.messages import DeliverRequest, ExpectRequest
+from node.server.auth import Caller
+from node.server.store import MemoryStore
+from node.server.transfers import MAX_PENDING_PER_PRINCIPAL, RESERVATION_TTL, TransferService
+
+ALICE_FP = "sha256:" + "a" * 64
+MALLORY_FP = "sha256:" + "b" * 64
+TICKET = bytes(range(32))
+CLIENT = Caller("anon-client")
+ALICE = Caller("node:alice", NodeId("alice"), ALICE_FP)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def service(clock: Clock | None = None) -> tuple[TransferService, MemoryStore]:
+    store = MemoryStore()
+
+    def no_credentials(fingerprint: str | None) -> dict[str, Any]:
+        raise AssertionError("no link is dialed in these tests")
+
+    return TransferService(NodeId("bob"), store, no_credentials, 1 << 20, clock or Clock()), store
+
+
+def expect(svc: TransferService, object_id: int = 7) -> None:
+    svc.expect(CLIENT, ExpectRequest(RequestId(1), ObjectId(object_id), NodeId("alice"), ALICE_FP, TICKET))
+
+
+def deliver(svc: TransferService, caller: Caller, ticket: bytes = TICKET, object_id: int = 7) -> None:
+    svc.deliver(caller, DeliverRequest(RequestId(2), ObjectId(object_id), ticket, torch.ones(3)))
+
+
+def test_named_node_fills_the_reservation_for_the_client() -> None:
+    """Alice with the right certificate and ticket delivers; the object belongs to the client."""
+    svc, store = service()
+    expect(svc)
+    deliver(svc, ALICE)
+    assert torch.equal(store.get("anon-client", ObjectId(7)).value, torch.ones(3))
+    with pytest.raises(NotFound):
+        store.get("node:alice", ObjectId(7))
+
+
+def test_another_node_cannot_fill_it() -> None:
+    """A different node id is refused and the reservation stays open for alice."""
+    svc, store = service()
+    expect(svc)
+    with pytest.raises(PermissionDenied):
+        deliver(svc, Caller("node:mallory", NodeId("mallory"), MALLORY_FP))
+    deliver(svc, ALICE)
+    assert store.exists(ObjectId(7))
+
+
+def test_alice_id_with_another_certificate_is_refused() -> None:
+    """Claiming alice's id with another certificate (impersonation) is refused."""
+    svc, _ = service()
+    expect(svc)
+    with pytest.raises(PermissionDenied):
+        deliver(svc, Caller("node:alice", NodeId("alice"), MALLORY_FP))
+
+
+def test_wrong_ticket_is_refused() -> None:
+    """The right node with the wrong ticket is refused."""
+    svc, _ = service()
+    expect(svc)
+    with pytest.raises(PermissionDenied):
+        deliver(svc, ALICE, ticket=bytes(32))
+
+
+def test_clients_cannot_deliver() -> None:
+    """An anonymous client (no node proof) may not deliver."""
+    svc, _ = service()
+    expect(svc)
+    with pytest.raises(PermissionDenied):
+        deliver(svc, CLIENT)
+
+
+def test_a_reservation_is_single_use_and_expires() -> None:
+    """A second delivery finds nothing; an expired reservation cannot be filled."""
+    clock = Clock()
+    svc, _ = service(clock)
+    expect(svc)
+    deliver(svc, ALICE)
+    with pytest.raises(NotFound):
+        deliver(svc, ALICE)
+    expect(svc, 8)
+    clock.now += RESERVATION_TTL + 1
+    with pytest.raises(NotFound):
+        deliver(svc, ALICE, object_id=8)
+
+
+def test_reserving_a_taken_id_is_refused() -> None:
+    """An id already stored or already reserved cannot be reserved again."""
+    svc, store = service()
+    store.put("someone", ObjectId(9), torch.zeros(1))
+    with pytest.raises(BadRequest):
+        expect(svc, 9)
+    expect(svc, 10)
+    with pytest.raises(BadRequest):
+        expect(svc, 10)
+
+
+def test_reservations_per_principal_are_bounded() -> None:
+    """A client cannot hold more than MAX_PENDING_PER_PRINCIPAL open reservations."""
+    svc, _ = service()
+    for object_id in range(1, MAX_PENDING_PER_PRINCIPAL + 1):
+        expect(svc, object_id)
+    with pytest.raises(QuotaExceeded):
+        expect(svc, MAX_PENDING_PER_PRINCIPAL + 1)
