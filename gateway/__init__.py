@@ -1,6 +1,30 @@
 """The gateway: a registry where nodes register and clients discover them.
 
-Depends on ``protocol/`` only.  The registry, heartbeats, search by tag and
-the status page arrive with the gateway issue; this package reserves the
-room so that layering tests cover it from the start.
+- :mod:`.registry`: pure registry rules (who may register what, offline, drop).
+- :mod:`.flood`: pure rate limits against registration floods.
+- :mod:`.session`: one connection's sans-I/O conversation (frames in, outcomes out).
+- :mod:`.status`: pure rendering of the status page and ``/nodes.json``.
+- :mod:`.server`: the asyncio server tying them to the node's transport.
+- :mod:`.settings`, :mod:`.__main__`: configuration and ``python -m gateway``.
+
+Depends on ``protocol/`` and, for transport, TLS identity, node proofs and the
+session ``Outcome``, on ``node.transport`` and ``node.server``'s auth and
+session modules; never on the node's store, executor or client.
 """
+
+from __future__ import annotations
+
+from .registry import Registry, RegistryPolicy, SweepResult
+from .server import GatewayServer
+from .session import GatewaySession
+from .settings import DEFAULT_GATEWAY_PORT, GatewaySettings
+
+__all__ = [
+    "DEFAULT_GATEWAY_PORT",
+    "GatewayServer",
+    "GatewaySession",
+    "GatewaySettings",
+    "Registry",
+    "RegistryPolicy",
+    "SweepResult",
+]

@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.support import NodeProcess, start_node
+from tests.support import GatewayProcess, NodeProcess, start_gateway, start_node
 
 
 @pytest.fixture
@@ -34,5 +34,28 @@ def alice_process(spawn_node: Callable[..., NodeProcess]) -> NodeProcess:
 def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One node process shared by the tests that only need a healthy node."""
     proc = start_node(tmp_path_factory.mktemp("shared"), "shared")
+    yield proc
+    assert proc.stop() == 0, proc.stderr()
+
+
+@pytest.fixture
+def spawn_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    """Factory for gateway processes, all stopped at teardown."""
+    started: list[GatewayProcess] = []
+
+    def spawn(*args: str, **kwargs: object) -> GatewayProcess:
+        proc = start_gateway(tmp_path, *args, **kwargs)  # type: ignore[arg-type]
+        started.append(proc)
+        return proc
+
+    yield spawn
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One gateway process shared by the tests that only need a healthy gateway."""
+    proc = start_gateway(tmp_path_factory.mktemp("shared-gateway"))
     yield proc
     assert proc.stop() == 0, proc.stderr()

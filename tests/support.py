@@ -80,3 +80,66 @@ def start_node(
     match = STARTUP.match(line)
     assert match, f"unexpected startup line {line!r}"
     return NodeProcess(node_id, process, match.group(2), match.group(3), state, stderr_path)
+
+
+GATEWAY_STARTUP = re.compile(r"^gateway listening on (\S+) fingerprint (.+)$")
+
+
+@dataclass
+class GatewayProcess:
+    """A ``python -m gateway`` child process and what its startup line said."""
+
+    process: subprocess.Popen[str]
+    url: str
+    fingerprint: str
+    state_dir: Path
+    stderr_path: Path
+
+    @property
+    def cafile(self) -> Path:
+        return self.state_dir / "cert.pem"
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def http_url(self) -> str:
+        """The status page's base URL (https, or http when insecure)."""
+        return self.url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+
+def start_gateway(
+    tmp_path: Path, *args: str, state_dir: Path | None = None, timeout: float = 30
+) -> GatewayProcess:
+    """Start a gateway on 127.0.0.1, port 0, and wait for its startup line."""
+    state = state_dir or tmp_path / "state" / "gateway"
+    stderr_path = tmp_path / f"gateway-{time.monotonic_ns()}.stderr"
+    command = [sys.executable, "-m", "gateway", "--port", "0", "--state-dir", str(state), *args]
+    with open(stderr_path, "w") as stderr:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            env=node_env(tmp_path / "home"), cwd=ROOT,
+        )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"gateway did not start: {stderr_path.read_text()}")
+    match = GATEWAY_STARTUP.match(line.rstrip("\n"))
+    assert match, f"unexpected startup line {line!r}"
+    return GatewayProcess(process, match.group(1), match.group(2), state, stderr_path)

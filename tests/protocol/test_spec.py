@@ -18,25 +18,36 @@ from protocol.fields import body_of
 from protocol.ids import NodeId, ObjectId, RequestId
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import (
+    AckReply,
     CommandRequest,
     DeleteRequest,
+    DeliverRequest,
+    DeregisterRequest,
     DescribeReply,
     DescribeRequest,
     ErrorReply,
+    ExpectRequest,
     GetReply,
     GetRequest,
+    HeartbeatRequest,
     HelloReply,
     HelloRequest,
     ListReply,
     ListRequest,
     Message,
     MessageKind,
+    NodesReply,
+    NodesRequest,
     ObjectInfo,
     PutRequest,
+    RegisterReply,
+    RegisterRequest,
     SyncReply,
     SyncRequest,
+    TransferRequest,
 )
 from protocol.ops import OPS, ResultRule
+from protocol.records import DatasetSummary, NodeRecord, NodeStatus, Role
 from protocol.tensors import DTYPES
 from protocol.values import PointerRef
 
@@ -45,6 +56,13 @@ ENVELOPE = ("v", "kind", "id")
 
 _T = torch.zeros(2)
 _INFO = ObjectInfo(ObjectId(1), "float32", (2,))
+_FP = "sha256:" + "ab" * 32
+_TICKET = bytes(32)
+_RECORD = NodeRecord(
+    NodeId("a"), "wss://a.example:8765", _FP, (Role.COMPUTE,), ("#t",),
+    (DatasetSummary("d", ("#t",), "x", (2,), 2),),
+)
+_STATUS = NodeStatus(_RECORD, 1.0, True)
 SPEC_EXAMPLES: dict[MessageKind, Message] = {
     MessageKind.HELLO: HelloRequest(RequestId(1), PROTOCOL_VERSION, "c", ("client",), {}),
     MessageKind.HELLO_REPLY: HelloReply(RequestId(1), NodeId("a"), "p", (), 1),
@@ -62,6 +80,18 @@ SPEC_EXAMPLES: dict[MessageKind, Message] = {
     MessageKind.DESCRIBE: DescribeRequest(RequestId(1), (ObjectId(1),)),
     MessageKind.DESCRIBE_REPLY: DescribeReply(RequestId(1), (_INFO,)),
     MessageKind.ERROR: ErrorReply(RequestId(1), "INTERNAL", "internal error", {}),
+    MessageKind.ACK: AckReply(RequestId(1)),
+    MessageKind.REGISTER: RegisterRequest(RequestId(1), _RECORD),
+    MessageKind.REGISTER_REPLY: RegisterReply(RequestId(1), 2.0),
+    MessageKind.HEARTBEAT: HeartbeatRequest(RequestId(1)),
+    MessageKind.DEREGISTER: DeregisterRequest(RequestId(1)),
+    MessageKind.NODES: NodesRequest(RequestId(1), "#t"),
+    MessageKind.NODES_REPLY: NodesReply(RequestId(1), (_STATUS,)),
+    MessageKind.EXPECT: ExpectRequest(RequestId(1), ObjectId(2), NodeId("a"), _FP, _TICKET),
+    MessageKind.TRANSFER: TransferRequest(
+        RequestId(1), ObjectId(1), NodeId("b"), "wss://b.example:8765", _FP, ObjectId(2), _TICKET, False
+    ),
+    MessageKind.DELIVER: DeliverRequest(RequestId(1), ObjectId(2), _TICKET, _T),
 }
 
 
@@ -146,6 +176,17 @@ def test_object_info_fields_are_documented(spec: str) -> None:
     assert "**ObjectInfo**" in spec
     for field in body["objects"][0]:
         _table_row(spec, field)
+
+
+def test_node_record_maps_are_documented(spec: str) -> None:
+    """Every field of NodeRecord, DatasetSummary and NodeStatus has a row in the records section."""
+    section = next(
+        body for heading, body in _sections(spec).items() if re.match(r"### 6\.\d+ ", heading) and "NodeRecord" in heading
+    )
+    status = body_of(SPEC_EXAMPLES[MessageKind.NODES_REPLY])["nodes"][0]
+    record = status["record"]
+    for field in [*status, *record, *record["datasets"][0]]:
+        _table_row(section, field)
 
 
 def _op_rows(spec: str) -> dict[str, list[str]]:

@@ -1,0 +1,156 @@
+"""``python -m gateway``: run a Tessera gateway.
+
+The only place that reads argv and the environment (``TESSERA_HOME``
+relocates the default state directory).  Prints one startup line on stdout:
+``gateway listening on <url> fingerprint <sha256:...>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from node.cli import LOG_LEVELS, CliError, OneLineParser, configure_logging, fail
+from node.transport.identity import StateDirError
+
+from .registry import DEFAULT_DROP_AFTER, DEFAULT_HEARTBEAT_INTERVAL
+from .server import GatewayServer
+from .settings import DEFAULT_GATEWAY_PORT, GatewaySettings, default_gateway_state_dir
+
+PROG = "gateway"
+log = logging.getLogger("tessera.gateway")
+
+MIN_HEARTBEAT_SECONDS = 0.05
+MAX_HEARTBEAT_SECONDS = 3600.0
+
+
+def _parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=PROG,
+        description="Run a Tessera gateway: nodes register and heartbeat here, clients "
+        "discover them; GET / shows a status page and /nodes.json the same as JSON.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_GATEWAY_PORT,
+        help=f"port (default {DEFAULT_GATEWAY_PORT}; 0 = any free)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where the gateway keeps its TLS key and certificate "
+        "(default $TESSERA_HOME/gateway or ~/.tessera/gateway)",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="plaintext ws:// without TLS (testing only)"
+    )
+    parser.add_argument(
+        "--heartbeat-seconds",
+        type=_heartbeat,
+        default=DEFAULT_HEARTBEAT_INTERVAL,
+        help=f"interval nodes heartbeat at (default {DEFAULT_HEARTBEAT_INTERVAL:g}); a node "
+        f"is offline after 3 missed, dropped after {DEFAULT_DROP_AFTER:g} s offline",
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
+    return value
+
+
+def _heartbeat(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}") from None
+    if not MIN_HEARTBEAT_SECONDS <= value <= MAX_HEARTBEAT_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"heartbeat of {text} s is outside {MIN_HEARTBEAT_SECONDS:g}-{MAX_HEARTBEAT_SECONDS:g} s"
+        )
+    return value
+
+
+def parse(argv: list[str]) -> tuple[GatewaySettings, str]:
+    """Settings and log level from the command line and ``TESSERA_HOME``."""
+    args = _parser().parse_args(argv)
+    home = os.environ.get("TESSERA_HOME")
+    state_dir = args.state_dir or (Path(home) / "gateway" if home else default_gateway_state_dir())
+    settings = GatewaySettings(
+        state_dir=state_dir.expanduser(),
+        host=args.host,
+        port=args.port,
+        insecure=args.insecure,
+        heartbeat_interval=args.heartbeat_seconds,
+    )
+    return settings, str(args.log_level)
+
+
+async def run(settings: GatewaySettings) -> None:
+    """Start the gateway, print the startup line, serve until SIGINT/SIGTERM."""
+    server = GatewayServer(settings)
+    try:
+        await server.start()
+    except StateDirError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(_bind_error(settings, exc)) from None
+    if settings.insecure:
+        # Written directly, not logged, so that no --log-level can hide it.
+        sys.stderr.write(
+            f"{PROG}: WARNING: INSECURE: TLS is off; registrations, node URLs and "
+            "credentials travel in plaintext and anyone on the path can impersonate "
+            "this gateway\n"
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    fingerprint = server.fingerprint or "none (insecure)"
+    print(f"gateway listening on {server.url} fingerprint {fingerprint}", flush=True)
+    await stop.wait()
+    log.info("shutting down")
+    await server.close()
+
+
+def _bind_error(settings: GatewaySettings, exc: OSError) -> str:
+    where = f"{settings.host}:{settings.port}"
+    reasons = {
+        errno.EADDRINUSE: "address already in use",
+        errno.EADDRNOTAVAIL: "address not available on this machine",
+        errno.EACCES: "permission denied",
+    }
+    reason = reasons.get(exc.errno or 0) or exc.strerror or str(exc)
+    return f"cannot listen on {where}: {reason}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, log_level = parse(sys.argv[1:] if argv is None else argv)
+    configure_logging(log_level)
+    if log_level != "debug":
+        # One line per HTTP request (the status page polls every 2 s) is noise at info.
+        logging.getLogger("tessera.websockets").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run(settings))
+    except CliError as exc:
+        fail(PROG, str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

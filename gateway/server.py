@@ -1,0 +1,215 @@
+"""The gateway process: WebSocket sessions, the status page, and the sweep task.
+
+Owns the :class:`~gateway.registry.Registry` (exposed as
+:attr:`GatewayServer.registry`), the TLS identity, the per-source flood
+limiter and the periodic sweep that marks silent nodes offline and drops old
+entries.  One port serves both the WebSocket protocol and plain HTTP GET of
+``/`` (the status page) and ``/nodes.json``.  All work is small and done
+inline on the event loop; the only thread hop is loading the identity.
+
+Unlike the DESIGN sketch ("depends on protocol/ only"), the gateway reuses
+the node's transport, authenticator and session ``Outcome`` rather than
+duplicate them; it never imports the node's store, executor or client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import Callable
+from urllib.parse import urlsplit
+
+from node.server.auth import CredentialAuthenticator
+from node.server.session import Outcome
+from node.transport.identity import Identity, ensure_identity
+from node.transport.proof import ProofVerifier
+from node.transport.tls import server_ssl_context
+from node.transport.websocket import (
+    CloseCode,
+    Connection,
+    ConnectionLost,
+    Listener,
+    TextFrameReceived,
+    listen,
+)
+from protocol.codec import encode_message
+from protocol.ids import NodeId
+from protocol.records import NodeStatus
+
+from .flood import FLOOD_WINDOW, RateLimiter
+from .registry import Registry
+from .session import GatewaySession
+from .settings import GatewaySettings
+from .status import nodes_json, render_status_page
+
+__all__ = ["GatewayServer"]
+
+log = logging.getLogger("tessera.gateway")
+
+_HTML = "text/html; charset=utf-8"
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+
+
+class GatewayServer:
+    """A running gateway.  ``await start()``, then ``await close()``."""
+
+    def __init__(self, settings: GatewaySettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.registry = Registry(settings.registry_policy())
+        self.identity: Identity | None = None
+        self._authenticator: CredentialAuthenticator | None = None
+        self._source_limiter = RateLimiter(settings.registrations_per_source, FLOOD_WINDOW)
+        self._owners: dict[NodeId, GatewaySession] = {}
+        self._listener: Listener | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._listener is None:
+            raise RuntimeError("gateway is not started")
+        return self._listener.port
+
+    @property
+    def url(self) -> str:
+        scheme = "ws" if self.settings.insecure else "wss"
+        host = self.settings.host
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.identity.fingerprint if self.identity is not None else None
+
+    def nodes(self, tag: str | None = None) -> tuple[NodeStatus, ...]:
+        """The registry's statuses now (all, or those carrying ``tag``)."""
+        return self.registry.nodes(tag, self.clock())
+
+    async def start(self) -> None:
+        """Load or create the TLS identity, bind, start sweeping; StateDirError or OSError."""
+        ssl_context = None
+        if not self.settings.insecure:
+            self.identity = await asyncio.to_thread(
+                ensure_identity, self.settings.state_dir, "tessera-gateway", (self.settings.host,)
+            )
+            ssl_context = server_ssl_context(self.identity)
+        self._authenticator = CredentialAuthenticator(
+            ProofVerifier(self.fingerprint), anonymous=True
+        )
+        self._listener = await listen(
+            self._serve,
+            self.settings.host,
+            self.settings.port,
+            ssl_context,
+            self.settings.max_message_bytes,
+            http=self._http,
+        )
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="gateway-sweep")
+
+    async def close(self) -> None:
+        """Stop sweeping and listening, close every connection (code 1001)."""
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            # The sweeper's CancelledError comes back as a result; ours still propagates.
+            await asyncio.gather(sweeper, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
+            await self._listener.wait_closed()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
+                self.sweep()
+            except Exception:  # a bug in one sweep must not stop the next ones
+                log.exception("sweep failed")
+
+    def sweep(self) -> None:
+        """One sweep now: silent nodes go offline, old offline entries are dropped."""
+        result = self.registry.sweep(self.clock())
+        for node_id in result.went_offline:
+            log.info("%s missed its heartbeats; marked offline", node_id)
+        for node_id in result.dropped:
+            log.info("%s was offline for %.0f s; dropped", node_id, self.settings.drop_after)
+        for node_id in [n for n in self._owners if n not in self.registry]:
+            del self._owners[node_id]
+
+    def _http(self, target: str) -> tuple[int, str, bytes] | None:
+        path = urlsplit(target).path
+        if path in ("/", "/index.html"):
+            now = self.clock()
+            page = render_status_page(self.registry.nodes(None, now), now)
+            return 200, _HTML, page.encode()
+        if path == "/nodes.json":
+            now = self.clock()
+            return 200, _JSON, nodes_json(self.registry.nodes(None, now), now)
+        return 404, _TEXT, b"not found: the gateway serves / and /nodes.json\n"
+
+    def _session(self, connection: Connection) -> GatewaySession:
+        assert self._authenticator is not None
+        peer = connection.remote_address
+        return GatewaySession(
+            self.registry,
+            self._authenticator,
+            self.clock,
+            source_limiter=self._source_limiter,
+            connection_limit=self.settings.registrations_per_connection,
+            max_message_bytes=self.settings.max_message_bytes,
+            peer=peer,
+            source=peer.rsplit(":", 1)[0],
+        )
+
+    async def _serve(self, connection: Connection) -> None:
+        session = self._session(connection)
+        try:
+            await self._converse(connection, session)
+        finally:
+            session.close()
+            self._disconnected(session)
+
+    async def _converse(self, connection: Connection, session: GatewaySession) -> None:
+        while True:
+            try:
+                frame = await connection.recv()
+            except ConnectionLost:
+                return
+            except TextFrameReceived:
+                log.info("text frame from %s; closing", connection.remote_address)
+                await connection.close(CloseCode.UNSUPPORTED_DATA, "binary frames only")
+                return
+            claims = session.claims
+            outcome = session.receive(frame)
+            if session.claims != claims and session.registered is not None:
+                self._owners[session.registered] = session
+            if not await self._deliver(connection, outcome):
+                return
+
+    async def _deliver(self, connection: Connection, outcome: Outcome) -> bool:
+        """Send the outcome's reply; False once the connection is done."""
+        try:
+            if outcome.reply is not None:
+                await connection.send(encode_message(outcome.reply))
+            if outcome.close_code is not None:
+                await connection.close(outcome.close_code, outcome.close_reason)
+                return False
+        except ConnectionLost:
+            return False
+        return True
+
+    def _disconnected(self, session: GatewaySession) -> None:
+        """Mark the node offline at once, unless a newer connection speaks for it."""
+        node_id = session.registered
+        if node_id is None or self._owners.get(node_id) is not session:
+            return
+        del self._owners[node_id]
+        caller = session.caller
+        if caller is not None and caller.fingerprint is not None:
+            if self.registry.disconnected(node_id, caller.fingerprint, self.clock()):
+                log.info("%s disconnected; marked offline", node_id)
