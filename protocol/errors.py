@@ -35,6 +35,7 @@ __all__ = [
     "UnsupportedOp",
     "OpFailed",
     "QuotaExceeded",
+    "PeerUnavailable",
     "InternalError",
     "error_class_for",
 ]
@@ -58,6 +59,7 @@ class ErrorCode(str, enum.Enum):
     UNSUPPORTED_OP = "UNSUPPORTED_OP"
     OP_FAILED = "OP_FAILED"
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    PEER_UNAVAILABLE = "PEER_UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
 
@@ -82,6 +84,8 @@ ERROR_HELP: Mapping[ErrorCode, str] = {
     "dtypes or arguments).",
     ErrorCode.QUOTA_EXCEEDED: "The principal's memory or object-count quota would be "
     "exceeded.",
+    ErrorCode.PEER_UNAVAILABLE: "Another node this request needed (a transfer's destination) "
+    "could not be reached, or did not present the expected certificate.",
     ErrorCode.INTERNAL: "The receiver hit a bug; details are in its log, not in the reply.",
 }
 
@@ -263,6 +267,12 @@ class QuotaExceeded(TesseraError):
     code = ErrorCode.QUOTA_EXCEEDED
 
 
+class PeerUnavailable(TesseraError):
+    """A node this request needed could not be reached or verified."""
+
+    code = ErrorCode.PEER_UNAVAILABLE
+
+
 class InternalError(TesseraError):
     """The receiver hit a bug; the reply carries no detail."""
 
@@ -283,6 +293,7 @@ _ALL_WIRE_CLASSES: tuple[type[TesseraError], ...] = (
     UnsupportedOp,
     OpFailed,
     QuotaExceeded,
+    PeerUnavailable,
     InternalError,
 )
 

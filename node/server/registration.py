@@ -57,12 +57,15 @@ class GatewayRegistration:
         while True:
             try:
                 await self._session()
-                attempt = 0
             except TesseraError as exc:
                 log.warning("gateway %s: %s", self.endpoint.url, exc)
-            except OSError as exc:
-                log.warning("gateway %s unreachable: %s", self.endpoint.url, exc)
+            except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
+                log.warning("gateway %s unreachable: %s", self.endpoint.url, exc or type(exc).__name__)
+            except Exception:  # keep the node registered whatever went wrong
+                log.exception("gateway registration failed")
             finally:
+                if self.registered.is_set():
+                    attempt = 0  # it worked for a while: start the backoff afresh
                 self.registered.clear()
                 await self._drop_channel()
             delay = backoff_delay(attempt, self.rng)

@@ -40,6 +40,7 @@ from protocol.messages import (
     HelloRequest,
     ListRequest,
     Message,
+    REPLY_TYPES,
     PutRequest,
     Reply,
     Request,
@@ -163,7 +164,10 @@ class Session:
             return self._guard(message, self._describe)
         if isinstance(message, (ExpectRequest, TransferRequest, DeliverRequest)):
             return self._guard(message, self._transfer_kind)
-        not_request = BadRequest(f"{message.KIND.value} is a reply, not a request", {})
+        if isinstance(message, REPLY_TYPES):
+            not_request = BadRequest(f"{message.KIND.value} is a reply, not a request", {})
+        else:
+            not_request = BadRequest(f"{message.KIND.value} is served by the gateway, not a node", {})
         return Outcome(ErrorReply.from_exception(message.id, not_request))
 
     def close(self) -> None:

@@ -21,13 +21,22 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from protocol.errors import BadRequest, NotFound, PermissionDenied, QuotaExceeded
+from protocol.errors import (
+    AlreadyExists,
+    BadRequest,
+    NotFound,
+    PeerUnavailable,
+    PermissionDenied,
+    QuotaExceeded,
+    TesseraError,
+)
 from protocol.ids import NodeId, ObjectId
 from protocol.messages import AckReply, DeliverRequest, ErrorReply, ExpectRequest, TransferRequest
 
+from ..errors import NodeUnavailable
 from ..transport.channel import AsyncChannel, Credentials, Endpoint
 from ..transport.tracker import RequestTracker, rebuild_error
-from ..transport.trust import TrustPolicy
+from ..transport.trust import TrustError, TrustPolicy
 from .auth import Caller
 from .store import ObjectStore, Principal
 
@@ -84,7 +93,7 @@ class TransferService:
         now = self.clock()
         self._expire(now)
         if request.object_id in self._pending or self.store.exists(request.object_id):
-            raise BadRequest(f"object id {request.object_id:#x} is already in use", {})
+            raise AlreadyExists.for_object(request.object_id)
         held = sum(1 for r in self._pending.values() if r.owner == caller.principal)
         if held >= MAX_PENDING_PER_PRINCIPAL:
             raise QuotaExceeded(
@@ -139,11 +148,18 @@ class TransferService:
     async def send(self, principal: Principal, request: TransferRequest) -> None:
         """Deliver the object to the destination and wait for its acknowledgement."""
         value = self.store.get(principal, request.object_id).value
-        link = await self._link(request.to_url, request.to_fingerprint)
-        deliver = DeliverRequest(
-            link.tracker.next_id(), request.dest_object_id, request.ticket, value
-        )
-        reply = await asyncio.wait_for(link.call(deliver), TRANSFER_TIMEOUT)
+        try:
+            link = await self._link(request.to_url, request.to_fingerprint)
+            deliver = DeliverRequest(
+                link.tracker.next_id(), request.dest_object_id, request.ticket, value
+            )
+            reply = await asyncio.wait_for(link.call(deliver), TRANSFER_TIMEOUT)
+        except (NodeUnavailable, TrustError, asyncio.TimeoutError, TimeoutError) as exc:
+            reason = exc.message if isinstance(exc, TesseraError) else "timed out"
+            raise PeerUnavailable(
+                f"cannot deliver to {request.to_node} at {request.to_url}: {reason}",
+                {"node": request.to_node},
+            ) from None
         if isinstance(reply, ErrorReply):
             raise rebuild_error(reply, f"deliver to {request.to_node}", request.to_url)
         if not isinstance(reply, AckReply):

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from protocol.errors import BadRequest, NotFound, PermissionDenied, QuotaExceeded
+from protocol.errors import AlreadyExists, NotFound, PermissionDenied, QuotaExceeded
 from protocol.ids import NodeId, ObjectId, RequestId
 from protocol.messages import DeliverRequest, ExpectRequest
 from node.server.auth import Caller
@@ -108,10 +108,10 @@ def test_reserving_a_taken_id_is_refused() -> None:
     """An id already stored or already reserved cannot be reserved again."""
     svc, store = service()
     store.put("someone", ObjectId(9), torch.zeros(1))
-    with pytest.raises(BadRequest):
+    with pytest.raises(AlreadyExists):
         expect(svc, 9)
     expect(svc, 10)
-    with pytest.raises(BadRequest):
+    with pytest.raises(AlreadyExists):
         expect(svc, 10)
 
 
