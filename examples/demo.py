@@ -1,7 +1,8 @@
-"""Start a TLS node on loopback in its own process and run the quickstart against it.
+"""The README demo: a gateway and two nodes on loopback, TLS on, then the quickstart.
 
-The node's key and certificate go to a temporary state directory; the client
-verifies the node with that certificate (no verification is skipped).
+Each process gets its own temporary state directory (key and certificate);
+the nodes register at the gateway, and the quickstart trusts only the
+gateway's certificate.  Everything is stopped at the end.
 """
 
 from __future__ import annotations
@@ -15,35 +16,44 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP = re.compile(r"^node (\S+) listening on (\S+) fingerprint (\S+)")
+STARTUP = re.compile(r"^(\S+) .*listening on (\S+) fingerprint (\S+)")
+
+
+def start(args: list[str], env: dict[str, str], started: list[subprocess.Popen[str]]) -> re.Match[str]:
+    process = subprocess.Popen(
+        [sys.executable, *args, "--log-level", "warning"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+    )
+    started.append(process)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = STARTUP.match(line)
+    if not match:
+        raise SystemExit(f"demo: could not start {' '.join(args)}: {line!r}")
+    print(f"# started process {process.pid}: {line.strip()}", flush=True)
+    return match
 
 
 def main() -> int:
+    started: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory(prefix="tessera-demo-") as tmp:
-        state = Path(tmp) / "alice"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        node_process = subprocess.Popen(
-            [sys.executable, "-m", "node", "--id", "alice", "--port", "0",
-             "--state-dir", str(state), "--log-level", "warning"],
-            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env,
-        )
         try:
-            assert node_process.stdout is not None
-            line = node_process.stdout.readline()
-            match = STARTUP.match(line)
-            if not match:
-                print(f"demo: the node did not start: {line!r}", file=sys.stderr)
-                return 1
-            print(f"# started node process {node_process.pid}: {line.strip()}")
-            url = match.group(2)
+            gateway = start(["-m", "gateway", "--port", "0", "--state-dir", f"{tmp}/gateway"], env, started)
+            gateway_url, gateway_cert = gateway.group(2), f"{tmp}/gateway/cert.pem"
+            for name in ("alice", "bob"):
+                start(["-m", "node", "--id", name, "--port", "0", "--state-dir", f"{tmp}/{name}",
+                       "--gateway", gateway_url, "--gateway-cafile", gateway_cert], env, started)
             return subprocess.call(
                 [sys.executable, str(ROOT / "examples" / "quickstart.py"),
-                 "--url", url, "--cafile", str(state / "cert.pem")],
+                 "--gateway", gateway_url, "--cafile", gateway_cert],
                 cwd=ROOT, env=env,
             )
         finally:
-            node_process.send_signal(signal.SIGTERM)
-            node_process.wait(timeout=30)
+            for process in reversed(started):
+                process.send_signal(signal.SIGTERM)
+            for process in started:
+                process.wait(timeout=30)
 
 
 if __name__ == "__main__":
