@@ -41,7 +41,7 @@ def endpoint_for(
     if not url.startswith(("wss://", "ws://")):
         raise ValueError(f"node URL must start with wss:// (or ws:// for --insecure nodes): {url!r}")
     trust = TrustPolicy(
-        cafile=Path(cafile) if cafile is not None else None,
+        cafile=Path(cafile).expanduser() if cafile is not None else None,
         fingerprint=fingerprint,
         known_nodes=Path(known_nodes) if known_nodes is not None else None,
     )
