@@ -102,7 +102,10 @@ def string_map(value: object, field: str) -> dict[str, Any]:
     return value
 
 
-_LEAF_TYPES = (type(None), bool, int, float, str, bytes, torch.Tensor, PointerRef, slice, torch.dtype)
+_LEAF_TYPES = frozenset(
+    {type(None), bool, int, float, str, bytes, torch.Tensor, PointerRef, slice, torch.dtype,
+     type(Ellipsis)}
+)
 
 
 def check_values(root: object) -> None:
@@ -111,27 +114,32 @@ def check_values(root: object) -> None:
     Containers nested deeper than :data:`MAX_NESTING_DEPTH`, map keys that
     are not strings, and values msgpack decodes by itself but the grammar
     does not have (its timestamp ext, -1) all raise ``MalformedMessage``.
-    Iterative, so a hostile message cannot exhaust the Python stack.
+    Iterative, so a hostile message cannot exhaust the Python stack; exact
+    type checks because this runs on every message.
     """
     stack: list[tuple[object, int]] = [(root, 1)]
+    push, pop = stack.append, stack.pop
     while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, dict)):
-            if depth > MAX_NESTING_DEPTH:
-                raise MalformedMessage(
-                    f"nesting deeper than {MAX_NESTING_DEPTH} levels",
-                    {"limit": MAX_NESTING_DEPTH},
-                )
-            if isinstance(item, dict):
-                if not all(isinstance(key, str) for key in item):
-                    raise MalformedMessage("map keys must be strings", {})
-                stack.extend((child, depth + 1) for child in item.values())
-            else:
-                stack.extend((child, depth + 1) for child in item)
-        elif not (isinstance(item, _LEAF_TYPES) or item is Ellipsis):
+        item, depth = pop()
+        if depth > MAX_NESTING_DEPTH:
             raise MalformedMessage(
-                f"a {type(item).__name__} is not a wire value", {"type": type(item).__name__}
+                f"nesting deeper than {MAX_NESTING_DEPTH} levels", {"limit": MAX_NESTING_DEPTH}
             )
+        if type(item) is dict:
+            for key in item:
+                if type(key) is not str:
+                    raise MalformedMessage("map keys must be strings", {})
+            children: Any = item.values()
+        else:
+            children = item
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, depth + 1))
+            elif kind not in _LEAF_TYPES:
+                raise MalformedMessage(
+                    f"a {kind.__name__} is not a wire value", {"type": kind.__name__}
+                )
 
 
 def required(body: Mapping[str, Any], key: str) -> Any:

@@ -10,22 +10,25 @@ never touch the caller's loop.  Requests are encoded in the caller's thread.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import itertools
 import threading
-from typing import Any, Coroutine, Protocol, TypeVar
+from typing import Any, Coroutine, Optional, Protocol, Tuple, TypeVar
 
 from protocol.codec import Frame
 from protocol.errors import TesseraError
 from protocol.ids import NodeId
 from protocol.messages import Reply, Request
 
-from ..errors import ClientClosed
-from ..transport.channel import AsyncChannel, Endpoint
+from ..errors import ClientClosed, NodeUnavailable
+from ..transport.channel import CALL_TIMEOUT, AsyncChannel, Endpoint
 from ..transport.tracker import RequestTracker
 
 __all__ = ["Channel", "ThreadedChannel"]
 
 T = TypeVar("T")
+_Item = Tuple[Request, str, Frame, Optional["concurrent.futures.Future[Reply]"]]
 
 
 class Channel(Protocol):
@@ -60,6 +63,8 @@ class ThreadedChannel:
             name=f"tessera-client-{next(self._counter)}",
             daemon=True,
         )
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._scheduled = False
         self._thread.start()
         self._inner: AsyncChannel = self._run(self._make(endpoint))
         try:
@@ -90,18 +95,50 @@ class ThreadedChannel:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def post(self, request: Request, description: str) -> None:
-        frame = self._inner.encode(request)
-        self._loop.call_soon_threadsafe(self._post_or_record, request, description, frame)
+        """Encode here, hand over to the loop thread, return at once.
 
-    def _post_or_record(self, request: Request, description: str, frame: Frame) -> None:
-        try:
-            self._inner.post(request, description, frame)
-        except TesseraError as exc:
-            self.tracker.failed_locally(exc, description)
+        Posts are batched: one wake-up of the loop thread (and one TLS write)
+        carries every request queued since the previous one, which is what
+        keeps pipelined commands cheap.
+        """
+        frame = self._inner.encode(request)
+        self._handover((request, description, frame, None))
+
+    def _handover(self, item: _Item) -> None:
+        self._pending.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon_threadsafe(self._deliver_pending)
+
+    def _deliver_pending(self) -> None:
+        """On the loop thread: pass queued posts and calls to the channel, in order."""
+        self._scheduled = False
+        inner = self._inner
+        with inner.batch():
+            while self._pending:
+                request, description, frame, waiter = self._pending.popleft()
+                if waiter is not None:
+                    inner.submit(request, frame, waiter)
+                    continue
+                try:
+                    inner.post(request, description, frame)
+                except TesseraError as exc:
+                    self.tracker.failed_locally(exc, description)
 
     def call(self, request: Request) -> Reply:
+        """Send and block until the reply; one hop to the loop thread and one back."""
         frame = self._inner.encode(request)
-        return self._run(self._inner.call(request, frame))
+        if not self._thread.is_alive():
+            raise ClientClosed("this client was closed", {})
+        future: concurrent.futures.Future[Reply] = concurrent.futures.Future()
+        self._handover((request, "", frame, future))
+        try:
+            return future.result(timeout=CALL_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            self._loop.call_soon_threadsafe(self._inner.forget, request.id)
+            raise NodeUnavailable(
+                f"no reply from {self.endpoint.url} in {CALL_TIMEOUT:.0f}s", {}
+            ) from None
 
     def close(self) -> None:
         if not self._thread.is_alive():

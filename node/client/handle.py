@@ -10,6 +10,7 @@ for their reply and first raise any failure of earlier posted requests.
 from __future__ import annotations
 
 import collections
+import random
 import secrets
 from typing import Any, Mapping, Sequence, TypeVar
 
@@ -55,9 +56,14 @@ DELETE_BATCH = 256
 R = TypeVar("R", bound=Reply)
 
 
+_ids = random.Random(secrets.randbits(128))
+"""Object ids need to be unique, not secret (the store checks who may see what):
+a PRNG seeded from the OS avoids a system call per command."""
+
+
 def new_object_id() -> ObjectId:
     """A random non-zero 64-bit id; collisions are negligible (birthday bound 2^32)."""
-    return ObjectId(secrets.randbelow(2**64 - 1) + 1)
+    return ObjectId(_ids.getrandbits(64) or 1)
 
 
 class NodeHandle:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from protocol.codec import Frame, encode_message
 from protocol.errors import MessageTooLarge, TesseraError
-from protocol.messages import ErrorReply
+from protocol.messages import ErrorReply, Reply
 from protocol.records import NodeRecord, Role
 
 from ..settings import NodeSettings
@@ -26,17 +26,11 @@ from ..transport.identity import Identity, ensure_identity
 from ..transport.proof import ProofVerifier, node_credentials
 from ..transport.tls import server_ssl_context
 from ..transport.trust import TrustPolicy
-from ..transport.websocket import (
-    CloseCode,
-    Connection,
-    ConnectionLost,
-    Listener,
-    TextFrameReceived,
-    listen,
-)
+from ..transport.websocket import Connection, Listener, listen
 from .auth import AnonymousAuthenticator, Authenticator, CredentialAuthenticator
 from .executor import Executor
-from .session import AsyncWork, Outcome, Session, Work
+from .driver import ConnectionDriver
+from .session import Session
 from .registration import GatewayRegistration
 from .store import MemoryStore, Principal
 from .transfers import TransferService
@@ -176,52 +170,17 @@ class NodeServer:
 
     async def _serve(self, connection: Connection) -> None:
         session = self._session(connection)
+        driver = ConnectionDriver(connection, session, self._encode_reply, self._connected)
+        connection.attach(driver)
         try:
-            await self._converse(connection, session)
+            await driver.wait()
         finally:
             session.close()
             if session.principal is not None:
                 self._disconnected(session.principal)
 
-    async def _converse(self, connection: Connection, session: Session) -> None:
-        while True:
-            try:
-                frame = await connection.recv()
-            except ConnectionLost:
-                return
-            except TextFrameReceived:
-                log.info("text frame from %s; closing", connection.remote_address)
-                await connection.close(CloseCode.UNSUPPORTED_DATA, "binary frames only")
-                return
-            was_open = session.principal is not None
-            step = session.receive(frame)
-            if isinstance(step, Work):
-                outcome = await asyncio.to_thread(step.run)
-            elif isinstance(step, AsyncWork):
-                outcome = await step.run()
-            else:
-                outcome = step
-            if not was_open and session.principal is not None:
-                self._connected(session.principal)
-            if not await self._deliver(connection, outcome):
-                return
-
-    async def _deliver(self, connection: Connection, outcome: Outcome) -> bool:
-        """Send the outcome's reply; False once the connection is done."""
-        try:
-            if outcome.reply is not None:
-                await connection.send(self._encode_reply(outcome))
-            if outcome.close_code is not None:
-                await connection.close(outcome.close_code, outcome.close_reason)
-                return False
-        except ConnectionLost:
-            return False
-        return True
-
-    def _encode_reply(self, outcome: Outcome) -> Frame:
+    def _encode_reply(self, reply: Reply) -> Frame:
         """Encode a reply; one the peer would refuse for its size becomes TOO_LARGE."""
-        reply = outcome.reply
-        assert reply is not None
         limit = self.settings.max_message_bytes
         try:
             frame = encode_message(reply)

@@ -16,10 +16,12 @@ which reach the same principal and so the same objects.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Protocol
 from urllib.parse import urlsplit
 
 from protocol.codec import Frame, decode_message, encode_message
@@ -41,7 +43,7 @@ from ..errors import ClientClosed, InsecureConnectionWarning, NodeUnavailable
 from .tls import client_ssl_context
 from .tracker import RequestTracker, rebuild_error
 from .trust import TrustPolicy, verify_peer
-from .websocket import Connection, ConnectionLost, dial
+from .websocket import SINGLE_FRAME_LIMIT, Connection, ConnectionLost, dial
 
 __all__ = ["Endpoint", "AsyncChannel", "Credentials", "fixed_credentials", "hello_request", "CALL_TIMEOUT"]
 
@@ -52,6 +54,16 @@ CALL_TIMEOUT = 300.0
 
 
 Credentials = Callable[[str | None], dict[str, Any]]
+
+
+class Waiter(Protocol):
+    """What a call's reply resolves: an asyncio or a concurrent.futures Future."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Reply) -> Any: ...
+
+    def set_exception(self, exception: BaseException) -> Any: ...
 
 
 def fixed_credentials(credentials: dict[str, Any]) -> Credentials:
@@ -101,10 +113,10 @@ class AsyncChannel:
         """Fingerprint of the certificate the peer presented (None without TLS)."""
         self.max_message_bytes = endpoint.max_message_bytes
         self._connection: Connection | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._outbox: asyncio.Queue[Frame | None] = asyncio.Queue()
+        self._outbox: collections.deque[Frame] = collections.deque()
+        self._batch: list[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._waiters: dict[int, asyncio.Future[Reply]] = {}
+        self._waiters: dict[int, Waiter] = {}
         self._dialing: asyncio.Lock = asyncio.Lock()
         self._redial: asyncio.Task[None] | None = None
         self._closed = False
@@ -126,8 +138,8 @@ class AsyncChannel:
             self.peer_fingerprint = fingerprint
             self.max_message_bytes = min(self.endpoint.max_message_bytes, reply.max_message_bytes)
             self._connection = connection
-            self._reader = asyncio.create_task(self._read(connection))
-            self._writer = asyncio.create_task(self._write(connection))
+            connection.attach(_Sink(self, connection))
+            self._flush()
 
     async def _dial(self) -> tuple[Connection, str | None]:
         endpoint = self.endpoint
@@ -177,7 +189,7 @@ class AsyncChannel:
         return reply
 
     def post(self, request: Request, description: str, frame: Frame | None = None) -> None:
-        """Queue a request without waiting (must run on the channel's loop).
+        """Send a request without waiting for it (must run on the channel's loop).
 
         If the connection dropped, the request waits in the queue while the
         channel dials again; if that fails, it is reported as failed.
@@ -186,22 +198,9 @@ class AsyncChannel:
             raise ClientClosed("this client was closed", {})
         frame = frame or self.encode(request)
         due = self.tracker.posted(request.id, description)
-        self._outbox.put_nowait(frame)
+        self._write(frame)
         if due:
-            self._outbox.put_nowait(encode_message(SyncRequest(self.tracker.next_id())))
-        if self._connection is None and (self._redial is None or self._redial.done()):
-            self._redial = asyncio.create_task(self._reconnect())
-
-    async def _reconnect(self) -> None:
-        try:
-            await self.open()
-        except TesseraError as exc:
-            self._drain()
-            self.tracker.lost(exc)
-
-    def _drain(self) -> None:
-        while not self._outbox.empty():
-            self._outbox.get_nowait()
+            self._write(encode_message(SyncRequest(self.tracker.next_id())))
 
     def encode(self, request: Request) -> Frame:
         """Encode, refusing frames the node would reject for their size."""
@@ -212,53 +211,119 @@ class AsyncChannel:
             )
         return frame
 
+    def submit(self, request: Request, frame: Frame, waiter: Waiter) -> None:
+        """Send a request whose reply resolves ``waiter`` (on the channel's loop)."""
+        if self._closed:
+            waiter.set_exception(ClientClosed("this client was closed", {}))
+            return
+        self._waiters[request.id] = waiter
+        self._write(frame)
+
     async def call(self, request: Request, frame: Frame | None = None) -> Reply:
         """Send a request and wait for its reply (ErrorReply included)."""
         await self.open()
-        frame = frame or self.encode(request)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiters[request.id] = future
-        self._outbox.put_nowait(frame)
+        self.submit(request, frame or self.encode(request), future)
         try:
             return await asyncio.wait_for(future, CALL_TIMEOUT)
         except (TimeoutError, asyncio.TimeoutError):
-            raise NodeUnavailable(f"no reply from {self.endpoint.url} in {CALL_TIMEOUT:.0f}s", {}) from None
+            raise NodeUnavailable(
+                f"no reply from {self.endpoint.url} in {CALL_TIMEOUT:.0f}s", {}
+            ) from None
         finally:
             self._waiters.pop(request.id, None)
 
-    async def _write(self, connection: Connection) -> None:
-        while True:
-            frame = await self._outbox.get()
-            if frame is None:
+    def forget(self, request_id: int) -> None:
+        """Stop waiting for a reply (its caller gave up)."""
+        self._waiters.pop(request_id, None)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Within the block, small frames are collected and written as one TLS write."""
+        self._batch = []
+        try:
+            yield
+        finally:
+            batch, self._batch = self._batch, None
+            if batch:
+                connection = self._connection
+                if connection is None or not connection.send_now(*batch):
+                    self._outbox.extend(_as_frames(batch))
+                    self._after_queue(connection)
+
+    def _write(self, frame: Frame) -> None:
+        """Write now if nothing is queued ahead and the socket accepts it; else queue.
+
+        Order is preserved: once anything is queued, everything after it is
+        queued too until the writer task has drained the queue.
+        """
+        connection = self._connection
+        small = frame.nbytes <= SINGLE_FRAME_LIMIT
+        if connection is not None and not self._outbox and small:
+            if self._batch is not None:
+                self._batch.append(frame.to_bytes())
                 return
+            if connection.send_now(frame.to_bytes()):
+                return
+        if self._batch:
+            self._outbox.extend(_as_frames(self._batch))
+            self._batch.clear()
+        self._outbox.append(frame)
+        self._after_queue(connection)
+
+    def _after_queue(self, connection: Connection | None) -> None:
+        if connection is None:
+            if not self._closed and (self._redial is None or self._redial.done()):
+                self._redial = asyncio.create_task(self._reconnect())
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._outbox and self._connection is not None:
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._drain(self._connection))
+
+    async def _drain(self, connection: Connection) -> None:
+        """Writer task: sends queued frames in order, small ones batched, large ones streamed."""
+        while self._outbox and self._connection is connection:
+            small: list[bytes] = []
+            while self._outbox and self._outbox[0].nbytes <= SINGLE_FRAME_LIMIT and len(small) < 256:
+                small.append(self._outbox.popleft().to_bytes())
             try:
-                await connection.send(frame)
+                if small:
+                    if not connection.send_now(*small):
+                        for data in small:
+                            await connection.send_bytes(data)
+                else:
+                    await connection.send(self._outbox.popleft())
             except ConnectionLost as exc:
                 self._lost(connection, exc)
                 return
             except Exception as exc:  # the writer must not die silently
                 log.exception("sending to %s failed", self.endpoint.url)
-                await connection.close()
+                connection.abort()
                 self._lost(connection, TesseraError(f"send failed: {type(exc).__name__}", {}))
                 return
 
-    async def _read(self, connection: Connection) -> None:
-        while True:
-            try:
-                data = await connection.recv()
-                reply = decode_message(data, self.endpoint.max_message_bytes)
-            except ConnectionLost as exc:
-                self._lost(connection, exc)
-                return
-            except (ProtocolError, TesseraError) as exc:
-                log.warning("undecodable frame from %s: %s", self.endpoint.url, exc)
-                continue
-            if not isinstance(reply, REPLY_TYPES):
-                log.warning("%s sent a %s request to a client", self.endpoint.url, reply.KIND.value)
-                continue
-            self._dispatch(reply)
+    async def _reconnect(self) -> None:
+        try:
+            await self.open()
+        except TesseraError as exc:
+            self._outbox.clear()
+            self.tracker.lost(exc)
+            for waiter in self._take_waiters():
+                waiter.set_exception(exc)
 
-    def _dispatch(self, reply: Reply) -> None:
+    def frame_received(self, data: bytes) -> None:
+        """A message from the peer (push mode, on the loop)."""
+        try:
+            reply = decode_message(data, self.endpoint.max_message_bytes)
+        except ProtocolError as exc:
+            log.warning("undecodable frame from %s: %s", self.endpoint.url, exc)
+            return
+        if not isinstance(reply, REPLY_TYPES):
+            log.warning("%s sent a %s request to a client", self.endpoint.url, reply.KIND.value)
+            return
         if isinstance(reply, SyncReply):
             self.tracker.barrier(reply.id)
         waiter = self._waiters.pop(reply.id, None)
@@ -268,34 +333,58 @@ class AsyncChannel:
         elif isinstance(reply, ErrorReply):
             self.tracker.on_error(reply)
 
+    def _take_waiters(self) -> list[Waiter]:
+        waiters = list(self._waiters.values())
+        self._waiters.clear()
+        return [w for w in waiters if not w.done()]
+
     def _lost(self, connection: Connection, exc: TesseraError) -> None:
         if self._connection is not connection:
             return
         self._connection = None
         error = NodeUnavailable(f"connection to {self.endpoint.url} lost: {exc.message}", {})
         self.tracker.lost(error)
-        for future in self._waiters.values():
-            if not future.done():
-                future.set_exception(error)
-        self._waiters.clear()
-        self._drain()
-        for task in (self._reader, self._writer):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
+        for waiter in self._take_waiters():
+            waiter.set_exception(error)
+        self._outbox.clear()
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()
 
     async def aclose(self) -> None:
+        """Send what is queued, then close the connection."""
         self._closed = True
-        connection, self._connection = self._connection, None
-        self._outbox.put_nowait(None)
-        if self._writer is not None:
+        writer = self._writer
+        if writer is not None and not writer.done():
             try:
-                await asyncio.wait_for(self._writer, 10)
+                await asyncio.wait_for(asyncio.shield(writer), 10)
             except (Exception, asyncio.CancelledError):
                 pass
+        connection, self._connection = self._connection, None
         if connection is not None:
             await connection.close()
-        if self._reader is not None:
-            self._reader.cancel()
+        for waiter in self._take_waiters():
+            waiter.set_exception(ClientClosed("this client was closed", {}))
+
+
+def _as_frames(datas: list[bytes]) -> list[Frame]:
+    return [Frame((data,), len(data)) for data in datas]
+
+
+class _Sink:
+    """Routes a connection's push-mode events to its channel."""
+
+    def __init__(self, channel: AsyncChannel, connection: Connection) -> None:
+        self.channel = channel
+        self.connection = connection
+
+    def frame_received(self, data: bytes) -> None:
+        self.channel.frame_received(data)
+
+    def text_received(self) -> None:
+        log.warning("%s sent a text frame; ignoring it", self.channel.endpoint.url)
+
+    def connection_lost(self) -> None:
+        self.channel._lost(self.connection, ConnectionLost.from_close(None, ""))
 
 
 def _reason(exc: BaseException) -> str:

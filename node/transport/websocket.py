@@ -5,6 +5,14 @@ sessions and clients deal in :class:`~protocol.codec.Frame`s and our own
 exceptions.  Compression is always off: permessage-deflate caps tensor
 traffic near 35 MB/s and buys nothing on random-looking floats.  Large frames
 go out as 1 MiB fragments straight from tensor memory.
+
+Two ways to read.  ``recv()`` pulls messages through the library's queue
+(one task wake-up per message).  ``attach(sink)`` switches a connection to
+push mode: our connection subclasses hand every complete binary message to
+the sink straight from ``data_received``, and ``send_now`` writes small
+frames synchronously through the library's sans-I/O core.  That removes two
+task switches per message each way, which is most of a small round trip's
+cost over raw WebSockets; handshake, pings and closing stay the library's.
 """
 
 from __future__ import annotations
@@ -12,14 +20,17 @@ from __future__ import annotations
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterator, Optional, Tuple
+from typing import Any, Awaitable, Callable, Iterator, Optional, Protocol, Tuple
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.version import version as websockets_version
 
 from protocol.codec import Frame
@@ -28,6 +39,7 @@ from protocol.errors import TesseraError
 __all__ = [
     "CloseCode",
     "Connection",
+    "FrameSink",
     "ConnectionLost",
     "TextFrameReceived",
     "Listener",
@@ -42,6 +54,73 @@ FRAGMENT_BYTES = 1024 * 1024
 
 SINGLE_FRAME_LIMIT = 1024 * 1024
 """Frames up to this size are joined and sent as one WebSocket frame."""
+
+
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+"""Above this many unsent bytes, ``send_now`` declines and callers await ``send``."""
+
+
+class FrameSink(Protocol):
+    """Receives a push-mode connection's messages, on the event loop."""
+
+    def frame_received(self, data: bytes) -> None: ...
+
+    def text_received(self) -> None: ...
+
+    def connection_lost(self) -> None: ...
+
+
+class _PushMixin:
+    """Delivers complete binary messages to a sink from ``data_received``.
+
+    Fragmented messages are reassembled here (the library already enforces
+    the size limit across fragments); everything else (handshake events,
+    control frames, pull mode before ``attach``) goes to the library.
+    """
+
+    sink: FrameSink | None = None
+    _parts: list[bytes] | None = None
+
+    def process_event(self, event: Any) -> None:
+        sink = self.sink
+        if sink is None or not isinstance(event, WsFrame):
+            super().process_event(event)  # type: ignore[misc]
+            return
+        if event.opcode is Opcode.BINARY:
+            if event.fin:
+                self._deliver(sink, bytes(event.data))
+            else:
+                self._parts = [bytes(event.data)]
+        elif event.opcode is Opcode.CONT:
+            if self._parts is None:
+                return  # continuation of a text message already refused
+            self._parts.append(bytes(event.data))
+            if event.fin:
+                data, self._parts = b"".join(self._parts), None
+                self._deliver(sink, data)
+        elif event.opcode is Opcode.TEXT:
+            sink.text_received()
+        else:
+            super().process_event(event)  # type: ignore[misc]
+
+    def _deliver(self, sink: FrameSink, data: bytes) -> None:
+        try:
+            sink.frame_received(data)
+        except Exception:  # a sink bug must not kill the connection's reader
+            logging.getLogger("tessera.transport").exception("frame handler failed")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)  # type: ignore[misc]
+        if self.sink is not None:
+            self.sink.connection_lost()
+
+
+class _ServerConnection(_PushMixin, ServerConnection):
+    pass
+
+
+class _ClientConnection(_PushMixin, ClientConnection):
+    pass
 
 
 class CloseCode:
@@ -103,6 +182,49 @@ class Connection:
         der = ssl_object.getpeercert(binary_form=True)
         return bytes(der) if der else None
 
+    def attach(self, sink: FrameSink) -> None:
+        """Switch to push mode: messages go to ``sink``; ``recv`` is no longer used."""
+        ws = self._ws
+        assert isinstance(ws, _PushMixin), "connections are made by listen() and dial()"
+        ws.sink = sink
+        if ws.protocol.state is not State.OPEN:
+            sink.connection_lost()
+
+    def send_now(self, *datas: bytes) -> bool:
+        """Write small messages synchronously, as one TLS write; False if not possible now.
+
+        Declines (and the caller awaits :meth:`send`) while a fragmented
+        message is being sent, when the connection is not open, or when the
+        transport's buffer is above :data:`WRITE_HIGH_WATER` (backpressure).
+        """
+        ws = self._ws
+        if (
+            ws.protocol.state is not State.OPEN
+            or ws.send_in_progress is not None
+            or ws.transport.get_write_buffer_size() > WRITE_HIGH_WATER
+        ):
+            return False
+        for data in datas:
+            ws.protocol.send_binary(data)
+        chunks = ws.protocol.data_to_send()
+        try:
+            ws.transport.write(b"".join(chunks))
+        except Exception as exc:  # the transport reports a dead socket here
+            ws.set_connection_exc(exc)
+            ws.transport.abort()
+        return True
+
+    def pause_reading(self) -> None:
+        self._ws.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._ws.transport.is_closing():
+            self._ws.transport.resume_reading()
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (no closing handshake)."""
+        self._ws.transport.abort()
+
     async def recv(self) -> bytes:
         """Next binary message; raises ConnectionLost or TextFrameReceived."""
         try:
@@ -120,6 +242,13 @@ class Connection:
                 await self._ws.send(frame.to_bytes())
             else:
                 await self._ws.send(_fragments(frame))
+        except ConnectionClosed as exc:
+            raise _lost(exc) from None
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one already-encoded message, waiting for the socket if needed."""
+        try:
+            await self._ws.send(data)
         except ConnectionClosed as exc:
             raise _lost(exc) from None
 
@@ -223,6 +352,7 @@ async def listen(
         ping_timeout=20,
         close_timeout=5,
         logger=logging.getLogger("tessera.websockets"),
+        create_connection=_ServerConnection,
     )
     return Listener(server)
 
@@ -247,6 +377,7 @@ async def dial(
             close_timeout=5,
             proxy=None,
             user_agent_header=f"tessera websockets/{websockets_version}",
+            create_connection=_ClientConnection,
         )
     except InvalidURI as exc:
         raise ValueError(f"not a WebSocket URL: {url!r}") from exc
