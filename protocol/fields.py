@@ -101,7 +101,11 @@ _BODIES: dict[MessageKind, _Builder] = {
         "max_message_bytes": m.max_message_bytes,
     },
     MessageKind.PUT: lambda m: {"object_id": m.object_id, "value": m.value},
-    MessageKind.GET: lambda m: {"object_id": m.object_id, "delete": m.delete},
+    MessageKind.GET: lambda m: {
+        "object_id": m.object_id,
+        "delete": m.delete,
+        "max_inline": m.max_inline,
+    },
     MessageKind.GET_REPLY: lambda m: {"value": m.value},
     MessageKind.DELETE: lambda m: {"object_ids": list(m.object_ids)},
     MessageKind.COMMAND: lambda m: {
@@ -146,6 +150,7 @@ _PARSERS: dict[MessageKind, _Parser] = {
         rid,
         object_id(required(b, "object_id"), "object_id"),
         boolean(b.get("delete", False), "delete"),
+        uint(b.get("max_inline", 0), "max_inline"),
     ),
     MessageKind.GET_REPLY: lambda rid, b: GetReply(rid, tensor(required(b, "value"), "value")),
     MessageKind.DELETE: lambda rid, b: DeleteRequest(

@@ -46,6 +46,9 @@ class MessageKind(str, enum.Enum):
     EXPECT = "expect"
     TRANSFER = "transfer"
     DELIVER = "deliver"
+    PUT_CHUNK = "put_chunk"
+    READ = "read"
+    READ_REPLY = "read_reply"
 
 
 class RequestBase:

@@ -25,6 +25,7 @@ from .discovery import (
 )
 from .ids import NodeId, ObjectId, RequestId
 from .kinds import NO_REQUEST, AckReply, ErrorReply, MessageKind, RequestBase
+from .streams import PutChunkRequest, ReadReply, ReadRequest
 from .transfers import DeliverRequest, ExpectRequest, TransferRequest
 from .values import PointerRef, Value
 
@@ -55,6 +56,9 @@ __all__ = [
     "ExpectRequest",
     "TransferRequest",
     "DeliverRequest",
+    "PutChunkRequest",
+    "ReadRequest",
+    "ReadReply",
     "Request",
     "Reply",
     "Message",
@@ -122,6 +126,9 @@ class GetRequest(RequestBase):
     id: RequestId
     object_id: ObjectId
     delete: bool = False
+    max_inline: int = 0
+    """If non-zero and the object has more bytes, the node answers with a
+    ``describe_reply`` instead and the client streams it with ``read``."""
 
     def reply(self, value: torch.Tensor) -> GetReply:
         return GetReply(self.id, value)
@@ -231,6 +238,8 @@ Request = Union[
     ExpectRequest,
     TransferRequest,
     DeliverRequest,
+    PutChunkRequest,
+    ReadRequest,
 ]
 Reply = Union[
     HelloReply,
@@ -242,6 +251,7 @@ Reply = Union[
     AckReply,
     RegisterReply,
     NodesReply,
+    ReadReply,
 ]
 Message = Union[Request, Reply]
 
@@ -255,5 +265,6 @@ REPLY_TYPES = (
     AckReply,
     RegisterReply,
     NodesReply,
+    ReadReply,
 )
 """The reply classes, for ``isinstance`` checks."""

@@ -6,8 +6,11 @@ The counterpart of :mod:`protocol.fields` for :mod:`protocol.discovery` and
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Callable, Mapping
+
+import torch
 
 from .discovery import (
     DeregisterRequest,
@@ -17,7 +20,7 @@ from .discovery import (
     RegisterReply,
     RegisterRequest,
 )
-from .errors import MalformedMessage
+from .errors import BadTensor, MalformedMessage
 from .ids import RequestId
 from .kinds import AckReply, MessageKind
 from .limits import MAX_TENSOR_DIMS
@@ -32,6 +35,8 @@ from .records import (
     Role,
     validate_node_url,
 )
+from .streams import PutChunkRequest, ReadReply, ReadRequest
+from .tensors import dtype_from_name
 from .transfers import TICKET_BYTES, DeliverRequest, ExpectRequest, TransferRequest
 from .validate import (
     array,
@@ -182,7 +187,14 @@ NETWORK_BODIES: dict[MessageKind, Builder] = {
         "ticket": m.ticket,
         "delete_source": m.delete_source,
     },
-    MessageKind.DELIVER: lambda m: {"object_id": m.object_id, "ticket": m.ticket, "value": m.value},
+    MessageKind.DELIVER: lambda m: {
+        "object_id": m.object_id,
+        "ticket": m.ticket,
+        **chunk_body(m),
+    },
+    MessageKind.PUT_CHUNK: lambda m: {"object_id": m.object_id, **chunk_body(m)},
+    MessageKind.READ: lambda m: {"object_id": m.object_id, "offset": m.offset, "nbytes": m.nbytes},
+    MessageKind.READ_REPLY: lambda m: {"data": m.data},
 }
 
 NETWORK_PARSERS: dict[MessageKind, Parser] = {
@@ -218,9 +230,53 @@ NETWORK_PARSERS: dict[MessageKind, Parser] = {
         rid,
         object_id(required(b, "object_id"), "object_id"),
         _ticket(required(b, "ticket"), "ticket"),
-        tensor(required(b, "value"), "value"),
+        *chunk_from(b),
     ),
+    MessageKind.PUT_CHUNK: lambda rid, b: PutChunkRequest(
+        rid, object_id(required(b, "object_id"), "object_id"), *chunk_from(b)
+    ),
+    MessageKind.READ: lambda rid, b: ReadRequest(
+        rid,
+        object_id(required(b, "object_id"), "object_id"),
+        uint(required(b, "offset"), "offset"),
+        uint(required(b, "nbytes"), "nbytes"),
+    ),
+    MessageKind.READ_REPLY: lambda rid, b: ReadReply(rid, _chunk_data(required(b, "data"), "data")),
 }
+
+
+def chunk_body(message: Any) -> dict[str, Any]:
+    """The chunk fields shared by ``put_chunk`` and ``deliver``."""
+    return {
+        "dtype": message.dtype,
+        "shape": list(message.shape),
+        "offset": message.offset,
+        "data": message.data,
+        "last": message.last,
+    }
+
+
+def _chunk_data(value: object, field: str) -> torch.Tensor:
+    data = tensor(value, field)
+    if data.dtype != torch.uint8 or data.dim() != 1:
+        raise BadTensor(f"field {field!r} must be a 1-d uint8 tensor of raw bytes", {"field": field})
+    return data
+
+
+def chunk_from(body: Mapping[str, Any]) -> tuple[str, tuple[int, ...], int, torch.Tensor, bool]:
+    """Validated (dtype, shape, offset, data, last) of a chunk; the bytes must fit the shape."""
+    dtype_name = text(required(body, "dtype"), "dtype")
+    dtype = dtype_from_name(dtype_name)
+    dims = tuple(uint(d, "shape") for d in array(required(body, "shape"), "shape", MAX_TENSOR_DIMS))
+    offset = uint(required(body, "offset"), "offset")
+    data = _chunk_data(required(body, "data"), "data")
+    total = math.prod(dims) * torch.empty((), dtype=dtype).element_size()
+    if offset + data.numel() > total:
+        raise BadTensor(
+            f"chunk [{offset}, {offset + data.numel()}) lies outside the {total}-byte tensor",
+            {"offset": offset, "total": total},
+        )
+    return dtype_name, dims, offset, data, boolean(required(body, "last"), "last")
 
 
 def _url(value: object, field: str) -> str:

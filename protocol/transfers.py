@@ -16,7 +16,7 @@ The source acknowledges ``transfer`` only once the destination acknowledged
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Tuple
 
 import torch
 
@@ -58,10 +58,19 @@ class TransferRequest(RequestBase):
 
 @dataclass(frozen=True, slots=True)
 class DeliverRequest(RequestBase):
-    """Fill the reservation ``object_id`` made with ``ticket``."""
+    """Fill the reservation ``object_id`` made with ``ticket``, one chunk at a time.
+
+    ``data`` holds bytes ``[offset, offset + len(data))`` of a tensor of
+    ``dtype`` and ``shape`` (as in ``put_chunk``); the object is stored when
+    the chunk marked ``last`` completes it.  Small objects take one chunk.
+    """
 
     KIND: ClassVar[MessageKind] = MessageKind.DELIVER
     id: RequestId
     object_id: ObjectId
     ticket: bytes
-    value: torch.Tensor
+    dtype: str
+    shape: Tuple[int, ...]
+    offset: int
+    data: torch.Tensor
+    last: bool

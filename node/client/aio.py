@@ -9,6 +9,8 @@ thread is started.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +28,18 @@ from protocol.messages import (
     ListReply,
     ListRequest,
     ObjectInfo,
+    Reply,
     SyncReply,
     SyncRequest,
 )
+from protocol.streams import CHUNK_BYTES, READ_WINDOW, STREAM_THRESHOLD, ReadReply, ReadRequest
+from protocol.tensors import DTYPES
 
 from ..transport.channel import AsyncChannel
 from .handle import NodeHandle, R
 from .pointer import Pointer
 from .remote import endpoint_for
+from .streaming import raw_bytes
 from ..transport.tracker import RequestTracker, rebuild_error
 
 __all__ = ["AsyncRemoteNode", "connect_async"]
@@ -55,8 +61,47 @@ class AsyncRemoteNode(NodeHandle):
         return reply
 
     async def _get(self, pointer: Pointer, delete: bool) -> torch.Tensor:  # type: ignore[override]
-        request = GetRequest(self._channel.tracker.next_id(), pointer.object_id, delete)
-        return (await self._acall(request, GetReply, f"get({pointer!r})")).value
+        description = f"get({pointer!r})"
+        request = GetRequest(
+            self._channel.tracker.next_id(), pointer.object_id, delete, STREAM_THRESHOLD
+        )
+        self._flush_released()
+        reply = await self._channel.call(request)
+        self._channel.tracker.raise_failures()
+        if isinstance(reply, ErrorReply):
+            raise rebuild_error(reply, description, self._channel.tracker.peer)
+        if isinstance(reply, GetReply):
+            return reply.value
+        if not isinstance(reply, DescribeReply):
+            raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
+        value = await self._download(reply.objects[0], description)
+        if delete:
+            pointer.delete()
+        return value
+
+    async def _download(self, info: ObjectInfo, description: str) -> torch.Tensor:
+        """Async twin of :func:`node.client.streaming.download`."""
+        result = torch.empty(info.shape, dtype=DTYPES[info.dtype])
+        target = raw_bytes(result)
+        total, next_offset = target.numel(), 0
+        loop = asyncio.get_running_loop()
+        pending: collections.deque[tuple[int, asyncio.Future[Reply]]] = collections.deque()
+        while next_offset < total or pending:
+            while next_offset < total and len(pending) < READ_WINDOW:
+                size = min(CHUNK_BYTES, total - next_offset)
+                request = ReadRequest(self._channel.tracker.next_id(), info.object_id, next_offset, size)
+                future: asyncio.Future[Reply] = loop.create_future()
+                self._channel.submit(request, self._channel.encode(request), future)
+                pending.append((next_offset, future))
+                next_offset += size
+            offset, waiting = pending.popleft()
+            reply = await waiting
+            if isinstance(reply, ErrorReply):
+                raise rebuild_error(reply, description, self.id)
+            if not isinstance(reply, ReadReply):
+                raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
+            target[offset : offset + reply.data.numel()].copy_(reply.data)
+        return result
 
     async def describe(self, pointer: Pointer) -> ObjectInfo:
         """Dtype and shape of a pointer's object; cached on the pointer."""

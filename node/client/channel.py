@@ -46,6 +46,8 @@ class Channel(Protocol):
 
     def call(self, request: Request) -> Reply: ...
 
+    def call_async(self, request: Request) -> concurrent.futures.Future[Reply]: ...
+
     def close(self) -> None: ...
 
 
@@ -125,13 +127,18 @@ class ThreadedChannel:
                 except TesseraError as exc:
                     self.tracker.failed_locally(exc, description)
 
-    def call(self, request: Request) -> Reply:
-        """Send and block until the reply; one hop to the loop thread and one back."""
+    def call_async(self, request: Request) -> concurrent.futures.Future[Reply]:
+        """Send now; the returned future resolves with the reply (for windows of calls)."""
         frame = self._inner.encode(request)
         if not self._thread.is_alive():
             raise ClientClosed("this client was closed", {})
         future: concurrent.futures.Future[Reply] = concurrent.futures.Future()
         self._handover((request, "", frame, future))
+        return future
+
+    def call(self, request: Request) -> Reply:
+        """Send and block until the reply; one hop to the loop thread and one back."""
+        future = self.call_async(request)
         try:
             return future.result(timeout=CALL_TIMEOUT)
         except concurrent.futures.TimeoutError:

@@ -39,6 +39,7 @@ from protocol.messages import (
     TransferRequest,
 )
 from protocol.ops import result_count
+from protocol.streams import STREAM_THRESHOLD
 from protocol.tensors import DTYPE_NAMES
 from protocol.transfers import TICKET_BYTES
 from protocol.values import PointerRef
@@ -46,6 +47,7 @@ from protocol.values import PointerRef
 from ..errors import MixedNodesError
 from .channel import Channel
 from .pointer import Pointer
+from .streaming import download, upload_chunks
 from ..transport.tracker import rebuild_error
 
 __all__ = ["NodeHandle", "DELETE_BATCH"]
@@ -97,9 +99,14 @@ class NodeHandle:
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"send() takes a torch.Tensor, not {type(tensor).__name__}")
         object_id = new_object_id()
-        request = PutRequest(self._channel.tracker.next_id(), object_id, tensor.detach())
         info = _info_of(object_id, tensor)
-        self._post(request, f"send({_short(tensor)})")
+        description = f"send({_short(tensor)})"
+        if tensor.numel() * tensor.element_size() > STREAM_THRESHOLD and info is not None:
+            for chunk in upload_chunks(tensor, object_id, self._channel.tracker.next_id):
+                self._post(chunk, description)
+        else:
+            request = PutRequest(self._channel.tracker.next_id(), object_id, tensor.detach())
+            self._post(request, description)
         return Pointer(self, object_id, info)
 
     def _command(
@@ -207,19 +214,39 @@ class NodeHandle:
 
     # -- synchronisation points --------------------------------------------
 
-    def _call(self, request: Any, expected: type[R], description: str) -> R:
+    def _call_reply(self, request: Any, description: str) -> Reply:
+        """A synchronisation point: flush deletes, wait, raise earlier failures, then errors."""
         self._flush_released()
         reply = self._channel.call(request)
         self._channel.tracker.raise_failures()
         if isinstance(reply, ErrorReply):
             raise rebuild_error(reply, description, self._channel.tracker.peer)
+        return reply
+
+    def _call(self, request: Any, expected: type[R], description: str) -> R:
+        reply = self._call_reply(request, description)
         if not isinstance(reply, expected):
             raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
         return reply
 
     def _get(self, pointer: Pointer, delete: bool) -> torch.Tensor:
-        request = GetRequest(self._channel.tracker.next_id(), pointer.object_id, delete)
-        return self._call(request, GetReply, f"get({pointer!r})").value
+        """The value; objects above STREAM_THRESHOLD come back in chunks."""
+        description = f"get({pointer!r})"
+        request = GetRequest(
+            self._channel.tracker.next_id(), pointer.object_id, delete, STREAM_THRESHOLD
+        )
+        reply = self._call_reply(request, description)
+        if isinstance(reply, GetReply):
+            return reply.value
+        if not isinstance(reply, DescribeReply):
+            raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
+        value = download(
+            self, reply.objects[0], self._channel.call_async, self._channel.tracker.next_id,
+            description,
+        )
+        if delete:
+            pointer.delete()
+        return value
 
     def _describe(self, pointer: Pointer) -> ObjectInfo:
         request = DescribeRequest(self._channel.tracker.next_id(), (pointer.object_id,))

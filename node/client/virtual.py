@@ -9,6 +9,7 @@ inline: there is no event loop to protect.
 
 from __future__ import annotations
 
+import concurrent.futures
 import secrets
 import threading
 
@@ -79,6 +80,14 @@ class LocalChannel:
         if reply is None:
             raise TesseraError(f"{request.KIND.value} got no reply", {})
         return reply
+
+    def call_async(self, request: Request) -> concurrent.futures.Future[Reply]:
+        future: concurrent.futures.Future[Reply] = concurrent.futures.Future()
+        try:
+            future.set_result(self.call(request))
+        except TesseraError as exc:
+            future.set_exception(exc)
+        return future
 
     def close(self) -> None:
         self._closed = True

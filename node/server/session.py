@@ -19,6 +19,8 @@ import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Union
 
+import torch
+
 from protocol.codec import decode_message
 from protocol.errors import (
     BadRequest,
@@ -28,11 +30,12 @@ from protocol.errors import (
     Unauthenticated,
     VersionMismatch,
 )
-from protocol.ids import NodeId, RequestId
+from protocol.ids import NodeId, ObjectId, RequestId
 from protocol.messages import (
     CommandRequest,
     DeleteRequest,
     DeliverRequest,
+    DescribeReply,
     ExpectRequest,
     DescribeRequest,
     ErrorReply,
@@ -41,7 +44,9 @@ from protocol.messages import (
     ListRequest,
     Message,
     REPLY_TYPES,
+    PutChunkRequest,
     PutRequest,
+    ReadRequest,
     Reply,
     Request,
     SyncRequest,
@@ -52,10 +57,17 @@ from .auth import Authenticator, Caller
 from .executor import Executor, PreparedCommand
 from .store import ObjectStore, Principal
 from .transfers import TransferService
+from .uploads import Upload, tensor_bytes
 
 __all__ = ["Session", "SessionState", "Outcome", "Work", "AsyncWork", "Step", "CLOSE_POLICY", "CLOSE_PROTOCOL"]
 
 log = logging.getLogger("tessera.node.session")
+
+DEFAULT_MAX_OBJECT_BYTES = 4 * 1024**3
+"""Largest single object a node accepts by default (4 GiB)."""
+
+READ_OVERHEAD = 4096
+"""Room left in a message for the envelope of a ``read_reply``."""
 
 CLOSE_POLICY = 1008
 """Close code after a refused handshake (RFC 6455 policy violation)."""
@@ -110,6 +122,7 @@ class Session:
         max_message_bytes: int,
         peer: str = "local",
         transfers: TransferService | None = None,
+        max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
     ) -> None:
         self.node_id = node_id
         self.roles = roles
@@ -119,6 +132,9 @@ class Session:
         self.max_message_bytes = max_message_bytes
         self.peer = peer
         self.transfers = transfers
+        self.max_object_bytes = max_object_bytes
+        self._uploads: dict[ObjectId, Upload] = {}
+        self._read_cache: tuple[ObjectId, torch.Tensor] | None = None
         self.state = SessionState.AWAITING_HELLO
         self.caller: Caller | None = None
 
@@ -164,6 +180,10 @@ class Session:
             return self._guard(message, self._describe)
         if isinstance(message, (ExpectRequest, TransferRequest, DeliverRequest)):
             return self._guard(message, self._transfer_kind)
+        if isinstance(message, PutChunkRequest):
+            return self._guard(message, self._put_chunk)
+        if isinstance(message, ReadRequest):
+            return self._guard(message, self._read)
         if isinstance(message, REPLY_TYPES):
             not_request = BadRequest(f"{message.KIND.value} is a reply, not a request", {})
         else:
@@ -230,6 +250,9 @@ class Session:
     def _get(self, request: Request) -> Step:
         assert isinstance(request, GetRequest) and self.principal is not None
         stored = self.store.get(self.principal, request.object_id)
+        if request.max_inline and stored.nbytes > request.max_inline:
+            # Too big for one message: the client streams it with read requests.
+            return Outcome(DescribeReply(request.id, (stored.info(),)))
         if request.delete:
             self.store.delete(self.principal, (request.object_id,))
         return Outcome(request.reply(stored.value))
@@ -269,6 +292,52 @@ class Session:
             log.exception("internal error in transfer from %s", self.peer)
             return Outcome(request.error(InternalError("internal error", {})))
         return Outcome(request.ack())
+
+    def _put_chunk(self, request: Request) -> Step:
+        assert isinstance(request, PutChunkRequest) and self.principal is not None
+        upload = self._uploads.get(request.object_id)
+        try:
+            if upload is None:
+                if request.offset != 0 or self.store.exists(request.object_id):
+                    raise BadRequest(
+                        f"no upload of object {request.object_id:#x} is in progress", {}
+                    )
+                upload = Upload(request.dtype, request.shape, self.max_object_bytes)
+                self._uploads[request.object_id] = upload
+            upload.write(request.dtype, request.shape, request.offset, request.data)
+            if request.last:
+                del self._uploads[request.object_id]
+                self.store.put(self.principal, request.object_id, upload.complete())
+        except TesseraError:
+            self._uploads.pop(request.object_id, None)  # free the partial tensor
+            raise
+        return _NOTHING
+
+    def _read(self, request: Request) -> Step:
+        assert isinstance(request, ReadRequest) and self.principal is not None
+        value = self._contiguous(request.object_id)
+        data = tensor_bytes(value)
+        end = request.offset + request.nbytes
+        if end > data.numel():
+            raise BadRequest(
+                f"bytes [{request.offset}, {end}) lie outside the {data.numel()}-byte object",
+                {"offset": request.offset, "nbytes": request.nbytes},
+            )
+        if request.nbytes > self.max_message_bytes - READ_OVERHEAD:
+            raise BadRequest("read a smaller range: it would not fit in one message", {})
+        return Outcome(request.reply(data[request.offset : end]))
+
+    def _contiguous(self, object_id: ObjectId) -> torch.Tensor:
+        """The object's value, made contiguous once per download (cached)."""
+        assert self.principal is not None
+        value = self.store.get(self.principal, object_id).value
+        if value.is_contiguous():
+            return value
+        cached = self._read_cache
+        if cached is not None and cached[0] == object_id:
+            return cached[1]
+        self._read_cache = (object_id, value.contiguous())
+        return self._read_cache[1]
 
     def _describe(self, request: Request) -> Step:
         assert isinstance(request, DescribeRequest) and self.principal is not None

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+
 from protocol.errors import (
     AlreadyExists,
     BadRequest,
@@ -31,7 +33,16 @@ from protocol.errors import (
     TesseraError,
 )
 from protocol.ids import NodeId, ObjectId
-from protocol.messages import AckReply, DeliverRequest, ErrorReply, ExpectRequest, TransferRequest
+from protocol.messages import (
+    AckReply,
+    DeliverRequest,
+    ErrorReply,
+    ExpectRequest,
+    Reply,
+    TransferRequest,
+)
+from protocol.streams import CHUNK_BYTES
+from protocol.tensors import DTYPE_NAMES
 
 from ..errors import NodeUnavailable
 from ..transport.channel import AsyncChannel, Credentials, Endpoint
@@ -39,6 +50,7 @@ from ..transport.tracker import RequestTracker, rebuild_error
 from ..transport.trust import TrustError, TrustPolicy
 from .auth import Caller
 from .store import ObjectStore, Principal
+from .uploads import Upload, tensor_bytes
 
 __all__ = ["Reservation", "TransferService", "RESERVATION_TTL", "MAX_PENDING_PER_PRINCIPAL"]
 
@@ -76,13 +88,16 @@ class TransferService:
         credentials: Credentials,
         max_message_bytes: int,
         clock: Callable[[], float] = time.monotonic,
+        max_object_bytes: int = 4 * 1024**3,
     ) -> None:
         self.node_id = node_id
         self.store = store
         self.credentials = credentials
         self.max_message_bytes = max_message_bytes
         self.clock = clock
+        self.max_object_bytes = max_object_bytes
         self._pending: dict[ObjectId, Reservation] = {}
+        self._uploads: dict[ObjectId, Upload] = {}
         self._links: dict[tuple[str, str], AsyncChannel] = {}
         self._dialing: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -110,7 +125,12 @@ class TransferService:
         )
 
     def deliver(self, caller: Caller, request: DeliverRequest) -> None:
-        """Store a delivered object for the client that reserved it, if all checks hold."""
+        """Take one chunk of a delivery; store the object for the client when complete.
+
+        Every chunk is checked (reservation, ticket, node and certificate);
+        a failed chunk cancels the reservation, so a bad delivery cannot be
+        finished by anyone.
+        """
         if caller.node_id is None or caller.fingerprint is None:
             raise PermissionDenied("only a node that proved its identity may deliver", {})
         self._expire(self.clock())
@@ -128,12 +148,29 @@ class TransferService:
                 f"certificate, not from {caller.node_id!r}",
                 {"expected": reservation.from_node, "actual": caller.node_id},
             )
-        del self._pending[request.object_id]
-        self.store.put(reservation.owner, request.object_id, request.value)
+        upload = self._uploads.get(request.object_id)
+        try:
+            if upload is None:
+                if request.offset != 0:
+                    raise BadRequest("a delivery must start at byte 0", {})
+                upload = Upload(request.dtype, request.shape, self.max_object_bytes)
+                self._uploads[request.object_id] = upload
+            upload.write(request.dtype, request.shape, request.offset, request.data)
+            if request.last:
+                value = upload.complete()
+                self._drop(request.object_id)
+                self.store.put(reservation.owner, request.object_id, value)
+        except TesseraError:
+            self._drop(request.object_id)
+            raise
+
+    def _drop(self, object_id: ObjectId) -> None:
+        self._pending.pop(object_id, None)
+        self._uploads.pop(object_id, None)
 
     def _expire(self, now: float) -> None:
         for object_id in [i for i, r in self._pending.items() if r.expires < now]:
-            del self._pending[object_id]
+            self._drop(object_id)
 
     # -- source side (async) ----------------------------------------------------
 
@@ -147,13 +184,10 @@ class TransferService:
 
     async def send(self, principal: Principal, request: TransferRequest) -> None:
         """Deliver the object to the destination and wait for its acknowledgement."""
-        value = self.store.get(principal, request.object_id).value
+        value = self.store.get(principal, request.object_id).value.contiguous()
         try:
             link = await self._link(request.to_url, request.to_fingerprint)
-            deliver = DeliverRequest(
-                link.tracker.next_id(), request.dest_object_id, request.ticket, value
-            )
-            reply = await asyncio.wait_for(link.call(deliver), TRANSFER_TIMEOUT)
+            reply = await asyncio.wait_for(self._deliver_chunks(link, request, value), TRANSFER_TIMEOUT)
         except (NodeUnavailable, TrustError, asyncio.TimeoutError, TimeoutError) as exc:
             reason = exc.message if isinstance(exc, TesseraError) else "timed out"
             raise PeerUnavailable(
@@ -167,6 +201,32 @@ class TransferService:
         if request.delete_source:
             self.store.delete(principal, (request.object_id,))
         log.info("sent %#x to %s as %#x", request.object_id, request.to_node, request.dest_object_id)
+
+    async def _deliver_chunks(
+        self, link: AsyncChannel, request: TransferRequest, value: torch.Tensor
+    ) -> Reply:
+        """Post every chunk but the last, then wait for the last one's answer.
+
+        The link keeps their order; the destination refuses the last chunk
+        if any earlier one failed, so its answer speaks for the transfer.
+        """
+        data = tensor_bytes(value)
+        dtype, shape = DTYPE_NAMES[value.dtype], tuple(value.shape)
+        total = data.numel()
+        offsets = list(range(0, total, CHUNK_BYTES)) or [0]
+        for offset in offsets[:-1]:
+            chunk = DeliverRequest(
+                link.tracker.next_id(), request.dest_object_id, request.ticket, dtype, shape,
+                offset, data[offset : offset + CHUNK_BYTES], False,
+            )
+            link.post(chunk, f"deliver chunk at {offset}")
+            await link.drained()
+        last = offsets[-1]
+        final = DeliverRequest(
+            link.tracker.next_id(), request.dest_object_id, request.ticket, dtype, shape,
+            last, data[last:], True,
+        )
+        return await link.call(final)
 
     async def _link(self, url: str, fingerprint: str) -> AsyncChannel:
         key = (url, fingerprint)

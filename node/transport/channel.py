@@ -233,6 +233,16 @@ class AsyncChannel:
         finally:
             self._waiters.pop(request.id, None)
 
+    async def drained(self) -> None:
+        """Wait until queued frames are written (backpressure for streaming senders)."""
+        while self._outbox and self._connection is not None:
+            writer = self._writer
+            if writer is None or writer.done():
+                self._flush()
+                writer = self._writer
+            if writer is not None:
+                await asyncio.shield(writer)
+
     def forget(self, request_id: int) -> None:
         """Stop waiting for a reply (its caller gave up)."""
         self._waiters.pop(request_id, None)

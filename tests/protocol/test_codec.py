@@ -39,6 +39,7 @@ from protocol.limits import (
     PROTOCOL_VERSION,
 )
 from protocol.records import DatasetSummary, NodeRecord, NodeStatus, Role
+from protocol.streams import PutChunkRequest, ReadReply, ReadRequest
 from protocol.messages import (
     AckReply,
     DeliverRequest,
@@ -180,6 +181,7 @@ SECRET = bytes(range(16))
 
 FINGERPRINT = "sha256:" + "ab" * 32
 TICKET = bytes(range(32))
+CHUNK = torch.arange(16, dtype=torch.uint8)
 RECORD = NodeRecord(
     ALICE, "wss://alice.example:8765", FINGERPRINT, (Role.DATA_OWNER, Role.COMPUTE), ("#hospital",),
     (DatasetSummary("breast_cancer", ("#breast_cancer",), "UCI WDBC", (30,), 569),),
@@ -231,7 +233,12 @@ EXAMPLES: dict[MessageKind, Message] = {
         RequestId(16), ObjectId(20), NodeId("bob"), "wss://10.0.0.2:8765", FINGERPRINT,
         ObjectId(21), TICKET, True,
     ),
-    MessageKind.DELIVER: DeliverRequest(RequestId(17), ObjectId(21), TICKET, sample(torch.float64, (3,))),
+    MessageKind.DELIVER: DeliverRequest(
+        RequestId(17), ObjectId(21), TICKET, "float64", (3,), 0, CHUNK, True
+    ),
+    MessageKind.PUT_CHUNK: PutChunkRequest(RequestId(18), ObjectId(22), "int16", (4, 4), 8, CHUNK, False),
+    MessageKind.READ: ReadRequest(RequestId(19), ObjectId(22), 8, 16),
+    MessageKind.READ_REPLY: ReadReply(RequestId(19), CHUNK),
 }
 
 # --- round trips ------------------------------------------------------------

@@ -17,6 +17,7 @@ from protocol.codec import ExtCode, encode_message_bytes
 from protocol.fields import body_of
 from protocol.ids import NodeId, ObjectId, RequestId
 from protocol.limits import PROTOCOL_VERSION
+from protocol.streams import PutChunkRequest, ReadReply, ReadRequest
 from protocol.messages import (
     AckReply,
     CommandRequest,
@@ -91,7 +92,14 @@ SPEC_EXAMPLES: dict[MessageKind, Message] = {
     MessageKind.TRANSFER: TransferRequest(
         RequestId(1), ObjectId(1), NodeId("b"), "wss://b.example:8765", _FP, ObjectId(2), _TICKET, False
     ),
-    MessageKind.DELIVER: DeliverRequest(RequestId(1), ObjectId(2), _TICKET, _T),
+    MessageKind.DELIVER: DeliverRequest(
+        RequestId(1), ObjectId(2), _TICKET, "uint8", (2,), 0, torch.zeros(2, dtype=torch.uint8), True
+    ),
+    MessageKind.PUT_CHUNK: PutChunkRequest(
+        RequestId(1), ObjectId(2), "uint8", (2,), 0, torch.zeros(2, dtype=torch.uint8), True
+    ),
+    MessageKind.READ: ReadRequest(RequestId(1), ObjectId(2), 0, 2),
+    MessageKind.READ_REPLY: ReadReply(RequestId(1), torch.zeros(2, dtype=torch.uint8)),
 }
 
 

@@ -43,7 +43,11 @@ def expect(svc: TransferService, object_id: int = 7) -> None:
 
 
 def deliver(svc: TransferService, caller: Caller, ticket: bytes = TICKET, object_id: int = 7) -> None:
-    svc.deliver(caller, DeliverRequest(RequestId(2), ObjectId(object_id), ticket, torch.ones(3)))
+    data = torch.ones(3).view(torch.uint8)
+    svc.deliver(
+        caller,
+        DeliverRequest(RequestId(2), ObjectId(object_id), ticket, "float32", (3,), 0, data, True),
+    )
 
 
 def test_named_node_fills_the_reservation_for_the_client() -> None:
