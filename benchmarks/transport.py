@@ -1,18 +1,18 @@
-"""Tessera's transport against raw WebSockets on the same TLS settings, in one run.
+"""Tessera's transport against raw WebSockets on the same TLS, in one run.
 
-    python -m benchmarks.transport [--quick] [--json PATH]
+    python -m benchmarks.transport            # full: bulk up to 1 GiB (a few minutes)
+    python -m benchmarks.transport --quick    # under a minute
 
-A node and a raw ``websockets`` echo server (same certificate kind, same TLS
-context, compression off) each run in their own process on loopback; the
-client side of both runs here.  Every Tessera figure is printed next to its
-raw baseline and the ratio, and everything is written as JSON.  Nothing here
-asserts a timing: the numbers are for people.
+Two nodes and the baseline servers (:mod:`benchmarks.raw_servers`) run as
+separate processes on loopback; the clients run here.  Every figure is
+printed next to its baseline from the same run, with the ratio and the
+target, and everything is written as JSON.  Nothing here is asserted: the
+numbers are for people, and the closing notes of issue 4 discuss them.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -28,52 +28,31 @@ from typing import Any, Callable
 
 import torch
 
+from benchmarks.memory import peak_rss, reset_peak_rss
+from benchmarks.raw_clients import RawTls, RawWebSocket
+
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP = re.compile(r"listening on (\S+) fingerprint (\S+)")
+LISTENING = re.compile(r"^(\S+) .*listening on (\S+) fingerprint (\S+)")
+MIB = 1 << 20
 
 
-# -- the raw baseline server -------------------------------------------------
-
-
-async def _echo_server(state_dir: Path) -> None:
-    from websockets.asyncio.server import serve
-
-    from node.transport.identity import ensure_identity
-    from node.transport.tls import server_ssl_context
-
-    identity = ensure_identity(state_dir, "echo", ("127.0.0.1",))
-
-    async def echo(ws: Any) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    async with serve(
-        echo, "127.0.0.1", 0, ssl=server_ssl_context(identity), compression=None, max_size=None
-    ) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        print(f"echo listening on wss://127.0.0.1:{port} fingerprint {identity.fingerprint}", flush=True)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-
-
-# -- helpers -------------------------------------------------------------------
-
-
-def _spawn(args: list[str]) -> tuple[subprocess.Popen[str], str, str]:
+def spawn(args: list[str], lines: int = 1) -> tuple[subprocess.Popen[str], list[re.Match[str]]]:
     process = subprocess.Popen(
         [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         text=True, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
     assert process.stdout is not None
-    match = STARTUP.search(process.stdout.readline())
-    if not match:
-        process.kill()
-        raise RuntimeError(f"could not start {args}")
-    return process, match.group(1), match.group(2)
+    matches = []
+    for _ in range(lines):
+        match = LISTENING.match(process.stdout.readline())
+        if match is None:
+            process.kill()
+            raise RuntimeError(f"could not start {' '.join(args)}")
+        matches.append(match)
+    return process, matches
 
 
-def _latency(samples: list[float]) -> dict[str, float]:
+def latency(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     return {
         "median_us": statistics.median(ordered) * 1e6,
@@ -81,7 +60,7 @@ def _latency(samples: list[float]) -> dict[str, float]:
     }
 
 
-def _timed(repeat: int, action: Callable[[], object]) -> list[float]:
+def timed(repeat: int, action: Callable[[], object]) -> list[float]:
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -90,151 +69,161 @@ def _timed(repeat: int, action: Callable[[], object]) -> list[float]:
     return samples
 
 
-class RawClient:
-    """A plain websockets client on its own loop thread, same TLS trust as ours."""
+def seconds(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
 
-    def __init__(self, url: str, fingerprint: str) -> None:
-        import threading
 
-        from node.transport.tls import client_ssl_context
-        from node.transport.trust import TrustPolicy
+class Bench:
+    """The processes and clients of one run."""
 
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        context = client_ssl_context(TrustPolicy(fingerprint=fingerprint))
-        self.ws = self.run(self._connect(url, context))
+    def __init__(self, tmp: str) -> None:
+        import node
 
-    async def _connect(self, url: str, context: Any) -> Any:
-        from websockets.asyncio.client import connect
-
-        return await connect(url, ssl=context, compression=None, max_size=None, proxy=None)
-
-    def run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    async def _echo(self, payload: bytes) -> bytes:
-        await self.ws.send(payload)
-        return await self.ws.recv()  # type: ignore[no-any-return]
-
-    def echo(self, payload: bytes) -> bytes:
-        return self.run(self._echo(payload))  # type: ignore[no-any-return]
-
-    async def _pipelined(self, payload: bytes, count: int) -> None:
-        async def send_all() -> None:
-            for _ in range(count):
-                await self.ws.send(payload)
-
-        sender = asyncio.create_task(send_all())
-        for _ in range(count):
-            await self.ws.recv()
-        await sender
-
-    def pipelined(self, payload: bytes, count: int) -> None:
-        self.run(self._pipelined(payload, count))
-
-    async def _bulk(self, view: memoryview, fragment: int) -> int:
-        chunks = [view[i : i + fragment] for i in range(0, view.nbytes, fragment)]
-        await self.ws.send(chunks)
-        return len(await self.ws.recv())
-
-    def bulk(self, view: memoryview, fragment: int = 1 << 20) -> int:
-        return self.run(self._bulk(view, fragment))  # type: ignore[no-any-return]
+        self.node_args = ["--port", "0", "--log-level", "warning"]
+        self.alice_proc, (alice,) = spawn(["-m", "node", "--id", "alice", "--state-dir", f"{tmp}/a", *self.node_args])
+        self.bob_proc, (bob,) = spawn(["-m", "node", "--id", "bob", "--state-dir", f"{tmp}/b", *self.node_args])
+        self.raw_proc, (ws, tls) = spawn(["-m", "benchmarks.raw_servers", f"{tmp}/raw"], lines=2)
+        self.alice = node.connect(alice.group(2), fingerprint=alice.group(3))
+        self.bob = node.connect(bob.group(2), fingerprint=bob.group(3))
+        self.echo = RawWebSocket(ws.group(2), ws.group(3), "/echo")
+        self.bulk = RawWebSocket(ws.group(2), ws.group(3), "/bulk")
+        host, port = tls.group(2).removeprefix("tls://").rsplit(":", 1)
+        self.tls = RawTls(host, int(port), tls.group(3))
 
     def close(self) -> None:
-        self.run(self.ws.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        for client in (self.alice, self.bob, self.echo, self.bulk, self.tls):
+            client.close()
+        for process in (self.alice_proc, self.bob_proc, self.raw_proc):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
 
 
-# -- measurements ----------------------------------------------------------------
-
-
-def measure(quick: bool) -> dict[str, Any]:
-    import node
+def round_trip(bench: Bench, repeat: int) -> dict[str, Any]:
     from protocol.codec import encode_message
     from protocol.messages import GetRequest
 
-    repeat = 300 if quick else 2000
-    pipelined = 2000 if quick else 10_000
-    sizes = [1 << 20, 16 << 20] if quick else [1 << 20, 64 << 20]
+    x, y = bench.alice.send(torch.arange(10.0)), bench.alice.send(torch.ones(10))
+    bench.alice.sync()
+    small = b"\0" * encode_message(GetRequest(1, 2**63, False, 2**24)).nbytes
+    for _ in range(100):
+        (x + y).get()
+        bench.echo.echo(small)
+    ours = latency(timed(repeat, lambda: (x + y).get()))
+    base = latency(timed(repeat, lambda: bench.echo.echo(small)))
+    return {"tessera": ours, "raw_echo": base, "ratio": ours["median_us"] / base["median_us"],
+            "target": "<= 1.5"}
+
+
+def pipelined(bench: Bench, count: int) -> dict[str, Any]:
+    from protocol.codec import encode_message
+    from protocol.messages import CommandRequest
+    from protocol.values import PointerRef
+
+    x, y = bench.alice.send(torch.arange(10.0)), bench.alice.send(torch.ones(10))
+    bench.alice.sync()
+    command = CommandRequest(1, "add", PointerRef("alice", 1), (PointerRef("alice", 2),), {}, (3,))
+    small = b"\0" * encode_message(command).nbytes
+
+    def ours() -> None:
+        for _ in range(count):
+            x + y
+        bench.alice.sync()
+
+    rate, raw_rate = count / seconds(ours), count / seconds(lambda: bench.echo.pipelined(small, count))
+    return {"commands": count, "tessera_per_s": rate, "raw_echo_per_s": raw_rate,
+            "ratio": rate / raw_rate, "target": ">= 0.5"}
+
+
+def bulk(bench: Bench, nbytes: int) -> dict[str, Any]:
+    """send + get of a float32 tensor vs raw upload + download of the same bytes."""
+    node_pid = bench.alice_proc.pid
+    buffer = memoryview(bytearray(nbytes))
+    raw_ws = seconds(lambda: (bench.bulk.upload(buffer), bench.bulk.download(buffer)))
+    raw_tls = seconds(lambda: (bench.tls.upload(buffer), bench.tls.download(buffer)))
+    del buffer
+    tensor = torch.empty(nbytes // 4).uniform_()
+    reset_peak_rss(os.getpid())
+    reset_peak_rss(node_pid)
+    start = time.perf_counter()
+    pointer = bench.alice.send(tensor)
+    back = pointer.get()
+    ours = time.perf_counter() - start
+    client_peak, node_peak = peak_rss(os.getpid()), peak_rss(node_pid)
+    assert torch.equal(back, tensor)
+    del back
+    pointer.delete()
+    bench.alice.sync()
+    return {
+        "bytes": nbytes,
+        "tessera_mb_s": 2 * nbytes / ours / 1e6,
+        "raw_websockets_mb_s": 2 * nbytes / raw_ws / 1e6,
+        "raw_tls_mb_s": 2 * nbytes / raw_tls / 1e6,
+        "ratio": raw_ws / ours,
+        "target": ">= 0.7",
+        "client_peak_rss_x_payload": client_peak / nbytes,
+        "node_peak_rss_x_payload": node_peak / nbytes,
+    }
+
+
+def move(bench: Bench, nbytes: int) -> dict[str, Any]:
+    """alice -> bob node to node vs one raw upload of the same bytes."""
+    buffer = memoryview(bytearray(nbytes))
+    raw = seconds(lambda: bench.bulk.upload(buffer))
+    del buffer
+    bench.alice.send(torch.ones(4)).move(bench.bob)  # the link is pooled: open it first
+    pointer = bench.alice.send(torch.empty(nbytes // 4).uniform_())
+    bench.alice.sync()
+    ours = seconds(lambda: pointer.move(bench.bob))
+    pointer.delete()
+    bench.bob.sync()
+    return {"bytes": nbytes, "tessera_mb_s": nbytes / ours / 1e6, "raw_mb_s": nbytes / raw / 1e6,
+            "ratio": raw / ours, "target": ">= 0.7"}
+
+
+def measure(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "cpus": os.cpu_count(), "platform": platform.platform()},
         "quick": quick,
     }
     with tempfile.TemporaryDirectory() as tmp:
-        node_proc, node_url, node_fp = _spawn(
-            ["-m", "node", "--id", "bench", "--port", "0", "--state-dir", f"{tmp}/node",
-             "--log-level", "warning", "--max-message-mib", "1024"])
-        echo_proc, echo_url, echo_fp = _spawn(["-m", "benchmarks.transport", "--echo-server", f"{tmp}/echo"])
+        bench = Bench(tmp)
         try:
-            remote = node.connect(node_url, fingerprint=node_fp, max_message_bytes=1 << 30)
-            raw = RawClient(echo_url, echo_fp)
-            x, y = remote.send(torch.arange(10.0)), remote.send(torch.ones(10))
-            remote.sync()
-            get_size = encode_message(GetRequest(1, 2**63, False)).nbytes
-            small = b"\0" * get_size
-
-            for _ in range(50):
-                (x + y).get()
-                raw.echo(small)
-            ours = _latency(_timed(repeat, lambda: (x + y).get()))
-            base = _latency(_timed(repeat, lambda: raw.echo(small)))
-            results["round_trip"] = {"tessera": ours, "raw_echo": base,
-                                     "ratio": ours["median_us"] / base["median_us"],
-                                     "target": "<= 1.5"}
-
-            start = time.perf_counter()
-            for _ in range(pipelined):
-                x + y
-            remote.sync()
-            ours_rate = pipelined / (time.perf_counter() - start)
-            start = time.perf_counter()
-            raw.pipelined(small, pipelined)
-            raw_rate = pipelined / (time.perf_counter() - start)
-            results["pipelined"] = {"commands": pipelined, "tessera_per_s": ours_rate,
-                                    "raw_echo_per_s": raw_rate, "ratio": ours_rate / raw_rate,
-                                    "target": ">= 0.5"}
-
-            bulk = []
-            for nbytes in sizes:
-                tensor = torch.rand(nbytes // 4)
-                view = memoryview(bytearray(nbytes))
-                start = time.perf_counter()
-                pointer = remote.send(tensor)
-                back = pointer.get(delete=True)
-                ours_s = time.perf_counter() - start
-                assert back.shape == tensor.shape
-                start = time.perf_counter()
-                raw.bulk(view)
-                raw_s = time.perf_counter() - start
-                bulk.append({"bytes": nbytes, "tessera_mb_s": 2 * nbytes / ours_s / 1e6,
-                             "raw_mb_s": 2 * nbytes / raw_s / 1e6, "ratio": raw_s / ours_s,
-                             "target": ">= 0.7"})
-                del pointer, back, tensor
-            results["bulk"] = bulk
-            remote.close()
-            raw.close()
+            results["round_trip"] = round_trip(bench, 500 if quick else 3000)
+            results["pipelined"] = pipelined(bench, 3000 if quick else 10_000)
+            sizes = [MIB, 64 * MIB] if quick else [MIB, 64 * MIB, 1024 * MIB]
+            results["bulk"] = [bulk(bench, n) for n in sizes]
+            results["move"] = move(bench, 64 * MIB)
         finally:
-            for process in (node_proc, echo_proc):
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=30)
+            bench.close()
     return results
 
 
 def report(results: dict[str, Any]) -> str:
-    rt, pl = results["round_trip"], results["pipelined"]
-    lines = [
-        f"{'measure':<34}{'tessera':>14}{'raw':>14}{'ratio':>8}  target",
-        f"{'round trip median (us)':<34}{rt['tessera']['median_us']:>14.0f}"
-        f"{rt['raw_echo']['median_us']:>14.0f}{rt['ratio']:>8.2f}  {rt['target']}",
-        f"{'round trip p99 (us)':<34}{rt['tessera']['p99_us']:>14.0f}{rt['raw_echo']['p99_us']:>14.0f}",
-        f"{'pipelined (commands/s)':<34}{pl['tessera_per_s']:>14.0f}{pl['raw_echo_per_s']:>14.0f}"
-        f"{pl['ratio']:>8.2f}  {pl['target']}",
+    rt, pl, mv = results["round_trip"], results["pipelined"], results["move"]
+    rows = [
+        ("round trip median (us)", rt["tessera"]["median_us"], rt["raw_echo"]["median_us"],
+         rt["ratio"], rt["target"]),
+        ("round trip p99 (us)", rt["tessera"]["p99_us"], rt["raw_echo"]["p99_us"], None, ""),
+        ("pipelined (commands/s)", pl["tessera_per_s"], pl["raw_echo_per_s"], pl["ratio"],
+         pl["target"]),
     ]
     for row in results["bulk"]:
-        label = f"send+get {row['bytes'] >> 20} MiB (MB/s)"
-        lines.append(f"{label:<34}{row['tessera_mb_s']:>14.0f}{row['raw_mb_s']:>14.0f}"
-                     f"{row['ratio']:>8.2f}  {row['target']}")
+        rows.append((f"send+get {row['bytes'] // MIB} MiB (MB/s)", row["tessera_mb_s"],
+                     row["raw_websockets_mb_s"], row["ratio"], row["target"]))
+    rows.append((f"move {mv['bytes'] // MIB} MiB node to node (MB/s)", mv["tessera_mb_s"],
+                 mv["raw_mb_s"], mv["ratio"], mv["target"]))
+    lines = [f"{'measure':<38}{'tessera':>12}{'raw wss':>12}{'ratio':>8}  target"]
+    for label, ours, raw, ratio, target in rows:
+        shown = f"{ratio:>8.2f}" if ratio is not None else " " * 8
+        lines.append(f"{label:<38}{ours:>12.0f}{raw:>12.0f}{shown}  {target}")
+    lines.append("")
+    lines.append(f"{'bulk size':<12}{'raw TLS MB/s':>14}{'client RSS/payload':>20}{'node RSS/payload':>18}")
+    for row in results["bulk"]:
+        lines.append(f"{row['bytes'] // MIB:>6} MiB  {row['raw_tls_mb_s']:>14.0f}"
+                     f"{row['client_peak_rss_x_payload']:>20.2f}{row['node_peak_rss_x_payload']:>18.2f}")
     return "\n".join(lines)
 
 
@@ -242,16 +231,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes; under a minute")
     parser.add_argument("--json", type=Path, default=ROOT / "artifacts" / "transport.json")
-    parser.add_argument("--echo-server", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.echo_server:
-        asyncio.run(_echo_server(args.echo_server))
-        return 0
     results = measure(args.quick)
     print(report(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
-    print(f"written to {args.json}")
+    print(f"\nwritten to {args.json}")
     return 0
 
 

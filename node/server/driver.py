@@ -20,7 +20,7 @@ from typing import Any, Callable, Coroutine
 from protocol.codec import Frame
 from protocol.messages import Reply
 
-from ..transport.websocket import SINGLE_FRAME_LIMIT, CloseCode, Connection, ConnectionLost
+from ..transport.websocket import SINGLE_FRAME_LIMIT, Buffer, CloseCode, Connection, ConnectionLost
 from .session import AsyncWork, Outcome, Session, Step, Work
 from .store import Principal
 
@@ -47,7 +47,7 @@ class ConnectionDriver:
         self.encode_reply = encode_reply
         self.on_open = on_open
         self.closed = asyncio.Event()
-        self._backlog: collections.deque[bytes] = collections.deque()
+        self._backlog: collections.deque[Buffer] = collections.deque()
         self._outbox: collections.deque[Frame] = collections.deque()
         self._busy = False
         self._done = False
@@ -56,7 +56,7 @@ class ConnectionDriver:
 
     # -- FrameSink -------------------------------------------------------
 
-    def frame_received(self, data: bytes) -> None:
+    def frame_received(self, data: Buffer) -> None:
         if self._done:
             return
         if self._busy or self._backlog:
@@ -78,7 +78,7 @@ class ConnectionDriver:
 
     # -- processing --------------------------------------------------------
 
-    def _step(self, data: bytes) -> None:
+    def _step(self, data: Buffer) -> None:
         was_open = self.session.principal is not None
         step: Step = self.session.receive(data)
         if isinstance(step, Outcome):

@@ -220,7 +220,7 @@ class TransferService:
                 offset, data[offset : offset + CHUNK_BYTES], False,
             )
             link.post(chunk, f"deliver chunk at {offset}")
-            await link.drained()
+            await link.drained(keep=2)
         last = offsets[-1]
         final = DeliverRequest(
             link.tracker.next_id(), request.dest_object_id, request.ticket, dtype, shape,

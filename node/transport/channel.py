@@ -43,7 +43,7 @@ from ..errors import ClientClosed, InsecureConnectionWarning, NodeUnavailable
 from .tls import client_ssl_context
 from .tracker import RequestTracker, rebuild_error
 from .trust import TrustPolicy, verify_peer
-from .websocket import SINGLE_FRAME_LIMIT, Connection, ConnectionLost, dial
+from .websocket import SINGLE_FRAME_LIMIT, Buffer, Connection, ConnectionLost, dial
 
 __all__ = ["Endpoint", "AsyncChannel", "Credentials", "fixed_credentials", "hello_request", "CALL_TIMEOUT"]
 
@@ -233,15 +233,15 @@ class AsyncChannel:
         finally:
             self._waiters.pop(request.id, None)
 
-    async def drained(self) -> None:
-        """Wait until queued frames are written (backpressure for streaming senders)."""
-        while self._outbox and self._connection is not None:
+    async def drained(self, keep: int = 0) -> None:
+        """Wait until at most ``keep`` frames are queued (backpressure for streaming senders)."""
+        while len(self._outbox) > keep and self._connection is not None:
             writer = self._writer
             if writer is None or writer.done():
                 self._flush()
                 writer = self._writer
             if writer is not None:
-                await asyncio.shield(writer)
+                await asyncio.wait({writer}, return_when=asyncio.FIRST_COMPLETED, timeout=0.05)
 
     def forget(self, request_id: int) -> None:
         """Stop waiting for a reply (its caller gave up)."""
@@ -324,7 +324,7 @@ class AsyncChannel:
             for waiter in self._take_waiters():
                 waiter.set_exception(exc)
 
-    def frame_received(self, data: bytes) -> None:
+    def frame_received(self, data: Buffer) -> None:
         """A message from the peer (push mode, on the loop)."""
         try:
             reply = decode_message(data, self.endpoint.max_message_bytes)
@@ -387,7 +387,7 @@ class _Sink:
         self.channel = channel
         self.connection = connection
 
-    def frame_received(self, data: bytes) -> None:
+    def frame_received(self, data: Buffer) -> None:
         self.channel.frame_received(data)
 
     def text_received(self) -> None:

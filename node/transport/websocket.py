@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterator, Optional, Protocol, Tuple
+from typing import Any, Awaitable, Callable, Iterator, Optional, Protocol, Tuple, Union
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -56,14 +56,21 @@ SINGLE_FRAME_LIMIT = 1024 * 1024
 """Frames up to this size are joined and sent as one WebSocket frame."""
 
 
+WRITE_LIMIT = 4 * 1024 * 1024
+"""Unsent bytes a connection buffers before ``send`` waits (websockets' default,
+32 KiB, makes every 1 MiB fragment wait for the socket to drain: lock-step)."""
+
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 """Above this many unsent bytes, ``send_now`` declines and callers await ``send``."""
+
+
+Buffer = Union[bytes, bytearray, memoryview]
 
 
 class FrameSink(Protocol):
     """Receives a push-mode connection's messages, on the event loop."""
 
-    def frame_received(self, data: bytes) -> None: ...
+    def frame_received(self, data: Buffer) -> None: ...
 
     def text_received(self) -> None: ...
 
@@ -79,22 +86,24 @@ class _PushMixin:
     """
 
     sink: FrameSink | None = None
-    _parts: list[bytes] | None = None
+    _parts: list[Buffer] | None = None
 
     def process_event(self, event: Any) -> None:
         sink = self.sink
         if sink is None or not isinstance(event, WsFrame):
             super().process_event(event)  # type: ignore[misc]
             return
+        # Payloads are passed on as websockets produced them (bytes, or a
+        # bytearray for unmasked frames): converting would copy every byte.
         if event.opcode is Opcode.BINARY:
             if event.fin:
-                self._deliver(sink, bytes(event.data))
+                self._deliver(sink, event.data)
             else:
-                self._parts = [bytes(event.data)]
+                self._parts = [event.data]
         elif event.opcode is Opcode.CONT:
             if self._parts is None:
                 return  # continuation of a text message already refused
-            self._parts.append(bytes(event.data))
+            self._parts.append(event.data)
             if event.fin:
                 data, self._parts = b"".join(self._parts), None
                 self._deliver(sink, data)
@@ -103,7 +112,7 @@ class _PushMixin:
         else:
             super().process_event(event)  # type: ignore[misc]
 
-    def _deliver(self, sink: FrameSink, data: bytes) -> None:
+    def _deliver(self, sink: FrameSink, data: Buffer) -> None:
         try:
             sink.frame_received(data)
         except Exception:  # a sink bug must not kill the connection's reader
@@ -348,6 +357,7 @@ async def listen(
         compression=None,
         max_size=max_message_bytes,
         max_queue=64,
+        write_limit=WRITE_LIMIT,
         ping_interval=20,
         ping_timeout=20,
         close_timeout=5,
@@ -371,6 +381,7 @@ async def dial(
             compression=None,
             max_size=max_message_bytes,
             max_queue=64,
+        write_limit=WRITE_LIMIT,
             open_timeout=open_timeout,
             ping_interval=20,
             ping_timeout=20,
