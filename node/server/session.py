@@ -26,6 +26,7 @@ from protocol.errors import (
     BadRequest,
     InternalError,
     ProtocolError,
+    QuotaExceeded,
     TesseraError,
     Unauthenticated,
     VersionMismatch,
@@ -65,6 +66,9 @@ log = logging.getLogger("tessera.node.session")
 
 DEFAULT_MAX_OBJECT_BYTES = 4 * 1024**3
 """Largest single object a node accepts by default (4 GiB)."""
+
+MAX_UPLOADS = 8
+"""Streamed uploads one connection may have in progress at once."""
 
 READ_OVERHEAD = 4096
 """Room left in a message for the envelope of a ``read_reply``."""
@@ -134,7 +138,7 @@ class Session:
         self.transfers = transfers
         self.max_object_bytes = max_object_bytes
         self._uploads: dict[ObjectId, Upload] = {}
-        self._read_cache: tuple[ObjectId, torch.Tensor] | None = None
+        self._read_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.state = SessionState.AWAITING_HELLO
         self.caller: Caller | None = None
 
@@ -302,6 +306,11 @@ class Session:
                     raise BadRequest(
                         f"no upload of object {request.object_id:#x} is in progress", {}
                     )
+                if len(self._uploads) >= MAX_UPLOADS:
+                    raise QuotaExceeded(
+                        f"at most {MAX_UPLOADS} uploads may be in progress on one connection",
+                        {"limit": MAX_UPLOADS},
+                    )
                 upload = Upload(request.dtype, request.shape, self.max_object_bytes)
                 self._uploads[request.object_id] = upload
             upload.write(request.dtype, request.shape, request.offset, request.data)
@@ -334,9 +343,9 @@ class Session:
         if value.is_contiguous():
             return value
         cached = self._read_cache
-        if cached is not None and cached[0] == object_id:
+        if cached is not None and cached[0] is value:
             return cached[1]
-        self._read_cache = (object_id, value.contiguous())
+        self._read_cache = (value, value.contiguous())
         return self._read_cache[1]
 
     def _describe(self, request: Request) -> Step:

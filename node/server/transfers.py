@@ -98,6 +98,8 @@ class TransferService:
         self.max_object_bytes = max_object_bytes
         self._pending: dict[ObjectId, Reservation] = {}
         self._uploads: dict[ObjectId, Upload] = {}
+        self._failed: dict[ObjectId, tuple[TesseraError, float]] = {}
+        """Why a delivery failed, so its later chunks report the cause."""
         self._links: dict[tuple[str, str], AsyncChannel] = {}
         self._dialing: dict[tuple[str, str], asyncio.Lock] = {}
 
@@ -136,6 +138,9 @@ class TransferService:
         self._expire(self.clock())
         reservation = self._pending.get(request.object_id)
         if reservation is None:
+            failed = self._failed.get(request.object_id)
+            if failed is not None:
+                raise failed[0]  # an earlier chunk failed: report why, not "not found"
             raise NotFound(f"no transfer is expected for object {request.object_id:#x}", {})
         if not hmac.compare_digest(reservation.ticket, request.ticket):
             raise PermissionDenied("wrong transfer ticket", {"object_id": request.object_id})
@@ -160,8 +165,9 @@ class TransferService:
                 value = upload.complete()
                 self._drop(request.object_id)
                 self.store.put(reservation.owner, request.object_id, value)
-        except TesseraError:
+        except TesseraError as exc:
             self._drop(request.object_id)
+            self._failed[request.object_id] = (exc, self.clock() + RESERVATION_TTL)
             raise
 
     def _drop(self, object_id: ObjectId) -> None:
@@ -171,6 +177,8 @@ class TransferService:
     def _expire(self, now: float) -> None:
         for object_id in [i for i, r in self._pending.items() if r.expires < now]:
             self._drop(object_id)
+        for object_id in [i for i, (_, until) in self._failed.items() if until < now]:
+            del self._failed[object_id]
 
     # -- source side (async) ----------------------------------------------------
 
