@@ -12,6 +12,7 @@ import struct
 import threading
 from typing import Any, Coroutine, TypeVar
 
+from node.transport import loops
 from node.transport.tls import client_ssl_context
 from node.transport.trust import TrustPolicy
 
@@ -24,7 +25,7 @@ _LENGTH = struct.Struct("<Q")
 
 class _LoopThread:
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = loops.new_event_loop()  # the same kind of loop Tessera's client uses
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
 

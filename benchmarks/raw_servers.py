@@ -30,6 +30,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from node.transport import loops
+
 FRAGMENT = 1 << 20
 _LENGTH = struct.Struct("<Q")
 
@@ -105,4 +107,4 @@ async def serve(state_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(Path(sys.argv[1])))
+    loops.run(serve(Path(sys.argv[1])))

@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+from node.transport import loops
 from node.cli import LOG_LEVELS, CliError, OneLineParser, configure_logging, fail
 from node.transport.identity import StateDirError
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         # One line per HTTP request (the status page polls every 2 s) is noise at info.
         logging.getLogger("tessera.websockets").setLevel(logging.WARNING)
     try:
-        asyncio.run(run(settings))
+        loops.run(run(settings))
     except CliError as exc:
         fail(PROG, str(exc))
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from protocol.records import Role, normalize_tag, validate_node_url
 from .cli import LOG_LEVELS, CliError, OneLineParser, configure_logging, fail
 from .server.runtime import NodeServer
 from .settings import DEFAULT_PORT, NodeSettings, default_state_dir, validate_node_id
+from .transport import loops
 from .transport.identity import StateDirError, normalize_fingerprint
 
 PROG = "node"
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     settings, log_level = parse(sys.argv[1:] if argv is None else argv)
     configure_logging(log_level)
     try:
-        asyncio.run(run(settings))
+        loops.run(run(settings))
     except CliError as exc:
         fail(PROG, str(exc))
     except KeyboardInterrupt:

@@ -65,7 +65,6 @@ class AsyncRemoteNode(NodeHandle):
         request = GetRequest(
             self._channel.tracker.next_id(), pointer.object_id, delete, STREAM_THRESHOLD
         )
-        self._flush_released()
         reply = await self._channel.call(request)
         self._channel.tracker.raise_failures()
         if isinstance(reply, ErrorReply):

@@ -24,7 +24,7 @@ from ..server.auth import ANONYMOUS_SCHEME
 from ..transport.channel import Endpoint, fixed_credentials
 from ..transport.tracker import rebuild_error
 from ..transport.trust import TrustPolicy
-from .channel import ThreadedChannel
+from .channel import SyncChannel
 from .remote import RemoteNode, connect
 
 __all__ = ["Gateway", "GridNode", "GridMatch"]
@@ -93,7 +93,7 @@ class Gateway:
         )
         self.url = url
         self._known_nodes = known_nodes
-        self._channel = ThreadedChannel(
+        self._channel = SyncChannel(
             Endpoint(url, trust, client_name, credentials, DEFAULT_MAX_MESSAGE_BYTES, timeout)
         )
 

@@ -55,6 +55,7 @@ class Pointer:
     def delete(self) -> None:
         """Free the remote object now instead of when the pointer is dropped."""
         self.node._release(self.object_id)
+        self.node._flush_released()
 
     def move(self, node: NodeHandle) -> Pointer:
         """Move the object to ``node``, node to node; this pointer then points there.

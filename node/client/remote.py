@@ -10,7 +10,7 @@ from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 from ..server.auth import ANONYMOUS_SCHEME
 from ..transport.trust import TrustPolicy
 from ..transport.channel import Endpoint, fixed_credentials
-from .channel import ThreadedChannel
+from .channel import SyncChannel
 from .handle import NodeHandle
 
 __all__ = ["RemoteNode", "connect", "endpoint_for"]
@@ -23,7 +23,7 @@ class RemoteNode(NodeHandle):
     def fingerprint(self) -> str | None:
         """Fingerprint of the certificate this connection verified (None without TLS)."""
         channel = self._channel
-        assert isinstance(channel, ThreadedChannel)
+        assert isinstance(channel, SyncChannel)
         return channel.peer_fingerprint
 
 
@@ -78,4 +78,4 @@ def connect(
         max_message_bytes=max_message_bytes,
         timeout=timeout,
     )
-    return RemoteNode(ThreadedChannel(endpoint))
+    return RemoteNode(SyncChannel(endpoint))

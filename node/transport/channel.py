@@ -33,6 +33,7 @@ from protocol.messages import (
     ErrorReply,
     HelloReply,
     HelloRequest,
+    Message,
     Reply,
     Request,
     SyncReply,
@@ -45,7 +46,14 @@ from .tracker import RequestTracker, rebuild_error
 from .trust import TrustPolicy, verify_peer
 from .websocket import SINGLE_FRAME_LIMIT, Buffer, Connection, ConnectionLost, dial
 
-__all__ = ["Endpoint", "AsyncChannel", "Credentials", "fixed_credentials", "hello_request", "CALL_TIMEOUT"]
+__all__ = [
+    "Endpoint",
+    "AsyncChannel",
+    "Credentials",
+    "fixed_credentials",
+    "dispatch_reply",
+    "check_hello_reply",
+    "Waiter", "hello_request", "CALL_TIMEOUT"]
 
 log = logging.getLogger("tessera.client")
 
@@ -99,6 +107,40 @@ def hello_request(
     tracker: RequestTracker, client: str, credentials: dict[str, Any], roles: tuple[str, ...] = ("client",)
 ) -> HelloRequest:
     return HelloRequest(tracker.next_id(), PROTOCOL_VERSION, client, roles, credentials)
+
+
+def dispatch_reply(
+    data: Buffer, endpoint: Endpoint, tracker: RequestTracker, waiters: dict[int, Waiter]
+) -> None:
+    """Route one frame from a peer: a call's reply to its waiter, other errors to the tracker.
+
+    Shared by the asyncio channel and the synchronous client channel; never raises.
+    """
+    try:
+        reply = decode_message(data, endpoint.max_message_bytes)
+    except ProtocolError as exc:
+        log.warning("undecodable frame from %s: %s", endpoint.url, exc)
+        return
+    if not isinstance(reply, REPLY_TYPES):
+        log.warning("%s sent a %s request to a client", endpoint.url, reply.KIND.value)
+        return
+    if isinstance(reply, SyncReply):
+        tracker.barrier(reply.id)
+    waiter = waiters.pop(reply.id, None)
+    if waiter is not None:
+        if not waiter.done():
+            waiter.set_result(reply)
+    elif isinstance(reply, ErrorReply):
+        tracker.on_error(reply)
+
+
+def check_hello_reply(reply: Message, endpoint: Endpoint) -> HelloReply:
+    """The hello reply, or the error it carries, as an exception."""
+    if isinstance(reply, ErrorReply):
+        raise rebuild_error(reply, "hello", endpoint.url)
+    if not isinstance(reply, HelloReply):
+        raise NodeUnavailable(f"{endpoint.url} answered hello with {reply.KIND.value}", {})
+    return reply
 
 
 class AsyncChannel:
@@ -182,11 +224,7 @@ class AsyncChannel:
             )
         except (ConnectionLost, TimeoutError, asyncio.TimeoutError) as exc:
             raise NodeUnavailable(f"handshake with {self.endpoint.url} failed: {_reason(exc)}", {}) from exc
-        if isinstance(reply, ErrorReply):
-            raise rebuild_error(reply, "hello", self.endpoint.url)
-        if not isinstance(reply, HelloReply):
-            raise NodeUnavailable(f"{self.endpoint.url} answered hello with {reply.KIND.value}", {})
-        return reply
+        return check_hello_reply(reply, self.endpoint)
 
     def post(self, request: Request, description: str, frame: Frame | None = None) -> None:
         """Send a request without waiting for it (must run on the channel's loop).
@@ -326,22 +364,7 @@ class AsyncChannel:
 
     def frame_received(self, data: Buffer) -> None:
         """A message from the peer (push mode, on the loop)."""
-        try:
-            reply = decode_message(data, self.endpoint.max_message_bytes)
-        except ProtocolError as exc:
-            log.warning("undecodable frame from %s: %s", self.endpoint.url, exc)
-            return
-        if not isinstance(reply, REPLY_TYPES):
-            log.warning("%s sent a %s request to a client", self.endpoint.url, reply.KIND.value)
-            return
-        if isinstance(reply, SyncReply):
-            self.tracker.barrier(reply.id)
-        waiter = self._waiters.pop(reply.id, None)
-        if waiter is not None:
-            if not waiter.done():
-                waiter.set_result(reply)
-        elif isinstance(reply, ErrorReply):
-            self.tracker.on_error(reply)
+        dispatch_reply(data, self.endpoint, self.tracker, self._waiters)
 
     def _take_waiters(self) -> list[Waiter]:
         waiters = list(self._waiters.values())

@@ -77,7 +77,6 @@ def test_reconnect_on_next_use_keeps_objects(shared_node: NodeProcess) -> None:
     with node.connect(shared_node.url, cafile=shared_node.cafile) as remote:
         x = remote.send(torch.tensor([7]))
         remote.sync()
-        inner = remote._channel._inner
-        remote._channel._run(inner._connection.close())  # type: ignore[union-attr]
+        remote._channel._connection.close()  # drop the connection under the client
         time.sleep(0.2)
         assert torch.equal(x.get(), torch.tensor([7]))
