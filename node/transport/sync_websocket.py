@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import socket
 import ssl
 from typing import Any
 
@@ -135,4 +136,7 @@ def dial_sync(
     except TimeoutError as exc:
         raise ConnectionLost(f"timed out opening {url}", {}) from exc
     assert isinstance(ws, _SyncClientConnection)
+    # Small requests must not wait for the previous segment's ACK (Nagle);
+    # asyncio sets this on its sockets, plain sockets need it asked for.
+    ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return SyncConnection(ws)
