@@ -153,15 +153,7 @@ def bulk(bench: Bench, nbytes: int) -> dict[str, Any]:
     """send + get of a float32 tensor vs raw upload + download of the same bytes."""
     node_pid = bench.alice_proc.pid
     repeats = REPEATS if nbytes <= 64 * MIB else 1
-    buffer = memoryview(bytearray(nbytes))
-    raw_ws = statistics.median(
-        seconds(lambda: (bench.bulk.upload(buffer), bench.bulk.download(buffer)))
-        for _ in range(repeats)
-    )
-    raw_tls = seconds(lambda: (bench.tls.upload(buffer), bench.tls.download(buffer)))
-    bench.bulk.upload(memoryview(b"x"))  # let the raw server free its copy
-    bench.tls.upload(memoryview(b"x"))
-    del buffer
+    raw_ws, raw_tls = raw_round_trips(bench, nbytes, repeats)
     tensor = torch.empty(nbytes // 4).uniform_()
     times = []
     for _ in range(repeats):
@@ -193,12 +185,30 @@ def bulk(bench: Bench, nbytes: int) -> dict[str, Any]:
     }
 
 
+def raw_round_trips(bench: Bench, nbytes: int, repeats: int) -> tuple[float, float]:
+    """Seconds for upload + download of ``nbytes`` over raw websockets and raw TLS."""
+    buffer = memoryview(bytearray(nbytes))
+
+    def websockets_once() -> None:
+        bench.bulk.upload(buffer)
+        bench.bulk.download(buffer)
+
+    def tls_once() -> None:
+        bench.tls.upload(buffer)
+        bench.tls.download(buffer)
+
+    raw_ws = statistics.median(seconds(websockets_once) for _ in range(repeats))
+    raw_tls = seconds(tls_once)
+    bench.bulk.upload(memoryview(b"x"))  # let the raw servers free their copies
+    bench.tls.upload(memoryview(b"x"))
+    return raw_ws, raw_tls
+
+
 def move(bench: Bench, nbytes: int) -> dict[str, Any]:
     """alice -> bob node to node vs one raw upload of the same bytes."""
     buffer = memoryview(bytearray(nbytes))
     raw = statistics.median(seconds(lambda: bench.bulk.upload(buffer)) for _ in range(REPEATS))
     bench.bulk.upload(memoryview(b"x"))
-    del buffer
     bench.alice.send(torch.ones(4)).move(bench.bob)  # the link is pooled: open it first
     value = torch.empty(nbytes // 4).uniform_()
     times = []

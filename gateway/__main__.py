@@ -8,16 +8,22 @@ relocates the default state directory).  Prints one startup line on stdout:
 from __future__ import annotations
 
 import argparse
-import asyncio
-import errno
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 from node.transport import loops
-from node.cli import LOG_LEVELS, CliError, OneLineParser, configure_logging, fail
+from node.cli import (
+    LOG_LEVELS,
+    CliError,
+    OneLineParser,
+    announce_and_wait,
+    bind_error,
+    configure_logging,
+    fail,
+    port_arg,
+)
 from node.transport.identity import StateDirError
 
 from .registry import DEFAULT_DROP_AFTER, DEFAULT_HEARTBEAT_INTERVAL
@@ -40,7 +46,7 @@ def _parser() -> OneLineParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port",
-        type=_port,
+        type=port_arg,
         default=DEFAULT_GATEWAY_PORT,
         help=f"port (default {DEFAULT_GATEWAY_PORT}; 0 = any free)",
     )
@@ -62,16 +68,6 @@ def _parser() -> OneLineParser:
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
-    return value
 
 
 def _heartbeat(text: str) -> float:
@@ -109,7 +105,7 @@ async def run(settings: GatewaySettings) -> None:
     except StateDirError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
-        raise CliError(_bind_error(settings, exc)) from None
+        raise CliError(bind_error(settings.host, settings.port, exc)) from None
     if settings.insecure:
         # Written directly, not logged, so that no --log-level can hide it.
         sys.stderr.write(
@@ -117,26 +113,10 @@ async def run(settings: GatewaySettings) -> None:
             "credentials travel in plaintext and anyone on the path can impersonate "
             "this gateway\n"
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     fingerprint = server.fingerprint or "none (insecure)"
-    print(f"gateway listening on {server.url} fingerprint {fingerprint}", flush=True)
-    await stop.wait()
+    await announce_and_wait(f"gateway listening on {server.url} fingerprint {fingerprint}")
     log.info("shutting down")
     await server.close()
-
-
-def _bind_error(settings: GatewaySettings, exc: OSError) -> str:
-    where = f"{settings.host}:{settings.port}"
-    reasons = {
-        errno.EADDRINUSE: "address already in use",
-        errno.EADDRNOTAVAIL: "address not available on this machine",
-        errno.EACCES: "permission denied",
-    }
-    reason = reasons.get(exc.errno or 0) or exc.strerror or str(exc)
-    return f"cannot listen on {where}: {reason}"
 
 
 def main(argv: list[str] | None = None) -> None:

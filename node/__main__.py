@@ -8,18 +8,25 @@ stdout: ``node <id> listening on <url> fingerprint <sha256:...>``.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import errno
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
 from protocol.errors import MalformedMessage
 from protocol.records import Role, normalize_tag, validate_node_url
 
-from .cli import LOG_LEVELS, CliError, OneLineParser, configure_logging, fail
+from .cli import (
+    LOG_LEVELS,
+    CliError,
+    OneLineParser,
+    announce_and_wait,
+    bind_error,
+    configure_logging,
+    fail,
+    port_arg,
+    positive_int_arg,
+)
 from .server.runtime import NodeServer
 from .settings import DEFAULT_PORT, NodeSettings, default_state_dir, validate_node_id
 from .transport import loops
@@ -38,7 +45,7 @@ def _parser() -> OneLineParser:
     parser.add_argument("--id", required=True, help="this node's id, e.g. alice")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)"
+        "--port", type=port_arg, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)"
     )
     parser.add_argument(
         "--state-dir",
@@ -50,7 +57,7 @@ def _parser() -> OneLineParser:
         "--insecure", action="store_true", help="plaintext ws:// without TLS (testing only)"
     )
     parser.add_argument(
-        "--max-message-mib", type=_positive_int, default=256, help="largest frame accepted (MiB)"
+        "--max-message-mib", type=positive_int_arg, default=256, help="largest frame accepted (MiB)"
     )
     parser.add_argument(
         "--gateway", metavar="URL", help="register at this gateway, e.g. wss://10.0.0.1:5000"
@@ -72,30 +79,6 @@ def _parser() -> OneLineParser:
     parser.add_argument("--tag", action="append", default=[], help="a tag like '#hospital' (repeatable)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise _invalid(f"invalid port {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise _invalid(f"port {value} is outside 0-65535")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise _invalid(f"invalid number {text!r}") from None
-    if value <= 0:
-        raise _invalid(f"{value} is not positive")
-    return value
-
-
-def _invalid(message: str) -> Exception:
-    return argparse.ArgumentTypeError(message)
 
 
 def parse(argv: list[str]) -> tuple[NodeSettings, str]:
@@ -157,30 +140,13 @@ async def run(settings: NodeSettings) -> None:
     except StateDirError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
-        raise CliError(_bind_error(settings, exc)) from None
+        raise CliError(bind_error(settings.host, settings.port, exc)) from None
     if settings.insecure:
         log.warning("INSECURE: TLS is off; traffic and credentials travel in plaintext")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     fingerprint = server.fingerprint or "none (insecure)"
-    print(f"node {settings.node_id} listening on {server.url} fingerprint {fingerprint}", flush=True)
-    await stop.wait()
+    await announce_and_wait(f"node {settings.node_id} listening on {server.url} fingerprint {fingerprint}")
     log.info("shutting down")
     await server.close()
-
-
-def _bind_error(settings: NodeSettings, exc: OSError) -> str:
-    where = f"{settings.host}:{settings.port}"
-    if exc.errno == errno.EADDRINUSE:
-        return f"cannot listen on {where}: address already in use"
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on {where}: address not available on this machine"
-    if exc.errno == errno.EACCES:
-        return f"cannot listen on {where}: permission denied"
-    reason = exc.strerror or str(exc)
-    return f"cannot listen on {where}: {reason}"
 
 
 def main(argv: list[str] | None = None) -> None:

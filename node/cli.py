@@ -8,11 +8,24 @@ goes to stderr; stdout carries only the startup line that scripts parse.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import errno
 import logging
+import signal
 import sys
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "CliError", "configure_logging", "fail", "LOG_LEVELS"]
+__all__ = [
+    "OneLineParser",
+    "CliError",
+    "configure_logging",
+    "fail",
+    "LOG_LEVELS",
+    "port_arg",
+    "positive_int_arg",
+    "bind_error",
+    "announce_and_wait",
+]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -41,3 +54,52 @@ def fail(prog: str, message: str) -> NoReturn:
     """Print ``prog: error: message`` and exit 1."""
     sys.stderr.write(f"{prog}: error: {message}\n")
     raise SystemExit(1)
+
+
+def port_arg(text: str) -> int:
+    """argparse type: a TCP port, 0 meaning any free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
+    return value
+
+
+def positive_int_arg(text: str) -> int:
+    """argparse type: an integer above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+_BIND_REASONS = {
+    errno.EADDRINUSE: "address already in use",
+    errno.EADDRNOTAVAIL: "address not available on this machine",
+    errno.EACCES: "permission denied",
+}
+
+
+def bind_error(host: str, port: int, exc: OSError) -> str:
+    """One line saying why ``host:port`` could not be bound."""
+    reason = _BIND_REASONS.get(exc.errno or 0) or exc.strerror or str(exc)
+    return f"cannot listen on {host}:{port}: {reason}"
+
+
+async def announce_and_wait(startup_line: str) -> None:
+    """Install SIGINT/SIGTERM handlers, print the startup line, wait for a signal.
+
+    Handlers go in first, so a supervisor that signals as soon as it reads
+    the line always gets a clean shutdown.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(startup_line, flush=True)
+    await stop.wait()

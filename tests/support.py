@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP = re.compile(r"^node (\S+) listening on (\S+) fingerprint (\S+)")

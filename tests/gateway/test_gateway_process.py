@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from node.transport.identity import Identity, ensure_identity
-from protocol.ids import NodeId
 from protocol.messages import (
     AckReply, DeregisterRequest, ErrorReply, HeartbeatRequest, NodesReply, NodesRequest,
     RegisterReply, RegisterRequest,
