@@ -27,6 +27,21 @@ def wait_for(grid: node.Gateway, wanted: set[str], timeout: float) -> list[node.
         time.sleep(0.2)
 
 
+def open_gateway(args: argparse.Namespace, attempts: int = 3) -> node.Gateway:
+    """Connect to the gateway, retrying transient failures as a LAN client should."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return node.Gateway(
+                args.gateway, fingerprint=args.gateway_fingerprint, cafile=args.gateway_cafile
+            )
+        except node.NodeUnavailable as exc:
+            if attempt == attempts:
+                raise
+            print(f"gateway not reachable yet ({exc}); retrying", file=sys.stderr)
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gateway", required=True, help="the gateway's wss:// URL")
@@ -38,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the nodes")
     args = parser.parse_args(argv)
 
-    grid = node.Gateway(args.gateway, fingerprint=args.gateway_fingerprint, cafile=args.gateway_cafile)
+    grid = open_gateway(args)
     online = wait_for(grid, {args.source, args.destination}, args.wait)
     for entry in online:
         print(f"found {entry.id} at {entry.url} roles={','.join(entry.roles)}")
