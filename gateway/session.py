@@ -177,7 +177,7 @@ class GatewaySession:
             raise BadRequest("the connection is already open", {})
         self.caller = self.authenticator.authenticate(request)
         self.state = GatewaySessionState.OPEN
-        log.info("%s connected from %s as %s", request.client[:64], self.peer, self.caller.principal)
+        log.info("%r connected from %s as %s", request.client[:64], self.peer, self.caller.principal)
         reply = request.reply(
             GATEWAY_ID, self.caller.principal, GATEWAY_ROLES, self.max_message_bytes
         )

@@ -100,7 +100,10 @@ class CredentialAuthenticator:
         scheme = _scheme_of(hello)
         if scheme == NODE_SCHEME:
             proof = self.verifier.verify(hello.credentials)
-            return Caller(f"node:{proof.node_id}", proof.node_id, proof.fingerprint)
+            # The principal names the key too: another key claiming the same
+            # id is another principal and sees none of the first one's objects.
+            principal = f"node:{proof.node_id}@{proof.fingerprint[7:23]}"
+            return Caller(principal, proof.node_id, proof.fingerprint)
         if scheme == ANONYMOUS_SCHEME and self.anonymous is not None:
             return self.anonymous.authenticate(hello)
         raise _refuse_scheme(scheme)

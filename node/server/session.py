@@ -222,7 +222,7 @@ class Session:
             raise BadRequest("the connection is already open", {})
         self.caller = self.authenticator.authenticate(request)
         self.state = SessionState.OPEN
-        log.info("%s connected from %s as %s", request.client, self.peer, self.caller.principal)
+        log.info("%r connected from %s as %s", request.client, self.peer, self.caller.principal)
         reply = request.reply(
             self.node_id, self.caller.principal, self.roles, self.max_message_bytes
         )

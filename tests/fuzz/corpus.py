@@ -40,13 +40,14 @@ SEED_OBJECT = 0x5EED_0000
 FINGERPRINT = "sha256:" + "ab" * 32
 KINDS: tuple[str, ...] = tuple(kind.value for kind in MessageKind)
 MUTATIONS: tuple[str, ...] = (
-    "flip", "set", "truncate", "insert", "delete", "repeat", "header", "tensor", "field",
+    "flip", "set", "truncate", "insert", "delete", "repeat", "header", "tensor", "field", "field",
+    "kind", "drop",
 )
 
 INTERESTING: tuple[Any, ...] = (
     0, 1, -1, 7, 8, 9, 127, 128, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1, 2**32,
     2**62, 2**63 - 1, 2**63, 2**64 - 1, -(2**63), -129, None, True, False, 0.5, -0.0,
-    math.inf, math.nan, "", "x" * 129, "float32", "bogus", "\u2603", b"", b"\x00" * 16,
+    math.inf, math.nan, "", "x" * 129, "d" * 2049, "float32", "bogus", "\u2603", b"", b"\x00" * 16,
     [], {}, [0] * 40, [[]] * 3, {"k": []}, [2**30], [2**62, 2**62], [-1],
     msgpack.ExtType(1, b""), msgpack.ExtType(2, msgpack.packb(["fuzz", 1])),
     msgpack.ExtType(3, msgpack.packb([None, None, 0])), msgpack.ExtType(4, b""),
@@ -161,13 +162,28 @@ def _retensor(frame: bytes, a: int, b: int) -> bytes:
 
 
 def _field(frame: bytes, a: int, b: int) -> bytes:
-    """Replace one value anywhere in the body by an :data:`INTERESTING` one."""
+    """Replace one value anywhere in the body by an :data:`INTERESTING` or a random one."""
     body, region = _split(frame)
     slots = _slots(body)
     if not slots:
         return frame
     container, key = slots[a % len(slots)]
-    container[key] = INTERESTING[b % len(INTERESTING)]
+    if b < len(INTERESTING):
+        container[key] = INTERESTING[b]
+    else:
+        container[key] = random_value(random.Random(a * 256 + b), len(region))
+    return assemble(msgpack.packb(body, use_bin_type=True), region)
+
+
+def _kind(frame: bytes, a: int, b: int) -> bytes:
+    """Relabel the message as another kind (or drop one top-level key)."""
+    body, region = _split(frame)
+    if not isinstance(body, dict) or not body:
+        return frame
+    if a % 2:
+        body["kind"] = KINDS[b % len(KINDS)]
+    else:
+        del body[list(body)[b % len(body)]]
     return assemble(msgpack.packb(body, use_bin_type=True), region)
 
 
@@ -195,8 +211,10 @@ def mutate(frame: bytes, op: str, a: int, b: int) -> bytes:
         (size,) = _HEADER.unpack_from(frame, 0)
         new = [size + b % 64 - 32, 0, 2**32 - 1, n, n - 3, n - 4, size + 8 * (b % 4)][a % 7]
         return _HEADER.pack(new % 2**32) + frame[4:]
-    if op in ("tensor", "field"):
+    if op in ("tensor", "field", "kind", "drop"):
         try:
+            if op in ("kind", "drop"):
+                return _kind(frame, 2 * a + (op == "kind"), b)
             return (_retensor if op == "tensor" else _field)(frame, a, b)
         except Exception:  # not a well-formed frame any more: fall back to a byte change
             return mutate(frame, "set", a, b)
@@ -233,13 +251,15 @@ def _random_ext(rng: random.Random, region: int, node_id: str) -> msgpack.ExtTyp
         shape: list[Any] = rng.choice([[numel], [1, numel], [numel, 1], [] if numel == 1 else [numel]])
         nbytes: Any = numel * itemsize
         if rng.random() < 0.3:
-            shape, offset, nbytes = rng.choice([(_random_value(rng, 2, 0, node_id), offset, nbytes),
+            odd_shape = [_random_int(rng) for _ in range(rng.randint(0, 3))]
+            shape, offset, nbytes = rng.choice([(_random_value(rng, 2, 0, node_id), offset, nbytes), (odd_shape, offset, nbytes),
                                                 (shape, _random_int(rng), nbytes), (shape, offset, _random_int(rng))])
         data: Any = [dtype, shape, offset, nbytes]
     elif code == 2:
         data = [rng.choice([node_id, _random_text(rng)]), _random_int(rng)]
     elif code == 3:
-        data = [rng.choice([None, _random_int(rng)]) for _ in range(rng.choice([3, 3, 3, 2, 4]))]
+        data = [rng.choice([None, _random_int(rng), _random_int(rng), _random_value(rng, 3, 0, node_id)])
+                for _ in range(rng.choice([3, 3, 3, 2, 4]))]
     elif code == 4:
         return msgpack.ExtType(4, b"" if rng.random() < 0.9 else b"\x00")
     elif code == 5:
@@ -308,17 +328,21 @@ def random_frame(rng: random.Random, names: tuple[str, ...], node_id: str = "fuz
 
 
 def random_input(rng: random.Random, seeds: list[bytes], names: tuple[str, ...], node_id: str = "fuzz") -> bytes:
-    """One fuzz input: random bytes (15%), a structured random frame (35%) or mutated seeds (50%)."""
+    """One fuzz input: random bytes (15%), a structured random frame (30%), a seed as is (5%),
+    a seed with one structural change (20%) or with a few mutations of any sort (30%)."""
     roll = rng.random()
     if roll < 0.1:
         return rng.randbytes(rng.choice([0, 3, 4, 8, rng.randint(0, 300)]))
     if roll < 0.15:
         body = rng.randbytes(rng.randint(0, 200))
         return assemble(body, rng.randbytes(8 * rng.randint(0, 3)))
-    if roll < 0.5:
+    if roll < 0.45:
         return random_frame(rng, names, node_id)
     frame = rng.choice(seeds)
-    for _ in range(rng.choice([1, 1, 1, 2, 3, 6])):
-        op = rng.choice(MUTATIONS)
-        frame = mutate(frame, op, rng.randrange(2**20), rng.randrange(256))
+    if roll < 0.5:
+        return frame
+    if roll < 0.7:
+        return mutate(frame, rng.choice(["field", "field", "tensor", "kind", "drop"]), rng.randrange(2**20), rng.randrange(256))
+    for _ in range(rng.choice([1, 1, 2, 3, 6])):
+        frame = mutate(frame, rng.choice(MUTATIONS), rng.randrange(2**20), rng.randrange(256))
     return frame

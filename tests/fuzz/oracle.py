@@ -9,15 +9,20 @@ from typing import Any
 import torch
 
 from protocol.codec import decode_message, encode_message_bytes
-from protocol.errors import ProtocolError
+from protocol.errors import ProtocolError, TesseraError
+from protocol.ids import RequestId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
-from protocol.messages import Message
+from protocol.messages import ErrorReply, Message
 
-__all__ = ["RoundTripMismatch", "check_decoder", "same"]
+__all__ = ["RoundTripMismatch", "Unreportable", "check_decoder", "check_reportable", "same"]
 
 
 class RoundTripMismatch(AssertionError):
     """A decoded message that does not survive encode -> decode unchanged."""
+
+
+class Unreportable(AssertionError):
+    """A decode error that cannot be sent back as an ``error`` reply with its own code."""
 
 
 def _raw(tensor: torch.Tensor) -> torch.Tensor:
@@ -58,3 +63,14 @@ def check_decoder(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Me
     if not same(message, again):
         raise RoundTripMismatch(f"{message!r} came back as {again!r}")
     return message
+
+
+def check_reportable(exc: ProtocolError) -> None:
+    """The error reply a node builds from ``exc`` must encode and decode unchanged."""
+    reply = ErrorReply.from_exception(RequestId(exc.request_id), exc)
+    try:
+        again = decode_message(encode_message_bytes(reply))
+    except TesseraError as failure:
+        raise Unreportable(f"{exc!r} (details {exc.details}) cannot be sent: {failure}") from None
+    if not same(reply, again):
+        raise Unreportable(f"{reply!r} came back as {again!r}")

@@ -141,9 +141,10 @@ def test_anonymous_hello_is_answered_by_the_gateway(gw: Harness) -> None:
 
 
 def test_node_hello_attributes_the_node(gw: Harness) -> None:
-    """A valid node proof makes the principal node:<id>."""
+    """A valid node proof makes the principal node:<id>@<key>, carrying the proven id."""
     session = gw.node(gw.keys.alice, "alice")
-    assert session.caller is not None and session.caller.principal == "node:alice"
+    assert session.caller is not None and session.caller.principal.startswith("node:alice@")
+    assert session.caller.node_id == "alice"
 
 
 def test_proof_for_another_server_is_refused_and_closes(gw: Harness) -> None:

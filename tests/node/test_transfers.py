@@ -57,5 +57,5 @@ def test_links_are_pooled(pair) -> None:  # type: ignore[no-untyped-def]
         pointer = alice.send(torch.tensor([value]))
         pointer.move(bob)
         assert torch.equal(pointer.get(), torch.tensor([value]))
-    hellos = [line for line in bob_proc.stderr().splitlines() if "as node:alice" in line]
+    hellos = [line for line in bob_proc.stderr().splitlines() if "as node:alice@" in line]
     assert len(hellos) == 1
