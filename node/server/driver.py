@@ -53,6 +53,7 @@ class ConnectionDriver:
         self._done = False
         self._paused = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._drainer: asyncio.Task[None] | None = None
 
     # -- FrameSink -------------------------------------------------------
 
@@ -125,7 +126,7 @@ class ConnectionDriver:
             return
         self._outbox.append(frame)
         if len(self._outbox) == 1:
-            self._spawn(self._drain())
+            self._drainer = self._spawn(self._drain())
 
     async def _drain(self) -> None:
         try:
@@ -136,17 +137,20 @@ class ConnectionDriver:
             self._outbox.clear()
 
     async def _close(self, code: int, reason: str) -> None:
-        while self._outbox and not self.closed.is_set():
-            await asyncio.sleep(0.01)
+        """Close after the queued replies (the error explaining why) are out."""
+        drainer = self._drainer
+        if drainer is not None and not drainer.done():
+            await asyncio.wait({drainer})
         try:
             await self.connection.close(code, reason)
         except ConnectionLost:
             pass
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def wait(self) -> None:
         """Until the connection is closed; then cancel what is left of its tasks."""
