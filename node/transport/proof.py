@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 import msgpack
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
@@ -141,7 +141,10 @@ def _fields(credentials: Mapping[str, Any]) -> tuple[str, bytes, int, bytes, byt
 
 
 def _check_signature(certificate: x509.Certificate, signature: bytes, payload: bytes) -> None:
-    key = certificate.public_key()
+    try:
+        key = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm):  # a DER that parses but holds no usable key
+        raise Unauthenticated("node proof certificate holds no usable public key", {}) from None
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
@@ -151,5 +154,5 @@ def _check_signature(certificate: x509.Certificate, signature: bytes, payload: b
             key.verify(signature, payload)
         else:
             raise Unauthenticated("node proof certificate has an unsupported key type", {})
-    except InvalidSignature:
+    except (InvalidSignature, ValueError, TypeError):
         raise Unauthenticated("node proof signature does not verify", {}) from None

@@ -30,9 +30,11 @@ from protocol.messages import (
     SyncRequest,
 )
 
-__all__ = ["Target", "FeedReport", "feed", "handshake", "closes_connection", "cleanup", "isolate"]
+__all__ = ["Target", "FeedReport", "feed", "handshake", "open_link", "closes_connection", "cleanup", "isolate"]
 
 SYNC_BASE = 0xF022 << 48
+UNSENDABLE = ("a value of type", "cannot encode")
+"""How a node's error reply starts when the real error reply could not be encoded."""
 _sync_ids = itertools.count(SYNC_BASE)
 
 
@@ -64,13 +66,14 @@ class FeedReport:
     internal: list[list[bytes]] = field(default_factory=list)
     bad_replies: list[bytes] = field(default_factory=list)
     unexpected_closes: list[list[bytes]] = field(default_factory=list)
+    unreportable: list[list[bytes]] = field(default_factory=list)
 
     def merge(self, other: FeedReport) -> None:
         for name in ("frames", "replies", "batches", "handshakes", "reconnects"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.codes.update(other.codes)
         self.closes.update(other.closes)
-        for name in ("hangs", "internal", "bad_replies", "unexpected_closes"):
+        for name in ("hangs", "internal", "bad_replies", "unexpected_closes", "unreportable"):
             getattr(self, name).extend(getattr(other, name))
 
 
@@ -89,7 +92,8 @@ def _hello(secret: bytes) -> bytes:
     return encode_message_bytes(HelloRequest(1, PROTOCOL_VERSION, "fuzzer", ("client",), credentials))  # type: ignore[arg-type]
 
 
-async def _open(target: Target, hello: bool = True) -> ClientConnection:
+async def open_link(target: Target, hello: bool = True) -> ClientConnection:
+    """A raw connection to the node, opened with the fuzzing principal's hello unless told not to."""
     ws = await ws_connect(target.url, ssl=target.ssl(), compression=None, max_size=2**28,
                           open_timeout=target.timeout, ping_interval=None)
     if hello:
@@ -111,6 +115,8 @@ def _note(report: FeedReport, data: Any, batch: list[bytes]) -> Any:
         report.codes[reply.code] += 1
         if reply.code == "INTERNAL":
             report.internal.append(list(batch))
+        elif reply.code == "BAD_MESSAGE" and reply.message.startswith(UNSENDABLE):
+            report.unreportable.append(list(batch))  # the node could not encode the real error
     else:
         report.codes[reply.KIND.value] += 1
     return reply
@@ -140,14 +146,14 @@ async def _flush(ws: ClientConnection, target: Target, batch: list[bytes], repor
         report.unexpected_closes.append(list(batch))
     await ws.close()
     report.reconnects += 1
-    return await _open(target)
+    return await open_link(target)
 
 
 async def handshake(target: Target, frame: bytes, report: FeedReport) -> None:
     """Send ``frame`` as the first frame of a fresh connection and read the answer."""
     report.handshakes += 1
     report.frames += 1
-    ws = await _open(target, hello=False)
+    ws = await open_link(target, hello=False)
     try:
         await ws.send(frame)
         _note(report, await asyncio.wait_for(ws.recv(), target.timeout), [frame])
@@ -162,7 +168,7 @@ async def handshake(target: Target, frame: bytes, report: FeedReport) -> None:
 async def feed(target: Target, frames: list[bytes], batch: int = 25) -> FeedReport:
     """Feed ``frames`` over one connection (reconnecting as needed) and report."""
     report = FeedReport()
-    ws = await _open(target)
+    ws = await open_link(target)
     pending: list[bytes] = []
     for frame in frames:
         if closes_connection(frame):
@@ -186,7 +192,7 @@ async def isolate(target: Target, batch: list[bytes], limit: int = 3) -> list[by
         if closes_connection(frame):
             await handshake(target, frame, report)
         else:
-            ws = await _flush(await _open(target), target, [frame], report)
+            ws = await _flush(await open_link(target), target, [frame], report)
             await ws.close()
         if report.hangs or report.internal or report.unexpected_closes or report.bad_replies:
             culprits.append(frame)
@@ -197,7 +203,7 @@ async def isolate(target: Target, batch: list[bytes], limit: int = 3) -> list[by
 
 async def cleanup(target: Target) -> int:
     """Delete every object the fuzzing principal stored; returns how many there were."""
-    ws = await _open(target)
+    ws = await open_link(target)
     try:
         await ws.send(encode_message_bytes(ListRequest(2)))  # type: ignore[arg-type]
         listing = decode_message(await asyncio.wait_for(ws.recv(), target.timeout))

@@ -80,3 +80,12 @@ def test_garbage_certificate_is_refused(tmp_path: Path) -> None:
     credentials = dict(node_credentials(identity, "alice", SERVER), certificate=b"\x30\x03junk")
     with pytest.raises(Unauthenticated):
         ProofVerifier(SERVER).verify(credentials)
+
+
+def test_certificate_with_an_unusable_key_is_unauthenticated(tmp_path: Path) -> None:
+    """A DER certificate that parses but holds an invalid key (found by fuzzing) is refused cleanly."""
+    identity = ensure_identity(tmp_path / "alice", "alice")
+    bad = (Path(__file__).parent / "data" / "cert_with_invalid_key.der").read_bytes()
+    credentials = dict(node_credentials(identity, "alice", SERVER), certificate=bad)
+    with pytest.raises(Unauthenticated, match="no usable public key"):
+        ProofVerifier(SERVER).verify(credentials)
