@@ -49,8 +49,9 @@ class _SyncClientConnection(_PushMixin, SyncClientConnection):
         try:
             super().recv_events()
         finally:
-            if self.sink is not None:
-                self.sink.connection_lost()
+            sink, self.sink = self.sink, None  # no reference cycle outlives the connection
+            if sink is not None:
+                sink.connection_lost()
 
 
 class SyncConnection:

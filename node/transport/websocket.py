@@ -120,8 +120,9 @@ class _PushMixin:
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)  # type: ignore[misc]
-        if self.sink is not None:
-            self.sink.connection_lost()
+        sink, self.sink = self.sink, None  # break sink -> driver -> connection -> sink
+        if sink is not None:
+            sink.connection_lost()
 
 
 class _ServerConnection(_PushMixin, ServerConnection):
