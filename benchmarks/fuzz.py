@@ -121,6 +121,8 @@ async def record_node(target: Target, report: FeedReport, findings: Findings) ->
             findings.add(kind, culprits or batch, f"{len(batch)} frames; failing alone: {len(culprits)}")
     for reply in report.bad_replies:
         findings.add("node-bad-reply", reply, "the node sent a frame the client cannot decode")
+    for batch in report.unreportable:
+        findings.add("node-unreportable-error", batch, "BAD_MESSAGE: the real error reply could not be encoded")
 
 
 def final_check(remote: Any, kept: Any, url: str, fingerprint: str) -> list[str]:

@@ -77,7 +77,21 @@ class ErrorReply:
     @classmethod
     def from_exception(cls, request_id: RequestId, exc: TesseraError) -> ErrorReply:
         code = exc.code.value if exc.code is not None else "INTERNAL"
-        return cls(request_id, code, exc.message, dict(exc.details))
+        return cls(request_id, code, exc.message, _wire_details(exc.details))
+
+
+def _wire_details(details: Mapping[str, DetailValue]) -> dict[str, DetailValue]:
+    """Details as msgpack can carry them: integers beyond 64 bits become strings.
+
+    A hostile header can declare sizes like 2**64; the error describing it
+    must still be sendable.
+    """
+    return {
+        key: str(value)
+        if isinstance(value, int) and not -(2**63) <= value < 2**64
+        else value
+        for key, value in details.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
