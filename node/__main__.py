@@ -77,6 +77,14 @@ def _parser() -> OneLineParser:
         help="what this node offers (repeatable; default compute)",
     )
     parser.add_argument("--tag", action="append", default=[], help="a tag like '#hospital' (repeatable)")
+    parser.add_argument(
+        "--max-objects", type=positive_int_arg, default=100_000,
+        help="objects one principal may hold (default 100000)",
+    )
+    parser.add_argument(
+        "--max-memory-mib", type=positive_int_arg, default=8192,
+        help="memory one principal may hold, in MiB (default 8192)",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
 
@@ -107,6 +115,8 @@ def parse(argv: list[str]) -> tuple[NodeSettings, str]:
         gateway_cafile=args.gateway_cafile.expanduser() if args.gateway_cafile else None,
         gateway_fingerprint=fingerprint,
         advertise=advertise,
+        max_objects=args.max_objects,
+        max_bytes=args.max_memory_mib * 1024 * 1024,
     )
     return settings, str(args.log_level)
 

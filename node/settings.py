@@ -61,3 +61,7 @@ class NodeSettings:
     gateway_fingerprint: str | None = None
     advertise: str | None = None
     """URL others should dial, when the bind address is not reachable as such."""
+    max_objects: int = 100_000
+    """Objects one principal may hold (see ``node.server.store.Quota``)."""
+    max_bytes: int = 8 * 1024**3
+    """Bytes one principal may hold."""

@@ -32,7 +32,7 @@ from .executor import Executor
 from .driver import ConnectionDriver
 from .session import Session
 from .registration import GatewayRegistration
-from .store import MemoryStore, Principal
+from .store import MemoryStore, Principal, Quota
 from .transfers import TransferService
 
 __all__ = ["NodeServer"]
@@ -45,7 +45,7 @@ class NodeServer:
 
     def __init__(self, settings: NodeSettings, authenticator: Authenticator | None = None) -> None:
         self.settings = settings
-        self.store = MemoryStore()
+        self.store = MemoryStore(Quota(settings.max_objects, settings.max_bytes))
         self.executor = Executor(settings.node_id, self.store)
         self._authenticator = authenticator
         self.authenticator: Authenticator = authenticator or AnonymousAuthenticator()

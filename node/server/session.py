@@ -312,6 +312,7 @@ class Session:
                         {"limit": MAX_UPLOADS},
                     )
                 upload = Upload(request.dtype, request.shape, self.max_object_bytes)
+                self.store.check_quota(self.principal, upload.expected)  # before allocating
                 self._uploads[request.object_id] = upload
             upload.write(request.dtype, request.shape, request.offset, request.data)
             if request.last:

@@ -16,12 +16,21 @@ from typing import Iterable, Protocol
 
 import torch
 
-from protocol.errors import AlreadyExists, NotFound, PermissionDenied
+from protocol.errors import AlreadyExists, NotFound, PermissionDenied, QuotaExceeded
 from protocol.ids import ObjectId
 from protocol.messages import ObjectInfo
 from protocol.tensors import DTYPE_NAMES
 
-__all__ = ["Principal", "StoredObject", "ObjectStore", "MemoryStore"]
+__all__ = [
+    "Principal",
+    "StoredObject",
+    "ObjectStore",
+    "MemoryStore",
+    "Quota",
+    "storage_bytes",
+    "DEFAULT_MAX_OBJECTS",
+    "DEFAULT_MAX_BYTES",
+]
 
 Principal = str
 
@@ -61,15 +70,55 @@ class ObjectStore(Protocol):
 
     def exists(self, object_id: ObjectId) -> bool: ...
 
+    def check_quota(self, principal: Principal, nbytes: int, objects: int = 1) -> None: ...
+
+
+DEFAULT_MAX_OBJECTS = 100_000
+"""Objects one principal may hold on a node by default."""
+
+DEFAULT_MAX_BYTES = 8 * 1024**3
+"""Bytes one principal may hold on a node by default (8 GiB)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Per-principal limits a store enforces on every new object."""
+
+    max_objects: int = DEFAULT_MAX_OBJECTS
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
+def storage_bytes(value: torch.Tensor) -> int:
+    """Memory an object keeps alive: a view holds its whole base storage."""
+    return max(value.numel() * value.element_size(), value.untyped_storage().nbytes())
+
 
 class MemoryStore:
     """In-memory :class:`ObjectStore`; thread-safe, O(1) per operation."""
 
-    def __init__(self) -> None:
+    def __init__(self, quota: Quota | None = None) -> None:
+        self.quota = quota or Quota()
         self._objects: dict[ObjectId, StoredObject] = {}
         self._owned: dict[Principal, set[ObjectId]] = {}
+        self._bytes: dict[Principal, int] = {}
         self._lock = threading.Lock()
         self.bytes_stored = 0
+
+    def check_quota(self, principal: Principal, nbytes: int, objects: int = 1) -> None:
+        """QuotaExceeded if ``principal`` may not add ``objects`` holding ``nbytes`` more."""
+        held = len(self._owned.get(principal, ()))
+        if held + objects > self.quota.max_objects:
+            raise QuotaExceeded(
+                f"at most {self.quota.max_objects} objects per principal on this node",
+                {"limit": self.quota.max_objects, "held": held},
+            )
+        used = self._bytes.get(principal, 0)
+        if used + nbytes > self.quota.max_bytes:
+            raise QuotaExceeded(
+                f"{nbytes} more bytes would exceed the {self.quota.max_bytes}-byte quota "
+                f"({used} in use)",
+                {"limit": self.quota.max_bytes, "used": used, "size": nbytes},
+            )
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -77,11 +126,14 @@ class MemoryStore:
     def put(self, principal: Principal, object_id: ObjectId, value: torch.Tensor) -> None:
         """Store ``value`` owned by ``principal``; the id must be unused."""
         stored = StoredObject(object_id, value, principal, frozenset({principal}))
+        size = storage_bytes(value)
         with self._lock:
             if object_id in self._objects:
                 raise AlreadyExists.for_object(object_id)
+            self.check_quota(principal, size)
             self._objects[object_id] = stored
             self._owned.setdefault(principal, set()).add(object_id)
+            self._bytes[principal] = self._bytes.get(principal, 0) + size
             self.bytes_stored += stored.nbytes
 
     def get(self, principal: Principal, object_id: ObjectId) -> StoredObject:
@@ -128,6 +180,7 @@ class MemoryStore:
             for stored in owned:
                 self._remove(stored)
             self._owned.pop(principal, None)
+            self._bytes.pop(principal, None)
         return len(owned)
 
     def _remove(self, stored: StoredObject) -> None:
@@ -135,4 +188,6 @@ class MemoryStore:
         owned = self._owned.get(stored.owner)
         if owned is not None:
             owned.discard(stored.object_id)
+        if stored.owner in self._bytes:
+            self._bytes[stored.owner] -= storage_bytes(stored.value)
         self.bytes_stored -= stored.nbytes

@@ -74,3 +74,20 @@ def test_big_move_goes_node_to_node(spawn_node) -> None:  # type: ignore[no-unty
         assert pointer.location == "bob"
         assert torch.equal(pointer.get(), value)
         assert alice.objects() == []
+
+
+def test_quotas_refuse_and_the_node_keeps_serving(spawn_node) -> None:  # type: ignore[no-untyped-def]
+    """Beyond --max-objects / --max-memory-mib a client gets QUOTA_EXCEEDED; others are unaffected."""
+    proc: NodeProcess = spawn_node("tight", "--max-objects", "3", "--max-memory-mib", "20")
+    with node.connect(proc.url, cafile=proc.cafile) as greedy, \
+            node.connect(proc.url, cafile=proc.cafile) as polite:
+        kept = [greedy.send(torch.ones(1)) for _ in range(3)]
+        greedy.send(torch.ones(1))
+        with pytest.raises(node.QuotaExceeded):
+            greedy.sync()
+        big = greedy.send(torch.ones(6 * 1024 * 1024))  # 24 MiB, streamed: refused before allocating
+        with pytest.raises(node.QuotaExceeded):
+            greedy.sync()
+        del big
+        assert torch.equal(polite.send(torch.arange(3)).get(), torch.arange(3))
+        assert all(torch.equal(p.get(), torch.ones(1)) for p in kept)
