@@ -179,6 +179,7 @@ def main() -> int:
             outcomes: collections.Counter[str] = collections.Counter()
             report = FeedReport()
             decoder_seconds = node_seconds = 0.0
+            trajectory: list[float] = []
             for start in range(0, args.inputs, CHUNK):
                 seeds = seed_frames(node_id=node_id, url=url, fingerprint=fingerprint, certificate=certificate)
                 inputs = [random_input(rng, seeds, names, node_id) for _ in range(min(CHUNK, args.inputs - start))]
@@ -193,6 +194,8 @@ def main() -> int:
                 asyncio.run(record_node(target, chunk_report, findings))
                 report.merge(chunk_report)
                 alive = process.poll() is None
+                if alive:
+                    trajectory.append(rss(process.pid) / 1e6)
                 if start == 0:
                     rss_warm = rss(process.pid)
                 print(f"{start + len(inputs):>7} inputs  decoder {dict(outcomes)}  node frames {report.frames} "
@@ -222,7 +225,8 @@ def main() -> int:
                  "codes": dict(report.codes.most_common()), "closes": dict(report.closes),
                  "internal_errors": len(report.internal), "tracebacks_logged": tracebacks,
                  "alive": node_alive, "objects_cleaned_up": removed},
-        "node_rss_mb": {"start": rss_start / 1e6, "after_first_chunk": rss_warm / 1e6, "end": rss_end / 1e6},
+        "node_rss_mb": {"start": rss_start / 1e6, "after_first_chunk": rss_warm / 1e6, "end": rss_end / 1e6,
+                        f"every_{CHUNK}_inputs": trajectory},
         "final_check": problems or "ok",
     }
     print(f"{args.inputs} inputs in {duration:.0f}s (decoder {decoder_seconds:.0f}s, node {node_seconds:.0f}s); "

@@ -62,6 +62,9 @@ RESERVATION_TTL = 120.0
 MAX_PENDING_PER_PRINCIPAL = 1024
 """Open reservations one principal may hold."""
 
+MAX_LINKS = 64
+"""Open node-to-node links kept in the pool (least recently used closed first)."""
+
 TRANSFER_TIMEOUT = 300.0
 """Seconds a transfer may take end to end before it fails."""
 
@@ -240,23 +243,40 @@ class TransferService:
         return await link.call(final)
 
     async def _link(self, url: str, fingerprint: str) -> AsyncChannel:
+        """A pooled, opened link; failed dials are not kept, and the pool is bounded."""
         key = (url, fingerprint)
         lock = self._dialing.setdefault(key, asyncio.Lock())
-        async with lock:
-            link = self._links.get(key)
-            if link is None:
-                endpoint = Endpoint(
-                    url,
-                    TrustPolicy(fingerprint=fingerprint),
-                    self.node_id,
-                    self.credentials,
-                    self.max_message_bytes,
-                    roles=("node",),
-                )
-                link = AsyncChannel(endpoint, RequestTracker(url))
-                self._links[key] = link
-            await link.open()
-            return link
+        try:
+            async with lock:
+                link = self._links.get(key)
+                if link is None:
+                    endpoint = Endpoint(
+                        url,
+                        TrustPolicy(fingerprint=fingerprint),
+                        self.node_id,
+                        self.credentials,
+                        self.max_message_bytes,
+                        roles=("node",),
+                    )
+                    link = AsyncChannel(endpoint, RequestTracker(url))
+                await link.open()
+                self._links.pop(key, None)
+                self._links[key] = link  # most recently used last
+        except BaseException:
+            self._links.pop(key, None)
+            if not lock.locked():
+                self._dialing.pop(key, None)
+            raise
+        await self._evict()
+        return link
+
+    async def _evict(self) -> None:
+        """Close the least recently used links beyond MAX_LINKS."""
+        while len(self._links) > MAX_LINKS:
+            key = next(iter(self._links))
+            link = self._links.pop(key)
+            self._dialing.pop(key, None)
+            await link.aclose()
 
     async def close(self) -> None:
         links, self._links = list(self._links.values()), {}

@@ -18,13 +18,8 @@ import torch
 from protocol.codec import encode_message_bytes
 from protocol.kinds import MessageKind
 from protocol.limits import PROTOCOL_VERSION
-from protocol.messages import (
-    AckReply, CommandRequest, DeleteRequest, DeliverRequest, DeregisterRequest, DescribeReply,
-    DescribeRequest, ErrorReply, ExpectRequest, GetReply, GetRequest, HeartbeatRequest,
-    HelloReply, HelloRequest, ListReply, ListRequest, Message, NodesReply, NodesRequest,
-    ObjectInfo, PutChunkRequest, PutRequest, ReadReply, ReadRequest, RegisterReply,
-    RegisterRequest, SyncReply, SyncRequest, TransferRequest,
-)
+from protocol import messages as kinds
+from protocol.messages import Message
 from protocol.records import DatasetSummary, NodeRecord, NodeStatus, Role
 from protocol.tensors import DTYPES
 from protocol.values import PointerRef
@@ -66,8 +61,9 @@ def seed_messages(
     certificate: bytes = b"\x30\x82\x01\x0a" + bytes(64),
 ) -> list[Message]:
     """One or more valid messages of every kind; commands and reads name :data:`SEED_OBJECT`."""
+    m: Any = kinds  # seeds use plain ints and strs where the dataclasses want NewTypes
     me = PointerRef(node_id, SEED_OBJECT)  # type: ignore[arg-type]
-    info = ObjectInfo(SEED_OBJECT, "float32", (4,))  # type: ignore[arg-type]
+    info = m.ObjectInfo(SEED_OBJECT, "float32", (4,))
     ticket = bytes(range(32))
     dataset = DatasetSummary("d", ("#x",), "rows", (3, 2), 3)
     record = NodeRecord(node_id, url, fingerprint, (Role.COMPUTE,), ("#fuzz",), (dataset,))  # type: ignore[arg-type]
@@ -75,33 +71,33 @@ def seed_messages(
              "timestamp": int(time.time()), "nonce": bytes(16), "signature": bytes(70)}
     o = SEED_OBJECT
     messages: list[Any] = [
-        HelloRequest(1, PROTOCOL_VERSION, "fuzzer", ("client",), {"scheme": "anonymous", "secret": b"f" * 32}),
-        HelloRequest(2, PROTOCOL_VERSION, "peer", ("node",), proof),
-        HelloReply(3, node_id, "anon-0123456789abcdef", ("compute",), 2**28),
-        PutRequest(4, o, torch.arange(4, dtype=torch.float32)),
-        PutRequest(5, o + 1, torch.tensor([[1, 2], [3, 4]], dtype=torch.int64)),
-        GetRequest(6, o, False, 0),
-        GetRequest(7, o + 1, False, 8),
-        GetReply(8, torch.ones(3, dtype=torch.bfloat16)),
-        DeleteRequest(9, (o + 2, o + 3)),
-        CommandRequest(10, "add", me, (me,), {}, (o + 2,)),
-        CommandRequest(11, "getitem", me, ([slice(0, 2, None), Ellipsis],), {}, (o + 3,)),
-        CommandRequest(12, "to", me, (torch.float64,), {}, (o + 4,)),
-        CommandRequest(13, "sum", None, (me,), {"dim": 0, "keepdim": True}, (o + 5,)),
-        CommandRequest(14, "max", me, (), {"dim": 0}, (o + 6, o + 7)),
-        CommandRequest(15, "mul", None, (me, torch.full((4,), 2.0)), {}, (o + 8,)),
-        SyncRequest(16), SyncReply(17), ListRequest(18), ListReply(19, (info,)),
-        DescribeRequest(20, (o, o + 1)), DescribeReply(21, (info,)),
-        ErrorReply(22, "BAD_MESSAGE", "nope", {"field": "x", "n": -1, "f": 0.5, "b": True, "z": None}),
-        AckReply(23), RegisterRequest(24, record), RegisterReply(25, 2.5),
-        HeartbeatRequest(26), DeregisterRequest(27), NodesRequest(28, "#fuzz"),
-        NodesReply(29, (NodeStatus(record, 1.7e9, True),)),
-        ExpectRequest(30, o + 9, node_id, fingerprint, ticket),
-        TransferRequest(31, o, node_id, url, fingerprint, o + 9, ticket, False),
-        DeliverRequest(32, o + 9, ticket, "float32", (4,), 0, torch.zeros(16, dtype=torch.uint8), True),
-        PutChunkRequest(33, o + 10, "float32", (4,), 0, torch.zeros(8, dtype=torch.uint8), False),
-        PutChunkRequest(34, o + 10, "float32", (4,), 8, torch.ones(8, dtype=torch.uint8), True),
-        ReadRequest(35, o, 4, 8), ReadReply(36, torch.arange(8, dtype=torch.uint8)),
+        m.HelloRequest(1, PROTOCOL_VERSION, "fuzzer", ("client",), {"scheme": "anonymous", "secret": b"f" * 32}),
+        m.HelloRequest(2, PROTOCOL_VERSION, "peer", ("node",), proof),
+        m.HelloReply(3, node_id, "anon-0123456789abcdef", ("compute",), 2**28),
+        m.PutRequest(4, o, torch.arange(4, dtype=torch.float32)),
+        m.PutRequest(5, o + 1, torch.tensor([[1, 2], [3, 4]], dtype=torch.int64)),
+        m.GetRequest(6, o, False, 0),
+        m.GetRequest(7, o + 1, False, 8),
+        m.GetReply(8, torch.ones(3, dtype=torch.bfloat16)),
+        m.DeleteRequest(9, (o + 2, o + 3)),
+        m.CommandRequest(10, "add", me, (me,), {}, (o + 2,)),
+        m.CommandRequest(11, "getitem", me, ([slice(0, 2, None), Ellipsis],), {}, (o + 3,)),
+        m.CommandRequest(12, "to", me, (torch.float64,), {}, (o + 4,)),
+        m.CommandRequest(13, "sum", None, (me,), {"dim": 0, "keepdim": True}, (o + 5,)),
+        m.CommandRequest(14, "max", me, (), {"dim": 0}, (o + 6, o + 7)),
+        m.CommandRequest(15, "mul", None, (me, torch.full((4,), 2.0)), {}, (o + 8,)),
+        m.SyncRequest(16), m.SyncReply(17), m.ListRequest(18), m.ListReply(19, (info,)),
+        m.DescribeRequest(20, (o, o + 1)), m.DescribeReply(21, (info,)),
+        m.ErrorReply(22, "BAD_MESSAGE", "nope", {"field": "x", "n": -1, "f": 0.5, "b": True, "z": None}),
+        m.AckReply(23), m.RegisterRequest(24, record), m.RegisterReply(25, 2.5),
+        m.HeartbeatRequest(26), m.DeregisterRequest(27), m.NodesRequest(28, "#fuzz"),
+        m.NodesReply(29, (NodeStatus(record, 1.7e9, True),)),
+        m.ExpectRequest(30, o + 9, node_id, fingerprint, ticket),
+        m.TransferRequest(31, o, node_id, url, fingerprint, o + 9, ticket, False),
+        m.DeliverRequest(32, o + 9, ticket, "float32", (4,), 0, torch.zeros(16, dtype=torch.uint8), True),
+        m.PutChunkRequest(33, o + 10, "float32", (4,), 0, torch.zeros(8, dtype=torch.uint8), False),
+        m.PutChunkRequest(34, o + 10, "float32", (4,), 8, torch.ones(8, dtype=torch.uint8), True),
+        m.ReadRequest(35, o, 4, 8), m.ReadReply(36, torch.arange(8, dtype=torch.uint8)),
     ]
     return messages
 

@@ -74,7 +74,7 @@ def exts(region: int) -> st.SearchStrategy[msgpack.ExtType]:
     """Ext values 1-5, mostly well formed against a region of ``region`` bytes, plus junk."""
     offsets = st.integers(0, region // 8).map(lambda n: 8 * n) | INTS
     sizes = st.integers(0, region) | INTS
-    shapes = st.lists(st.integers(0, 17) | INTS, max_size=4) | st.just([]) | INTS
+    shapes: st.SearchStrategy[Any] = st.lists(st.integers(0, 17) | INTS, max_size=4) | st.just([]) | INTS
     dtypes = st.sampled_from(list(DTYPES)) | TEXT
     tensor = st.tuples(dtypes, shapes, offsets, sizes).map(lambda t: _ext(1, list(t)))
     pointer = st.tuples(st.just("fuzz") | TEXT, INTS).map(lambda t: _ext(2, list(t)))

@@ -24,12 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import node
 from node.server.runtime import NodeServer
 from node.settings import NodeSettings
-from protocol.codec import encode_message_bytes
+from protocol.codec import decode_message, encode_message_bytes
 from protocol.ids import NodeId
 from protocol.limits import PROTOCOL_VERSION
-from protocol.messages import HelloRequest
+from protocol.messages import ErrorReply, HelloRequest, PutRequest, TransferRequest
 from tests.fuzz.corpus import field_names, random_input, seed_frames
-from tests.fuzz.wire import FeedReport, Target, feed, handshake, open_link
+from tests.fuzz.wire import FeedReport, Target, feed, handshake, open_link, recv
 from tests.support import NodeProcess, start_node
 
 SEED = 20_240_605
@@ -73,7 +73,7 @@ def test_fuzzed_frames_leave_the_node_healthy(fuzz_node: NodeProcess) -> None:
         _assert_clean(report, fuzz_node)
         assert report.frames == len(frames) and report.handshakes > 0 and report.codes["BAD_MESSAGE"] > 0
         x, y = client.send(torch.tensor([1.0, 2.0])), client.send(torch.tensor([3.0, 4.0]))
-        assert torch.equal((x + y).get(), torch.tensor([4.0, 6.0]))
+        assert torch.equal((x + y).get(), torch.tensor([4.0, 6.0]))  # type: ignore[operator]
         assert torch.equal(kept.get(), torch.arange(6.0)), "an object stored before the fuzzing was lost"
     finally:
         client.close()
@@ -148,3 +148,30 @@ def test_closed_connections_are_freed_without_the_cycle_collector(tmp_path: Path
             await server.close()
 
     assert asyncio.run(run()) == 0
+
+
+def test_failed_transfer_links_are_not_kept(tmp_path: Path) -> None:
+    """Transfers to unreachable destinations leave no pooled link behind."""
+
+    async def run() -> tuple[set[str], int]:
+        server = NodeServer(NodeSettings(node_id=NodeId("links"), state_dir=tmp_path, port=0))
+        await server.start()
+        assert server.identity is not None and server.transfers is not None
+        try:
+            ws = await open_link(Target(f"wss://127.0.0.1:{server.port}", server.identity.cert_path))
+            await ws.send(encode_message_bytes(PutRequest(2, 7, torch.ones(2))))  # type: ignore[arg-type]
+            codes = set()
+            for i in range(20):
+                fingerprint = "sha256:" + f"{i:064x}"
+                transfer = TransferRequest(10 + i, 7, "peer", "wss://127.0.0.1:9", fingerprint, 99, bytes(32), False)  # type: ignore[arg-type]
+                await ws.send(encode_message_bytes(transfer))
+                reply = decode_message(await recv(ws, 15))
+                codes.add(reply.code if isinstance(reply, ErrorReply) else reply.KIND.value)
+            await ws.close()
+            return codes, len(server.transfers._links) + len(server.transfers._dialing)
+        finally:
+            await server.close()
+
+    codes, kept = asyncio.run(run())
+    assert codes == {"PEER_UNAVAILABLE"}
+    assert kept == 0, f"{kept} links and dial locks kept after 20 failed transfers"

@@ -30,7 +30,7 @@ from protocol.messages import (
     SyncRequest,
 )
 
-__all__ = ["Target", "FeedReport", "feed", "handshake", "open_link", "closes_connection", "cleanup", "isolate"]
+__all__ = ["Target", "FeedReport", "feed", "handshake", "open_link", "recv", "closes_connection", "cleanup", "isolate"]
 
 SYNC_BASE = 0xF022 << 48
 UNSENDABLE = ("a value of type", "cannot encode")
@@ -87,6 +87,12 @@ def closes_connection(frame: bytes) -> bool:
         return False
 
 
+async def recv(ws: ClientConnection, timeout: float) -> bytes:
+    """The next message from the node, as bytes, within ``timeout`` seconds."""
+    data: str | bytes = await asyncio.wait_for(ws.recv(), timeout)
+    return data.encode() if isinstance(data, str) else data
+
+
 def _hello(secret: bytes) -> bytes:
     credentials: dict[str, Any] = {"scheme": "anonymous", "secret": secret}
     return encode_message_bytes(HelloRequest(1, PROTOCOL_VERSION, "fuzzer", ("client",), credentials))  # type: ignore[arg-type]
@@ -98,18 +104,18 @@ async def open_link(target: Target, hello: bool = True) -> ClientConnection:
                           open_timeout=target.timeout, ping_interval=None)
     if hello:
         await ws.send(_hello(target.secret))
-        reply = decode_message(await asyncio.wait_for(ws.recv(), target.timeout))
+        reply = decode_message(await recv(ws, target.timeout))
         assert isinstance(reply, HelloReply), f"hello refused: {reply!r}"
     return ws
 
 
-def _note(report: FeedReport, data: Any, batch: list[bytes]) -> Any:
+def _note(report: FeedReport, data: bytes, batch: list[bytes]) -> Any:
     """Count one reply; remember the batch if the node answered INTERNAL or sent garbage."""
     report.replies += 1
     try:
-        reply = decode_message(data if isinstance(data, bytes) else data.encode())
+        reply = decode_message(data)
     except ProtocolError:
-        report.bad_replies.append(bytes(data) if isinstance(data, bytes) else data.encode())
+        report.bad_replies.append(data)
         return None
     if isinstance(reply, ErrorReply):
         report.codes[reply.code] += 1
@@ -134,7 +140,7 @@ async def _flush(ws: ClientConnection, target: Target, batch: list[bytes], repor
         loop = asyncio.get_running_loop()
         deadline = loop.time() + target.timeout
         while True:
-            data = await asyncio.wait_for(ws.recv(), max(0.0, deadline - loop.time()))
+            data = await recv(ws, max(0.0, deadline - loop.time()))
             reply = _note(report, data, batch)
             if isinstance(reply, SyncReply) and reply.id == sync_id:
                 return ws
@@ -156,7 +162,7 @@ async def handshake(target: Target, frame: bytes, report: FeedReport) -> None:
     ws = await open_link(target, hello=False)
     try:
         await ws.send(frame)
-        _note(report, await asyncio.wait_for(ws.recv(), target.timeout), [frame])
+        _note(report, await recv(ws, target.timeout), [frame])
     except (asyncio.TimeoutError, TimeoutError):
         report.hangs.append([frame])
     except ConnectionClosed as closed:
@@ -206,13 +212,13 @@ async def cleanup(target: Target) -> int:
     ws = await open_link(target)
     try:
         await ws.send(encode_message_bytes(ListRequest(2)))  # type: ignore[arg-type]
-        listing = decode_message(await asyncio.wait_for(ws.recv(), target.timeout))
+        listing = decode_message(await recv(ws, target.timeout))
         assert isinstance(listing, ListReply), repr(listing)
         ids = [info.object_id for info in listing.objects]
         for start in range(0, len(ids), 10_000):
             await ws.send(encode_message_bytes(DeleteRequest(3, tuple(ids[start : start + 10_000]))))  # type: ignore[arg-type]
         await ws.send(encode_message_bytes(SyncRequest(4)))  # type: ignore[arg-type]
-        while not isinstance(decode_message(await asyncio.wait_for(ws.recv(), target.timeout)), SyncReply):
+        while not isinstance(decode_message(await recv(ws, target.timeout)), SyncReply):
             pass
         return len(ids)
     finally:
