@@ -17,37 +17,23 @@ and proven nodes).  Then:
 :attr:`GatewaySession.registered` names the node this connection speaks for,
 so the server can mark it offline the moment the connection drops.
 
-The one error translation point: a :class:`~protocol.errors.TesseraError`
-becomes an error reply with its code; anything else is logged with its
-traceback and answered INTERNAL with no detail.  Must not import asyncio or
-websockets.
+Decoding, the hello gate and the one error translation point are the
+node's :class:`~node.server.conversation.Conversation`.  Must not import
+asyncio or websockets.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Callable
 
-from node.server.auth import Authenticator, Caller
-from node.server.session import CLOSE_POLICY, CLOSE_PROTOCOL, Outcome
-from protocol.codec import decode_message
-from protocol.errors import (
-    BadRequest,
-    InternalError,
-    PermissionDenied,
-    ProtocolError,
-    QuotaExceeded,
-    TesseraError,
-    Unauthenticated,
-    VersionMismatch,
-)
-from protocol.ids import NodeId, RequestId
+from node.server.auth import Authenticator
+from node.server.conversation import Conversation, Outcome, SessionState
+from protocol.errors import BadRequest, PermissionDenied, QuotaExceeded
+from protocol.ids import NodeId
 from protocol.messages import (
     DeregisterRequest,
-    ErrorReply,
     HeartbeatRequest,
-    HelloRequest,
     Message,
     MessageKind,
     NodesRequest,
@@ -66,7 +52,6 @@ __all__ = [
     "GATEWAY_MAX_MESSAGE_BYTES",
 ]
 
-log = logging.getLogger("tessera.gateway.session")
 
 GATEWAY_ID = NodeId("gateway")
 """The ``node_id`` the gateway gives in its hello reply."""
@@ -76,21 +61,17 @@ GATEWAY_ROLES = ("gateway",)
 GATEWAY_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Largest frame the gateway accepts: a record with the most datasets fits with room."""
 
-_Handler = Callable[[Request], Outcome]
 
-_SERVED = (RegisterRequest, HeartbeatRequest, DeregisterRequest, NodesRequest)
-"""The request kinds the gateway answers after the hello."""
-
-
-class GatewaySessionState(enum.Enum):
-    AWAITING_HELLO = "awaiting_hello"
-    OPEN = "open"
-    CLOSED = "closed"
+GatewaySessionState = SessionState
+"""The gateway's connections go through the same states as a node's."""
 
 
-class GatewaySession:
+class GatewaySession(Conversation):
     """State and request handling for one connection to the gateway."""
 
+    log = logging.getLogger("tessera.gateway.session")
+
+    
     def __init__(
         self,
         registry: Registry,
@@ -103,85 +84,27 @@ class GatewaySession:
         peer: str = "local",
         source: str = "local",
     ) -> None:
+        super().__init__(GATEWAY_ID, GATEWAY_ROLES, authenticator, max_message_bytes, peer)
         self.registry = registry
-        self.authenticator = authenticator
         self.clock = clock
         self.source_limiter = source_limiter
         self.connection_limiter = RateLimiter(connection_limit, FLOOD_WINDOW, max_keys=1)
-        self.max_message_bytes = max_message_bytes
-        self.peer = peer
         self.source = source
-        self.state = GatewaySessionState.AWAITING_HELLO
-        self.caller: Caller | None = None
         self.registered: NodeId | None = None
         """The node this connection speaks for (registered or heartbeat), if any."""
         self.claims = 0
         """Successful register and heartbeat requests so far (the server watches it change)."""
-        self._handlers: dict[MessageKind, _Handler] = {
+        self.handlers = {
             MessageKind.REGISTER: self._register,
             MessageKind.HEARTBEAT: self._heartbeat,
             MessageKind.DEREGISTER: self._deregister,
             MessageKind.NODES: self._nodes,
         }
 
-    def receive(self, frame: bytes | bytearray | memoryview) -> Outcome:
-        """Handle one binary frame."""
-        if self.state is GatewaySessionState.CLOSED:
-            return Outcome()
-        try:
-            message = decode_message(frame, self.max_message_bytes)
-        except ProtocolError as exc:
-            log.info("bad frame from %s: %s", self.peer, exc)
-            reply = ErrorReply.from_exception(RequestId(exc.request_id), exc)
-            if isinstance(exc, VersionMismatch):
-                return self._close(reply, CLOSE_PROTOCOL, "protocol version mismatch")
-            return Outcome(reply)
-        return self.handle(message)
-
-    def handle(self, message: Message) -> Outcome:
-        """Handle one decoded message."""
-        if isinstance(message, HelloRequest):
-            return self._guard(message, self._hello)
-        if self.state is not GatewaySessionState.OPEN or self.caller is None:
-            exc = Unauthenticated("the connection must open with a hello", {})
-            return self._close(ErrorReply.from_exception(message.id, exc), CLOSE_POLICY, "no hello")
-        if isinstance(message, _SERVED):
-            return self._guard(message, self._handlers[message.KIND])
-        refused = BadRequest(
+    def not_served(self, message: Message) -> BadRequest:
+        return BadRequest(
             f"{message.KIND.value} is not served by the gateway", {"kind": message.KIND.value}
         )
-        return Outcome(ErrorReply.from_exception(message.id, refused))
-
-    def close(self) -> None:
-        self.state = GatewaySessionState.CLOSED
-
-    def _close(self, reply: ErrorReply, code: int, reason: str) -> Outcome:
-        self.state = GatewaySessionState.CLOSED
-        return Outcome(reply, code, reason)
-
-    def _guard(self, request: Request, handler: _Handler) -> Outcome:
-        try:
-            return handler(request)
-        except TesseraError as exc:
-            log.info("%s from %s refused: %s", request.KIND.value, self.peer, exc)
-            if isinstance(request, HelloRequest):
-                return self._close(request.error(exc), CLOSE_POLICY, "handshake refused")
-            return Outcome(request.error(exc))
-        except Exception:
-            log.exception("internal error handling %s from %s", request.KIND.value, self.peer)
-            return Outcome(request.error(InternalError("internal error", {})))
-
-    def _hello(self, request: Request) -> Outcome:
-        assert isinstance(request, HelloRequest)
-        if self.state is GatewaySessionState.OPEN:
-            raise BadRequest("the connection is already open", {})
-        self.caller = self.authenticator.authenticate(request)
-        self.state = GatewaySessionState.OPEN
-        log.info("%r connected from %s as %s", request.client[:64], self.peer, self.caller.principal)
-        reply = request.reply(
-            GATEWAY_ID, self.caller.principal, GATEWAY_ROLES, self.max_message_bytes
-        )
-        return Outcome(reply)
 
     def _node_caller(self, what: str) -> tuple[NodeId, str]:
         """The caller's proven node id and fingerprint; PermissionDenied for anyone else."""
@@ -215,7 +138,7 @@ class GatewaySession:
         node_id, fingerprint = self._node_caller("register")
         self.registry.register(node_id, fingerprint, request.record, now)
         self._claim(node_id)
-        log.info("registered %s at %s", node_id, request.record.url)
+        self.log.info("registered %s at %s", node_id, request.record.url)
         return Outcome(request.reply(self.registry.policy.heartbeat_interval))
 
     def _heartbeat(self, request: Request) -> Outcome:
@@ -230,7 +153,7 @@ class GatewaySession:
         node_id, fingerprint = self._node_caller("deregister")
         self.registry.deregister(node_id, fingerprint, self.clock())
         self.registered = None
-        log.info("deregistered %s", node_id)
+        self.log.info("deregistered %s", node_id)
         return Outcome(request.ack())
 
     def _nodes(self, request: Request) -> Outcome:

@@ -14,7 +14,7 @@ import ctypes
 import math
 import sys
 import warnings
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 
@@ -134,7 +134,3 @@ def _validate_shape(shape: object) -> list[int]:
         raise BadTensor("tensor shape is too large", {"dims": len(dims)})
     return dims
 
-
-def shape_of(dims: Sequence[int]) -> list[int]:
-    """Plain list copy of a shape, for messages."""
-    return [int(d) for d in dims]

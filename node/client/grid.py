@@ -92,7 +92,6 @@ class Gateway:
             {"scheme": ANONYMOUS_SCHEME, "secret": secrets.token_bytes(32)}
         )
         self.url = url
-        self._known_nodes = known_nodes
         self._channel = SyncChannel(
             Endpoint(url, trust, client_name, credentials, DEFAULT_MAX_MESSAGE_BYTES, timeout)
         )

@@ -6,63 +6,48 @@ this same class, so the in-process node exercises the real codec, store and
 executor.  Heavy commands come back as :class:`Work` for the caller to run
 off the event loop; everything else is answered inline, in arrival order.
 
-This is also the one translation point for errors: a known
-:class:`~protocol.errors.TesseraError` becomes an error reply with its code;
-anything else is logged with its traceback and answered ``INTERNAL`` with no
-detail.  Must not import asyncio or websockets.
+Decoding, the hello gate and the one error translation point are
+:class:`~node.server.conversation.Conversation`'s, shared with the gateway;
+this module holds the node's handlers.  Must not import asyncio or websockets.
 """
 
 from __future__ import annotations
 
-import enum
-import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Union
 
 import torch
 
-from protocol.codec import decode_message
-from protocol.errors import (
-    BadRequest,
-    InternalError,
-    ProtocolError,
-    QuotaExceeded,
-    TesseraError,
-    Unauthenticated,
-    VersionMismatch,
-)
-from protocol.ids import NodeId, ObjectId, RequestId
+from protocol.errors import BadRequest, InternalError, QuotaExceeded, TesseraError
+from protocol.ids import NodeId, ObjectId
 from protocol.messages import (
+    REPLY_TYPES,
     CommandRequest,
     DeleteRequest,
     DeliverRequest,
     DescribeReply,
-    ExpectRequest,
     DescribeRequest,
-    ErrorReply,
+    ExpectRequest,
     GetRequest,
-    HelloRequest,
     ListRequest,
     Message,
-    REPLY_TYPES,
+    MessageKind,
     PutChunkRequest,
     PutRequest,
     ReadRequest,
-    Reply,
     Request,
-    SyncRequest,
     TransferRequest,
 )
 
-from .auth import Authenticator, Caller
+from .auth import Authenticator
+from .conversation import CLOSE_POLICY, CLOSE_PROTOCOL, Conversation, Outcome, SessionState
 from .executor import Executor, PreparedCommand
-from .store import ObjectStore, Principal
+from .store import ObjectStore
 from .transfers import TransferService
 from .uploads import Upload, tensor_bytes
 
 __all__ = ["Session", "SessionState", "Outcome", "Work", "AsyncWork", "Step", "CLOSE_POLICY", "CLOSE_PROTOCOL"]
 
-log = logging.getLogger("tessera.node.session")
 
 DEFAULT_MAX_OBJECT_BYTES = 4 * 1024**3
 """Largest single object a node accepts by default (4 GiB)."""
@@ -72,28 +57,6 @@ MAX_UPLOADS = 8
 
 READ_OVERHEAD = 4096
 """Room left in a message for the envelope of a ``read_reply``."""
-
-CLOSE_POLICY = 1008
-"""Close code after a refused handshake (RFC 6455 policy violation)."""
-
-CLOSE_PROTOCOL = 1002
-"""Close code after a protocol version mismatch."""
-
-
-class SessionState(enum.Enum):
-    AWAITING_HELLO = "awaiting_hello"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What to send back (if anything) and whether to close afterwards."""
-
-    reply: Reply | None = None
-    close_code: int | None = None
-    close_reason: str = ""
-
 
 @dataclass(frozen=True, slots=True)
 class Work:
@@ -113,9 +76,10 @@ Step = Union[Outcome, Work, AsyncWork]
 _NOTHING = Outcome()
 
 
-class Session:
-    """State and request handling for one client connection."""
+class Session(Conversation):
+    """State and request handling for one client connection to a node."""
 
+    
     def __init__(
         self,
         node_id: NodeId,
@@ -128,105 +92,32 @@ class Session:
         transfers: TransferService | None = None,
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
     ) -> None:
-        self.node_id = node_id
-        self.roles = roles
+        super().__init__(node_id, roles, authenticator, max_message_bytes, peer)
         self.executor = executor
         self.store = store
-        self.authenticator = authenticator
-        self.max_message_bytes = max_message_bytes
-        self.peer = peer
         self.transfers = transfers
         self.max_object_bytes = max_object_bytes
         self._uploads: dict[ObjectId, Upload] = {}
         self._read_cache: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.state = SessionState.AWAITING_HELLO
-        self.caller: Caller | None = None
+        self.handlers = {
+            MessageKind.COMMAND: self._command,
+            MessageKind.PUT: self._put,
+            MessageKind.GET: self._get,
+            MessageKind.DELETE: self._delete,
+            MessageKind.SYNC: lambda request: Outcome(request.reply()),
+            MessageKind.LIST: self._list,
+            MessageKind.DESCRIBE: self._describe,
+            MessageKind.EXPECT: self._transfer_kind,
+            MessageKind.TRANSFER: self._transfer_kind,
+            MessageKind.DELIVER: self._transfer_kind,
+            MessageKind.PUT_CHUNK: self._put_chunk,
+            MessageKind.READ: self._read,
+        }
 
-    @property
-    def principal(self) -> Principal | None:
-        """Who requests on this connection are attributed to, once authenticated."""
-        return self.caller.principal if self.caller is not None else None
-
-    def receive(self, frame: bytes | bytearray | memoryview) -> Step:
-        """Handle one binary frame."""
-        if self.state is SessionState.CLOSED:
-            return _NOTHING
-        try:
-            message = decode_message(frame, self.max_message_bytes)
-        except ProtocolError as exc:
-            log.info("bad frame from %s: %s", self.peer, exc)
-            reply = ErrorReply.from_exception(RequestId(exc.request_id), exc)
-            if isinstance(exc, VersionMismatch):
-                return self._close(reply, CLOSE_PROTOCOL, "protocol version mismatch")
-            return Outcome(reply)
-        return self.handle(message)
-
-    def handle(self, message: Message) -> Step:
-        """Handle one decoded message."""
-        if isinstance(message, HelloRequest):
-            return self._guard(message, self._hello)
-        if self.state is not SessionState.OPEN or self.principal is None:
-            exc = Unauthenticated("the connection must open with a hello", {})
-            return self._close(ErrorReply.from_exception(message.id, exc), CLOSE_POLICY, "no hello")
-        if isinstance(message, CommandRequest):
-            return self._guard(message, self._command)
-        if isinstance(message, PutRequest):
-            return self._guard(message, self._put)
-        if isinstance(message, GetRequest):
-            return self._guard(message, self._get)
-        if isinstance(message, DeleteRequest):
-            return self._guard(message, self._delete)
-        if isinstance(message, SyncRequest):
-            return Outcome(message.reply())
-        if isinstance(message, ListRequest):
-            return self._guard(message, self._list)
-        if isinstance(message, DescribeRequest):
-            return self._guard(message, self._describe)
-        if isinstance(message, (ExpectRequest, TransferRequest, DeliverRequest)):
-            return self._guard(message, self._transfer_kind)
-        if isinstance(message, PutChunkRequest):
-            return self._guard(message, self._put_chunk)
-        if isinstance(message, ReadRequest):
-            return self._guard(message, self._read)
+    def not_served(self, message: Message) -> BadRequest:
         if isinstance(message, REPLY_TYPES):
-            not_request = BadRequest(f"{message.KIND.value} is a reply, not a request", {})
-        else:
-            not_request = BadRequest(f"{message.KIND.value} is served by the gateway, not a node", {})
-        return Outcome(ErrorReply.from_exception(message.id, not_request))
-
-    def close(self) -> None:
-        self.state = SessionState.CLOSED
-
-    def _close(self, reply: ErrorReply, code: int, reason: str) -> Outcome:
-        self.state = SessionState.CLOSED
-        return Outcome(reply, code, reason)
-
-    def _guard(self, request: Request, handler: Callable[[Request], Step]) -> Step:
-        try:
-            return handler(request)
-        except TesseraError as exc:
-            return self._failed(request, exc)
-        except Exception:
-            log.exception("internal error handling %s from %s", request.KIND.value, self.peer)
-            return Outcome(request.error(InternalError("internal error", {})))
-
-    def _failed(self, request: Request, exc: TesseraError) -> Outcome:
-        log.debug("%s from %s failed: %s", request.KIND.value, self.peer, exc)
-        if isinstance(request, HelloRequest):
-            return self._close(request.error(exc), CLOSE_POLICY, "handshake refused")
-        return Outcome(request.error(exc))
-
-    def _hello(self, request: Request) -> Step:
-        assert isinstance(request, HelloRequest)
-        if self.state is SessionState.OPEN:
-            raise BadRequest("the connection is already open", {})
-        self.caller = self.authenticator.authenticate(request)
-        self.state = SessionState.OPEN
-        log.info("%r connected from %s as %s", request.client, self.peer, self.caller.principal)
-        reply = request.reply(
-            self.node_id, self.caller.principal, self.roles, self.max_message_bytes
-        )
-        return Outcome(reply)
+            return BadRequest(f"{message.KIND.value} is a reply, not a request", {})
+        return BadRequest(f"{message.KIND.value} is served by the gateway, not a node", {})
 
     def _command(self, request: Request) -> Step:
         assert isinstance(request, CommandRequest) and self.principal is not None
@@ -291,9 +182,9 @@ class Session:
         try:
             await self.transfers.send(self.caller.principal, request)
         except TesseraError as exc:
-            return self._failed(request, exc)
+            return Outcome(request.error(exc))
         except Exception:
-            log.exception("internal error in transfer from %s", self.peer)
+            self.log.exception("internal error in transfer from %s", self.peer)
             return Outcome(request.error(InternalError("internal error", {})))
         return Outcome(request.ack())
 

@@ -102,7 +102,6 @@ class MemoryStore:
         self._owned: dict[Principal, set[ObjectId]] = {}
         self._bytes: dict[Principal, int] = {}
         self._lock = threading.Lock()
-        self.bytes_stored = 0
 
     def check_quota(self, principal: Principal, nbytes: int, objects: int = 1) -> None:
         """QuotaExceeded if ``principal`` may not add ``objects`` holding ``nbytes`` more."""
@@ -123,6 +122,12 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._objects)
 
+    @property
+    def bytes_stored(self) -> int:
+        """Bytes of tensor data held, all principals (derived: no counter to keep in step)."""
+        with self._lock:
+            return sum(stored.nbytes for stored in self._objects.values())
+
     def put(self, principal: Principal, object_id: ObjectId, value: torch.Tensor) -> None:
         """Store ``value`` owned by ``principal``; the id must be unused."""
         stored = StoredObject(object_id, value, principal, frozenset({principal}))
@@ -134,7 +139,6 @@ class MemoryStore:
             self._objects[object_id] = stored
             self._owned.setdefault(principal, set()).add(object_id)
             self._bytes[principal] = self._bytes.get(principal, 0) + size
-            self.bytes_stored += stored.nbytes
 
     def get(self, principal: Principal, object_id: ObjectId) -> StoredObject:
         """The object, if ``principal`` may see it; else NotFound."""
@@ -190,4 +194,3 @@ class MemoryStore:
             owned.discard(stored.object_id)
         if stored.owner in self._bytes:
             self._bytes[stored.owner] -= storage_bytes(stored.value)
-        self.bytes_stored -= stored.nbytes

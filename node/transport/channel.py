@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
 from protocol.codec import Frame, decode_message, encode_message
@@ -156,7 +155,6 @@ class AsyncChannel:
         self.max_message_bytes = endpoint.max_message_bytes
         self._connection: Connection | None = None
         self._outbox: collections.deque[Frame] = collections.deque()
-        self._batch: list[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._waiters: dict[int, Waiter] = {}
         self._dialing: asyncio.Lock = asyncio.Lock()
@@ -281,24 +279,6 @@ class AsyncChannel:
             if writer is not None:
                 await asyncio.wait({writer}, return_when=asyncio.FIRST_COMPLETED, timeout=0.05)
 
-    def forget(self, request_id: int) -> None:
-        """Stop waiting for a reply (its caller gave up)."""
-        self._waiters.pop(request_id, None)
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Within the block, small frames are collected and written as one TLS write."""
-        self._batch = []
-        try:
-            yield
-        finally:
-            batch, self._batch = self._batch, None
-            if batch:
-                connection = self._connection
-                if connection is None or not connection.send_now(*batch):
-                    self._outbox.extend(_as_frames(batch))
-                    self._after_queue(connection)
-
     def _write(self, frame: Frame) -> None:
         """Write now if nothing is queued ahead and the socket accepts it; else queue.
 
@@ -306,16 +286,13 @@ class AsyncChannel:
         queued too until the writer task has drained the queue.
         """
         connection = self._connection
-        small = frame.nbytes <= SINGLE_FRAME_LIMIT
-        if connection is not None and not self._outbox and small:
-            if self._batch is not None:
-                self._batch.append(frame.to_bytes())
-                return
-            if connection.send_now(frame.to_bytes()):
-                return
-        if self._batch:
-            self._outbox.extend(_as_frames(self._batch))
-            self._batch.clear()
+        if (
+            connection is not None
+            and not self._outbox
+            and frame.nbytes <= SINGLE_FRAME_LIMIT
+            and connection.send_now(frame.to_bytes())
+        ):
+            return
         self._outbox.append(frame)
         self._after_queue(connection)
 
@@ -397,10 +374,6 @@ class AsyncChannel:
             await connection.close()
         for waiter in self._take_waiters():
             waiter.set_exception(ClientClosed("this client was closed", {}))
-
-
-def _as_frames(datas: list[bytes]) -> list[Frame]:
-    return [Frame((data,), len(data)) for data in datas]
 
 
 class _Sink:
