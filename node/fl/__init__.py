@@ -1,0 +1,80 @@
+"""Federated learning, the network-free core: datasets, model specs, local training, FedAvg.
+
+A data owner loads its datasets (:func:`load_dataset`), receives a model as a
+:class:`ModelSpec` plus state tensors, trains locally
+(:func:`train_locally`) and returns a :class:`LocalResult`; the trainer
+averages results with :func:`aggregate_round`.  :func:`plain_fedavg` is the
+in-process reference the networked rounds must match bit for bit, using the
+seeds of :func:`owner_seed`.
+
+Nothing here does I/O beyond reading the owner's dataset files: this package
+must not import asyncio, websockets, ``node.server`` or ``node.client``
+(a test enforces it).
+"""
+
+from __future__ import annotations
+
+from .aggregate import RoundResult, aggregate_round, fedavg, weighted_metrics
+from .datasets import Dataset, DatasetInfo, load_arrays, load_dataset, make_dataset, parse_dataset_spec
+from .errors import (
+    AggregationError,
+    DatasetError,
+    HyperparameterError,
+    IncompatibleData,
+    SpecError,
+    SpecTooLarge,
+    StateMismatch,
+    UnsupportedLayer,
+)
+from .hyperparameters import Hyperparameters, LossName, OptimizerName, parse_loss, parse_optimizer
+from .layers import LAYERS, LayerName
+from .local import evaluate, evaluate_heldout, prepare_data, train_locally
+from .reference import ReferenceRun, plain_fedavg
+from .results import LocalResult, Metrics
+from .seeds import owner_seed
+from .spec import MAX_LAYERS, MAX_MODEL_ELEMENTS, LayerSpec, ModelSpec, State, build_model, model_to_spec, state_layout
+
+__all__ = [
+    "AggregationError",
+    "DatasetError",
+    "HyperparameterError",
+    "IncompatibleData",
+    "SpecError",
+    "SpecTooLarge",
+    "StateMismatch",
+    "UnsupportedLayer",
+    "Dataset",
+    "DatasetInfo",
+    "load_arrays",
+    "load_dataset",
+    "make_dataset",
+    "parse_dataset_spec",
+    "Hyperparameters",
+    "LossName",
+    "OptimizerName",
+    "parse_loss",
+    "parse_optimizer",
+    "LAYERS",
+    "LayerName",
+    "LayerSpec",
+    "ModelSpec",
+    "State",
+    "MAX_LAYERS",
+    "MAX_MODEL_ELEMENTS",
+    "build_model",
+    "model_to_spec",
+    "state_layout",
+    "LocalResult",
+    "Metrics",
+    "evaluate",
+    "evaluate_heldout",
+    "prepare_data",
+    "train_locally",
+    "RoundResult",
+    "aggregate_round",
+    "fedavg",
+    "weighted_metrics",
+    "ReferenceRun",
+    "plain_fedavg",
+    "owner_seed",
+]
