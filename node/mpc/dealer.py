@@ -1,0 +1,106 @@
+"""The crypto provider: deals Beaver triples and truncation masks in batches.
+
+Owns :class:`TripleProvider` (the interface a party's runtime is given, so
+a dealer can be swapped for another source of correlated randomness) and
+:class:`Dealer`, the trusted-dealer implementation.  The dealer sees shapes
+only, never an input.  Must not import asyncio, websockets, or anything of
+``node.server`` / ``node.client``.
+
+For each batch the dealer draws one fresh seed per party and expands, from
+each seed, exactly what that party will expand (:mod:`node.mpc.material`):
+
+- triple ``(a, b, c)``: a = sum of the parties' seeded a_i, likewise b;
+  c = op(a, b); parties 0..n-2 expand c_i from their seed, the last party
+  receives c_{n-1} = c - sum of the others explicitly;
+- truncation ``(r, top, low)``: r = sum of the seeded r_i (uniform over the
+  ring); top = bit 63 of r and low = (r mod 2^63) >> bits, both shared the
+  same way (seeded for parties 0..n-2, explicit for the last party).
+
+So a batch costs the first n-1 parties 16 bytes each, and the last party one
+tensor per triple (two per truncation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import torch
+
+from .material import (
+    MaterialSpec,
+    PartyMaterial,
+    TripleSpec,
+    TruncationSpec,
+    stream_of,
+)
+from .prg import Seed, expand_seed, fresh_seed
+from .ring import apply_bilinear, logical_shift, low_bits, top_bit
+from .shares import check_party_count
+
+__all__ = ["TripleProvider", "Dealer"]
+
+
+class TripleProvider(Protocol):
+    """A source of correlated randomness for a group of parties."""
+
+    def deal(self, specs: Sequence[MaterialSpec], n_parties: int) -> list[PartyMaterial]:
+        """One bundle per party (index i goes to party i) covering ``specs`` in order."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dealer:
+    """The trusted crypto provider; ``seed_source`` defaults to the OS CSPRNG."""
+
+    seed_source: Callable[[], Seed] = field(default=fresh_seed)
+
+    def deal(self, specs: Sequence[MaterialSpec], n_parties: int) -> list[PartyMaterial]:
+        """One bundle per party (index i goes to party i) covering ``specs`` in order."""
+        check_party_count(n_parties)
+        batch = tuple(specs)
+        seeds = [self.seed_source() for _ in range(n_parties)]
+        explicit: list[torch.Tensor] = []
+        for j, spec in enumerate(batch):
+            if isinstance(spec, TripleSpec):
+                explicit.append(_last_c(spec, j, seeds))
+            else:
+                explicit.extend(_last_truncation(spec, j, seeds))
+        last = n_parties - 1
+        return [
+            PartyMaterial(
+                party=i,
+                n_parties=n_parties,
+                specs=batch,
+                seed=seeds[i],
+                explicit=tuple(explicit) if i == last else (),
+            )
+            for i in range(n_parties)
+        ]
+
+
+def _seeded_sum(seeds: Sequence[Seed], shape: tuple[int, ...], stream: int) -> torch.Tensor:
+    total = expand_seed(seeds[0], shape, stream).clone()
+    for seed in seeds[1:]:
+        total += expand_seed(seed, shape, stream)
+    return total
+
+
+def _last_share(value: torch.Tensor, seeds: Sequence[Seed], stream: int) -> torch.Tensor:
+    """value minus the shares parties 0..n-2 expand from their seeds."""
+    shape = tuple(value.shape)
+    return value - _seeded_sum(seeds[:-1], shape, stream)
+
+
+def _last_c(spec: TripleSpec, j: int, seeds: Sequence[Seed]) -> torch.Tensor:
+    a = _seeded_sum(seeds, spec.x_shape, stream_of(j, 0))
+    b = _seeded_sum(seeds, spec.y_shape, stream_of(j, 1))
+    c = apply_bilinear(spec.op, a, b, spec.conv)
+    return _last_share(c, seeds, stream_of(j, 2))
+
+
+def _last_truncation(spec: TruncationSpec, j: int, seeds: Sequence[Seed]) -> list[torch.Tensor]:
+    r = _seeded_sum(seeds, spec.shape, stream_of(j, 0))
+    top = top_bit(r)
+    low = logical_shift(low_bits(r), spec.bits)
+    return [_last_share(top, seeds, stream_of(j, 1)), _last_share(low, seeds, stream_of(j, 2))]

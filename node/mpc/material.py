@@ -1,0 +1,228 @@
+"""Correlated randomness: what a party asks the dealer for, and what it gets.
+
+Owns the material specs (:class:`TripleSpec` for a Beaver triple of an
+elementwise product, matmul or conv2d; :class:`TruncationSpec` for a
+truncation mask), the per-party bundle the dealer sends
+(:class:`PartyMaterial`), and :func:`expand_material`, which turns a bundle
+into this party's tensors.  Specs carry shapes only: the dealer never sees
+an input.  Must not import asyncio, websockets, or anything of
+``node.server`` / ``node.client``.
+
+Seeds in place of shares.  Every party gets one fresh seed per batch.  With
+spec number ``j`` of the batch, stream ``3j`` of a party's seed expands to its
+share of ``a`` (or ``r``), stream ``3j + 1`` to its share of ``b`` (or of
+the top bit of ``r``), stream ``3j + 2`` to its share of ``c`` (or of
+``(r mod 2^63) >> bits``).  Shares of ``a``, ``b`` and ``r`` are uniform, so
+every party expands them from its seed; the dependent shares (``c``, the top
+bit, the shifted low bits) come from seeds for all but the last party, which
+receives them explicitly (``explicit``, in spec order).  So parties
+``0..n-2`` receive 16 bytes per batch, whatever its size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence, Union
+
+import torch
+
+from .errors import MaterialError, RingError
+from .prg import Seed, check_seed, expand_seed
+from .ring import RING_BITS, RING_DTYPE, BilinearOp, ConvParams, apply_bilinear
+from .shares import check_party, check_party_count
+
+__all__ = [
+    "MAX_MATERIAL_ELEMENTS",
+    "MAX_TRUNCATION_BITS",
+    "TripleSpec",
+    "TruncationSpec",
+    "MaterialSpec",
+    "TripleShares",
+    "TruncationShares",
+    "Material",
+    "PartyMaterial",
+    "stream_of",
+    "explicit_shapes",
+    "expand_material",
+]
+
+MAX_MATERIAL_ELEMENTS = 1 << 28
+"""Largest tensor (2 GiB of int64) one spec may ask for; a dealer's memory guard."""
+MAX_TRUNCATION_BITS = RING_BITS - 2
+"""The truncation protocol shifts x + 2^62, so at most 62 bits can be dropped."""
+
+Shape = tuple[int, ...]
+
+
+def _check_shape(shape: Sequence[int], what: str) -> Shape:
+    dims = tuple(shape)
+    count = 1
+    for dim in dims:
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+            raise MaterialError(f"{what} {list(dims)} is not a shape", {"what": what})
+        count *= dim
+    if count > MAX_MATERIAL_ELEMENTS:
+        raise MaterialError(
+            f"{what} {list(dims)} has {count} elements, over the limit of {MAX_MATERIAL_ELEMENTS}",
+            {"what": what, "count": count, "limit": MAX_MATERIAL_ELEMENTS},
+        )
+    return dims
+
+
+@dataclass(frozen=True, slots=True)
+class TripleSpec:
+    """A Beaver triple (a, b, c = op(a, b)) for ``op(x, y)`` with x and y of these shapes."""
+
+    op: BilinearOp
+    x_shape: Shape
+    y_shape: Shape
+    conv: ConvParams | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.op, BilinearOp):
+            raise MaterialError(f"unknown bilinear op {self.op!r}", {})
+        if (self.conv is not None) != (self.op is BilinearOp.CONV2D):
+            raise MaterialError("conv params go with conv2d triples, and only with them", {})
+        object.__setattr__(self, "x_shape", _check_shape(self.x_shape, "x shape"))
+        object.__setattr__(self, "y_shape", _check_shape(self.y_shape, "y shape"))
+        _check_shape(self.z_shape, "product shape")
+
+    @property
+    def z_shape(self) -> Shape:
+        """The shape of op(x, y), found on meta tensors (no data, no compute)."""
+        x = torch.empty(self.x_shape, dtype=RING_DTYPE, device="meta")
+        y = torch.empty(self.y_shape, dtype=RING_DTYPE, device="meta")
+        try:
+            return tuple(apply_bilinear(self.op, x, y, self.conv).shape)
+        except (RuntimeError, ValueError) as exc:
+            raise MaterialError(
+                f"{self.op.value} of shapes {list(self.x_shape)} and {list(self.y_shape)} "
+                f"is undefined: {str(exc)[:200]}",
+                {"op": self.op.value},
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class TruncationSpec:
+    """Masks for truncating a tensor of ``shape`` by ``bits`` bits."""
+
+    shape: Shape
+    bits: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", _check_shape(self.shape, "truncation shape"))
+        if not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_TRUNCATION_BITS:
+            raise MaterialError(
+                f"truncation by {self.bits} bits is outside [1, {MAX_TRUNCATION_BITS}]",
+                {"bits": int(self.bits)},
+            )
+
+
+MaterialSpec = Union[TripleSpec, TruncationSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class TripleShares:
+    """One party's shares of a Beaver triple."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    c: torch.Tensor
+
+
+@dataclass(frozen=True, slots=True)
+class TruncationShares:
+    """One party's shares of r (uniform), of its top bit, and of (r mod 2^63) >> bits."""
+
+    r: torch.Tensor
+    r_top: torch.Tensor
+    r_low_shifted: torch.Tensor
+
+
+Material = Union[TripleShares, TruncationShares]
+
+
+@dataclass(frozen=True, slots=True)
+class PartyMaterial:
+    """What the dealer sends one party for one batch of specs."""
+
+    party: int
+    n_parties: int
+    specs: tuple[MaterialSpec, ...]
+    seed: Seed
+    explicit: tuple[torch.Tensor, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_party_count(self.n_parties)
+        check_party(self.party, self.n_parties)
+        check_seed(self.seed)
+        for spec in self.specs:
+            if not isinstance(spec, (TripleSpec, TruncationSpec)):
+                raise MaterialError(f"not a material spec: {type(spec).__name__}", {})
+        expected = len(explicit_shapes(self.specs)) if self.is_last else 0
+        if len(self.explicit) != expected:
+            raise MaterialError(
+                f"party {self.party} of {self.n_parties} got {len(self.explicit)} explicit "
+                f"tensors, expected {expected}",
+                {"party": self.party, "got": len(self.explicit), "expected": expected},
+            )
+
+    @property
+    def is_last(self) -> bool:
+        """The last party receives the dependent shares explicitly."""
+        return self.party == self.n_parties - 1
+
+
+def stream_of(spec_index: int, component: int) -> int:
+    """The PRG stream of component 0, 1 or 2 of spec number ``spec_index``."""
+    return 3 * spec_index + component
+
+
+def explicit_shapes(specs: Sequence[MaterialSpec]) -> list[Shape]:
+    """Shapes of the explicit tensors the last party receives, in order."""
+    shapes: list[Shape] = []
+    for spec in specs:
+        if isinstance(spec, TripleSpec):
+            shapes.append(spec.z_shape)
+        else:
+            shapes.extend([spec.shape, spec.shape])
+    return shapes
+
+
+def expand_material(material: PartyMaterial) -> list[Material]:
+    """This party's tensors for each spec of the batch, in order."""
+    explicit = iter(_checked_explicit(material))
+    out: list[Material] = []
+    for j, spec in enumerate(material.specs):
+        if isinstance(spec, TripleSpec):
+            a = expand_seed(material.seed, spec.x_shape, stream_of(j, 0))
+            b = expand_seed(material.seed, spec.y_shape, stream_of(j, 1))
+            c = _dependent(material, explicit, spec.z_shape, stream_of(j, 2))
+            out.append(TripleShares(a, b, c))
+        else:
+            r = expand_seed(material.seed, spec.shape, stream_of(j, 0))
+            top = _dependent(material, explicit, spec.shape, stream_of(j, 1))
+            low = _dependent(material, explicit, spec.shape, stream_of(j, 2))
+            out.append(TruncationShares(r, top, low))
+    return out
+
+
+def _dependent(
+    material: PartyMaterial, explicit: Iterator[torch.Tensor], shape: Shape, stream: int
+) -> torch.Tensor:
+    if material.is_last:
+        return next(explicit)
+    return expand_seed(material.seed, shape, stream)
+
+
+def _checked_explicit(material: PartyMaterial) -> tuple[torch.Tensor, ...]:
+    if not material.is_last:
+        return ()
+    for number, (tensor, shape) in enumerate(
+        zip(material.explicit, explicit_shapes(material.specs))
+    ):
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype != RING_DTYPE:
+            raise RingError.not_ring(f"explicit tensor {number}", getattr(tensor, "dtype", None))
+        if tuple(tensor.shape) != shape:
+            raise RingError.shape_mismatch(f"explicit tensor {number}", shape, tuple(tensor.shape))
+    return material.explicit
