@@ -28,6 +28,7 @@ from .messages import (
     MessageKind,
     ObjectInfo,
     PutRequest,
+    ReleaseRequest,
     SyncReply,
     SyncRequest,
 )
@@ -38,6 +39,7 @@ from .validate import (
     node_id,
     name,
     object_id,
+    principal,
     required,
     string_map,
     tensor,
@@ -50,17 +52,36 @@ from .values import PointerRef
 __all__ = ["body_of", "message_from", "WIRE_FIELDS"]
 
 def _info_body(info: ObjectInfo) -> dict[str, Any]:
-    return {"object_id": info.object_id, "dtype": info.dtype, "shape": list(info.shape)}
+    return {
+        "object_id": info.object_id,
+        "dtype": info.dtype,
+        "shape": list(info.shape),
+        "owner": info.owner,
+        "readable": info.readable,
+        "private": info.private,
+    }
 
 
 def _info_from(value: object, field: str) -> ObjectInfo:
+    """An ObjectInfo; ``owner``, ``readable`` and ``private`` may be absent (older peers)."""
     item = string_map(value, field)
     shape = array(required(item, "shape"), field + ".shape", 64)
+    owner = item.get("owner", "")
     return ObjectInfo(
         object_id(required(item, "object_id"), field + ".object_id"),
         name(required(item, "dtype"), field + ".dtype"),
         tuple(uint(dim, field + ".shape") for dim in shape),
+        principal(owner, field + ".owner") if owner != "" else "",
+        boolean(item.get("readable", True), field + ".readable"),
+        boolean(item.get("private", False), field + ".private"),
     )
+
+
+def _put_body(m: PutRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {"object_id": m.object_id, "value": m.value}
+    if m.private:
+        body["private"] = True  # omitted when false: frames stay as they were
+    return body
 
 
 def _infos_from(value: object, field: str) -> tuple[ObjectInfo, ...]:
@@ -100,7 +121,7 @@ _BODIES: dict[MessageKind, _Builder] = {
         "roles": list(m.roles),
         "max_message_bytes": m.max_message_bytes,
     },
-    MessageKind.PUT: lambda m: {"object_id": m.object_id, "value": m.value},
+    MessageKind.PUT: _put_body,
     MessageKind.GET: lambda m: {
         "object_id": m.object_id,
         "delete": m.delete,
@@ -126,6 +147,7 @@ _BODIES: dict[MessageKind, _Builder] = {
         "message": m.message,
         "details": dict(m.details),
     },
+    MessageKind.RELEASE: lambda m: {"object_id": m.object_id, "principal": m.principal},
 }
 
 _PARSERS: dict[MessageKind, _Parser] = {
@@ -144,7 +166,10 @@ _PARSERS: dict[MessageKind, _Parser] = {
         uint(required(b, "max_message_bytes"), "max_message_bytes"),
     ),
     MessageKind.PUT: lambda rid, b: PutRequest(
-        rid, object_id(required(b, "object_id"), "object_id"), tensor(required(b, "value"), "value")
+        rid,
+        object_id(required(b, "object_id"), "object_id"),
+        tensor(required(b, "value"), "value"),
+        boolean(b.get("private", False), "private"),
     ),
     MessageKind.GET: lambda rid, b: GetRequest(
         rid,
@@ -179,6 +204,11 @@ _PARSERS: dict[MessageKind, _Parser] = {
         name(required(b, "code"), "code"),
         text(required(b, "message"), "message"),
         _detail_map(b.get("details", {}), "details"),
+    ),
+    MessageKind.RELEASE: lambda rid, b: ReleaseRequest(
+        rid,
+        object_id(required(b, "object_id"), "object_id"),
+        principal(required(b, "principal"), "principal"),
     ),
 }
 

@@ -49,6 +49,7 @@ class MessageKind(str, enum.Enum):
     PUT_CHUNK = "put_chunk"
     READ = "read"
     READ_REPLY = "read_reply"
+    RELEASE = "release"
 
 
 class RequestBase:

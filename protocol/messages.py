@@ -59,6 +59,7 @@ __all__ = [
     "PutChunkRequest",
     "ReadRequest",
     "ReadReply",
+    "ReleaseRequest",
     "Request",
     "Reply",
     "Message",
@@ -68,11 +69,17 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
-    """Metadata of a stored tensor, without its data."""
+    """Metadata of a stored tensor, without its data, as the asking principal sees it."""
 
     object_id: ObjectId
     dtype: str
     shape: Tuple[int, ...]
+    owner: str = ""
+    """The principal that owns it ("" from a peer that does not say)."""
+    readable: bool = True
+    """Whether the asking principal may ``get`` it."""
+    private: bool = False
+    """A data owner's private dataset: visible to everyone for computation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +123,8 @@ class PutRequest(RequestBase):
     id: RequestId
     object_id: ObjectId
     value: torch.Tensor
+    private: bool = False
+    """Store it as a private dataset: others may compute on it, nobody else may read it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +231,16 @@ class DescribeReply:
     objects: Tuple[ObjectInfo, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ReleaseRequest(RequestBase):
+    """Allow ``principal`` to read ``object_id``, as far as the asker's own restriction goes."""
+
+    KIND: ClassVar[MessageKind] = MessageKind.RELEASE
+    id: RequestId
+    object_id: ObjectId
+    principal: str
+
+
 Request = Union[
     HelloRequest,
     PutRequest,
@@ -240,6 +259,7 @@ Request = Union[
     DeliverRequest,
     PutChunkRequest,
     ReadRequest,
+    ReleaseRequest,
 ]
 Reply = Union[
     HelloReply,

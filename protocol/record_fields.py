@@ -37,7 +37,14 @@ from .records import (
 )
 from .streams import PutChunkRequest, ReadReply, ReadRequest
 from .tensors import dtype_from_name
-from .transfers import TICKET_BYTES, DeliverRequest, ExpectRequest, TransferRequest
+from .transfers import (
+    MAX_POLICY_PRINCIPALS,
+    TICKET_BYTES,
+    DeliverRequest,
+    ExpectRequest,
+    TransferRequest,
+    WireRestriction,
+)
 from .validate import (
     array,
     bad,
@@ -47,6 +54,7 @@ from .validate import (
     node_id,
     number,
     object_id,
+    principal,
     required,
     string_map,
     tensor,
@@ -191,8 +199,13 @@ NETWORK_BODIES: dict[MessageKind, Builder] = {
         "object_id": m.object_id,
         "ticket": m.ticket,
         **chunk_body(m),
+        **_policy_body(m),
     },
-    MessageKind.PUT_CHUNK: lambda m: {"object_id": m.object_id, **chunk_body(m)},
+    MessageKind.PUT_CHUNK: lambda m: {
+        "object_id": m.object_id,
+        **chunk_body(m),
+        **({"private": True} if m.private else {}),
+    },
     MessageKind.READ: lambda m: {"object_id": m.object_id, "offset": m.offset, "nbytes": m.nbytes},
     MessageKind.READ_REPLY: lambda m: {"data": m.data},
 }
@@ -231,9 +244,14 @@ NETWORK_PARSERS: dict[MessageKind, Parser] = {
         object_id(required(b, "object_id"), "object_id"),
         _ticket(required(b, "ticket"), "ticket"),
         *chunk_from(b),
+        _restrictions(b.get("restrictions"), "restrictions"),
+        boolean(b.get("shared", False), "shared"),
     ),
     MessageKind.PUT_CHUNK: lambda rid, b: PutChunkRequest(
-        rid, object_id(required(b, "object_id"), "object_id"), *chunk_from(b)
+        rid,
+        object_id(required(b, "object_id"), "object_id"),
+        *chunk_from(b),
+        boolean(b.get("private", False), "private"),
     ),
     MessageKind.READ: lambda rid, b: ReadRequest(
         rid,
@@ -254,6 +272,35 @@ def chunk_body(message: Any) -> dict[str, Any]:
         "data": message.data,
         "last": message.last,
     }
+
+
+def _policy_body(message: DeliverRequest) -> dict[str, Any]:
+    """A delivery's policy fields; omitted when it carries none (older frames stay valid)."""
+    if message.restrictions is None:
+        return {}
+    restrictions = [[guardian, list(readers)] for guardian, readers in message.restrictions]
+    return {"restrictions": restrictions, "shared": message.shared}
+
+
+def _restrictions(value: object, field: str) -> tuple[WireRestriction, ...] | None:
+    """An array of ``[guardian, [reader, ...]]``, at most MAX_POLICY_PRINCIPALS names in all."""
+    if value is None:
+        return None
+    entries = array(value, field, MAX_POLICY_PRINCIPALS)
+    restrictions: list[WireRestriction] = []
+    named = 0
+    for entry in entries:
+        pair = array(entry, field, 2)
+        if len(pair) != 2:
+            raise bad(field, "an array of [guardian, [reader, ...]] pairs")
+        readers = array(pair[1], field, MAX_POLICY_PRINCIPALS)
+        named += 1 + len(readers)
+        if named > MAX_POLICY_PRINCIPALS:
+            raise bad(field, f"a policy naming at most {MAX_POLICY_PRINCIPALS} principals")
+        restrictions.append(
+            (principal(pair[0], field), tuple(principal(r, field) for r in readers))
+        )
+    return tuple(restrictions)
 
 
 def _chunk_data(value: object, field: str) -> torch.Tensor:

@@ -48,7 +48,10 @@ READ_WINDOW = 4
 
 @dataclass(frozen=True, slots=True)
 class PutChunkRequest(RequestBase):
-    """Bytes ``[offset, offset + len(data))`` of a tensor being uploaded as ``object_id``."""
+    """Bytes ``[offset, offset + len(data))`` of a tensor being uploaded as ``object_id``.
+
+    ``private`` (as in ``put``) is taken from the chunk marked ``last``.
+    """
 
     KIND: ClassVar[MessageKind] = MessageKind.PUT_CHUNK
     id: RequestId
@@ -58,6 +61,7 @@ class PutChunkRequest(RequestBase):
     offset: int
     data: torch.Tensor
     last: bool
+    private: bool = False
 
 
 @dataclass(frozen=True, slots=True)

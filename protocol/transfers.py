@@ -23,10 +23,24 @@ import torch
 from .ids import NodeId, ObjectId, RequestId
 from .kinds import MessageKind, RequestBase
 
-__all__ = ["ExpectRequest", "TransferRequest", "DeliverRequest", "TICKET_BYTES"]
+__all__ = [
+    "ExpectRequest",
+    "TransferRequest",
+    "DeliverRequest",
+    "TICKET_BYTES",
+    "MAX_POLICY_PRINCIPALS",
+    "WireRestriction",
+]
 
 TICKET_BYTES = 32
 """Length of a transfer ticket (random, single use)."""
+
+MAX_POLICY_PRINCIPALS = 4096
+"""Most principals one object's policy may name (guardians plus readers, per
+restriction); releases beyond it are refused, so every policy fits a ``deliver``."""
+
+WireRestriction = Tuple[str, Tuple[str, ...]]
+"""One restriction of an object's policy: a guardian and the readers it allows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +77,11 @@ class DeliverRequest(RequestBase):
     ``data`` holds bytes ``[offset, offset + len(data))`` of a tensor of
     ``dtype`` and ``shape`` (as in ``put_chunk``); the object is stored when
     the chunk marked ``last`` completes it.  Small objects take one chunk.
+
+    ``restrictions`` and ``shared`` are the object's read policy, carried by
+    the last chunk (``None``: an ordinary object of the expecting client).
+    The source writes the moving client as ``"@mover"``; the destination
+    substitutes the principal that made the ``expect``.
     """
 
     KIND: ClassVar[MessageKind] = MessageKind.DELIVER
@@ -74,3 +93,5 @@ class DeliverRequest(RequestBase):
     offset: int
     data: torch.Tensor
     last: bool
+    restrictions: Tuple[WireRestriction, ...] | None = None
+    shared: bool = False

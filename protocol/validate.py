@@ -32,9 +32,14 @@ __all__ = [
     "required",
     "number",
     "blob",
+    "principal",
+    "MAX_PRINCIPAL_CHARS",
 ]
 
 MAX_NAME_CHARS = 128
+
+MAX_PRINCIPAL_CHARS = 256
+"""Longest principal name (``node:<128-char id>@<16 hex>`` fits)."""
 
 
 def bad(field: str, expected: str) -> MalformedMessage:
@@ -68,6 +73,13 @@ def name(value: object, field: str) -> str:
     """A short non-empty string (ids, op names, roles)."""
     if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME_CHARS:
         raise bad(field, f"a string of 1 to {MAX_NAME_CHARS} characters")
+    return value
+
+
+def principal(value: object, field: str) -> str:
+    """A principal's name: a str of 1 to MAX_PRINCIPAL_CHARS characters, otherwise opaque."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_PRINCIPAL_CHARS:
+        raise bad(field, f"a string of 1 to {MAX_PRINCIPAL_CHARS} characters")
     return value
 
 

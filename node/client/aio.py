@@ -17,8 +17,10 @@ from typing import Any
 import torch
 
 from protocol.errors import BadRequest
+from protocol.ids import ObjectId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 from protocol.messages import (
+    AckReply,
     DeleteRequest,
     DescribeReply,
     DescribeRequest,
@@ -28,6 +30,7 @@ from protocol.messages import (
     ListReply,
     ListRequest,
     ObjectInfo,
+    ReleaseRequest,
     Reply,
     SyncReply,
     SyncRequest,
@@ -108,6 +111,18 @@ class AsyncRemoteNode(NodeHandle):
         reply = await self._acall(request, DescribeReply, f"describe({pointer!r})")
         pointer._info = reply.objects[0]
         return reply.objects[0]
+
+    async def pointer(self, object_id: int) -> Pointer:  # type: ignore[override]
+        """Async twin of :meth:`NodeHandle.pointer`."""
+        request = DescribeRequest(self._channel.tracker.next_id(), (ObjectId(object_id),))
+        reply = await self._acall(request, DescribeReply, f"pointer({object_id:#x})")
+        info = reply.objects[0]
+        return Pointer(self, info.object_id, info, owned=info.owner in ("", self.principal))
+
+    async def _grant(self, pointer: Pointer, principal: str) -> None:  # type: ignore[override]
+        """Async twin of :meth:`NodeHandle._grant`: ``await ptr.release(principal)``."""
+        request = ReleaseRequest(self._channel.tracker.next_id(), pointer.object_id, principal)
+        await self._acall(request, AckReply, f"release({pointer!r}, {principal!r})")
 
     def _describe(self, pointer: Pointer) -> ObjectInfo:
         raise TypeError(

@@ -33,6 +33,7 @@ from protocol.messages import (
     ListRequest,
     ObjectInfo,
     PutRequest,
+    ReleaseRequest,
     Reply,
     SyncReply,
     SyncRequest,
@@ -90,8 +91,13 @@ class NodeHandle:
 
     # -- posting ---------------------------------------------------------
 
-    def send(self, tensor: torch.Tensor) -> Pointer:
-        """Store ``tensor`` on the node; returns a pointer at once."""
+    def send(self, tensor: torch.Tensor, private: bool = False) -> Pointer:
+        """Store ``tensor`` on the node; returns a pointer at once.
+
+        ``private=True`` stores it as a private dataset: every principal on
+        the node may compute on it through pointers, nobody but us may read
+        it, or anything computed from it, until we release it.
+        """
         if isinstance(tensor, Pointer):
             if tensor.node is self:
                 return tensor
@@ -99,15 +105,27 @@ class NodeHandle:
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"send() takes a torch.Tensor, not {type(tensor).__name__}")
         object_id = new_object_id()
-        info = _info_of(object_id, tensor)
-        description = f"send({_short(tensor)})"
+        info = _info_of(object_id, tensor, self.principal, private)
+        description = f"send({_short(tensor)}{', private=True' if private else ''})"
         if tensor.numel() * tensor.element_size() > STREAM_THRESHOLD and info is not None:
-            for chunk in upload_chunks(tensor, object_id, self._channel.tracker.next_id):
+            for chunk in upload_chunks(tensor, object_id, self._channel.tracker.next_id, private):
                 self._post(chunk, description)
         else:
-            request = PutRequest(self._channel.tracker.next_id(), object_id, tensor.detach())
+            request = PutRequest(self._channel.tracker.next_id(), object_id, tensor.detach(), private)
             self._post(request, description)
         return Pointer(self, object_id, info)
+
+    def pointer(self, object_id: int) -> Pointer:
+        """A pointer to an object we can see on the node but did not create here.
+
+        Another principal's private dataset, or an object released to us
+        (one round trip: ``describe``).  Dropping it never deletes the
+        object unless we own it.
+        """
+        request = DescribeRequest(self._channel.tracker.next_id(), (ObjectId(object_id),))
+        reply = self._call(request, DescribeReply, f"pointer({object_id:#x})")
+        info = reply.objects[0]
+        return Pointer(self, info.object_id, info, owned=info.owner in ("", self.principal))
 
     def _command(
         self, op: str, target: Pointer | None, args: Sequence[Any], kwargs: Mapping[str, Any]
@@ -254,6 +272,11 @@ class NodeHandle:
             pointer.delete()
         return value
 
+    def _grant(self, pointer: Pointer, principal: str) -> None:
+        """Let ``principal`` read the object, as far as our restriction on it goes."""
+        request = ReleaseRequest(self._channel.tracker.next_id(), pointer.object_id, principal)
+        self._call(request, AckReply, f"release({pointer!r}, {principal!r})")
+
     def _describe(self, pointer: Pointer) -> ObjectInfo:
         request = DescribeRequest(self._channel.tracker.next_id(), (pointer.object_id,))
         reply = self._call(request, DescribeReply, f"describe({pointer!r})")
@@ -267,7 +290,13 @@ class NodeHandle:
         self._call(SyncRequest(self._channel.tracker.next_id()), SyncReply, "sync")
 
     def objects(self) -> list[ObjectInfo]:
-        """What this client holds on the node (id, dtype, shape); no data moves."""
+        """What this client can see on the node; no data moves.
+
+        Its own objects, results derived from its data, objects released to
+        it and every principal's private datasets, each with dtype, shape,
+        owner, whether we may ``get`` it and whether it is private.  Use
+        :meth:`pointer` to compute on one we did not create.
+        """
         reply = self._call(ListRequest(self._channel.tracker.next_id()), ListReply, "objects")
         return list(reply.objects)
 
@@ -285,9 +314,13 @@ class NodeHandle:
         self.close()
 
 
-def _info_of(object_id: ObjectId, tensor: torch.Tensor) -> ObjectInfo | None:
+def _info_of(
+    object_id: ObjectId, tensor: torch.Tensor, owner: str, private: bool
+) -> ObjectInfo | None:
     name = DTYPE_NAMES.get(tensor.dtype)
-    return ObjectInfo(object_id, name, tuple(tensor.shape)) if name is not None else None
+    if name is None:
+        return None
+    return ObjectInfo(object_id, name, tuple(tensor.shape), owner, True, private)
 
 
 def _short(value: Any) -> str:

@@ -8,8 +8,10 @@ patching torch).  Each op is sent as a command and returns new pointers at
 once; the data never moves until :meth:`Pointer.get`.  Dropping the last
 reference to a pointer frees the remote object (deletes are batched).
 
-Nothing here blocks except ``get``, ``shape``/``dtype`` (one round trip,
-then cached) and iteration.
+Nothing here blocks except ``get``, ``release``, ``shape``/``dtype`` (one
+round trip, then cached) and iteration.  Printing a pointer never asks the
+node anything: ``repr`` shows what is already known (id, location, dtype
+and shape, owner, private), never data.
 """
 
 from __future__ import annotations
@@ -34,16 +36,24 @@ __all__ = ["Pointer"]
 class Pointer:
     """A remote tensor on ``node``, named by ``object_id``."""
 
-    __slots__ = ("node", "object_id", "_info", "__weakref__")
+    __slots__ = ("node", "object_id", "_info", "_owned", "__weakref__")
 
-    def __init__(self, node: NodeHandle, object_id: ObjectId, info: ObjectInfo | None = None) -> None:
+    def __init__(
+        self,
+        node: NodeHandle,
+        object_id: ObjectId,
+        info: ObjectInfo | None = None,
+        owned: bool = True,
+    ) -> None:
         self.node = node
         self.object_id = object_id
         self._info = info
+        self._owned = owned
+        """Whether dropping the pointer frees the object (not for others' objects)."""
 
     def __del__(self) -> None:
         node = getattr(self, "node", None)
-        if node is not None:
+        if node is not None and getattr(self, "_owned", False):
             node._release(self.object_id)
 
     # -- data and metadata -------------------------------------------------
@@ -51,6 +61,15 @@ class Pointer:
     def get(self, delete: bool = False) -> torch.Tensor:
         """Bring the value back (blocking).  ``delete=True`` frees it on the node."""
         return self.node._get(self, delete)
+
+    def release(self, principal: str) -> None:
+        """Let ``principal`` read the object (blocking; PermissionDenied unless our data is in it).
+
+        For a result computed from several principals' data, each of them
+        must release it before ``principal`` can ``get`` it.  With an async
+        node, await it.
+        """
+        return self.node._grant(self, principal)
 
     def delete(self) -> None:
         """Free the remote object now instead of when the pointer is dropped."""
@@ -67,20 +86,25 @@ class Pointer:
             return self
         if _in_process(self.node) or _in_process(node):
             value = self.get()
-            new = node.send(value)
+            new = node.send(value, private=self._private)
             self.node._release(self.object_id)
         else:
             new = Pointer(node, self.node._transfer(self, node, delete_source=True), self._info)
         # Take over the new object's identity; ``new`` must not free it on drop.
         self.node, self.object_id, self._info = new.node, new.object_id, new._info
+        self._owned = True
         new.node = None  # type: ignore[assignment]
         return self
 
     def copy_to(self, node: NodeHandle) -> Pointer:
         """Copy the object to ``node``, node to node; returns a pointer to the copy."""
         if _in_process(self.node) or _in_process(node):
-            return node.send(self.get())
+            return node.send(self.get(), private=self._private)
         return Pointer(node, self.node._transfer(self, node, delete_source=False), self._info)
+
+    @property
+    def _private(self) -> bool:
+        return self._info is not None and self._info.private
 
     def describe(self) -> ObjectInfo:
         """Dtype and shape, fetched once without moving the data."""
@@ -131,9 +155,17 @@ class Pointer:
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
+        """Id, location and what is already known; never a round trip, never data."""
         detail = ""
-        if self._info is not None:
-            detail = f" {self._info.dtype}{list(self._info.shape)}"
+        info = self._info
+        if info is not None:
+            detail = f" {info.dtype}{list(info.shape)}"
+            if info.private:
+                detail += " private"
+            if info.owner and info.owner != self.node.principal:
+                detail += f" owner={info.owner}"
+            if not info.readable:
+                detail += " unreadable"
         return f"<Pointer {self.node.id}:{self.object_id:#018x}{detail}>"
 
     def __copy__(self) -> Pointer:

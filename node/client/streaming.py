@@ -37,7 +37,10 @@ def raw_bytes(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def upload_chunks(
-    tensor: torch.Tensor, object_id: ObjectId, next_id: Callable[[], RequestId]
+    tensor: torch.Tensor,
+    object_id: ObjectId,
+    next_id: Callable[[], RequestId],
+    private: bool = False,
 ) -> list[PutChunkRequest]:
     """The ``put_chunk`` requests that upload ``tensor`` (views, not copies)."""
     value = tensor.detach().cpu().contiguous()
@@ -46,7 +49,7 @@ def upload_chunks(
     return [
         PutChunkRequest(
             next_id(), object_id, dtype, shape, offset,
-            data[offset : offset + CHUNK_BYTES], offset == offsets[-1],
+            data[offset : offset + CHUNK_BYTES], offset == offsets[-1], private,
         )
         for offset in offsets
     ]

@@ -2,9 +2,15 @@
 
 Dispatch goes only through :mod:`node.server.ops` (the allowlist); nothing
 here looks a name up on torch.  Pointer refs are resolved against the store
-as the asking principal, so a command can only read what that principal may
-see.  Must not import asyncio or the transport: the session decides which
-thread this runs on.
+as the asking principal, so a command can only use what that principal may
+see.  Each result gets the combined policy of every object the command used
+plus the caller's own (:func:`~node.server.policy.combine`), so it is never
+more readable than its inputs.  A command using data the caller may not read
+is *restricted*: value-sensitive uses are refused, its shapes are checked
+without data and its failures are redacted (:mod:`node.server.disclosure`).
+Result sizes are checked against the caller's quota before anything is
+allocated (:mod:`node.server.sizing`).  Must not import asyncio or the
+transport: the session decides which thread this runs on.
 """
 
 from __future__ import annotations
@@ -14,14 +20,17 @@ from typing import Any
 
 import torch
 
-from protocol.errors import BadRequest
+from protocol.errors import BadRequest, OpFailed, QuotaExceeded
 from protocol.ids import NodeId
 from protocol.messages import CommandRequest
 from protocol.ops import result_count
 from protocol.values import PointerRef, Value
 
+from .disclosure import check_disclosure, redacted
 from .ops import estimated_cost, run_op
-from .store import ObjectStore, Principal
+from .policy import Policy, combine
+from .sizing import Spec, bytes_bound, meta_specs, spec_bytes
+from .store import ObjectStore, Principal, StoredObject
 
 __all__ = ["Executor", "PreparedCommand", "INLINE_COST_LIMIT"]
 
@@ -41,26 +50,33 @@ class Executor:
         self.node_id = node_id
         self.store = store
 
-    def resolve(self, principal: Principal, value: Value) -> Any:
-        """Replace pointer refs (at any depth) by the stored tensors they name."""
+    def resolve(self, principal: Principal, value: Value, used: list[StoredObject] | None = None) -> Any:
+        """Replace pointer refs (at any depth) by the stored tensors they name.
+
+        Every object resolved is appended to ``used``.
+        """
         if isinstance(value, PointerRef):
             if value.node != self.node_id:
                 raise BadRequest(
                     f"pointer names node {value.node!r}, this is {self.node_id!r}",
                     {"node": value.node},
                 )
-            return self.store.get(principal, value.object_id).value
+            stored = self.store.get(principal, value.object_id)
+            if used is not None:
+                used.append(stored)
+            return stored.value
         if isinstance(value, list):
-            return [self.resolve(principal, item) for item in value]
+            return [self.resolve(principal, item, used) for item in value]
         if isinstance(value, dict):
-            return {key: self.resolve(principal, item) for key, item in value.items()}
+            return {key: self.resolve(principal, item, used) for key, item in value.items()}
         return value
 
     def prepare(self, principal: Principal, request: CommandRequest) -> PreparedCommand:
-        """Resolve inputs and check the result count; cheap, runs on the event loop."""
-        target = self.resolve(principal, request.target) if request.target is not None else None
-        args: list[Any] = self.resolve(principal, list(request.args))
-        kwargs: dict[str, Any] = self.resolve(principal, dict(request.kwargs))
+        """Resolve inputs, check the result count and disclosure rules; cheap, runs on the loop."""
+        used: list[StoredObject] = []
+        target = self.resolve(principal, request.target, used) if request.target is not None else None
+        args: list[Any] = self.resolve(principal, list(request.args), used)
+        kwargs: dict[str, Any] = self.resolve(principal, dict(request.kwargs), used)
         expected = result_count(request.op, target is not None, request.args, request.kwargs)
         if expected != len(request.results):
             raise BadRequest(
@@ -68,15 +84,51 @@ class Executor:
                 f"{len(request.results)} result id(s) given",
                 {"expected": expected, "given": len(request.results)},
             )
+        hidden = frozenset(id(s.value) for s in used if not s.readable_by(principal))
+        if hidden:
+            call_args = args if target is None else [target, *args]
+            check_disclosure(request.op, call_args, kwargs, set(hidden))
+        policy = combine([*(s.policy for s in used), Policy.own(principal)])
         cost = estimated_cost(target, [*args, *kwargs.values()])
-        return PreparedCommand(principal, request, target, args, kwargs, cost)
+        return PreparedCommand(principal, request, target, args, kwargs, cost, policy, hidden)
 
     def run(self, prepared: PreparedCommand) -> None:
-        """Run a prepared command and store its results under the client-chosen ids."""
+        """Check the results fit the quota, run the command, store its results."""
         request = prepared.request
-        outputs = run_op(request.op, prepared.target, prepared.args, prepared.kwargs)
+        specs = self._plan(prepared)
+        try:
+            outputs = run_op(request.op, prepared.target, prepared.args, prepared.kwargs)
+        except OpFailed:
+            if prepared.hidden:
+                raise redacted(request.op) from None
+            raise
+        if specs is not None and prepared.hidden:
+            if [(t.shape, t.dtype) for t in outputs] != specs:
+                raise redacted(request.op)  # meta and real disagree: show nothing
         for object_id, tensor in zip(request.results, outputs):
-            self.store.put(prepared.principal, object_id, tensor)
+            self.store.put(prepared.principal, object_id, tensor, prepared.policy)
+
+    def _plan(self, prepared: PreparedCommand) -> list[Spec] | None:
+        """Refuse (QuotaExceeded) before allocating; the meta-run shapes when one was needed.
+
+        The cheap bound decides alone when it fits the quota.  Otherwise, and
+        for restricted commands where a hidden one-element tensor could stand
+        for a size, the op first runs on meta tensors.
+        """
+        request, principal = prepared.request, prepared.principal
+        count = len(request.results)
+        if not prepared.needs_meta:
+            call_args = prepared.args if prepared.target is None else [prepared.target, *prepared.args]
+            bound = bytes_bound(request.op, call_args, prepared.kwargs, count)
+            if bound is not None:
+                try:
+                    self.store.check_quota(principal, bound, count)
+                    return None
+                except QuotaExceeded:
+                    pass  # the bound is loose: measure exactly
+        specs = meta_specs(request.op, prepared.target, prepared.args, prepared.kwargs)
+        self.store.check_quota(principal, spec_bytes(specs), count)
+        return specs
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +141,29 @@ class PreparedCommand:
     args: list[Any]
     kwargs: dict[str, Any]
     cost: int
+    policy: Policy
+    """The policy its results get."""
+    hidden: frozenset[int] = frozenset()
+    """``id`` of every input tensor the caller may not read (restricted when non-empty)."""
 
     @property
     def heavy(self) -> bool:
         return self.cost >= INLINE_COST_LIMIT
+
+    @property
+    def needs_meta(self) -> bool:
+        """A hidden one-element tensor could be used as a number: check shapes without data."""
+        if not self.hidden:
+            return False
+        tensors = [self.target, *_tensors(self.args), *_tensors(list(self.kwargs.values()))]
+        return any(t is not None and id(t) in self.hidden and t.numel() == 1 for t in tensors)
+
+
+def _tensors(values: list[Any]) -> list[torch.Tensor]:
+    found: list[torch.Tensor] = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, (list, dict)):
+            found.extend(_tensors(list(value.values()) if isinstance(value, dict) else value))
+    return found

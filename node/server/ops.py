@@ -38,8 +38,12 @@ def run_op(
     target: torch.Tensor | None,
     args: Sequence[object],
     kwargs: Mapping[str, object],
+    device: str = "cpu",
 ) -> tuple[torch.Tensor, ...]:
     """Run ``op`` on resolved arguments; return its tensors in order.
+
+    ``device="meta"`` runs it on meta tensors, to learn result shapes
+    without data (:mod:`node.server.sizing`); results must then be meta too.
 
     With a target, the op must allow the method form and the target is
     passed first; without one, the function form.  ``out`` and keywords
@@ -58,7 +62,7 @@ def run_op(
             f"op {op!r} failed: {_describe(exc)}",
             {"op": op, "error": type(exc).__name__},
         ) from exc
-    return _as_tensors(op, result)
+    return _as_tensors(op, result, device)
 
 
 def estimated_cost(target: torch.Tensor | None, args: Sequence[object]) -> int:
@@ -109,7 +113,7 @@ def _describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _as_tensors(op: str, result: object) -> tuple[torch.Tensor, ...]:
+def _as_tensors(op: str, result: object, device: str = "cpu") -> tuple[torch.Tensor, ...]:
     """Normalise a result (tensor, or tuple/namedtuple of tensors) to a tuple."""
     if isinstance(result, torch.Tensor):
         items: tuple[object, ...] = (result,)
@@ -121,9 +125,9 @@ def _as_tensors(op: str, result: object) -> tuple[torch.Tensor, ...]:
         raise OpFailed(f"op {op!r} produced no tensor", {"op": op})
     tensors: list[torch.Tensor] = []
     for item in items:
-        if not isinstance(item, torch.Tensor) or item.device.type != "cpu":
+        if not isinstance(item, torch.Tensor) or item.device.type != device:
             raise OpFailed(
-                f"op {op!r} produced a {type(item).__name__} that is not a CPU tensor",
+                f"op {op!r} produced a {type(item).__name__} that is not a {device} tensor",
                 {"op": op},
             )
         tensors.append(item.detach())

@@ -35,6 +35,7 @@ from protocol.messages import (
     PutChunkRequest,
     PutRequest,
     ReadRequest,
+    ReleaseRequest,
     Request,
     TransferRequest,
 )
@@ -42,6 +43,7 @@ from protocol.messages import (
 from .auth import Authenticator
 from .conversation import CLOSE_POLICY, CLOSE_PROTOCOL, Conversation, Outcome, SessionState
 from .executor import Executor, PreparedCommand
+from .policy import Policy
 from .store import ObjectStore
 from .transfers import TransferService
 from .uploads import Upload, tensor_bytes
@@ -112,6 +114,7 @@ class Session(Conversation):
             MessageKind.DELIVER: self._transfer_kind,
             MessageKind.PUT_CHUNK: self._put_chunk,
             MessageKind.READ: self._read,
+            MessageKind.RELEASE: self._release,
         }
 
     def not_served(self, message: Message) -> BadRequest:
@@ -139,12 +142,13 @@ class Session(Conversation):
 
     def _put(self, request: Request) -> Step:
         assert isinstance(request, PutRequest) and self.principal is not None
-        self.store.put(self.principal, request.object_id, request.value)
+        policy = Policy.private(self.principal) if request.private else None
+        self.store.put(self.principal, request.object_id, request.value, policy)
         return _NOTHING
 
     def _get(self, request: Request) -> Step:
         assert isinstance(request, GetRequest) and self.principal is not None
-        stored = self.store.get(self.principal, request.object_id)
+        stored = self.store.read(self.principal, request.object_id)
         if request.max_inline and stored.nbytes > request.max_inline:
             # Too big for one message: the client streams it with read requests.
             return Outcome(DescribeReply(request.id, (stored.info(),)))
@@ -159,8 +163,14 @@ class Session(Conversation):
 
     def _list(self, request: Request) -> Step:
         assert isinstance(request, ListRequest) and self.principal is not None
-        infos = tuple(stored.info() for stored in self.store.visible(self.principal))
+        principal = self.principal
+        infos = tuple(stored.info(principal) for stored in self.store.visible(principal))
         return Outcome(request.reply(infos))
+
+    def _release(self, request: Request) -> Step:
+        assert isinstance(request, ReleaseRequest) and self.principal is not None
+        self.store.release(self.principal, request.object_id, request.principal)
+        return Outcome(request.ack())
 
     def _transfer_kind(self, request: Request) -> Step:
         assert self.caller is not None
@@ -208,7 +218,8 @@ class Session(Conversation):
             upload.write(request.dtype, request.shape, request.offset, request.data)
             if request.last:
                 del self._uploads[request.object_id]
-                self.store.put(self.principal, request.object_id, upload.complete())
+                policy = Policy.private(self.principal) if request.private else None
+                self.store.put(self.principal, request.object_id, upload.complete(), policy)
         except TesseraError:
             self._uploads.pop(request.object_id, None)  # free the partial tensor
             raise
@@ -231,7 +242,7 @@ class Session(Conversation):
     def _contiguous(self, object_id: ObjectId) -> torch.Tensor:
         """The object's value, made contiguous once per download (cached)."""
         assert self.principal is not None
-        value = self.store.get(self.principal, object_id).value
+        value = self.store.read(self.principal, object_id).value
         if value.is_contiguous():
             return value
         cached = self._read_cache
@@ -243,5 +254,5 @@ class Session(Conversation):
     def _describe(self, request: Request) -> Step:
         assert isinstance(request, DescribeRequest) and self.principal is not None
         principal = self.principal
-        infos = tuple(self.store.get(principal, oid).info() for oid in request.object_ids)
+        infos = tuple(self.store.get(principal, oid).info(principal) for oid in request.object_ids)
         return Outcome(request.reply(infos))

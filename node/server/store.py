@@ -1,11 +1,15 @@
-"""Objects by id, with their owner and readers.
+"""Objects by id, with their owner and read policy.
 
-The store is the only place that decides who may see an object: a principal
-sees what it owns or what it has been granted, and an object it may not see
-is reported as not found, so ids of other principals' objects leak nothing.
-It is shared by every connection of a node and by the worker threads that
-run heavy ops, hence the lock.  It must not import torch ops, asyncio or the
-transport.
+The store is the only place that decides who may see and who may read an
+object.  A principal *sees* (may list, describe and use in commands) what
+it owns, what holds its data (it is a guardian of the object's
+:class:`~node.server.policy.Policy`), what it may read, and every *shared*
+object (a data owner's private dataset); an object it may not see is
+reported as not found, so ids of other principals' objects leak nothing.
+*Reading* (``get``, ``read``, ``transfer``) additionally needs the policy
+to allow it, else PermissionDenied naming who may release it.  It is shared
+by every connection of a node and by the worker threads that run heavy ops,
+hence the lock.  It must not import torch ops, asyncio or the transport.
 """
 
 from __future__ import annotations
@@ -21,34 +25,55 @@ from protocol.ids import ObjectId
 from protocol.messages import ObjectInfo
 from protocol.tensors import DTYPE_NAMES
 
+from .policy import Policy, Principal
+
 __all__ = [
     "Principal",
+    "Policy",
     "StoredObject",
     "ObjectStore",
     "MemoryStore",
     "Quota",
     "storage_bytes",
+    "unreadable",
     "DEFAULT_MAX_OBJECTS",
     "DEFAULT_MAX_BYTES",
 ]
 
-Principal = str
-
-
 @dataclass(frozen=True, slots=True)
 class StoredObject:
-    """A tensor with its access rules."""
+    """A tensor with its owner (who may delete it) and its read policy."""
 
     object_id: ObjectId
     value: torch.Tensor
     owner: Principal
-    readers: frozenset[Principal]
+    policy: Policy
 
     def visible_to(self, principal: Principal) -> bool:
-        return principal == self.owner or principal in self.readers
+        """May ``principal`` know it exists and use it in commands?"""
+        policy = self.policy
+        return (
+            principal == self.owner
+            or policy.shared
+            or principal in policy.guardians
+            or policy.can_read(principal)
+        )
 
-    def info(self) -> ObjectInfo:
-        return ObjectInfo(self.object_id, DTYPE_NAMES[self.value.dtype], tuple(self.value.shape))
+    def readable_by(self, principal: Principal) -> bool:
+        """May ``principal`` have its data (get, read, transfer)?"""
+        return self.policy.can_read(principal)
+
+    def info(self, principal: Principal | None = None) -> ObjectInfo:
+        """Dtype, shape, owner and what ``principal`` (default: the owner) may do with it."""
+        readable = self.policy.can_read(self.owner if principal is None else principal)
+        return ObjectInfo(
+            self.object_id,
+            DTYPE_NAMES[self.value.dtype],
+            tuple(self.value.shape),
+            self.owner,
+            readable,
+            self.policy.shared,
+        )
 
     @property
     def nbytes(self) -> int:
@@ -58,9 +83,19 @@ class StoredObject:
 class ObjectStore(Protocol):
     """What sessions and the executor need from a store."""
 
-    def put(self, principal: Principal, object_id: ObjectId, value: torch.Tensor) -> None: ...
+    def put(
+        self,
+        principal: Principal,
+        object_id: ObjectId,
+        value: torch.Tensor,
+        policy: Policy | None = None,
+    ) -> None: ...
 
     def get(self, principal: Principal, object_id: ObjectId) -> StoredObject: ...
+
+    def read(self, principal: Principal, object_id: ObjectId) -> StoredObject: ...
+
+    def release(self, principal: Principal, object_id: ObjectId, to: Principal) -> None: ...
 
     def delete(self, principal: Principal, object_ids: Iterable[ObjectId]) -> int: ...
 
@@ -128,9 +163,15 @@ class MemoryStore:
         with self._lock:
             return sum(stored.nbytes for stored in self._objects.values())
 
-    def put(self, principal: Principal, object_id: ObjectId, value: torch.Tensor) -> None:
-        """Store ``value`` owned by ``principal``; the id must be unused."""
-        stored = StoredObject(object_id, value, principal, frozenset({principal}))
+    def put(
+        self,
+        principal: Principal,
+        object_id: ObjectId,
+        value: torch.Tensor,
+        policy: Policy | None = None,
+    ) -> None:
+        """Store ``value`` owned by ``principal`` (default policy: only it may read); the id must be unused."""
+        stored = StoredObject(object_id, value, principal, policy or Policy.own(principal))
         size = storage_bytes(value)
         with self._lock:
             if object_id in self._objects:
@@ -146,6 +187,21 @@ class MemoryStore:
         if stored is None or not stored.visible_to(principal):
             raise NotFound.for_object(object_id)
         return stored
+
+    def read(self, principal: Principal, object_id: ObjectId) -> StoredObject:
+        """The object, if ``principal`` may read its data: NotFound if it cannot even see it,
+        PermissionDenied (naming who may release it) if it may only compute on it."""
+        stored = self.get(principal, object_id)
+        if not stored.readable_by(principal):
+            raise unreadable(stored)
+        return stored
+
+    def release(self, principal: Principal, object_id: ObjectId, to: Principal) -> None:
+        """``principal``, a guardian of the object, allows ``to`` to read it (see Policy.release)."""
+        with self._lock:
+            stored = self.get(principal, object_id)
+            released = stored.policy.release(principal, to)
+            self._objects[object_id] = StoredObject(object_id, stored.value, stored.owner, released)
 
     def delete(self, principal: Principal, object_ids: Iterable[ObjectId]) -> int:
         """Delete the listed objects ``principal`` owns; unknown ids are ignored.
@@ -169,7 +225,7 @@ class MemoryStore:
         return removed
 
     def visible(self, principal: Principal) -> list[StoredObject]:
-        """Objects ``principal`` owns or may read, in insertion order."""
+        """Objects ``principal`` may see (owns, guards, may read, or shared), in insertion order."""
         with self._lock:
             return [s for s in self._objects.values() if s.visible_to(principal)]
 
@@ -194,3 +250,18 @@ class MemoryStore:
             owned.discard(stored.object_id)
         if stored.owner in self._bytes:
             self._bytes[stored.owner] -= storage_bytes(stored.value)
+
+
+def unreadable(stored: StoredObject) -> PermissionDenied:
+    """The refusal to hand over data the asker may only compute on.
+
+    Names the object and the principals who may release it, never the data.
+    """
+    guardians = sorted(stored.policy.guardians)
+    shown = ", ".join(guardians[:4]) + (", ..." if len(guardians) > 4 else "")
+    who = "its owner" if guardians == [stored.owner] else "its guardians"
+    return PermissionDenied(
+        f"object {stored.object_id:#x} is private: its data cannot be read; "
+        f"{who} {shown} may release it",
+        {"object_id": stored.object_id},
+    )

@@ -8,6 +8,14 @@ which it proves its own identity (node proof), and ``deliver`` the object;
 the destination checks node, certificate and ticket before storing the
 object for the client.  The client never sees the bytes.
 
+Only an object the client may read can leave (PermissionDenied before
+anything is sent: otherwise a curious client would move a private dataset
+to a node it controls), and its read policy travels with it: the last
+``deliver`` chunk carries the restrictions, with the client written as
+:data:`~node.server.policy.MOVER` because its principal on the destination
+may differ; the destination substitutes the principal that made the
+``expect``.
+
 Runs inside a node on its event loop; links are
 :class:`~node.transport.channel.AsyncChannel`s.
 """
@@ -49,6 +57,7 @@ from ..transport.channel import AsyncChannel, Credentials, Endpoint
 from ..transport.tracker import RequestTracker, rebuild_error
 from ..transport.trust import TrustError, TrustPolicy
 from .auth import Caller
+from .policy import MOVER, Policy
 from .store import ObjectStore, Principal
 from .uploads import Upload, tensor_bytes
 
@@ -167,7 +176,8 @@ class TransferService:
             if request.last:
                 value = upload.complete()
                 self._drop(request.object_id)
-                self.store.put(reservation.owner, request.object_id, value)
+                policy = _received_policy(request, reservation.owner)
+                self.store.put(reservation.owner, request.object_id, value, policy)
         except TesseraError as exc:
             self._drop(request.object_id)
             self._failed[request.object_id] = (exc, self.clock() + RESERVATION_TTL)
@@ -186,19 +196,23 @@ class TransferService:
     # -- source side (async) ----------------------------------------------------
 
     def check_transfer(self, principal: Principal, request: TransferRequest) -> None:
-        """Refuse at once what cannot succeed: unknown object, not owner, no TLS."""
-        stored = self.store.get(principal, request.object_id)
+        """Refuse at once what cannot succeed: unknown or unreadable object, not owner, no TLS."""
+        stored = self.store.read(principal, request.object_id)
         if request.delete_source and stored.owner != principal:
             raise PermissionDenied("only the owner may move an object", {})
         if not request.to_url.startswith("wss://"):
             raise BadRequest("node-to-node transfers need a TLS (wss://) destination", {})
 
     async def send(self, principal: Principal, request: TransferRequest) -> None:
-        """Deliver the object to the destination and wait for its acknowledgement."""
-        value = self.store.get(principal, request.object_id).value.contiguous()
+        """Deliver the object and its policy to the destination and wait for its acknowledgement."""
+        stored = self.store.read(principal, request.object_id)
+        value = stored.value.contiguous()
+        policy = stored.policy.renamed({principal: MOVER})
         try:
             link = await self._link(request.to_url, request.to_fingerprint)
-            reply = await asyncio.wait_for(self._deliver_chunks(link, request, value), TRANSFER_TIMEOUT)
+            reply = await asyncio.wait_for(
+                self._deliver_chunks(link, request, value, policy), TRANSFER_TIMEOUT
+            )
         except (NodeUnavailable, TrustError, asyncio.TimeoutError, TimeoutError) as exc:
             # The reason stays in our log: echoing it would let a client use
             # transfers to scan the node's network and fingerprint services.
@@ -217,7 +231,7 @@ class TransferService:
         log.info("sent %#x to %s as %#x", request.object_id, request.to_node, request.dest_object_id)
 
     async def _deliver_chunks(
-        self, link: AsyncChannel, request: TransferRequest, value: torch.Tensor
+        self, link: AsyncChannel, request: TransferRequest, value: torch.Tensor, policy: Policy
     ) -> Reply:
         """Post every chunk but the last, then wait for the last one's answer.
 
@@ -236,9 +250,10 @@ class TransferService:
             link.post(chunk, f"deliver chunk at {offset}")
             await link.drained(keep=2)
         last = offsets[-1]
+        restrictions = tuple((g, tuple(sorted(r))) for g, r in policy.restrictions)
         final = DeliverRequest(
             link.tracker.next_id(), request.dest_object_id, request.ticket, dtype, shape,
-            last, data[last:], True,
+            last, data[last:], True, restrictions, policy.shared,
         )
         return await link.call(final)
 
@@ -282,3 +297,19 @@ class TransferService:
         links, self._links = list(self._links.values()), {}
         for link in links:
             await link.aclose()
+
+
+def _received_policy(request: DeliverRequest, owner: Principal) -> Policy | None:
+    """The delivered object's policy on this node, the mover being ``owner`` here.
+
+    The expecting client always guards its copy (its own restriction is
+    added if the source sent none for it), so it can release the copy and
+    results it computes from it stay its own.
+    """
+    if request.restrictions is None:
+        return None
+    sent = Policy.of(((g, frozenset(r)) for g, r in request.restrictions), request.shared)
+    renamed = sent.renamed({MOVER: owner})
+    if owner in renamed.guardians:
+        return renamed
+    return Policy.of((*renamed.restrictions, *Policy.own(owner).restrictions), renamed.shared)

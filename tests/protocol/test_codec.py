@@ -66,6 +66,7 @@ from protocol.messages import (
     MessageKind,
     ObjectInfo,
     PutRequest,
+    ReleaseRequest,
     SyncReply,
     SyncRequest,
 )
@@ -209,7 +210,10 @@ EXAMPLES: dict[MessageKind, Message] = {
     MessageKind.LIST: ListRequest(RequestId(7)),
     MessageKind.LIST_REPLY: ListReply(
         RequestId(7),
-        (ObjectInfo(ObjectId(1), "float32", (2, 3)), ObjectInfo(ObjectId(2), "bool", ())),
+        (
+            ObjectInfo(ObjectId(1), "float32", (2, 3)),
+            ObjectInfo(ObjectId(2), "bool", (), "user:hospital", False, True),
+        ),
     ),
     MessageKind.DESCRIBE: DescribeRequest(RequestId(8), (ObjectId(1), ObjectId(2))),
     MessageKind.DESCRIBE_REPLY: DescribeReply(
@@ -234,11 +238,15 @@ EXAMPLES: dict[MessageKind, Message] = {
         ObjectId(21), TICKET, True,
     ),
     MessageKind.DELIVER: DeliverRequest(
-        RequestId(17), ObjectId(21), TICKET, "float64", (3,), 0, CHUNK, True
+        RequestId(17), ObjectId(21), TICKET, "float64", (3,), 0, CHUNK, True,
+        (("@mover", ("@mover",)), ("user:hospital", ("@mover", "user:hospital"))), True,
     ),
-    MessageKind.PUT_CHUNK: PutChunkRequest(RequestId(18), ObjectId(22), "int16", (4, 4), 8, CHUNK, False),
+    MessageKind.PUT_CHUNK: PutChunkRequest(
+        RequestId(18), ObjectId(22), "int16", (4, 4), 8, CHUNK, False, True
+    ),
     MessageKind.READ: ReadRequest(RequestId(19), ObjectId(22), 8, 16),
     MessageKind.READ_REPLY: ReadReply(RequestId(19), CHUNK),
+    MessageKind.RELEASE: ReleaseRequest(RequestId(20), ObjectId(22), "user:bob"),
 }
 
 # --- round trips ------------------------------------------------------------

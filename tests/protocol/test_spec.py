@@ -43,6 +43,7 @@ from protocol.messages import (
     PutRequest,
     RegisterReply,
     RegisterRequest,
+    ReleaseRequest,
     SyncReply,
     SyncRequest,
     TransferRequest,
@@ -67,7 +68,7 @@ _STATUS = NodeStatus(_RECORD, 1.0, True)
 SPEC_EXAMPLES: dict[MessageKind, Message] = {
     MessageKind.HELLO: HelloRequest(RequestId(1), PROTOCOL_VERSION, "c", ("client",), {}),
     MessageKind.HELLO_REPLY: HelloReply(RequestId(1), NodeId("a"), "p", (), 1),
-    MessageKind.PUT: PutRequest(RequestId(1), ObjectId(1), _T),
+    MessageKind.PUT: PutRequest(RequestId(1), ObjectId(1), _T, private=True),
     MessageKind.GET: GetRequest(RequestId(1), ObjectId(1)),
     MessageKind.GET_REPLY: GetReply(RequestId(1), _T),
     MessageKind.DELETE: DeleteRequest(RequestId(1), (ObjectId(1),)),
@@ -93,13 +94,15 @@ SPEC_EXAMPLES: dict[MessageKind, Message] = {
         RequestId(1), ObjectId(1), NodeId("b"), "wss://b.example:8765", _FP, ObjectId(2), _TICKET, False
     ),
     MessageKind.DELIVER: DeliverRequest(
-        RequestId(1), ObjectId(2), _TICKET, "uint8", (2,), 0, torch.zeros(2, dtype=torch.uint8), True
+        RequestId(1), ObjectId(2), _TICKET, "uint8", (2,), 0, torch.zeros(2, dtype=torch.uint8), True,
+        (("@mover", ("@mover",)),), True,
     ),
     MessageKind.PUT_CHUNK: PutChunkRequest(
-        RequestId(1), ObjectId(2), "uint8", (2,), 0, torch.zeros(2, dtype=torch.uint8), True
+        RequestId(1), ObjectId(2), "uint8", (2,), 0, torch.zeros(2, dtype=torch.uint8), True, True
     ),
     MessageKind.READ: ReadRequest(RequestId(1), ObjectId(2), 0, 2),
     MessageKind.READ_REPLY: ReadReply(RequestId(1), torch.zeros(2, dtype=torch.uint8)),
+    MessageKind.RELEASE: ReleaseRequest(RequestId(1), ObjectId(1), "user:bob"),
 }
 
 

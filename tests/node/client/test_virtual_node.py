@@ -122,7 +122,7 @@ def test_dropped_pointer_is_freed_at_the_next_sync(bob: VirtualNode) -> None:
     gc.collect()
     assert stored(bob) == 2, "deletes wait for a sync point or a full batch"
     bob.sync()
-    assert stored(bob) == 1 and bob.objects() == [ObjectInfo(keep.object_id, "float32", (1,))]
+    assert stored(bob) == 1 and bob.objects() == [ObjectInfo(keep.object_id, "float32", (1,), bob.principal)]
 
 
 def test_explicit_delete_and_get_delete_free_the_object(bob: VirtualNode) -> None:
@@ -218,6 +218,6 @@ def test_objects_lists_only_this_clients_objects() -> None:
     """Two VirtualNodes have separate stores; objects() lists what this client holds."""
     first, second = VirtualNode("bob"), VirtualNode("bob")
     pointer = first.send(torch.zeros(2, 3, dtype=torch.int32))
-    assert first.objects() == [ObjectInfo(pointer.object_id, "int32", (2, 3))]
+    assert first.objects() == [ObjectInfo(pointer.object_id, "int32", (2, 3), first.principal)]
     assert second.objects() == []
     assert first.principal != second.principal

@@ -214,13 +214,15 @@ def test_sync_replies_with_the_same_id(rid: int) -> None:
 
 
 def test_list_shows_only_the_principals_objects() -> None:
-    """list returns this principal's objects with dtype and shape, not another's."""
+    """list returns this principal's objects with dtype, shape and owner, not another's."""
     store = MemoryStore()
     mine, theirs = opened(store), opened(store, OTHER_SECRET)
     put(mine, 1, torch.zeros(2, 3))
     put(theirs, 2, torch.zeros(4, dtype=torch.int32))
     put(mine, 3, torch.tensor(True))
-    infos = (ObjectInfo(ObjectId(1), "float32", (2, 3)), ObjectInfo(ObjectId(3), "bool", ()))
+    me = mine.principal
+    assert me is not None
+    infos = (ObjectInfo(ObjectId(1), "float32", (2, 3), me), ObjectInfo(ObjectId(3), "bool", (), me))
     assert send(mine, ListRequest(RequestId(40))).reply == ListReply(RequestId(40), infos)
 
 
@@ -229,7 +231,9 @@ def test_describe_gives_dtype_and_shape_or_not_found() -> None:
     session = opened()
     put(session, 1, torch.zeros(5, dtype=torch.float64))
     put(session, 2, torch.zeros(2, 0, 3, dtype=torch.int8), rid=11)
-    infos = (ObjectInfo(ObjectId(2), "int8", (2, 0, 3)), ObjectInfo(ObjectId(1), "float64", (5,)))
+    me = session.principal
+    assert me is not None
+    infos = (ObjectInfo(ObjectId(2), "int8", (2, 0, 3), me), ObjectInfo(ObjectId(1), "float64", (5,), me))
     reply = send(session, DescribeRequest(RequestId(41), (ObjectId(2), ObjectId(1)))).reply
     assert reply == DescribeReply(RequestId(41), infos)
     error = fails(session, DescribeRequest(RequestId(42), (ObjectId(1), ObjectId(7))))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 
 import pytest
 import torch
 
+from node.server.policy import Policy
 from node.server.store import MemoryStore, Principal
 from protocol.errors import AlreadyExists, NotFound, PermissionDenied
 from protocol.ids import ObjectId
@@ -15,17 +15,6 @@ from protocol.messages import ObjectInfo
 
 ALICE: Principal = "anon-alice"
 BOB: Principal = "anon-bob"
-
-
-class SharingStore(MemoryStore):
-    """A MemoryStore that can grant read access, as a future grant API would."""
-
-    def share(self, object_id: ObjectId, reader: Principal) -> None:
-        with self._lock:
-            stored = self._objects[object_id]
-            self._objects[object_id] = dataclasses.replace(
-                stored, readers=stored.readers | {reader}
-            )
 
 
 def oid(n: int) -> ObjectId:
@@ -38,8 +27,8 @@ def test_put_then_get_returns_the_owned_object() -> None:
     value = torch.tensor([1.0, 2.0])
     store.put(ALICE, oid(1), value)
     stored = store.get(ALICE, oid(1))
-    assert stored.value is value and stored.owner == ALICE and stored.readers == {ALICE}
-    assert stored.info() == ObjectInfo(oid(1), "float32", (2,))
+    assert stored.value is value and stored.owner == ALICE and stored.policy == Policy.own(ALICE)
+    assert stored.info() == ObjectInfo(oid(1), "float32", (2,), ALICE, True, False)
     assert len(store) == 1
 
 
@@ -88,10 +77,10 @@ def test_delete_of_an_invisible_object_is_ignored() -> None:
 
 
 def test_reader_can_get_and_list_but_not_delete() -> None:
-    """A granted reader sees the object, but deleting it is PERMISSION_DENIED and keeps it."""
-    store = SharingStore()
+    """A principal the owner released to sees the object, but deleting it is PERMISSION_DENIED and keeps it."""
+    store = MemoryStore()
     store.put(ALICE, oid(1), torch.ones(2))
-    store.share(oid(1), BOB)
+    store.release(ALICE, oid(1), BOB)
     assert store.get(BOB, oid(1)).owner == ALICE
     assert [s.object_id for s in store.visible(BOB)] == [1]
     with pytest.raises(PermissionDenied) as caught:
@@ -102,11 +91,11 @@ def test_reader_can_get_and_list_but_not_delete() -> None:
 
 def test_permission_denied_stops_a_batch_midway() -> None:
     """A refused id stops a delete batch; ids before it are gone, ids after it remain (PROTOCOL.md 6.6)."""
-    store = SharingStore()
+    store = MemoryStore()
     store.put(BOB, oid(1), torch.ones(1))
     store.put(ALICE, oid(2), torch.ones(1))
     store.put(BOB, oid(3), torch.ones(1))
-    store.share(oid(2), BOB)
+    store.release(ALICE, oid(2), BOB)
     with pytest.raises(PermissionDenied):
         store.delete(BOB, [oid(1), oid(2), oid(3)])
     assert sorted(s.object_id for s in store.visible(BOB)) == [2, 3]
@@ -114,12 +103,12 @@ def test_permission_denied_stops_a_batch_midway() -> None:
 
 def test_visible_lists_own_and_shared_objects_in_insertion_order() -> None:
     """visible() gives what the principal owns or reads, in insertion order, nothing else."""
-    store = SharingStore()
+    store = MemoryStore()
     store.put(ALICE, oid(3), torch.ones(1))
     store.put(BOB, oid(1), torch.ones(1))
     store.put(ALICE, oid(2), torch.ones(1))
     store.put(BOB, oid(4), torch.ones(1))
-    store.share(oid(2), BOB)
+    store.release(ALICE, oid(2), BOB)
     assert [s.object_id for s in store.visible(ALICE)] == [3, 2]
     assert [s.object_id for s in store.visible(BOB)] == [1, 2, 4]
     assert store.visible("anon-nobody") == []
@@ -142,10 +131,10 @@ def test_bytes_stored_accounting_returns_to_zero() -> None:
 
 def test_drop_principal_frees_exactly_its_objects() -> None:
     """drop_principal removes every object the principal owns and nothing of anyone else's."""
-    store = SharingStore()
+    store = MemoryStore()
     for n in range(1, 6):
         store.put(ALICE if n % 2 else BOB, oid(n), torch.zeros(n))
-    store.share(oid(2), ALICE)
+    store.release(BOB, oid(2), ALICE)
     assert store.drop_principal(ALICE) == 3
     assert sorted(s.object_id for s in store.visible(BOB)) == [2, 4]
     assert [s.object_id for s in store.visible(ALICE)] == [2], "reading is not owning"
