@@ -69,9 +69,24 @@ def _check_shape(shape: Sequence[int], what: str) -> Shape:
     return dims
 
 
+def _check_conv_shapes(x_shape: Shape, w_shape: Shape, groups: int) -> None:
+    """Checks torch's meta kernel skips: 4-d operands and channels that fit the groups."""
+    if len(x_shape) != 4 or len(w_shape) != 4:
+        raise MaterialError("conv2d needs a 4-d input (N, C, H, W) and a 4-d weight", {})
+    if x_shape[1] != w_shape[1] * groups or w_shape[0] % groups:
+        raise MaterialError(
+            f"conv2d with {groups} group(s) cannot take input {list(x_shape)} "
+            f"and weight {list(w_shape)}",
+            {"groups": groups},
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class TripleSpec:
-    """A Beaver triple (a, b, c = op(a, b)) for ``op(x, y)`` with x and y of these shapes."""
+    """A Beaver triple (a, b, c = op(a, b)) for ``op(x, y)`` with x and y of these shapes.
+
+    ``conv`` holds conv2d's parameters (plain conv when omitted); other ops take none.
+    """
 
     op: BilinearOp
     x_shape: Shape
@@ -81,10 +96,14 @@ class TripleSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.op, BilinearOp):
             raise MaterialError(f"unknown bilinear op {self.op!r}", {})
-        if (self.conv is not None) != (self.op is BilinearOp.CONV2D):
-            raise MaterialError("conv params go with conv2d triples, and only with them", {})
+        if self.conv is not None and self.op is not BilinearOp.CONV2D:
+            raise MaterialError(f"conv params given for a {self.op.value} triple", {})
+        if self.op is BilinearOp.CONV2D and self.conv is None:
+            object.__setattr__(self, "conv", ConvParams())
         object.__setattr__(self, "x_shape", _check_shape(self.x_shape, "x shape"))
         object.__setattr__(self, "y_shape", _check_shape(self.y_shape, "y shape"))
+        if self.conv is not None:
+            _check_conv_shapes(self.x_shape, self.y_shape, self.conv.groups)
         _check_shape(self.z_shape, "product shape")
 
     @property

@@ -135,7 +135,9 @@ def mul_public(share: torch.Tensor, public: torch.Tensor | int) -> torch.Tensor:
     return mul_int(share, public)
 
 
-def sum_share(share: torch.Tensor, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> torch.Tensor:
+def sum_share(
+    share: torch.Tensor, dim: int | tuple[int, ...] | None = None, keepdim: bool = False
+) -> torch.Tensor:
     """This party's share of x.sum(dim) (wraps mod 2^64 like every ring sum)."""
     check_ring(share, "share")
     if dim is None:
@@ -153,6 +155,8 @@ def transpose(share: torch.Tensor, dim0: int, dim1: int) -> torch.Tensor:
     return check_ring(share, "share").transpose(dim0, dim1)
 
 
-def index(share: torch.Tensor, key: int | slice | tuple[int | slice, ...] | torch.Tensor) -> torch.Tensor:
+def index(
+    share: torch.Tensor, key: int | slice | torch.Tensor | tuple[int | slice | torch.Tensor, ...]
+) -> torch.Tensor:
     """This party's share of x[key] (the same public key on every party)."""
     return check_ring(share, "share")[key]
