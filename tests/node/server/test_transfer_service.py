@@ -9,7 +9,8 @@ import torch
 
 from protocol.errors import AlreadyExists, NotFound, PermissionDenied, QuotaExceeded
 from protocol.ids import NodeId, ObjectId, RequestId
-from protocol.messages import DeliverRequest, ExpectRequest
+from protocol.messages import DeliverRequest, ExpectRequest, TransferRequest
+from node.server.policy import Policy
 from node.server.auth import Caller
 from node.server.store import MemoryStore
 from node.server.transfers import MAX_PENDING_PER_PRINCIPAL, RESERVATION_TTL, TransferService
@@ -126,3 +127,46 @@ def test_reservations_per_principal_are_bounded() -> None:
         expect(svc, object_id)
     with pytest.raises(QuotaExceeded):
         expect(svc, MAX_PENDING_PER_PRINCIPAL + 1)
+
+
+def _deliver_with_policy(svc: TransferService, restrictions: Any, shared: bool) -> None:
+    data = torch.ones(3).view(torch.uint8)
+    svc.deliver(
+        ALICE,
+        DeliverRequest(RequestId(2), ObjectId(7), TICKET, "float32", (3,), 0, data, True, restrictions, shared),
+    )
+
+
+def test_delivered_policy_keeps_restrictions_with_the_mover_substituted() -> None:
+    """A delivered private dataset stays shared and restricted; "@mover" becomes the expecting client."""
+    svc, store = service()
+    expect(svc)
+    _deliver_with_policy(svc, (("@mover", ("@mover",)), ("user:hospital", ("@mover", "user:hospital"))), True)
+    policy = store.get("anon-client", ObjectId(7)).policy
+    assert policy.shared and policy.guardians == {"anon-client", "user:hospital"}
+    assert policy.readers() == {"anon-client"}
+    assert store.get("user:someone", ObjectId(7)).owner == "anon-client", "shared: visible to all"
+    with pytest.raises(PermissionDenied):
+        store.read("user:hospital", ObjectId(7))
+
+
+def test_delivered_policy_without_the_mover_still_makes_the_client_a_guardian() -> None:
+    """Whatever restrictions a source sends, the expecting client guards its copy."""
+    svc, store = service()
+    expect(svc)
+    _deliver_with_policy(svc, (("user:hospital", ("user:hospital",)),), False)
+    policy = store.get("anon-client", ObjectId(7)).policy
+    assert "anon-client" in policy.guardians and policy.readers() == frozenset()
+
+
+def test_source_refuses_to_transfer_what_the_client_may_not_read() -> None:
+    """check_transfer of another principal's private dataset is PERMISSION_DENIED before any dial."""
+    svc, store = service()
+    store.put("user:hospital", ObjectId(3), torch.ones(2), Policy.private("user:hospital"))
+    for move in (False, True):
+        request = TransferRequest(
+            RequestId(4), ObjectId(3), NodeId("mallory"), "wss://10.0.0.9:1", MALLORY_FP,
+            ObjectId(5), TICKET, move,
+        )
+        with pytest.raises(PermissionDenied):
+            svc.check_transfer("anon-client", request)
