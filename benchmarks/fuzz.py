@@ -37,7 +37,9 @@ from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 from tests.fuzz.corpus import field_names, random_input, seed_frames
 from tests.fuzz.oracle import Unreportable, check_decoder, check_reportable
 from tests.fuzz.wire import FeedReport, Target, cleanup, feed, isolate
-from tests.support import node_env
+from node.server.users import UserDirectory
+from node.transport.tokens import parse_user_token
+from tests.support import USER_TOKEN, node_env
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"^node (\S+) listening on (\S+) fingerprint (\S+)")
@@ -157,6 +159,7 @@ def main() -> int:
     signal.signal(signal.SIGALRM, _on_alarm)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
+        UserDirectory(Path(tmp)).add(parse_user_token(USER_TOKEN))  # the fuzzer is an admitted user
         stderr_path = Path(tmp) / "node.stderr"
         with open(stderr_path, "w") as stderr:
             process = subprocess.Popen(

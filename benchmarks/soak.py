@@ -39,12 +39,14 @@ def cycle(remote: object, value: torch.Tensor) -> None:
 
 def main() -> int:
     import node
+    from benchmarks.credentials import admit_benchmark_user
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=10_000)
     parser.add_argument("--json", type=Path, default=ROOT / "artifacts" / "soak.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        admit_benchmark_user(tmp)
         process = subprocess.Popen(
             [sys.executable, "-m", "node", "--id", "soak", "--port", "0", "--state-dir", tmp,
              "--log-level", "warning"],

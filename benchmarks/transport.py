@@ -86,7 +86,10 @@ class Bench:
     def __init__(self, tmp: str) -> None:
         import node
 
+        from benchmarks.credentials import admit_benchmark_user
+
         self.node_args = ["--port", "0", "--log-level", "warning"]
+        admit_benchmark_user(f"{tmp}/a", f"{tmp}/b")
         self.alice_proc, (alice,) = spawn(["-m", "node", "--id", "alice", "--state-dir", f"{tmp}/a", *self.node_args])
         self.bob_proc, (bob,) = spawn(["-m", "node", "--id", "bob", "--state-dir", f"{tmp}/b", *self.node_args])
         self.raw_proc, (ws, tls) = spawn(["-m", "benchmarks.raw_servers", f"{tmp}/raw"], lines=2)

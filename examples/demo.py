@@ -1,8 +1,12 @@
 """The README demo: a gateway and two nodes on loopback, TLS on, then the quickstart.
 
-Each process gets its own temporary state directory (key and certificate);
-the nodes register at the gateway, and the quickstart trusts only the
-gateway's certificate.  Everything is stopped at the end.
+Each process gets its own temporary state directory (key and certificate).
+Authentication is on, as in any deployment: a fresh network token (in
+``TESSERA_NETWORK_TOKEN``, never on a command line) lets the nodes register
+at the gateway and accept each other, and each node's operator admits the
+user ``scientist`` (``python -m node users add``); the quickstart connects
+with that user's token (``TESSERA_TOKEN``) and trusts only the gateway's
+certificate.  Everything is stopped at the end.
 """
 
 from __future__ import annotations
@@ -34,11 +38,30 @@ def start(args: list[str], env: dict[str, str], started: list[subprocess.Popen[s
     return match
 
 
+def run(args: list[str], env: dict[str, str]) -> str:
+    """Run a one-shot command (token issuing) and return its stdout."""
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"demo: {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def credentials(tmp: str, env: dict[str, str]) -> None:
+    """A network token for this demo network and a user admitted on both nodes, into ``env``."""
+    print("# python -m gateway new-token            -> TESSERA_NETWORK_TOKEN", flush=True)
+    env["TESSERA_NETWORK_TOKEN"] = run(["-m", "gateway", "new-token"], env)
+    print("# python -m node users add scientist --state-dir <alice>   -> TESSERA_TOKEN", flush=True)
+    env["TESSERA_TOKEN"] = run(["-m", "node", "users", "add", "scientist", "--state-dir", f"{tmp}/alice"], env)
+    print("# python -m node users add scientist --state-dir <bob> --token-env TESSERA_TOKEN", flush=True)
+    run(["-m", "node", "users", "add", "scientist", "--state-dir", f"{tmp}/bob", "--token-env", "TESSERA_TOKEN"], env)
+
+
 def main() -> int:
     started: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory(prefix="tessera-demo-") as tmp:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
+            credentials(tmp, env)
             gateway = start(["-m", "gateway", "--port", "0", "--state-dir", f"{tmp}/gateway"], env, started)
             gateway_url, gateway_cert = gateway.group(2), f"{tmp}/gateway/cert.pem"
             for name in ("alice", "bob"):

@@ -1,8 +1,10 @@
 """``python -m gateway``: run a Tessera gateway.
 
 The only place that reads argv and the environment (``TESSERA_HOME``
-relocates the default state directory).  Prints one startup line on stdout:
+relocates the default state directory; ``TESSERA_NETWORK_TOKEN`` holds the
+network token).  Prints one startup line on stdout:
 ``gateway listening on <url> fingerprint <sha256:...>``.
+``python -m gateway new-token`` prints a fresh network token and exits.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ from pathlib import Path
 from node.transport import loops
 from node.cli import (
     LOG_LEVELS,
+    NETWORK_TOKEN_ENV,
     CliError,
     OneLineParser,
     announce_and_wait,
     bind_error,
     configure_logging,
     fail,
+    network_token,
     port_arg,
 )
 from node.transport.identity import StateDirError
+from node.transport.tokens import new_network_token
 
 from .registry import DEFAULT_DROP_AFTER, DEFAULT_HEARTBEAT_INTERVAL
 from .server import GatewayServer
@@ -66,6 +71,18 @@ def _parser() -> OneLineParser:
         help=f"interval nodes heartbeat at (default {DEFAULT_HEARTBEAT_INTERVAL:g}); a node "
         f"is offline after 3 missed, dropped after {DEFAULT_DROP_AFTER:g} s offline",
     )
+    token = parser.add_mutually_exclusive_group()
+    token.add_argument(
+        "--token-file", type=Path, help=f"file holding the network token (or set {NETWORK_TOKEN_ENV})"
+    )
+    token.add_argument(
+        "--token", help=f"the network token itself (visible in the process list: prefer "
+        f"{NETWORK_TOKEN_ENV} or --token-file)"
+    )
+    token.add_argument(
+        "--open", action="store_true",
+        help="no network token: register any node that proves its key (testing only)",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
 
@@ -84,7 +101,18 @@ def _heartbeat(text: str) -> float:
 
 def parse(argv: list[str]) -> tuple[GatewaySettings, str]:
     """Settings and log level from the command line and ``TESSERA_HOME``."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    token = None
+    if not args.open:
+        token = network_token(
+            parser, args.token, args.token_file, os.environ.get(NETWORK_TOKEN_ENV)
+        )
+        if token is None:
+            parser.error(
+                f"a gateway needs a network token: set {NETWORK_TOKEN_ENV} or pass --token-file "
+                "(make one with: python -m gateway new-token), or --open for a test network"
+            )
     home = os.environ.get("TESSERA_HOME")
     state_dir = args.state_dir or (Path(home) / "gateway" if home else default_gateway_state_dir())
     settings = GatewaySettings(
@@ -93,6 +121,8 @@ def parse(argv: list[str]) -> tuple[GatewaySettings, str]:
         port=args.port,
         insecure=args.insecure,
         heartbeat_interval=args.heartbeat_seconds,
+        network_token=token,
+        open_network=bool(args.open),
     )
     return settings, str(args.log_level)
 
@@ -106,6 +136,10 @@ async def run(settings: GatewaySettings) -> None:
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(bind_error(settings.host, settings.port, exc)) from None
+    if settings.open_network:
+        sys.stderr.write(
+            f"{PROG}: WARNING: OPEN NETWORK: any node that holds a key pair can register\n"
+        )
     if settings.insecure:
         # Written directly, not logged, so that no --log-level can hide it.
         sys.stderr.write(
@@ -120,7 +154,13 @@ async def run(settings: GatewaySettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings, log_level = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["new-token"]:
+        if len(argv) > 1:
+            fail(PROG, "new-token takes no arguments")
+        print(new_network_token())
+        return
+    settings, log_level = parse(argv)
     configure_logging(log_level)
     if log_level != "debug":
         # One line per HTTP request (the status page polls every 2 s) is noise at info.

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from node.server.auth import CredentialAuthenticator
 from node.server.session import Outcome
 from node.transport.identity import Identity, ensure_identity
-from node.transport.proof import ProofVerifier
+from node.transport.tokens import network_key
 from node.transport.tls import server_ssl_context
 from node.transport.websocket import (
     CloseCode,
@@ -99,8 +99,12 @@ class GatewayServer:
                 ensure_identity, self.settings.state_dir, "tessera-gateway", (self.settings.host,)
             )
             ssl_context = server_ssl_context(self.identity)
+        token = self.settings.network_token
         self._authenticator = CredentialAuthenticator(
-            ProofVerifier(self.fingerprint), anonymous=True
+            self.fingerprint,
+            network=network_key(token) if token else None,
+            open_network=self.settings.open_network,
+            anonymous=True,  # reading the directory is open; registering needs membership
         )
         self._listener = await listen(
             self._serve,

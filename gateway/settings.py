@@ -5,7 +5,7 @@ Library code never reads argv or the environment; it receives one of these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .flood import REGISTRATIONS_PER_CONNECTION, REGISTRATIONS_PER_SOURCE
@@ -43,6 +43,10 @@ class GatewaySettings:
     max_message_bytes: int = GATEWAY_MAX_MESSAGE_BYTES
     registrations_per_connection: int = REGISTRATIONS_PER_CONNECTION
     registrations_per_source: int = REGISTRATIONS_PER_SOURCE
+    network_token: str | None = field(default=None, repr=False)
+    """Nodes must prove they hold it to register; never printed."""
+    open_network: bool = False
+    """Register any node that proves its key, without the token (testing only)."""
 
     def registry_policy(self) -> RegistryPolicy:
         return RegistryPolicy(

@@ -1,8 +1,11 @@
 """``python -m node``: run a Tessera node.
 
 The only place that reads argv and the environment (``TESSERA_HOME``
-relocates the default state directories).  Prints one startup line on
-stdout: ``node <id> listening on <url> fingerprint <sha256:...>``.
+relocates the default state directories; ``TESSERA_NETWORK_TOKEN`` holds the
+network token).  Prints one startup line on stdout:
+``node <id> listening on <url> fingerprint <sha256:...>``.
+``python -m node users ...`` manages the node's users instead
+(:mod:`node.users_cli`).
 """
 
 from __future__ import annotations
@@ -18,19 +21,23 @@ from protocol.records import Role, normalize_tag, validate_node_url
 
 from .cli import (
     LOG_LEVELS,
+    NETWORK_TOKEN_ENV,
     CliError,
     OneLineParser,
     announce_and_wait,
     bind_error,
     configure_logging,
     fail,
+    network_token,
     port_arg,
     positive_int_arg,
 )
 from .server.runtime import NodeServer
 from .settings import DEFAULT_PORT, NodeSettings, default_state_dir, validate_node_id
 from .transport import loops
+from .server.users import UsersFileError
 from .transport.identity import StateDirError, normalize_fingerprint
+from .users_cli import users_main
 
 PROG = "node"
 log = logging.getLogger("tessera.node")
@@ -85,6 +92,15 @@ def _parser() -> OneLineParser:
         "--max-memory-mib", type=positive_int_arg, default=8192,
         help="memory one principal may hold, in MiB (default 8192)",
     )
+    parser.add_argument(
+        "--network-token-file", type=Path,
+        help=f"file holding the network token (or set {NETWORK_TOKEN_ENV}); needed with "
+        "--gateway and for node-to-node transfers",
+    )
+    parser.add_argument(
+        "--allow-anonymous", action="store_true",
+        help="let clients in without a user token (development only)",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
 
@@ -98,6 +114,14 @@ def parse(argv: list[str]) -> tuple[NodeSettings, str]:
     except ValueError as exc:
         parser.error(str(exc))
     gateway, advertise, fingerprint, tags = _network_args(parser, args)
+    token = network_token(
+        parser, None, args.network_token_file, os.environ.get(NETWORK_TOKEN_ENV)
+    )
+    if gateway is not None and token is None:
+        parser.error(
+            f"joining a network needs its token: set {NETWORK_TOKEN_ENV} or pass "
+            "--network-token-file (the gateway's operator has it)"
+        )
     home = os.environ.get("TESSERA_HOME")
     state_dir = args.state_dir or (
         Path(home) / "nodes" / node_id if home else default_state_dir(node_id)
@@ -117,6 +141,8 @@ def parse(argv: list[str]) -> tuple[NodeSettings, str]:
         advertise=advertise,
         max_objects=args.max_objects,
         max_bytes=args.max_memory_mib * 1024 * 1024,
+        network_token=token,
+        allow_anonymous=bool(args.allow_anonymous),
     )
     return settings, str(args.log_level)
 
@@ -147,12 +173,19 @@ async def run(settings: NodeSettings) -> None:
     server = NodeServer(settings)
     try:
         await server.start()
-    except StateDirError as exc:
+    except (StateDirError, UsersFileError) as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(bind_error(settings.host, settings.port, exc)) from None
     if settings.insecure:
         log.warning("INSECURE: TLS is off; traffic and credentials travel in plaintext")
+    if settings.allow_anonymous:
+        log.warning("ANONYMOUS: clients without a user token are let in (development only)")
+    elif not server.users.names():
+        log.warning(
+            "no users yet: admit one with 'python -m node users add <name> --id %s'",
+            settings.node_id,
+        )
     fingerprint = server.fingerprint or "none (insecure)"
     await announce_and_wait(f"node {settings.node_id} listening on {server.url} fingerprint {fingerprint}")
     log.info("shutting down")
@@ -160,7 +193,11 @@ async def run(settings: NodeSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings, log_level = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["users"]:
+        users_main(argv[1:], os.environ)
+        return
+    settings, log_level = parse(argv)
     configure_logging(log_level)
     try:
         loops.run(run(settings))

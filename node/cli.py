@@ -13,7 +13,10 @@ import errno
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import NoReturn
+
+from .transport.tokens import validate_network_token
 
 __all__ = [
     "OneLineParser",
@@ -25,7 +28,12 @@ __all__ = [
     "positive_int_arg",
     "bind_error",
     "announce_and_wait",
+    "network_token",
+    "NETWORK_TOKEN_ENV",
 ]
+
+NETWORK_TOKEN_ENV = "TESSERA_NETWORK_TOKEN"
+"""Environment variable holding the network token (gateway and member nodes)."""
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -54,6 +62,30 @@ def fail(prog: str, message: str) -> NoReturn:
     """Print ``prog: error: message`` and exit 1."""
     sys.stderr.write(f"{prog}: error: {message}\n")
     raise SystemExit(1)
+
+
+def network_token(
+    parser: OneLineParser, given: str | None, token_file: Path | None, env_value: str | None
+) -> str | None:
+    """The network token from ``--token``, a token file or the environment (in that order).
+
+    Files and the environment are preferred in docs: a token on the command
+    line is visible to every local user in the process list.
+    """
+    text = given
+    if text is None and token_file is not None:
+        try:
+            text = token_file.expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            parser.error(f"cannot read the network token file {token_file}: {exc.strerror}")
+    if text is None:
+        text = env_value or None
+    if text is None:
+        return None
+    try:
+        return validate_network_token(text)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def port_arg(text: str) -> int:

@@ -65,3 +65,8 @@ class NodeSettings:
     """Objects one principal may hold (see ``node.server.store.Quota``)."""
     max_bytes: int = 8 * 1024**3
     """Bytes one principal may hold."""
+    network_token: str | None = field(default=None, repr=False)
+    """The network's shared secret: needed to register at the gateway and to
+    be accepted by (and accept) peer nodes.  Never printed."""
+    allow_anonymous: bool = False
+    """Let clients in without a user token (development only)."""

@@ -11,8 +11,32 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from node.server.users import UserDirectory
+from node.transport.tokens import network_key, new_network_token, new_user_token, parse_user_token
+
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Authentication is on in every test, as for users: one network token for the
+# gateways and nodes the tests start, one user token admitted on every node.
+# Both go into the environment, so child processes and in-process clients
+# (which read TESSERA_TOKEN) pick them up.
+NETWORK_TOKEN = os.environ.setdefault("TESSERA_NETWORK_TOKEN", new_network_token())
+USER_TOKEN = os.environ.setdefault("TESSERA_TOKEN", new_user_token("tester").text)
+USER_PRINCIPAL = "user:" + parse_user_token(USER_TOKEN).user
+NETWORK_KEY = network_key(NETWORK_TOKEN)
+
+
+def admit_test_user(state_dir: Path) -> None:
+    """Admit the tests' user (``TESSERA_TOKEN``) on the node with this state directory."""
+    UserDirectory(state_dir).add(parse_user_token(USER_TOKEN))
+
+
+def admit(state_dir: Path, user: str) -> str:
+    """Admit a new user on the node with this state directory; its token."""
+    token = new_user_token(user)
+    UserDirectory(state_dir).add(token)
+    return token.text
 STARTUP = re.compile(r"^node (\S+) listening on (\S+) fingerprint (\S+)")
 
 
@@ -61,8 +85,9 @@ def node_env(home: Path) -> dict[str, str]:
 def start_node(
     tmp_path: Path, node_id: str, *args: str, state_dir: Path | None = None, timeout: float = 30
 ) -> NodeProcess:
-    """Start a node and wait for its startup line."""
+    """Start a node (the test user admitted) and wait for its startup line."""
     state = state_dir or tmp_path / "state" / node_id
+    admit_test_user(state)
     stderr_path = tmp_path / f"{node_id}-{time.monotonic_ns()}.stderr"
     command = [sys.executable, "-m", "node", "--id", node_id, "--port", "0",
                "--state-dir", str(state), *args]

@@ -158,6 +158,7 @@ class AsyncRemoteNode(NodeHandle):
 async def connect_async(
     url: str,
     *,
+    token: str | None = None,
     cafile: str | Path | None = None,
     fingerprint: str | None = None,
     known_nodes: str | Path | None = None,
@@ -174,6 +175,7 @@ async def connect_async(
         client_name=client_name,
         max_message_bytes=max_message_bytes,
         timeout=timeout,
+        token=token,
     )
     channel = AsyncChannel(endpoint, RequestTracker(url))
     await channel.open()

@@ -4,6 +4,9 @@
 certificate fingerprint bob proved at registration, so a client needs to
 trust only the gateway (by CA file or fingerprint) to reach every node
 securely.  ``grid.search("#tag")`` finds nodes and datasets by tag.
+Reading the directory is open to anyone who can reach the gateway; nodes
+themselves want a user token (``token=`` here is passed to every
+``connect``, or give one per node to ``connect``).
 """
 
 from __future__ import annotations
@@ -80,7 +83,9 @@ class Gateway:
         known_nodes: str | Path | None = None,
         client_name: str = "client",
         timeout: float = 10.0,
+        token: str | None = None,
     ) -> None:
+        """``token``: the user token :meth:`connect` uses by default (else ``$TESSERA_TOKEN``)."""
         if not url.startswith(("wss://", "ws://")):
             raise ValueError(f"gateway URL must start with wss:// (or ws://): {url!r}")
         trust = TrustPolicy(
@@ -92,6 +97,7 @@ class Gateway:
             {"scheme": ANONYMOUS_SCHEME, "secret": secrets.token_bytes(32)}
         )
         self.url = url
+        self._token = token
         self._channel = SyncChannel(
             Endpoint(url, trust, client_name, credentials, DEFAULT_MAX_MESSAGE_BYTES, timeout)
         )
@@ -138,6 +144,8 @@ class Gateway:
             )
         if entry.url.startswith("wss://"):
             options.setdefault("fingerprint", entry.fingerprint)
+        if self._token is not None:
+            options.setdefault("token", self._token)
         return connect(entry.url, **options)
 
     def close(self) -> None:

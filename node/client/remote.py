@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 
-from ..server.auth import ANONYMOUS_SCHEME
 from ..transport.trust import TrustPolicy
-from ..transport.channel import Endpoint, fixed_credentials
+from ..transport.channel import Endpoint
 from .channel import SyncChannel
+from .credentials import client_credentials
 from .handle import NodeHandle
 
 __all__ = ["RemoteNode", "connect", "endpoint_for"]
@@ -36,8 +35,9 @@ def endpoint_for(
     client_name: str,
     max_message_bytes: int,
     timeout: float,
+    token: str | None = None,
 ) -> Endpoint:
-    """Validate the URL and trust options into an :class:`Endpoint`."""
+    """Validate the URL, trust options and token into an :class:`Endpoint`."""
     if not url.startswith(("wss://", "ws://")):
         raise ValueError(f"node URL must start with wss:// (or ws:// for --insecure nodes): {url!r}")
     trust = TrustPolicy(
@@ -45,13 +45,14 @@ def endpoint_for(
         fingerprint=fingerprint,
         known_nodes=Path(known_nodes) if known_nodes is not None else None,
     )
-    credentials = fixed_credentials({"scheme": ANONYMOUS_SCHEME, "secret": secrets.token_bytes(32)})
+    credentials = client_credentials(token)
     return Endpoint(url, trust, client_name, credentials, max_message_bytes, timeout)
 
 
 def connect(
     url: str,
     *,
+    token: str | None = None,
     cafile: str | Path | None = None,
     fingerprint: str | None = None,
     known_nodes: str | Path | None = None,
@@ -60,6 +61,11 @@ def connect(
     timeout: float = 10.0,
 ) -> RemoteNode:
     """Connect to the node at ``url`` (``wss://host:port``) and complete the handshake.
+
+    Who you are: ``token`` (``tsr1.<user>.<secret>``, issued by the node's
+    operator with ``python -m node users add``), else ``$TESSERA_TOKEN``;
+    without either the client is anonymous, which only nodes started with
+    ``--allow-anonymous`` accept (others refuse with ``Unauthenticated``).
 
     Trust: ``cafile`` (the node's ``cert.pem`` or an operator CA) or a pinned
     ``fingerprint="sha256:..."``; with neither, the certificate is trusted on
@@ -77,5 +83,6 @@ def connect(
         client_name=client_name,
         max_message_bytes=max_message_bytes,
         timeout=timeout,
+        token=token,
     )
     return RemoteNode(SyncChannel(endpoint))

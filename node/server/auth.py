@@ -1,17 +1,19 @@
 """Who is asking: turning a hello's credentials into a :class:`Caller`.
 
-The authenticator is injected into every session, so the security issue can
-swap in operator-issued credentials without touching the session.  Two
-schemes today:
+The authenticator is injected into every session.  Three schemes:
 
+- ``token``: a user the node's operator admitted (:mod:`node.server.users`)
+  proves it holds its token; the principal is ``user:<name>``.  This is how
+  people reach a node.
+- ``node``: another node (or a node registering at the gateway) proves it
+  holds the key of its certificate and, where a network token is set, that
+  it is a member of the network (:mod:`node.transport.proof`); the
+  principal is ``node:<id>@<fingerprint prefix>`` and the caller carries the
+  certificate's fingerprint, which transfers and registrations check.
 - ``anonymous``: a client names itself by a random secret it keeps for its
   lifetime; the principal is ``anon-`` plus 16 hex digits of the secret's
-  SHA-256.  Reconnecting with the same secret reaches the same objects, and
-  nobody else can guess the name.
-- ``node``: another node (or a node registering at the gateway) proves it
-  holds the key of its certificate (:mod:`node.transport.proof`); the
-  principal is ``node:<id>`` and the caller carries the certificate's
-  fingerprint, which transfers and registrations check.
+  SHA-256.  Off on nodes unless the operator passes ``--allow-anonymous``
+  (development); the gateway's read-only directory accepts it.
 
 Must not import asyncio or the transport's WebSocket module.
 """
@@ -19,15 +21,18 @@ Must not import asyncio or the transport's WebSocket module.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from protocol.errors import Unauthenticated
 from protocol.ids import NodeId
 from protocol.messages import HelloRequest
 
-from ..transport.proof import NODE_SCHEME, ProofVerifier
+from ..transport.proof import INSECURE_SERVER, NODE_SCHEME, ProofVerifier
+from ..transport.tokens import TOKEN_SCHEME
 from .store import Principal
+from .users import UserDirectory
 
 __all__ = [
     "Caller",
@@ -90,15 +95,39 @@ class AnonymousAuthenticator:
 
 
 class CredentialAuthenticator:
-    """Anonymous clients and proven nodes, as a node server or the gateway accepts them."""
+    """The schemes a node server (or the gateway) is configured to accept.
 
-    def __init__(self, verifier: ProofVerifier, anonymous: bool = True) -> None:
-        self.verifier = verifier
+    Node proofs are accepted from members of the network whose key is
+    ``network``; with no key, only if ``open_network`` (a gateway started
+    with ``--open``), else not at all (a node outside any network has no
+    peers).  User tokens are checked against ``users`` (None: the gateway,
+    which has no users).  ``anonymous``: whether random-secret clients are
+    let in.
+    """
+
+    def __init__(
+        self,
+        server_fingerprint: str | None,
+        *,
+        network: bytes | None = None,
+        open_network: bool = False,
+        users: UserDirectory | None = None,
+        anonymous: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.server = server_fingerprint or INSECURE_SERVER
+        accepts_nodes = network is not None or open_network
+        self.verifier = (
+            ProofVerifier(server_fingerprint, clock, network) if accepts_nodes else None
+        )
+        self.users = users
         self.anonymous = AnonymousAuthenticator() if anonymous else None
 
     def authenticate(self, hello: HelloRequest) -> Caller:
         scheme = _scheme_of(hello)
-        if scheme == NODE_SCHEME:
+        if scheme == TOKEN_SCHEME and self.users is not None:
+            return Caller(self.users.authenticate(hello.credentials, self.server))
+        if scheme == NODE_SCHEME and self.verifier is not None:
             proof = self.verifier.verify(hello.credentials)
             # The principal names the key too: another key claiming the same
             # id is another principal and sees none of the first one's objects.
@@ -106,4 +135,18 @@ class CredentialAuthenticator:
             return Caller(principal, proof.node_id, proof.fingerprint)
         if scheme == ANONYMOUS_SCHEME and self.anonymous is not None:
             return self.anonymous.authenticate(hello)
-        raise _refuse_scheme(scheme)
+        raise self._refuse(scheme)
+
+    def _refuse(self, scheme: str) -> Unauthenticated:
+        if scheme == ANONYMOUS_SCHEME and self.users is not None:
+            return Unauthenticated(
+                "this node does not accept anonymous clients: connect with a user token "
+                "(token=... or TESSERA_TOKEN) issued by its operator (python -m node users add)",
+                {"scheme": scheme},
+            )
+        if scheme == NODE_SCHEME and self.verifier is None:
+            return Unauthenticated(
+                "this node is in no network (no network token): it accepts no node peers",
+                {"scheme": scheme},
+            )
+        return _refuse_scheme(scheme)

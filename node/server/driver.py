@@ -152,6 +152,13 @@ class ConnectionDriver:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def revoke(self, reason: str) -> None:
+        """Stop serving this connection (its credentials were revoked) and close it."""
+        if not self._done:
+            self._done = True
+            self._backlog.clear()
+            self._spawn(self._close(CloseCode.POLICY_VIOLATION, reason))
+
     async def wait(self) -> None:
         """Until the connection is closed; then cancel what is left of its tasks."""
         try:

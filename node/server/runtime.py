@@ -1,6 +1,7 @@
 """The node process: a WebSocket listener feeding one :class:`Session` per connection.
 
 Owns the store and executor shared by all connections, the TLS identity,
+the users directory (whose revocations it enforces on live connections),
 and the lifetime of every connection task.  Heavy commands run in worker
 threads via ``asyncio.to_thread`` so the loop keeps serving heartbeats and
 other clients.  Objects of a principal with no live connection are freed
@@ -23,11 +24,13 @@ from protocol.records import NodeRecord, Role
 from ..settings import NodeSettings
 from ..transport.channel import Credentials, Endpoint
 from ..transport.identity import Identity, ensure_identity
-from ..transport.proof import ProofVerifier, node_credentials
+from ..transport.proof import node_credentials
+from ..transport.tokens import network_key
 from ..transport.tls import server_ssl_context
 from ..transport.trust import TrustPolicy
 from ..transport.websocket import Connection, Listener, listen
 from .auth import AnonymousAuthenticator, Authenticator, CredentialAuthenticator
+from .users import USER_PREFIX, UserDirectory, UsersFileError
 from .executor import Executor
 from .driver import ConnectionDriver
 from .session import Session
@@ -38,6 +41,9 @@ from .transfers import TransferService
 __all__ = ["NodeServer"]
 
 log = logging.getLogger("tessera.node")
+
+REVOCATION_CHECK_INTERVAL = 1.0
+"""Seconds between checks of the users file for revoked users."""
 
 
 class NodeServer:
@@ -55,6 +61,10 @@ class NodeServer:
         self._listener: Listener | None = None
         self._live: dict[Principal, int] = {}
         self._expiry: dict[Principal, asyncio.TimerHandle] = {}
+        self.users = UserDirectory(settings.state_dir)
+        self._network = network_key(settings.network_token) if settings.network_token else None
+        self._drivers: set[ConnectionDriver] = set()
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -92,8 +102,13 @@ class NodeServer:
         )
         self.identity = identity
         ssl_context = None if settings.insecure else server_ssl_context(identity)
-        verifier = ProofVerifier(None if settings.insecure else identity.fingerprint)
-        self.authenticator = self._authenticator or CredentialAuthenticator(verifier)
+        await asyncio.to_thread(self.users.names)  # an unreadable users file fails the start
+        self.authenticator = self._authenticator or CredentialAuthenticator(
+            None if settings.insecure else identity.fingerprint,
+            network=self._network,
+            users=self.users,
+            anonymous=settings.allow_anonymous,
+        )
         credentials = self._node_credentials(identity)
         self.transfers = TransferService(
             settings.node_id, self.store, credentials, settings.max_message_bytes
@@ -104,6 +119,7 @@ class NodeServer:
         if settings.gateway_url is not None:
             self.registration = GatewayRegistration(self._gateway_endpoint(credentials), self.record())
             self.registration.start()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_users())
 
     def _cert_names(self) -> tuple[str, ...]:
         names = [self.settings.host]
@@ -115,9 +131,10 @@ class NodeServer:
 
     def _node_credentials(self, identity: Identity) -> Credentials:
         node_id = self.settings.node_id
+        network = self._network
 
         def credentials(peer_fingerprint: str | None) -> dict[str, Any]:
-            return node_credentials(identity, node_id, peer_fingerprint)
+            return node_credentials(identity, node_id, peer_fingerprint, network=network)
 
         return credentials
 
@@ -145,6 +162,9 @@ class NodeServer:
 
     async def close(self) -> None:
         """Deregister, stop listening and close every connection (code 1001)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
         if self.registration is not None:
             await self.registration.stop()
         if self.transfers is not None:
@@ -172,12 +192,33 @@ class NodeServer:
         session = self._session(connection)
         driver = ConnectionDriver(connection, session, self._encode_reply, self._connected)
         connection.attach(driver)
+        self._drivers.add(driver)
         try:
             await driver.wait()
         finally:
+            self._drivers.discard(driver)
             session.close()
             if session.principal is not None:
                 self._disconnected(session.principal)
+
+    async def _watch_users(self) -> None:
+        """Close the connections of users the operator revoked while they were connected."""
+        while True:
+            await asyncio.sleep(REVOCATION_CHECK_INTERVAL)
+            try:
+                names = await asyncio.to_thread(self.users.names)
+            except UsersFileError as exc:
+                log.error("%s; keeping the users loaded before", exc)
+                continue
+            for driver in list(self._drivers):
+                principal = driver.session.principal
+                if (
+                    principal is not None
+                    and principal.startswith(USER_PREFIX)
+                    and principal[len(USER_PREFIX):] not in names
+                ):
+                    log.info("closing a connection of %s: its token was revoked", principal)
+                    driver.revoke("credentials revoked")
 
     def _encode_reply(self, reply: Reply) -> Frame:
         """Encode a reply; one the peer would refuse for its size becomes TOO_LARGE."""

@@ -11,11 +11,17 @@ to another; the nonce cache stops replays to the same server.  We do not use
 TLS client certificates because Python's ``ssl`` cannot accept an arbitrary
 self-signed client certificate and then pin it.
 
+A proof also carries ``membership``: a MAC over the signed bytes keyed by
+the network token (:mod:`node.transport.tokens`).  A verifier given the
+network's key refuses proofs without a valid one, so holding *a* key pair
+is not enough to join: the node must also have been given the token.
+
 Must not import asyncio or websockets.
 """
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import threading
 import time
@@ -32,16 +38,23 @@ from protocol.errors import Unauthenticated
 from protocol.ids import NodeId
 
 from .identity import Identity, fingerprint_of, load_signing_key
+from .tokens import INSECURE_SERVER, membership_mac
 
-__all__ = ["NODE_SCHEME", "MAX_CLOCK_SKEW", "NodeProof", "node_credentials", "ProofVerifier"]
+__all__ = [
+    "NODE_SCHEME",
+    "MAX_CLOCK_SKEW",
+    "NodeProof",
+    "node_credentials",
+    "ProofVerifier",
+    "ReplayGuard",
+    "INSECURE_SERVER",
+]
 
 NODE_SCHEME = "node"
 CONTEXT = "tessera-node-hello-v1"
 MAX_CLOCK_SKEW = 300.0
 """Seconds a proof's timestamp may differ from the verifier's clock."""
 NONCE_BYTES = 16
-INSECURE_SERVER = "insecure"
-"""What a proof binds to when the server has no certificate (``--insecure``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +71,17 @@ def _payload(node_id: str, server: str, timestamp: int, nonce: bytes) -> bytes:
 
 
 def node_credentials(
-    identity: Identity, node_id: str, server_fingerprint: str | None, now: float | None = None
+    identity: Identity,
+    node_id: str,
+    server_fingerprint: str | None,
+    now: float | None = None,
+    network: bytes | None = None,
 ) -> dict[str, Any]:
-    """Hello credentials proving ``node_id`` holds ``identity``'s key (reads the key file)."""
+    """Hello credentials proving ``node_id`` holds ``identity``'s key (reads the key file).
+
+    ``network`` is the network key (:func:`~node.transport.tokens.network_key`);
+    with it the proof also shows membership of that network.
+    """
     timestamp = int(time.time() if now is None else now)
     nonce = secrets.token_bytes(NONCE_BYTES)
     payload = _payload(node_id, server_fingerprint or INSECURE_SERVER, timestamp, nonce)
@@ -71,7 +92,7 @@ def node_credentials(
         signature = key.sign(payload, padding.PKCS1v15(), hashes.SHA256())
     else:
         signature = key.sign(payload)  # type: ignore[call-arg]
-    return {
+    credentials: dict[str, Any] = {
         "scheme": NODE_SCHEME,
         "node_id": node_id,
         "certificate": identity.cert_der,
@@ -79,44 +100,76 @@ def node_credentials(
         "nonce": nonce,
         "signature": signature,
     }
+    if network is not None:
+        credentials["membership"] = membership_mac(network, payload)
+    return credentials
+
+
+class ReplayGuard:
+    """Freshness of signed hellos: timestamp within the skew, nonce never seen twice."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._seen: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+
+    def check_time(self, timestamp: int, what: str) -> float:
+        """The current time; Unauthenticated if ``timestamp`` is too far from it."""
+        now = self.clock()
+        if abs(now - timestamp) > MAX_CLOCK_SKEW:
+            raise Unauthenticated(
+                f"{what} timestamp is {abs(now - timestamp):.0f}s off; check the clocks",
+                {"skew": round(now - timestamp)},
+            )
+        return now
+
+    def remember(self, nonce: bytes, now: float, what: str) -> None:
+        """Unauthenticated if ``nonce`` was used before (within twice the skew)."""
+        with self._lock:
+            for old, seen_at in list(self._seen.items()):
+                if now - seen_at > 2 * MAX_CLOCK_SKEW:
+                    del self._seen[old]
+            if nonce in self._seen:
+                raise Unauthenticated(f"{what} was already used (replay)", {})
+            self._seen[nonce] = now
 
 
 class ProofVerifier:
     """Checks node proofs addressed to one server; remembers nonces against replay."""
 
     def __init__(
-        self, server_fingerprint: str | None, clock: Callable[[], float] = time.time
+        self,
+        server_fingerprint: str | None,
+        clock: Callable[[], float] = time.time,
+        network: bytes | None = None,
     ) -> None:
+        """``network``: the network key members must prove; None admits any key pair."""
         self.server = server_fingerprint or INSECURE_SERVER
-        self.clock = clock
-        self._seen: dict[bytes, float] = {}
-        self._lock = threading.Lock()
+        self.network = network
+        self.guard = ReplayGuard(clock)
 
     def verify(self, credentials: Mapping[str, Any]) -> NodeProof:
         """The proven node identity, or :class:`Unauthenticated` saying why not."""
         node_id, der, timestamp, nonce, signature = _fields(credentials)
-        now = self.clock()
-        if abs(now - timestamp) > MAX_CLOCK_SKEW:
-            raise Unauthenticated(
-                f"node proof timestamp is {abs(now - timestamp):.0f}s off; check the clocks",
-                {"skew": round(now - timestamp)},
-            )
+        now = self.guard.check_time(timestamp, "node proof")
         try:
             certificate = x509.load_der_x509_certificate(der)
         except ValueError:
             raise Unauthenticated("node proof certificate is not valid DER", {}) from None
-        _check_signature(certificate, signature, _payload(node_id, self.server, timestamp, nonce))
-        self._remember(nonce, now)
+        payload = _payload(node_id, self.server, timestamp, nonce)
+        _check_signature(certificate, signature, payload)
+        if self.network is not None:
+            membership = credentials.get("membership")
+            if not isinstance(membership, bytes) or not hmac.compare_digest(
+                membership, membership_mac(self.network, payload)
+            ):
+                raise Unauthenticated(
+                    f"node {node_id!r} did not prove membership of this network "
+                    "(it needs the network token)",
+                    {"node_id": node_id},
+                )
+        self.guard.remember(nonce, now, "node proof")
         return NodeProof(NodeId(node_id), fingerprint_of(der))
-
-    def _remember(self, nonce: bytes, now: float) -> None:
-        with self._lock:
-            for old, seen_at in list(self._seen.items()):
-                if now - seen_at > 2 * MAX_CLOCK_SKEW:
-                    del self._seen[old]
-            if nonce in self._seen:
-                raise Unauthenticated("node proof was already used (replay)", {})
-            self._seen[nonce] = now
 
 
 def _fields(credentials: Mapping[str, Any]) -> tuple[str, bytes, int, bytes, bytes]:

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import node
 from node.server.runtime import NodeServer
+from node.server.users import UserDirectory
+from node.transport.tokens import parse_user_token
 from node.settings import NodeSettings
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.ids import NodeId
@@ -30,7 +32,7 @@ from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import ErrorReply, HelloRequest, PutRequest, TransferRequest
 from tests.fuzz.corpus import field_names, random_input, seed_frames
 from tests.fuzz.wire import FeedReport, Target, feed, handshake, open_link, recv
-from tests.support import NodeProcess, start_node
+from tests.support import USER_TOKEN, NodeProcess, start_node
 
 SEED = 20_240_605
 INPUTS = 400
@@ -132,6 +134,7 @@ def test_closed_connections_are_freed_without_the_cycle_collector(tmp_path: Path
     """A node's objects for a closed connection are freed by reference counting alone."""
 
     async def run() -> int:
+        UserDirectory(tmp_path).add(parse_user_token(USER_TOKEN))
         server = NodeServer(NodeSettings(node_id=NodeId("cycle"), state_dir=tmp_path, port=0))
         await server.start()
         assert server.identity is not None
@@ -154,6 +157,7 @@ def test_failed_transfer_links_are_not_kept(tmp_path: Path) -> None:
     """Transfers to unreachable destinations leave no pooled link behind."""
 
     async def run() -> tuple[set[str], int]:
+        UserDirectory(tmp_path).add(parse_user_token(USER_TOKEN))
         server = NodeServer(NodeSettings(node_id=NodeId("links"), state_dir=tmp_path, port=0))
         await server.start()
         assert server.identity is not None and server.transfers is not None

@@ -22,6 +22,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from node.transport.identity import fingerprint_of
+from node.transport.tokens import parse_user_token, user_credentials
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.errors import ProtocolError, VersionMismatch
 from protocol.limits import PROTOCOL_VERSION
@@ -29,6 +31,7 @@ from protocol.messages import (
     DeleteRequest, ErrorReply, HelloReply, HelloRequest, ListReply, ListRequest, SyncReply,
     SyncRequest,
 )
+from tests.support import USER_TOKEN
 
 __all__ = ["Target", "FeedReport", "feed", "handshake", "open_link", "recv", "closes_connection", "cleanup", "isolate"]
 
@@ -40,15 +43,18 @@ _sync_ids = itertools.count(SYNC_BASE)
 
 @dataclass(frozen=True)
 class Target:
-    """Where the node listens, how to trust it, and the fuzzing principal's secret."""
+    """Where the node listens, how to trust it, and the fuzzing principal's token."""
 
     url: str
     cafile: Path
-    secret: bytes = b"fuzz-secret-" + bytes(20)
+    token: str = USER_TOKEN
     timeout: float = 10.0
 
     def ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.cafile))
+
+    def fingerprint(self) -> str:
+        return fingerprint_of(ssl.PEM_cert_to_DER_cert(self.cafile.read_text()))
 
 
 @dataclass
@@ -93,8 +99,8 @@ async def recv(ws: ClientConnection, timeout: float) -> bytes:
     return data.encode() if isinstance(data, str) else data
 
 
-def _hello(secret: bytes) -> bytes:
-    credentials: dict[str, Any] = {"scheme": "anonymous", "secret": secret}
+def _hello(target: Target) -> bytes:
+    credentials = user_credentials(parse_user_token(target.token), target.fingerprint())
     return encode_message_bytes(HelloRequest(1, PROTOCOL_VERSION, "fuzzer", ("client",), credentials))  # type: ignore[arg-type]
 
 
@@ -103,7 +109,7 @@ async def open_link(target: Target, hello: bool = True) -> ClientConnection:
     ws = await ws_connect(target.url, ssl=target.ssl(), compression=None, max_size=2**28,
                           open_timeout=target.timeout, ping_interval=None)
     if hello:
-        await ws.send(_hello(target.secret))
+        await ws.send(_hello(target))
         reply = decode_message(await recv(ws, target.timeout))
         assert isinstance(reply, HelloReply), f"hello refused: {reply!r}"
     return ws

@@ -16,7 +16,7 @@ from protocol.ids import NodeId, RequestId
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import HelloReply, HelloRequest, Message
 from protocol.records import NodeRecord, Role
-from tests.support import GatewayProcess
+from tests.support import NETWORK_KEY, GatewayProcess
 
 
 def tls_context(gateway: GatewayProcess) -> ssl.SSLContext:
@@ -45,7 +45,9 @@ class Wire:
         ws = await connect(gateway.url, ssl=tls_context(gateway), compression=None, open_timeout=10)
         wire = cls(ws)
         if identity is not None:
-            credentials = node_credentials(identity, node_id, gateway.fingerprint)
+            credentials = node_credentials(
+                identity, node_id, gateway.fingerprint, network=NETWORK_KEY
+            )
         else:
             credentials = {"scheme": "anonymous", "secret": secrets.token_bytes(32)}
         reply = await wire.request(HelloRequest(wire.rid(), PROTOCOL_VERSION, "tests", (), credentials))

@@ -17,7 +17,8 @@ from gateway.session import GATEWAY_ID, GatewaySession
 from node.server.auth import CredentialAuthenticator
 from node.server.session import CLOSE_POLICY, CLOSE_PROTOCOL, Outcome
 from node.transport.identity import Identity, ensure_identity
-from node.transport.proof import ProofVerifier, node_credentials
+from node.transport.proof import node_credentials
+from tests.support import NETWORK_KEY
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.ids import NodeId, ObjectId, RequestId
 from protocol.limits import PROTOCOL_VERSION
@@ -60,7 +61,9 @@ class Harness:
         self.keys = keys
         self.clock = Clock()
         self.registry = Registry()
-        self.authenticator = CredentialAuthenticator(ProofVerifier(keys.gateway.fingerprint))
+        self.authenticator = CredentialAuthenticator(
+            keys.gateway.fingerprint, network=NETWORK_KEY, anonymous=True
+        )
         self.source_limiter = RateLimiter(source_limit)
         self.connection_limit = connection_limit
 
@@ -73,7 +76,9 @@ class Harness:
 
     def node(self, identity: Identity, node_id: str, source: str = "10.0.0.1") -> GatewaySession:
         session = self.session(source)
-        credentials = node_credentials(identity, node_id, self.keys.gateway.fingerprint)
+        credentials = node_credentials(
+            identity, node_id, self.keys.gateway.fingerprint, network=NETWORK_KEY
+        )
         assert isinstance(send(session, hello(credentials)).reply, HelloReply)
         return session
 

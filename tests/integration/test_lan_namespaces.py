@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 
 from tests.integration.netns import Lan, NamespacesUnavailable
-from tests.support import ROOT, node_env
+from tests.support import ROOT, node_env, admit_test_user
 
 STARTUP = re.compile(r"listening on (\S+) fingerprint (\S+)")
 
@@ -52,6 +52,7 @@ def test_client_discovers_nodes_and_moves_data_across_hosts(lan: tuple[Lan, Path
     )
     assert gateway_url == f"wss://{gateway_ip}:5000"
     for name in ("alice", "bob", "carol"):
+        admit_test_user(tmp / name)  # the client's user, as each operator would admit it
         url, _ = _start(
             network, tmp, name,
             ["-m", "node", "--id", name, "--host", network.hosts[name], "--port", "8765",

@@ -15,7 +15,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 import node
-from tests.support import NodeProcess
+from node.transport.tokens import parse_user_token, user_credentials
+from tests.support import USER_TOKEN, NodeProcess
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.messages import ErrorReply, HelloRequest
 from protocol.limits import PROTOCOL_VERSION
@@ -32,17 +33,16 @@ def _frame(body: dict[str, Any], tail: bytes = b"") -> bytes:
     return head + bytes(-len(head) % 8) + tail
 
 
-def _hello() -> bytes:
-    return encode_message_bytes(
-        HelloRequest(1, PROTOCOL_VERSION, "attacker", (), {"scheme": "anonymous", "secret": b"s" * 32})
-    )
+def _hello(proc: NodeProcess) -> bytes:
+    credentials = user_credentials(parse_user_token(USER_TOKEN), proc.fingerprint)
+    return encode_message_bytes(HelloRequest(1, PROTOCOL_VERSION, "attacker", (), credentials))
 
 
 async def _exchange(proc: NodeProcess, frames: list[bytes | str]) -> list[Any]:
     """Open a raw WebSocket, say hello, send frames, collect replies until quiet."""
     replies: list[Any] = []
     async with ws_connect(proc.url, ssl=_ssl(proc), compression=None, max_size=2**24) as ws:
-        await ws.send(_hello())
+        await ws.send(_hello(proc))
         replies.append(decode_message(await ws.recv()))
         for frame in frames:
             await ws.send(frame)
@@ -190,7 +190,7 @@ def test_oversized_frame_closes_with_1009(spawn_node) -> None:  # type: ignore[n
 
     async def run() -> Any:
         async with ws_connect(proc.url, ssl=_ssl(proc), compression=None) as ws:
-            await ws.send(_hello())
+            await ws.send(_hello(proc))
             await ws.recv()
             await ws.send(b"\0" * (2 * 1024 * 1024))
             with pytest.raises(ConnectionClosed) as closed:

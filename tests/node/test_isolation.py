@@ -6,14 +6,14 @@ import pytest
 import torch
 
 import node
-from tests.support import NodeProcess
+from tests.support import NodeProcess, admit
 from protocol.ids import ObjectId
 
 
 def test_other_clients_objects_are_invisible(shared_node: NodeProcess) -> None:
     """Bob cannot list, get, compute on or delete Alice's objects: all NOT_FOUND."""
     alice = node.connect(shared_node.url, cafile=shared_node.cafile)
-    bob = node.connect(shared_node.url, cafile=shared_node.cafile)
+    bob = node.connect(shared_node.url, cafile=shared_node.cafile, token=admit(shared_node.state_dir, "bob"))
     try:
         secret = alice.send(torch.tensor([42.0]))
         alice.sync()
@@ -36,7 +36,7 @@ def test_other_clients_objects_are_invisible(shared_node: NodeProcess) -> None:
 def test_object_ids_cannot_be_hijacked(shared_node: NodeProcess) -> None:
     """Reusing another client's object id for a new object fails; the original survives."""
     alice = node.connect(shared_node.url, cafile=shared_node.cafile)
-    bob = node.connect(shared_node.url, cafile=shared_node.cafile)
+    bob = node.connect(shared_node.url, cafile=shared_node.cafile, token=admit(shared_node.state_dir, "bob"))
     try:
         original = alice.send(torch.tensor([1]))
         alice.sync()

@@ -11,7 +11,7 @@ import node
 from protocol.ids import ObjectId
 from protocol.messages import PutChunkRequest
 from protocol.streams import CHUNK_BYTES, STREAM_THRESHOLD
-from tests.support import NodeProcess
+from tests.support import NodeProcess, admit
 
 BIG = STREAM_THRESHOLD // 4 * 2 + 12345  # float32 elements: ~2x the threshold, ragged end
 
@@ -80,7 +80,7 @@ def test_quotas_refuse_and_the_node_keeps_serving(spawn_node) -> None:  # type: 
     """Beyond --max-objects / --max-memory-mib a client gets QUOTA_EXCEEDED; others are unaffected."""
     proc: NodeProcess = spawn_node("tight", "--max-objects", "3", "--max-memory-mib", "20")
     with node.connect(proc.url, cafile=proc.cafile) as greedy, \
-            node.connect(proc.url, cafile=proc.cafile) as polite:
+            node.connect(proc.url, cafile=proc.cafile, token=admit(proc.state_dir, "polite")) as polite:
         kept = [greedy.send(torch.ones(1)) for _ in range(3)]
         greedy.send(torch.ones(1))
         with pytest.raises(node.QuotaExceeded):

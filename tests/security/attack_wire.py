@@ -23,11 +23,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from node.transport.identity import Identity
+from node.server.users import UserDirectory
 from node.transport.proof import node_credentials
+from node.transport.tokens import parse_user_token, user_credentials
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import ErrorReply, HelloRequest, Message, SyncReply, SyncRequest
-from tests.support import NodeProcess
+from tests.support import NETWORK_KEY, NodeProcess, admit
 
 SYNC_ID = 999_999
 """Request id of the barrier that ends an exchange."""
@@ -65,12 +67,29 @@ def anonymous(secret: bytes | None = None) -> dict[str, Any]:
     return {"scheme": "anonymous", "secret": secret or secrets.token_bytes(32)}
 
 
+def admit_user(*procs: NodeProcess) -> str:
+    """A new user admitted on every one of ``procs`` (same token everywhere); its token."""
+    token = admit(procs[0].state_dir, f"u{secrets.token_hex(6)}")
+    for proc in procs[1:]:
+        UserDirectory(proc.state_dir).add(parse_user_token(token))
+    return token
+
+
+def as_user(token: str, proc: NodeProcess, client: str = "attacker") -> bytes:
+    """A hello proving ``token`` to ``proc``."""
+    return hello(user_credentials(parse_user_token(token), proc.fingerprint), client)
+
+
 def hello(credentials: dict[str, Any], client: str = "attacker") -> bytes:
     return encode_message_bytes(HelloRequest(1, PROTOCOL_VERSION, client, (), credentials))
 
 
 def node_hello(identity: Identity, node_id: str, server_fingerprint: str | None, **kw: Any) -> bytes:
-    """A node's hello: a fresh proof that ``node_id`` holds ``identity``'s key, bound to a server."""
+    """A node's hello: a fresh proof that ``node_id`` holds ``identity``'s key, bound to a server.
+
+    It proves membership of the tests' network unless ``network`` says otherwise.
+    """
+    kw.setdefault("network", NETWORK_KEY)
     return hello(node_credentials(identity, node_id, server_fingerprint, **kw), client=node_id)
 
 
@@ -99,7 +118,9 @@ class Raw:
         )
         raw = cls(ws)
         if say_hello:
-            await ws.send(hello_frame if hello_frame is not None else hello(anonymous()))
+            # By default every connection is a user of its own, as a fresh attacker would be.
+            greeting = hello_frame if hello_frame is not None else as_user(admit_user(proc), proc)
+            await ws.send(greeting)
             raw.greeting = decode_message(await asyncio.wait_for(ws.recv(), 10))
         return raw
 

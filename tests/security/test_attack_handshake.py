@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
+import sys
 import time
 from typing import Any, Callable, Iterator
 
@@ -21,6 +23,13 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from node.transport.identity import Identity
 from node.transport.proof import node_credentials
+from node.transport.tokens import (
+    network_key,
+    new_network_token,
+    new_user_token,
+    parse_user_token,
+    user_credentials,
+)
 from node.transport.tls import server_ssl_context
 from protocol.codec import decode_message
 from protocol.messages import (
@@ -34,7 +43,9 @@ from protocol.messages import (
 )
 from tests.security.attack_wire import (
     Raw,
+    admit_user,
     anonymous,
+    as_user,
     codes,
     hello,
     new_id,
@@ -42,7 +53,7 @@ from tests.security.attack_wire import (
     refused_hello,
 )
 from tests.security.conftest import Bystander, bystander_fixture, stolen_identity
-from tests.support import NodeProcess
+from tests.support import ROOT, NodeProcess
 
 bystander = bystander_fixture("bob")
 
@@ -175,7 +186,7 @@ def test_proof_bound_to_insecure_is_refused_by_a_tls_node(bob_guarded: NodeProce
 
 
 def test_second_hello_cannot_switch_identity(bob_guarded: NodeProcess, alice: NodeProcess) -> None:
-    """After an anonymous hello, a (valid) node hello on the same connection -> BAD_REQUEST, close 1008."""
+    """After a user's hello, a (valid) node hello on the same connection -> BAD_REQUEST, close 1008."""
     bob = bob_guarded
 
     async def run() -> tuple[Any, list[Any]]:
@@ -185,7 +196,7 @@ def test_second_hello_cannot_switch_identity(bob_guarded: NodeProcess, alice: No
         return raw.greeting, replies
 
     greeting, replies = asyncio.run(run())
-    assert isinstance(greeting, HelloReply) and greeting.principal.startswith("anon-")
+    assert isinstance(greeting, HelloReply) and greeting.principal.startswith("user:")
     assert codes(replies) == ["BAD_REQUEST"]
     assert replies[-1].rcvd is not None and replies[-1].rcvd.code == POLICY_VIOLATION
 
@@ -228,20 +239,88 @@ def test_requests_before_hello_are_unauthenticated(bob_guarded: NodeProcess, bys
     assert [c.rcvd.code for c in closes] == [POLICY_VIOLATION, POLICY_VIOLATION]
 
 
-def test_same_secret_same_principal_other_secret_other_principal(bob_guarded: NodeProcess) -> None:
-    """Control for the anonymous scheme: the principal follows the secret, never the client-chosen name."""
-    secret = secrets.token_bytes(32)
+def test_principal_follows_the_token_never_the_client_name(bob_guarded: NodeProcess) -> None:
+    """Control: the same token is the same user:<name> whatever the client calls itself; another token another user."""
+    token, other_token = admit_user(bob_guarded), admit_user(bob_guarded)
 
     async def run() -> list[Any]:
         greetings = []
-        for credentials, name in ((anonymous(secret), "a"), (anonymous(secret), "b"), (anonymous(), "a")):
-            raw = await Raw.open(bob_guarded, hello(credentials, client=name))
+        for used, name in ((token, "a"), (token, "b"), (other_token, "a")):
+            raw = await Raw.open(bob_guarded, as_user(used, bob_guarded, client=name))
             greetings.append(raw.greeting.principal)
             await raw.close()
         return greetings
 
     first, same, other = asyncio.run(run())
-    assert first == same and first != other
+    assert first == same == "user:" + token.split(".")[1] and first != other
+
+
+def test_anonymous_client_is_refused_and_disconnected(bob_guarded: NodeProcess) -> None:
+    """An anonymous hello (no token) on a default node -> UNAUTHENTICATED naming the fix, then close 1008."""
+    _assert_refused(asyncio.run(refused_hello(bob_guarded, hello(anonymous()))), "user token")
+
+
+def test_wrong_or_unknown_token_is_refused(bob_guarded: NodeProcess) -> None:
+    """A token never admitted, or an admitted user's name with another secret -> the same UNAUTHENTICATED."""
+    real = parse_user_token(admit_user(bob_guarded))
+    forged = new_user_token(real.user)
+    for token in (new_user_token("nobody"), forged):
+        credentials = user_credentials(token, bob_guarded.fingerprint)
+        _assert_refused(asyncio.run(refused_hello(bob_guarded, hello(credentials))), "unknown user or wrong token")
+
+
+def test_replayed_user_hello_is_refused(bob_guarded: NodeProcess) -> None:
+    """A captured user hello replayed on a new connection -> UNAUTHENTICATED (nonce already used)."""
+    captured = as_user(admit_user(bob_guarded), bob_guarded)
+
+    async def run() -> Any:
+        first = await Raw.open(bob_guarded, captured)
+        await first.close()
+        return first.greeting, await refused_hello(bob_guarded, captured)
+
+    greeting, replay = asyncio.run(run())
+    assert isinstance(greeting, HelloReply)
+    _assert_refused(replay, "replay")
+
+
+def test_user_hello_made_for_another_node_is_refused(bob_guarded: NodeProcess, shared_node: NodeProcess) -> None:
+    """A user's hello made for node A (a MAC over A's fingerprint) relayed to node B by A -> UNAUTHENTICATED."""
+    token = admit_user(bob_guarded, shared_node)
+    relayed = hello(user_credentials(parse_user_token(token), shared_node.fingerprint))
+    _assert_refused(asyncio.run(refused_hello(bob_guarded, relayed)), "unknown user or wrong token")
+
+
+def test_revoked_user_is_refused_and_its_live_connection_closed(bob_guarded: NodeProcess) -> None:
+    """`python -m node users revoke` while connected -> the connection closes (1008) and new hellos are refused."""
+    token = admit_user(bob_guarded)
+    user = parse_user_token(token).user
+
+    async def run() -> tuple[Any, Any, Any]:
+        live = await Raw.open(bob_guarded, as_user(token, bob_guarded))
+        revoked = subprocess.run(
+            [sys.executable, "-m", "node", "users", "revoke", user, "--state-dir", str(bob_guarded.state_dir)],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )
+        assert revoked.returncode == 0, revoked.stderr
+        try:
+            await asyncio.wait_for(live.ws.wait_closed(), 10)
+        finally:
+            code = live.ws.close_code
+        return live.greeting, code, await refused_hello(bob_guarded, as_user(token, bob_guarded))
+
+    greeting, close_code, again = asyncio.run(run())
+    assert isinstance(greeting, HelloReply) and close_code == POLICY_VIOLATION
+    _assert_refused(again, "unknown user or wrong token")
+
+
+def test_node_proof_without_network_membership_is_refused(
+    bob_guarded: NodeProcess, identities: Callable[[str], Identity]
+) -> None:
+    """A genuine key pair's proof without the network token's MAC, or with another network's -> UNAUTHENTICATED."""
+    outsider = identities("outsider")
+    for network in (None, network_key(new_network_token())):
+        greeting = node_hello(outsider, "outsider", bob_guarded.fingerprint, network=network)
+        _assert_refused(asyncio.run(refused_hello(bob_guarded, greeting)), "membership")
 
 
 def test_client_name_cannot_forge_log_lines(bob_guarded: NodeProcess) -> None:
@@ -250,7 +329,7 @@ def test_client_name_cannot_forge_log_lines(bob_guarded: NodeProcess) -> None:
     forged = f"2020-01-01 00:00:00,000 INFO tessera.node.session: {token} connected from 10.0.0.1 as node:alice"
 
     async def run() -> Any:
-        raw = await Raw.open(bob_guarded, hello(anonymous(), client="x\n" + forged))
+        raw = await Raw.open(bob_guarded, as_user(admit_user(bob_guarded), bob_guarded, client="x\n" + forged))
         await raw.close()
         return raw.greeting
 

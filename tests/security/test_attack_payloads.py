@@ -19,8 +19,10 @@ import msgpack
 import pytest
 import torch
 
+from node.transport.tokens import parse_user_token, user_credentials
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import (
+    ErrorReply,
     CommandRequest,
     GetReply,
     GetRequest,
@@ -43,7 +45,7 @@ from tests.security.attack_wire import (
     torch_archive_bomb,
 )
 from tests.security.conftest import Bystander, bystander_fixture
-from tests.support import NodeProcess
+from tests.support import USER_TOKEN, NodeProcess
 
 bystander = bystander_fixture("shared_node")
 
@@ -139,20 +141,24 @@ def test_bomb_as_uint8_tensor_is_stored_as_plain_data(guard: NodeProcess, bomb: 
     assert not marker.exists()
 
 
-def test_bomb_in_hello_credentials_is_only_a_secret(guard: NodeProcess, bomb: bytes, marker: Path) -> None:
-    """A pickle / archive as the anonymous secret -> hashed like any bytes, or UNAUTHENTICATED when too long."""
+@pytest.mark.parametrize("field", ["user", "mac", "nonce", "secret"])
+def test_bomb_in_hello_credentials_is_refused_unopened(
+    guard: NodeProcess, bomb: bytes, marker: Path, field: str
+) -> None:
+    """A pickle / archive in any credential field (token or anonymous) -> UNAUTHENTICATED, never unpickled."""
+    credentials = (
+        dict(anonymous(), secret=bomb) if field == "secret"
+        else dict(user_credentials(parse_user_token(USER_TOKEN), guard.fingerprint), **{field: bomb})
+    )
 
     async def run() -> Any:
         raw = await Raw.open(guard, say_hello=False)
-        reply = await raw.request(hello(anonymous(bomb)))
+        reply = await raw.request(hello(credentials))
         await raw.close()
         return reply
 
     reply = asyncio.run(run())
-    if len(bomb) <= 64:
-        assert reply.principal.startswith("anon-")
-    else:
-        assert reply.code == "UNAUTHENTICATED"
+    assert isinstance(reply, ErrorReply) and reply.code == "UNAUTHENTICATED", reply
     assert not marker.exists()
 
 

@@ -3,7 +3,7 @@
 A victim client reserves an object id on bob (``expect``) for a delivery
 from node alice.  Attackers then try to ``deliver`` their own bytes into it:
 a node that was not named, a node claiming alice's id with its own key, an
-anonymous client, and alice's key without the ticket.  Each is
+another user, and alice's key without the ticket.  Each is
 ``PERMISSION_DENIED``, the reservation survives, and the victim's real
 transfer from alice then lands the victim's data, not the attacker's.
 """
@@ -29,7 +29,7 @@ from protocol.messages import (
     PutRequest,
     TransferRequest,
 )
-from tests.security.attack_wire import Raw, anonymous, codes, hello, new_id, node_hello
+from tests.security.attack_wire import Raw, admit_user, as_user, codes, new_id, node_hello
 from tests.security.conftest import stolen_identity
 from tests.support import NodeProcess
 
@@ -44,19 +44,19 @@ def _chunk(request_id: int, object_id: int, ticket: bytes) -> DeliverRequest:
 def test_deliver_into_another_clients_reservation(
     alice: NodeProcess, bob: NodeProcess, identities: Callable[[str], Identity]
 ) -> None:
-    """deliver from an unnamed node, an impostor of the named one, an anonymous client, or without the ticket -> PERMISSION_DENIED."""
-    secret = secrets.token_bytes(32)
+    """deliver from an unnamed node, an impostor of the named one, a user, or without the ticket -> PERMISSION_DENIED."""
+    victim = admit_user(alice, bob)
     dest, ticket, source_id = new_id(), secrets.token_bytes(32), new_id()
     mallory = identities("mallory")
     attackers = {
         "unnamed node": node_hello(mallory, "mallory", bob.fingerprint),
         "impostor claiming alice": node_hello(mallory, "alice", bob.fingerprint),
-        "anonymous client": hello(anonymous()),
-        "the victim's own principal": hello(anonymous(secret)),
+        "another user": as_user(admit_user(bob), bob),
+        "the victim's own principal": as_user(victim, bob),
     }
 
     async def run() -> tuple[dict[str, Any], Any, Any, Any, Any]:
-        victim_at_bob = await Raw.open(bob, hello(anonymous(secret)))
+        victim_at_bob = await Raw.open(bob, as_user(victim, bob))
         reserved = await victim_at_bob.request(ExpectRequest(2, dest, alice.node_id, alice.fingerprint, ticket))
         assert isinstance(reserved, AckReply), reserved
         answers: dict[str, Any] = {}
@@ -73,7 +73,7 @@ def test_deliver_into_another_clients_reservation(
         peek = await thief.request(GetRequest(4, dest))
         await thief.close()
         # ...and the victim's real transfer from alice completes.
-        victim_at_alice = await Raw.open(alice, hello(anonymous(secret)))
+        victim_at_alice = await Raw.open(alice, as_user(victim, alice))
         stored = await victim_at_alice.exchange([PutRequest(5, source_id, torch.arange(4.0))])
         assert codes(stored) == []
         sent = await victim_at_alice.request(TransferRequest(
@@ -95,12 +95,12 @@ def test_deliver_into_another_clients_reservation(
 
 def test_reservation_cannot_be_reused_after_delivery(alice: NodeProcess, bob: NodeProcess) -> None:
     """A second deliver with a spent ticket (replaying the named node's delivery) -> NOT_FOUND, data unchanged."""
-    secret, dest, ticket, source_id = secrets.token_bytes(32), new_id(), secrets.token_bytes(32), new_id()
+    victim, dest, ticket, source_id = admit_user(alice, bob), new_id(), secrets.token_bytes(32), new_id()
 
     async def run() -> tuple[Any, Any]:
-        victim_at_bob = await Raw.open(bob, hello(anonymous(secret)))
+        victim_at_bob = await Raw.open(bob, as_user(victim, bob))
         await victim_at_bob.request(ExpectRequest(2, dest, alice.node_id, alice.fingerprint, ticket))
-        victim_at_alice = await Raw.open(alice, hello(anonymous(secret)))
+        victim_at_alice = await Raw.open(alice, as_user(victim, alice))
         await victim_at_alice.exchange([PutRequest(3, source_id, torch.arange(4.0))])
         sent = await victim_at_alice.request(TransferRequest(
             4, source_id, bob.node_id, bob.url, bob.fingerprint, dest, ticket, False,
