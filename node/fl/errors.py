@@ -43,6 +43,8 @@ class DatasetError(TesseraError, ValueError):
 
     @classmethod
     def for_file(cls, path: Path | str, reason: str) -> DatasetError:
+        """One line whatever the library said: the CLI prints it as is."""
+        reason = " ".join(reason.split())
         return cls(f"dataset {str(path)!r}: {reason}", {"path": str(path), "reason": reason})
 
     @classmethod

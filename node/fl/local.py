@@ -16,7 +16,7 @@ Must not import asyncio, websockets, ``node.server`` or ``node.client``.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -151,7 +151,7 @@ def _fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, hyper: H
     return total / (inputs.shape[0] * hyper.local_epochs)
 
 
-def train_locally(spec: ModelSpec, state: dict[str, torch.Tensor], dataset: Dataset,
+def train_locally(spec: ModelSpec, state: Mapping[str, torch.Tensor], dataset: Dataset,
                   hyper: Hyperparameters) -> LocalResult:
     """Train ``hyper.local_epochs`` epochs on the dataset's training rows.
 
@@ -206,7 +206,7 @@ def evaluate(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, loss
     return Metrics(total / samples if samples else 0.0, accuracy, samples)
 
 
-def evaluate_heldout(spec: ModelSpec, state: dict[str, torch.Tensor], dataset: Dataset,
+def evaluate_heldout(spec: ModelSpec, state: Mapping[str, torch.Tensor], dataset: Dataset,
                      loss: LossName) -> Optional[Metrics]:
     """Metrics of a (global) model on the owner's held-out rows; ``None`` without any."""
     if not dataset.heldout_samples:
