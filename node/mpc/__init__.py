@@ -41,6 +41,8 @@ from .material import (
     TripleSpec,
     TruncationShares,
     TruncationSpec,
+    as_triple,
+    as_truncation,
     expand_material,
 )
 from .prg import Seed, expand_seed, fresh_seed, random_ring
@@ -79,6 +81,8 @@ __all__ = [
     "TruncationSpec",
     "UnsupportedDtype",
     "ValueOutOfRange",
+    "as_triple",
+    "as_truncation",
     "encoder_for",
     "expand_material",
     "expand_seed",

@@ -18,6 +18,11 @@ each seed, exactly what that party will expand (:mod:`node.mpc.material`):
 
 So a batch costs the first n-1 parties 16 bytes each, and the last party one
 tensor per triple (two per truncation).
+
+Trust: the dealer knows every party's seed, hence a, b and r.  It must
+therefore never receive the opened values (eps, delta, the masked c of a
+truncation) and must not collude with a computing party; it is the usual
+semi-honest crypto provider of PySyft/SPDZ-style deployments, with no MACs.
 """
 
 from __future__ import annotations

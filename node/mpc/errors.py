@@ -87,7 +87,9 @@ class RingError(MpcError):
         )
 
     @classmethod
-    def shape_mismatch(cls, what: str, expected: tuple[int, ...], got: tuple[int, ...]) -> RingError:
+    def shape_mismatch(
+        cls, what: str, expected: tuple[int, ...], got: tuple[int, ...]
+    ) -> RingError:
         return cls(
             f"{what} has shape {list(got)}, expected {list(expected)}",
             {"what": what, "expected": str(list(expected)), "got": str(list(got))},

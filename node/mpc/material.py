@@ -17,6 +17,12 @@ every party expands them from its seed; the dependent shares (``c``, the top
 bit, the shifted low bits) come from seeds for all but the last party, which
 receives them explicitly (``explicit``, in spec order).  So parties
 ``0..n-2`` receive 16 bytes per batch, whatever its size.
+
+Each expanded triple or mask is single use: using one twice to mask two
+different values reveals their difference.  A bundle's material arrives from
+a peer, so :func:`expand_material` checks the explicit tensors' dtypes and
+shapes, and :func:`as_triple` / :func:`as_truncation` check each item is the
+kind the protocol step expects.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ __all__ = [
     "stream_of",
     "explicit_shapes",
     "expand_material",
+    "as_triple",
+    "as_truncation",
 ]
 
 MAX_MATERIAL_ELEMENTS = 1 << 28
@@ -245,3 +253,17 @@ def _checked_explicit(material: PartyMaterial) -> tuple[torch.Tensor, ...]:
         if tuple(tensor.shape) != shape:
             raise RingError.shape_mismatch(f"explicit tensor {number}", shape, tuple(tensor.shape))
     return material.explicit
+
+
+def as_triple(material: Material) -> TripleShares:
+    """``material`` if it is a Beaver triple, else :class:`MaterialError`."""
+    if not isinstance(material, TripleShares):
+        raise MaterialError(f"expected a Beaver triple, got {type(material).__name__}", {})
+    return material
+
+
+def as_truncation(material: Material) -> TruncationShares:
+    """``material`` if it is a truncation mask, else :class:`MaterialError`."""
+    if not isinstance(material, TruncationShares):
+        raise MaterialError(f"expected a truncation mask, got {type(material).__name__}", {})
+    return material

@@ -33,7 +33,6 @@ import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .errors import SeedError
-from .ring import RING_DTYPE
 
 __all__ = [
     "Seed",
@@ -81,7 +80,9 @@ def expand_seed(seed: bytes, shape: Sequence[int], stream: int = 0) -> torch.Ten
     count = 1
     for dim in dims:
         if dim < 0:
-            raise SeedError(f"shape {list(dims)} has a negative dimension", {"shape": str(list(dims))})
+            raise SeedError(
+                f"shape {list(dims)} has a negative dimension", {"shape": str(list(dims))}
+            )
         count *= dim
     out = numpy.empty(count, dtype="<i8")
     _fill_keystream(key, stream, out.data.cast("B"))

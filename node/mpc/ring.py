@@ -83,7 +83,9 @@ class ConvParams:
         if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
             raise MaterialError("conv stride and dilation must be >= 1, padding >= 0", {})
         if self.groups < 1:
-            raise MaterialError(f"conv groups must be >= 1, got {self.groups}", {"groups": self.groups})
+            raise MaterialError(
+                f"conv groups must be >= 1, got {self.groups}", {"groups": self.groups}
+            )
 
 
 def wrap_int(value: int) -> int:

@@ -55,7 +55,7 @@ def check_party_count(n_parties: int, scheme: str = "additive sharing") -> int:
 
 
 def check_party(party: int, n_parties: int) -> int:
-    """Return ``party`` if it indexes one of ``n_parties`` parties, else raise :class:`PartyError`."""
+    """Return ``party`` if it is in [0, n_parties), else raise :class:`PartyError`."""
     if not isinstance(party, int) or not 0 <= party < n_parties:
         raise PartyError.for_index(int(party), n_parties)
     return party
@@ -80,7 +80,9 @@ def reconstruct(shares: Sequence[torch.Tensor]) -> torch.Tensor:
     for number, share in enumerate(shares[1:], start=1):
         check_ring(share, f"share {number}")
         if share.shape != total.shape:
-            raise RingError.shape_mismatch(f"share {number}", tuple(total.shape), tuple(share.shape))
+            raise RingError.shape_mismatch(
+                f"share {number}", tuple(total.shape), tuple(share.shape)
+            )
         total += share
     return total
 

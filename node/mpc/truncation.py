@@ -26,13 +26,16 @@ x' = x + 2^62, so 0 <= x' < 2^63.
    floor(A) - floor(B) is floor(A - B) or one more,
    y is floor(x / 2^m) or floor(x / 2^m) + 1.
 
-Bound: for every |x| < 2^62 (real value below 2^(62-2f), 2^30 for f = 16)
-the result is within 1 ulp, |y - x / 2^m| < 1, with no failure
-probability: the wrap-around that breaks the plain pair ([r], [r >> m])
-(failure probability |x| / 2^64, off by 2^(64-m)) is corrected by u.
-Which neighbour comes out depends on a carry of r only.  Cost:
-one opening of a ring tensor; three dealt tensors (one for parties 0..n-2
-as seeds).
+Bound: for every x in [-2^62, 2^62) (a real product below 2^(62-2f) in
+magnitude: 2^30 for f = 16) the result is within 1 ulp, |y - x / 2^m| < 1,
+with no failure probability: the wrap-around that breaks the plain pair
+([r], [r >> m]) (failure probability |x| / 2^64, and then off by
+2^(64-m)) is exactly what u corrects.  Which neighbour comes out is a carry
+of the low m bits: y = floor(x / 2^m) + 1 with probability
+(x mod 2^m) / 2^m over r, so the rounding is stochastic and unbiased,
+E[y] = x / 2^m.  Cost: one opening of a ring tensor; three dealt tensors
+per element, which parties 0..n-2 expand from their batch seed and the last
+party partly receives (two of the three) explicitly.
 
 Local scheme, exactly 2 parties (:func:`truncate_local`)
 -------------------------------------------------------
@@ -60,7 +63,7 @@ import torch
 
 from .errors import MaterialError, PartyError, RingError
 from .material import MAX_TRUNCATION_BITS, TruncationShares
-from .ring import RING_BITS, arithmetic_shift, check_ring, logical_shift, low_bits, mul_int, top_bit
+from .ring import RING_BITS, arithmetic_shift, check_ring, logical_shift, low_bits, mul_int
 from .shares import check_party, check_party_count
 
 __all__ = [
@@ -136,12 +139,15 @@ def truncation_finish(
     _check_bits(bits)
     if opened.shape != material.r.shape:
         raise RingError.shape_mismatch("opened value", tuple(material.r.shape), tuple(opened.shape))
-    c_top = top_bit(opened)
-    # [u] = c_t + [r_t] - 2 c_t [r_t]: party 0 adds c_t, every party scales by 1 - 2 c_t.
-    u_share = material.r_top * (1 - 2 * c_top)
+    c_top = opened < 0
+    # [u] = c_t + [r_t] - 2 c_t [r_t]: where c_t = 1 every party negates its
+    # share of r_t and party 0 adds 1; elsewhere [u] = [r_t].
+    u_share = torch.where(c_top, -material.r_top, material.r_top)
     if party == 0:
         u_share += c_top
-    result = mul_int(u_share, 1 << (RING_BITS - 1 - bits)) - material.r_low_shifted
+    result = mul_int(u_share, 1 << (RING_BITS - 1 - bits))
+    result -= material.r_low_shifted
     if party == 0:
-        result += logical_shift(low_bits(opened), bits) - (1 << (VALID_MAGNITUDE_BITS - bits))
+        result += logical_shift(low_bits(opened), bits)
+        result -= 1 << (VALID_MAGNITUDE_BITS - bits)
     return result

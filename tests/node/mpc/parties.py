@@ -19,6 +19,8 @@ from node.mpc.material import (
     TripleSpec,
     TruncationShares,
     TruncationSpec,
+    as_triple,
+    as_truncation,
     expand_material,
 )
 from node.mpc.ring import BilinearOp, ConvParams
@@ -60,15 +62,11 @@ def beaver(
 
 
 def _triple(bundle: PartyMaterial) -> TripleShares:
-    material = expand_material(bundle)[0]
-    assert isinstance(material, TripleShares)
-    return material
+    return as_triple(expand_material(bundle)[0])
 
 
 def _mask_material(bundle: PartyMaterial) -> TruncationShares:
-    material = expand_material(bundle)[0]
-    assert isinstance(material, TruncationShares)
-    return material
+    return as_truncation(expand_material(bundle)[0])
 
 
 def truncate_dealer(shares: Sequence[torch.Tensor], bits: int) -> Shares:

@@ -10,7 +10,7 @@ from node.mpc.beaver import Masked, finish, mask, open_masked
 from node.mpc.dealer import Dealer
 from node.mpc.encoding import FixedPointEncoder, encoder_for
 from node.mpc.errors import PartyError, RingError
-from node.mpc.material import TripleShares, TripleSpec, expand_material
+from node.mpc.material import TripleShares, TripleSpec, as_triple, expand_material
 from node.mpc.prg import random_ring
 from node.mpc.ring import BilinearOp, ConvParams, apply_bilinear
 from node.mpc.shares import reconstruct, split
@@ -86,7 +86,10 @@ def test_matmul_matches_plaintext(n: int, high: float) -> None:
 
 
 @pytest.mark.parametrize("n", [2, 3])
-@pytest.mark.parametrize("conv", [ConvParams(), ConvParams(stride=(2, 2), padding=(1, 1)), ConvParams(groups=2, dilation=(2, 1))])
+@pytest.mark.parametrize(
+    "conv",
+    [ConvParams(), ConvParams(stride=(2, 2), padding=(1, 1)), ConvParams(groups=2, dilation=(2, 1))],
+)
 def test_conv2d_matches_plaintext(n: int, conv: ConvParams) -> None:
     """Fixed-point conv2d is within the derived tolerance of torch's float64 conv2d."""
     x, w = log_uniform(2, 4, 8, 8, high=1e2), log_uniform(6, 4 // conv.groups, 3, 3, high=1e2)
@@ -99,7 +102,11 @@ def test_conv2d_matches_plaintext(n: int, conv: ConvParams) -> None:
 @pytest.mark.parametrize("op", list(BilinearOp))
 def test_ring_products_are_exact(n: int, op: BilinearOp) -> None:
     """On full-range ring values, Beaver's result equals op(x, y) mod 2^64 exactly."""
-    shapes = {BilinearOp.MUL: ((6, 7), (7,)), BilinearOp.MATMUL: ((6, 7), (7, 3)), BilinearOp.CONV2D: ((1, 2, 5, 5), (3, 2, 2, 2))}
+    shapes = {
+        BilinearOp.MUL: ((6, 7), (7,)),
+        BilinearOp.MATMUL: ((6, 7), (7, 3)),
+        BilinearOp.CONV2D: ((1, 2, 5, 5), (3, 2, 2, 2)),
+    }
     x, y = random_ring(shapes[op][0]), random_ring(shapes[op][1])
     assert torch.equal(reconstruct(beaver(op, split(x, n), split(y, n))), apply_bilinear(op, x, y))
 
@@ -127,8 +134,7 @@ def _triples(spec: TripleSpec, n: int) -> list[TripleShares]:
     out = []
     for bundle in Dealer().deal([spec], n):
         (m,) = expand_material(bundle)
-        assert isinstance(m, TripleShares)
-        out.append(m)
+        out.append(as_triple(m))
     return out
 
 

@@ -16,6 +16,8 @@ from node.mpc.material import (
     TripleSpec,
     TruncationShares,
     TruncationSpec,
+    as_triple,
+    as_truncation,
     expand_material,
 )
 from node.mpc.prg import Seed, fresh_seed
@@ -31,7 +33,9 @@ SPECS = (
 )
 
 
-def _expanded(n: int, provider: TripleProvider | None = None) -> list[list[TripleShares | TruncationShares]]:
+def _expanded(
+    n: int, provider: TripleProvider | None = None
+) -> list[list[TripleShares | TruncationShares]]:
     bundles = (provider or Dealer()).deal(SPECS, n)
     return [expand_material(bundle) for bundle in bundles]
 
@@ -43,11 +47,10 @@ def test_triples_satisfy_c_equals_op_of_a_b(n: int) -> None:
     for j, spec in enumerate(SPECS):
         if not isinstance(spec, TripleSpec):
             continue
-        mats = [p[j] for p in parties]
-        assert all(isinstance(m, TripleShares) for m in mats)
-        a = reconstruct([m.a for m in mats])  # type: ignore[union-attr]
-        b = reconstruct([m.b for m in mats])  # type: ignore[union-attr]
-        c = reconstruct([m.c for m in mats])  # type: ignore[union-attr]
+        mats = [as_triple(p[j]) for p in parties]
+        a = reconstruct([m.a for m in mats])
+        b = reconstruct([m.b for m in mats])
+        c = reconstruct([m.c for m in mats])
         assert a.shape == spec.x_shape and b.shape == spec.y_shape and c.shape == spec.z_shape
         assert torch.equal(c, apply_bilinear(spec.op, a, b, spec.conv))
 
@@ -55,12 +58,11 @@ def test_triples_satisfy_c_equals_op_of_a_b(n: int) -> None:
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_truncation_masks_are_consistent(n: int) -> None:
     """The shared top bit and shifted low bits belong to the shared r."""
-    mats = [p[2] for p in _expanded(n)]
-    assert all(isinstance(m, TruncationShares) for m in mats)
-    r = reconstruct([m.r for m in mats])  # type: ignore[union-attr]
-    assert torch.equal(reconstruct([m.r_top for m in mats]), top_bit(r))  # type: ignore[union-attr]
+    mats = [as_truncation(p[2]) for p in _expanded(n)]
+    r = reconstruct([m.r for m in mats])
+    assert torch.equal(reconstruct([m.r_top for m in mats]), top_bit(r))
     want = logical_shift(low_bits(r), 16)
-    assert torch.equal(reconstruct([m.r_low_shifted for m in mats]), want)  # type: ignore[union-attr]
+    assert torch.equal(reconstruct([m.r_low_shifted for m in mats]), want)
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -96,6 +98,15 @@ def test_dealer_seed_source_is_injectable() -> None:
     dealer = Dealer(seed_source=lambda: Seed(bytes(16)))
     one, two = dealer.deal(SPECS, 2), dealer.deal(SPECS, 2)
     assert all(torch.equal(x, y) for x, y in zip(one[1].explicit, two[1].explicit))
+
+
+def test_material_kinds_are_checked() -> None:
+    """A truncation mask where a triple is expected (or the reverse) raises MaterialError."""
+    parties = _expanded(2)
+    with pytest.raises(MaterialError, match="Beaver triple"):
+        as_triple(parties[0][2])
+    with pytest.raises(MaterialError, match="truncation mask"):
+        as_truncation(parties[0][0])
 
 
 def test_spec_validation() -> None:

@@ -130,11 +130,9 @@ def test_conv2d_matches_python_integers() -> None:
     """A tiny conv equals the Python-int sum mod 2^64."""
     x, w = random_ring((1, 2, 3, 3)), random_ring((1, 2, 2, 2))
     xl, wl = x.tolist()[0], w.tolist()[0]
+    taps = [(c, u, v) for c in range(2) for u in range(2) for v in range(2)]
     want = [
-        [
-            wrap_int(sum(xl[c][i + u][j + v] * wl[c][u][v] for c in range(2) for u in range(2) for v in range(2)))
-            for j in range(2)
-        ]
+        [wrap_int(sum(xl[c][i + u][j + v] * wl[c][u][v] for c, u, v in taps)) for j in range(2)]
         for i in range(2)
     ]
     assert ring_conv2d(x, w, ConvParams())[0, 0].tolist() == want

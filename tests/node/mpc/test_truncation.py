@@ -9,7 +9,13 @@ import torch
 
 from node.mpc.dealer import Dealer
 from node.mpc.errors import MaterialError, PartyError, RingError
-from node.mpc.material import TruncationShares, TruncationSpec, expand_material
+from node.mpc.material import (
+    PartyMaterial,
+    TruncationShares,
+    TruncationSpec,
+    as_truncation,
+    expand_material,
+)
 from node.mpc.prg import random_ring
 from node.mpc.ring import BilinearOp, arithmetic_shift
 from node.mpc.shares import reconstruct, split
@@ -60,6 +66,17 @@ def test_truncated_values_decode_within_one_ulp(n: int) -> None:
     product = torch.round(x * 2.0**32).to(torch.int64)
     got = reconstruct(truncate_dealer(split(product, n), 16)).double() / 2.0**16
     assert float((got - product.double() / 2.0**32).abs().max()) < 2.0**-16
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_dealer_truncation_rounds_stochastically_without_bias(n: int) -> None:
+    """x = k + 1/4 ulp rounds up with probability 1/4 (over r): E[y] = x / 2^m."""
+    size, bits = 1 << 16, 16
+    x = torch.full((size,), (5 << bits) + (1 << (bits - 2)), dtype=torch.int64)
+    got = reconstruct(truncate_dealer(split(x, n), bits))
+    ups = int((got == 6).sum())
+    assert int((got == 5).sum()) + ups == size
+    assert abs(ups - size / 4) < 5 * math.sqrt(size * 3 / 16)
 
 
 def test_local_truncation_is_within_one_ulp_when_no_wrap() -> None:
@@ -120,10 +137,9 @@ def test_opened_value_hides_the_input(n: int) -> None:
     assert two_sample_chi_square(opened[0], opened[1]) < chi_square_critical(255)
 
 
-def _mask(bundle: object) -> TruncationShares:
-    (material,) = expand_material(bundle)  # type: ignore[arg-type]
-    assert isinstance(material, TruncationShares)
-    return material
+def _mask(bundle: PartyMaterial) -> TruncationShares:
+    (material,) = expand_material(bundle)
+    return as_truncation(material)
 
 
 def test_bad_arguments_raise() -> None:
