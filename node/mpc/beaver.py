@@ -69,11 +69,13 @@ def open_masked(parts: Sequence[Masked], spec: TripleSpec) -> Masked:
     against ``spec``.
     """
     check_party_count(len(parts), "an opening")
-    epsilon = torch.zeros(spec.x_shape, dtype=torch.int64)
-    delta = torch.zeros(spec.y_shape, dtype=torch.int64)
-    for number, part in enumerate(parts):
-        epsilon += _same_shape(part.epsilon, epsilon, f"epsilon from party {number}")
-        delta += _same_shape(part.delta, delta, f"delta from party {number}")
+    x_like = torch.empty(spec.x_shape, dtype=torch.int64, device="meta")
+    y_like = torch.empty(spec.y_shape, dtype=torch.int64, device="meta")
+    epsilon = _same_shape(parts[0].epsilon, x_like, "epsilon from party 0").clone()
+    delta = _same_shape(parts[0].delta, y_like, "delta from party 0").clone()
+    for number, part in enumerate(parts[1:], start=1):
+        epsilon += _same_shape(part.epsilon, x_like, f"epsilon from party {number}")
+        delta += _same_shape(part.delta, y_like, f"delta from party {number}")
     return Masked(epsilon, delta)
 
 

@@ -12,12 +12,13 @@ wrap modulo 2^64 (two's complement), which is exactly ring arithmetic.  The
 tests check this against Python integers, wrap-around included.
 
 Why no limb-split float64 matmul: measured on the 2-core AMD EPYC (AVX-512)
-this project runs on, torch's int64 matmul of 512x512 takes about 8 ms, a
-float64 BLAS matmul about 3 ms, and an exact limb-split product needs at
-least five float64 matmuls (three 21-bit limbs with Karatsuba; eight
-without), so 15-25 ms.  Likewise int64 ``conv2d`` (8.5 ms for a
-64x32x14x14 input and 64x32x3x3 kernel) is within 1.6x of float64 and
-beats unfold + matmul (16 ms).  The native int64 kernels are the fast path.
+this project runs on, torch's int64 matmul of 512x512 takes about 8 ms
+(10 ms on one thread) and one float64 BLAS matmul 3-6 ms, but an exact
+limb-split product (three 21-bit limbs, nine float64 matmuls, recombined mod
+2^64) took 55 ms (69 ms on one thread) in the same run.  Likewise int64
+``conv2d`` (8.5 ms for a 64x32x14x14 input and a 64x32x3x3 kernel) is within
+1.6x of float64 and beats unfold + matmul (16 ms).  The native int64
+kernels are the fast path.
 """
 
 from __future__ import annotations

@@ -119,13 +119,14 @@ def truncation_mask(x_share: torch.Tensor, party: int, material: TruncationShare
 def open_truncation(parts: Sequence[torch.Tensor], shape: Sequence[int]) -> torch.Tensor:
     """The opened c from every party's masked share (its own included); checks peer input."""
     check_party_count(len(parts), "an opening")
-    total = torch.zeros(tuple(shape), dtype=torch.int64)
+    dims = tuple(shape)
     for number, part in enumerate(parts):
-        check_ring(part, f"masked share from party {number}")
-        if part.shape != total.shape:
-            raise RingError.shape_mismatch(
-                f"masked share from party {number}", tuple(total.shape), tuple(part.shape)
-            )
+        what = f"masked share from party {number}"
+        check_ring(part, what)
+        if tuple(part.shape) != dims:
+            raise RingError.shape_mismatch(what, dims, tuple(part.shape))
+    total = parts[0].clone()
+    for part in parts[1:]:
         total += part
     return total
 
