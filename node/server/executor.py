@@ -34,6 +34,8 @@ from .store import ObjectStore, Principal, StoredObject
 
 __all__ = ["Executor", "PreparedCommand", "INLINE_COST_LIMIT"]
 
+_NONE_HIDDEN: frozenset[int] = frozenset()
+
 INLINE_COST_LIMIT = 1 << 16
 """Commands touching fewer tensor elements than this run on the event loop.
 
@@ -84,11 +86,16 @@ class Executor:
                 f"{len(request.results)} result id(s) given",
                 {"expected": expected, "given": len(request.results)},
             )
-        hidden = frozenset(id(s.value) for s in used if not s.readable_by(principal))
+        hidden = _NONE_HIDDEN
+        policies = [Policy.own(principal)]
+        for stored in used:  # a plain loop: this runs for every command
+            policies.append(stored.policy)
+            if not stored.policy.can_read(principal):
+                hidden = frozenset(id(s.value) for s in used if not s.readable_by(principal))
         if hidden:
             call_args = args if target is None else [target, *args]
             check_disclosure(request.op, call_args, kwargs, set(hidden))
-        policy = combine([*(s.policy for s in used), Policy.own(principal)])
+        policy = combine(policies)
         cost = estimated_cost(target, [*args, *kwargs.values()])
         return PreparedCommand(principal, request, target, args, kwargs, cost, policy, hidden)
 

@@ -23,6 +23,7 @@ Pure: no torch, no store, no I/O.  Principals are opaque strings.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -54,8 +55,8 @@ class Policy:
 
     @classmethod
     def own(cls, owner: Principal) -> Policy:
-        """An ordinary object: only its owner may see and read it."""
-        return cls(((owner, frozenset({owner})),))
+        """An ordinary object: only its owner may see and read it (one shared instance per owner)."""
+        return _own(owner)
 
     @classmethod
     def private(cls, owner: Principal) -> Policy:
@@ -85,7 +86,10 @@ class Policy:
 
     def can_read(self, principal: Principal) -> bool:
         """Whether ``principal`` may read the data (get, read, transfer)."""
-        return bool(self.restrictions) and all(principal in r for _, r in self.restrictions)
+        for _, readers in self.restrictions:  # a loop: this is on every command's path
+            if principal not in readers:
+                return False
+        return bool(self.restrictions)
 
     def release(self, by: Principal, to: Principal) -> Policy:
         """``by`` allows ``to`` to read, as far as ``by``'s own restriction goes.
@@ -127,6 +131,16 @@ def combine(policies: Iterable[Policy]) -> Policy:
     readers are the intersection of the inputs' readers.
     """
     items = list(policies)
-    if items and all(p.restrictions == items[0].restrictions for p in items[1:]):
-        return Policy(items[0].restrictions)  # the common case: one principal's own data
+    if items:  # the common case: one principal's own data, the same cached Policy.own
+        first = items[0]
+        for policy in items:
+            if policy is not first and policy.restrictions != first.restrictions:
+                break
+        else:
+            return first if not first.shared else Policy(first.restrictions)
     return Policy.of((r for policy in items for r in policy.restrictions), shared=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _own(owner: Principal) -> Policy:
+    return Policy(((owner, frozenset({owner})),))

@@ -100,8 +100,14 @@ def _span(dims: Sequence[int]) -> int:
     return math.prod(max(d, 1) for d in dims)
 
 
+_SHAPED, _META, _VIEW = Bound.SHAPED, Bound.META, Bound.VIEW
+
+
 def _broadcast_elements(tensors: Sequence[torch.Tensor]) -> int:
     """Product over right-aligned dims of the largest size: at least any broadcast result."""
+    first = tensors[0]
+    if len(tensors) == 1 or all(t.shape == first.shape for t in tensors):
+        return first.numel()
     dims: list[int] = []
     for tensor in tensors:
         shape = tensor.shape
@@ -127,19 +133,24 @@ def bytes_bound(
     op: str, call_args: Sequence[object], kwargs: Mapping[str, object], outputs: int
 ) -> int | None:
     """Upper bound on the bytes of ``op``'s results, or None when only a meta run can tell."""
-    kind = BOUNDS.get(op, Bound.META)
-    if kind is Bound.META:
+    kind = BOUNDS.get(op, _META)
+    if kind is _SHAPED and op != "getitem":  # the common case, kept short
+        tensors = _tensor_inputs(call_args, kwargs)
+        if not tensors:
+            return None
+        return _broadcast_elements(tensors) * MAX_ITEMSIZE * outputs
+    if kind is _META:
         return None
-    if kind is Bound.VIEW:
+    if kind is _VIEW:
         return 0
     if op == "getitem" and any(
         isinstance(item, (torch.Tensor, list)) for item in _components(call_args)
     ):
         return None  # advanced indexing: as many rows as the index has
-    tensors = [*tensors_in(list(call_args)), *tensors_in(dict(kwargs))]
+    tensors = _tensor_inputs(call_args, kwargs)
     if not tensors:
         return None
-    if kind is Bound.SHAPED:
+    if kind is _SHAPED:
         elements = _broadcast_elements(tensors)
     elif kind is Bound.SUM:
         elements = sum(t.numel() for t in tensors)
@@ -155,6 +166,18 @@ def bytes_bound(
             return None
         elements = found
     return elements * MAX_ITEMSIZE * outputs
+
+
+def _tensor_inputs(call_args: Sequence[object], kwargs: Mapping[str, object]) -> list[torch.Tensor]:
+    """The tensors among the arguments (a plain loop: this runs for every command)."""
+    tensors: list[torch.Tensor] = []
+    for values in (call_args, kwargs.values()):
+        for value in values:
+            if isinstance(value, torch.Tensor):
+                tensors.append(value)
+            elif isinstance(value, (list, dict)):
+                tensors.extend(tensors_in(value))
+    return tensors
 
 
 def _components(call_args: Sequence[object]) -> list[object]:
