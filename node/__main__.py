@@ -98,6 +98,10 @@ def _parser() -> OneLineParser:
         "--gateway and for node-to-node transfers",
     )
     parser.add_argument(
+        "--torch-threads", type=positive_int_arg, default=1,
+        help="threads torch may use per op (default 1: best for many small ops)",
+    )
+    parser.add_argument(
         "--allow-anonymous", action="store_true",
         help="let clients in without a user token (development only)",
     )
@@ -143,6 +147,7 @@ def parse(argv: list[str]) -> tuple[NodeSettings, str]:
         max_bytes=args.max_memory_mib * 1024 * 1024,
         network_token=token,
         allow_anonymous=bool(args.allow_anonymous),
+        torch_threads=args.torch_threads,
     )
     return settings, str(args.log_level)
 

@@ -70,3 +70,8 @@ class NodeSettings:
     be accepted by (and accept) peer nodes.  Never printed."""
     allow_anonymous: bool = False
     """Let clients in without a user token (development only)."""
+    torch_threads: int = 1
+    """Threads torch may use for one op.  One by default: a node serves many
+    small ops (training steps, share arithmetic) from several connections
+    at once, and torch's intra-op threads make small ops several times slower
+    when the cores are already busy (measured 5-15x on a loaded 2-core host)."""

@@ -16,6 +16,8 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
+import torch
+
 from protocol.codec import Frame, encode_message
 from protocol.errors import MessageTooLarge, TesseraError
 from protocol.messages import ErrorReply, Reply
@@ -97,6 +99,7 @@ class NodeServer:
         and to peers, they just do not serve TLS.
         """
         settings = self.settings
+        torch.set_num_threads(settings.torch_threads)
         identity = await asyncio.to_thread(
             ensure_identity, settings.state_dir, settings.node_id, self._cert_names()
         )
