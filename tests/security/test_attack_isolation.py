@@ -116,12 +116,14 @@ def test_pointer_naming_another_node_is_bad_request(stolen: tuple[NodeProcess, i
 
 
 def test_list_shows_only_own_objects(stolen: tuple[NodeProcess, int]) -> None:
-    """Enumerating the node with list from another principal -> only the attacker's own objects."""
+    """Enumerating the node with list from another principal -> its own objects, plus private datasets (never the victim's)."""
     proc, oid = stolen
     own = new_id()
     replies = _as_attacker(proc, [PutRequest(2, own, torch.ones(1)), ListRequest(3)])
     (listing,) = [r for r in replies if isinstance(r, ListReply)]
-    assert [info.object_id for info in listing.objects] == [own]
+    assert [info.object_id for info in listing.objects if not info.private] == [own]
+    assert oid not in {info.object_id for info in listing.objects}
+    assert all(not info.readable for info in listing.objects if info.private)
 
 
 def test_delete_of_another_principals_object_is_ignored(stolen: tuple[NodeProcess, int]) -> None:
