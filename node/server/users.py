@@ -123,13 +123,18 @@ class UserDirectory:
 
     def _read(self) -> dict[str, UserEntry]:
         try:
-            raw = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}
         except OSError as exc:
             raise UsersFileError(f"cannot read {self.path}: {exc.strerror}") from None
         try:
-            return _parse(json.loads(raw))
+            # Decoding here, not in read_text, so bad UTF-8 is a damaged file like bad JSON.
+            return _parse(json.loads(raw.decode("utf-8")))
+        except RecursionError:
+            raise UsersFileError(
+                f"{self.path} is not a valid users file: nested too deeply"
+            ) from None
         except (ValueError, TypeError, KeyError) as exc:
             raise UsersFileError(f"{self.path} is not a valid users file: {exc}") from None
 

@@ -14,14 +14,20 @@ from typing import Callable
 
 import pytest
 
-from gateway.__main__ import parse
+from gateway.__main__ import main, parse
 from tests.support import GATEWAY_STARTUP, ROOT, GatewayProcess, node_env
 
 
-def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+NETWORK_TOKEN_ENV = "TESSERA_NETWORK_TOKEN"
+
+
+def _run(tmp_path: Path, *args: str, drop_env: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    env = node_env(tmp_path / "home")
+    for name in drop_env:
+        env.pop(name, None)
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, env=node_env(tmp_path / "home"),
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env=env,
     )
 
 
@@ -132,3 +138,82 @@ def test_signals_shut_down_cleanly(spawn_gateway: Callable[..., GatewayProcess],
     assert GATEWAY_STARTUP.match(f"gateway listening on {proc.url} fingerprint {proc.fingerprint}")
     assert proc.stop(sig) == 0
     assert "Traceback" not in proc.stderr()
+
+
+# -- the network token --------------------------------------------------------------
+
+
+def test_no_token_and_not_open_is_one_line(tmp_path: Path) -> None:
+    """Without a token (env removed) or --open the gateway exits 2 with one line saying how to get one."""
+    result = _run(tmp_path, "--port", "0", "--state-dir", str(tmp_path / "s"), drop_env=(NETWORK_TOKEN_ENV,))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gateway: error:"), result.stderr
+    for hint in (NETWORK_TOKEN_ENV, "--token-file", "new-token", "--open"):
+        assert hint in lines[0]
+    assert result.stdout == "" and not (tmp_path / "s").exists()
+
+
+def _parse_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        parse(argv)
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gateway: error:"), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(["--token", "short"], "at least 16 characters", id="short-token"),
+        pytest.param(["--token-file", "/nonexistent/token"], "/nonexistent/token", id="missing-file"),
+        pytest.param(["--open", "--token", "x" * 20], "not allowed with", id="open-and-token"),
+        pytest.param(["--token", "x" * 20, "--token-file", "t"], "not allowed with", id="token-and-file"),
+        pytest.param([], NETWORK_TOKEN_ENV, id="nothing"),
+    ],
+)
+def test_token_flag_errors_are_one_line(
+    argv: list[str], expected: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad, unreadable, conflicting or missing network tokens: exit 2 with one line."""
+    monkeypatch.delenv(NETWORK_TOKEN_ENV, raising=False)
+    assert expected in _parse_error(argv, capsys)
+
+
+def test_token_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--token, then --token-file, then the environment give the token (stripped); --open gives none."""
+    monkeypatch.setenv(NETWORK_TOKEN_ENV, "tsn1.from-the-environment")
+    assert parse([])[0].network_token == "tsn1.from-the-environment"
+    token_file = tmp_path / "token"
+    token_file.write_text("\ttsn1.from-the-token-file\n")
+    assert parse(["--token-file", str(token_file)])[0].network_token == "tsn1.from-the-token-file"
+    assert parse(["--token", "tsn1.from-the-command-line"])[0].network_token == "tsn1.from-the-command-line"
+    settings, _ = parse(["--open"])
+    assert settings.network_token is None and settings.open_network is True
+    assert parse([])[0].open_network is False
+
+
+def test_open_gateway_starts_and_warns(tmp_path: Path, spawn_gateway: Callable[..., GatewayProcess]) -> None:
+    """--open starts (no token needed) and warns on stderr that any node can register."""
+    proc = spawn_gateway("--open", "--log-level", "error")
+    assert proc.url.startswith("wss://127.0.0.1:")
+    assert proc.stop() == 0
+    assert "WARNING: OPEN NETWORK" in proc.stderr()
+
+
+def test_new_token_prints_one_network_token(tmp_path: Path) -> None:
+    """'python -m gateway new-token' prints exactly one tsn1. token line, fresh each time, and exits 0."""
+    result = _run(tmp_path, "new-token", drop_env=(NETWORK_TOKEN_ENV,))
+    assert result.returncode == 0 and result.stderr == ""
+    assert re.fullmatch(r"tsn1\.[A-Za-z0-9_-]{43}\n", result.stdout)
+    assert result.stdout.strip() != os.environ.get(NETWORK_TOKEN_ENV)
+
+
+def test_new_token_takes_no_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    """'new-token' with an argument exits 1 with one line and prints no token."""
+    with pytest.raises(SystemExit) as exited:
+        main(["new-token", "--length", "8"])
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == "gateway: error: new-token takes no arguments\n"

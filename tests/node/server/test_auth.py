@@ -1,8 +1,9 @@
-"""AnonymousAuthenticator: secrets in, stable unguessable principals out."""
+"""Authenticators: anonymous secrets, and which credential schemes a node or gateway accepts."""
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,13 @@ from node.server.auth import (
     MAX_SECRET_BYTES,
     MIN_SECRET_BYTES,
     AnonymousAuthenticator,
+    Caller,
+    CredentialAuthenticator,
 )
+from node.server.users import UserDirectory
+from node.transport.identity import Identity, ensure_identity
+from node.transport.proof import node_credentials
+from node.transport.tokens import UserToken, network_key, new_user_token, user_credentials
 from protocol.errors import Unauthenticated
 from protocol.ids import RequestId
 from protocol.limits import PROTOCOL_VERSION
@@ -128,3 +135,164 @@ def test_long_scheme_is_truncated_in_the_error() -> None:
         AnonymousAuthenticator().authenticate(hello({"scheme": "x" * 1000, "secret": SECRET}))
     assert caught.value.details == {"scheme": "x" * 32}
     assert "x" * 33 not in str(caught.value)
+
+
+# -- CredentialAuthenticator: which schemes a node or gateway accepts ------------
+
+SERVER = "sha256:" + "5" * 64
+NETWORK_TOKEN = "tsn1.network-token-for-the-auth-tests"
+NETWORK = network_key(NETWORK_TOKEN)
+
+
+@pytest.fixture(scope="module")
+def alice(tmp_path_factory: pytest.TempPathFactory) -> Identity:
+    return ensure_identity(tmp_path_factory.mktemp("alice"), "alice")
+
+
+@pytest.fixture
+def bob_token() -> UserToken:
+    return new_user_token("bob")
+
+
+@pytest.fixture
+def users(tmp_path: Path, bob_token: UserToken) -> UserDirectory:
+    directory = UserDirectory(tmp_path / "users")
+    directory.add(bob_token)
+    return directory
+
+
+def credentials_for(scheme: str, alice: Identity, bob: UserToken, member: bool = True) -> dict[str, object]:
+    """Valid, fresh credentials of ``scheme`` (node proofs with or without membership)."""
+    if scheme == "token":
+        return user_credentials(bob, SERVER)
+    if scheme == "node":
+        return node_credentials(alice, "alice", SERVER, network=NETWORK if member else None)
+    return {"scheme": ANONYMOUS_SCHEME, "secret": SECRET}
+
+
+# (users, network, open_network, anonymous) -> schemes accepted, of token / node / anonymous.
+MATRIX = [
+    pytest.param(False, False, False, False, set(), id="nothing"),
+    pytest.param(True, False, False, False, {"token"}, id="node-users-only"),
+    pytest.param(True, True, False, False, {"token", "node"}, id="node-in-network"),
+    pytest.param(True, False, False, True, {"token", "anonymous"}, id="node-allow-anonymous"),
+    pytest.param(True, True, False, True, {"token", "node", "anonymous"}, id="node-everything"),
+    pytest.param(False, True, False, True, {"node", "anonymous"}, id="gateway"),
+    pytest.param(False, False, True, True, {"node", "anonymous"}, id="gateway-open"),
+]
+
+
+@pytest.mark.parametrize(("with_users", "with_network", "open_network", "anonymous", "accepted"), MATRIX)
+@pytest.mark.parametrize("scheme", ["token", "node", "anonymous"])
+def test_scheme_matrix(
+    scheme: str, with_users: bool, with_network: bool, open_network: bool, anonymous: bool,
+    accepted: set[str], alice: Identity, bob_token: UserToken, users: UserDirectory,
+) -> None:
+    """Each scheme is accepted exactly when its configuration enables it, else Unauthenticated."""
+    authenticator = CredentialAuthenticator(
+        SERVER,
+        network=NETWORK if with_network else None,
+        open_network=open_network,
+        users=users if with_users else None,
+        anonymous=anonymous,
+    )
+    request = hello(credentials_for(scheme, alice, bob_token))
+    if scheme in accepted:
+        assert authenticator.authenticate(request).principal
+    else:
+        with pytest.raises(Unauthenticated):
+            authenticator.authenticate(request)
+
+
+def test_user_token_gives_the_user_principal(users: UserDirectory, bob_token: UserToken) -> None:
+    """A user token proves user:<name>, with no node id or fingerprint on the caller."""
+    caller = CredentialAuthenticator(SERVER, users=users).authenticate(
+        hello(user_credentials(bob_token, SERVER))
+    )
+    assert caller == Caller("user:bob")
+
+
+def test_user_token_is_bound_to_this_server(users: UserDirectory, bob_token: UserToken) -> None:
+    """Credentials made for another fingerprint, or for 'insecure', are refused."""
+    authenticator = CredentialAuthenticator(SERVER, users=users)
+    for server in ("sha256:" + "6" * 64, None):
+        with pytest.raises(Unauthenticated, match="unknown user or wrong token"):
+            authenticator.authenticate(hello(user_credentials(bob_token, server)))
+
+
+def test_insecure_server_checks_tokens_against_insecure(users: UserDirectory, bob_token: UserToken) -> None:
+    """A server without a fingerprint (--insecure) accepts credentials made with none."""
+    authenticator = CredentialAuthenticator(None, users=users)
+    assert authenticator.authenticate(hello(user_credentials(bob_token, None))).principal == "user:bob"
+
+
+def test_node_proof_gives_the_node_principal(alice: Identity) -> None:
+    """A member's proof names node:<id>@<16 fingerprint hex digits> and carries id and fingerprint."""
+    caller = CredentialAuthenticator(SERVER, network=NETWORK).authenticate(
+        hello(node_credentials(alice, "alice", SERVER, network=NETWORK))
+    )
+    assert caller.principal == f"node:alice@{alice.fingerprint[7:23]}"
+    assert caller.node_id == "alice" and caller.fingerprint == alice.fingerprint
+
+
+def test_network_requires_membership(alice: Identity) -> None:
+    """With a network key, a node proof without the membership MAC is refused."""
+    authenticator = CredentialAuthenticator(SERVER, network=NETWORK, anonymous=True)
+    with pytest.raises(Unauthenticated, match="membership"):
+        authenticator.authenticate(hello(node_credentials(alice, "alice", SERVER)))
+    other = network_key("tsn1.some-other-network-token")
+    with pytest.raises(Unauthenticated, match="membership"):
+        authenticator.authenticate(hello(node_credentials(alice, "alice", SERVER, network=other)))
+
+
+def test_open_network_admits_any_key_pair(alice: Identity) -> None:
+    """An open gateway (no network key) accepts node proofs without membership."""
+    authenticator = CredentialAuthenticator(SERVER, open_network=True)
+    caller = authenticator.authenticate(hello(node_credentials(alice, "alice", SERVER)))
+    assert caller.node_id == "alice"
+
+
+def test_anonymous_on_a_users_node_says_how_to_get_a_token(users: UserDirectory) -> None:
+    """Refusing an anonymous client on a node with users names TESSERA_TOKEN and 'users add'."""
+    with pytest.raises(Unauthenticated) as caught:
+        CredentialAuthenticator(SERVER, users=users).authenticate(
+            hello({"scheme": ANONYMOUS_SCHEME, "secret": SECRET})
+        )
+    message = str(caught.value)
+    assert "does not accept anonymous clients" in message
+    assert "TESSERA_TOKEN" in message and "python -m node users add" in message
+    assert caught.value.details == {"scheme": "anonymous"}
+
+
+def test_node_scheme_without_a_network_says_so(alice: Identity, users: UserDirectory) -> None:
+    """A node proof at a node with no network token is refused saying it is in no network."""
+    with pytest.raises(Unauthenticated, match="in no network") as caught:
+        CredentialAuthenticator(SERVER, users=users).authenticate(
+            hello(node_credentials(alice, "alice", SERVER, network=NETWORK))
+        )
+    assert caught.value.details == {"scheme": "node"}
+
+
+def test_token_at_the_gateway_is_an_unaccepted_scheme(bob_token: UserToken) -> None:
+    """Without a users directory (the gateway), a user token is 'not accepted here'."""
+    authenticator = CredentialAuthenticator(SERVER, network=NETWORK, anonymous=True)
+    with pytest.raises(Unauthenticated, match="'token' is not accepted here"):
+        authenticator.authenticate(hello(user_credentials(bob_token, SERVER)))
+
+
+@pytest.mark.parametrize("scheme", ["password", "Token", "NODE", ""])
+def test_unknown_schemes_are_refused(scheme: str, users: UserDirectory) -> None:
+    """Schemes outside token/node/anonymous (case-sensitive) are refused by every configuration."""
+    authenticator = CredentialAuthenticator(
+        SERVER, network=NETWORK, users=users, anonymous=True
+    )
+    with pytest.raises(Unauthenticated, match="is not accepted here"):
+        authenticator.authenticate(hello({"scheme": scheme, "secret": SECRET}))
+
+
+def test_anonymous_on_an_anonymous_node_keeps_the_anon_principal(users: UserDirectory) -> None:
+    """With --allow-anonymous, an anonymous client gets the same anon- principal as before."""
+    caller = CredentialAuthenticator(SERVER, users=users, anonymous=True).authenticate(
+        hello({"scheme": ANONYMOUS_SCHEME, "secret": SECRET})
+    )
+    assert caller == Caller(principal_for(SECRET))

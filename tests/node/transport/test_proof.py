@@ -9,9 +9,12 @@ import pytest
 from protocol.errors import Unauthenticated
 from node.transport.identity import ensure_identity
 from node.transport.proof import MAX_CLOCK_SKEW, ProofVerifier, node_credentials
+from node.transport.tokens import network_key
 
 SERVER = "sha256:" + "5" * 64
 OTHER_SERVER = "sha256:" + "6" * 64
+NETWORK = network_key("tsn1.the-network-token-for-tests")
+OTHER_NETWORK = network_key("tsn1.another-network-token-here")
 
 
 def test_valid_proof_names_the_node_and_its_certificate(tmp_path: Path) -> None:
@@ -89,3 +92,79 @@ def test_certificate_with_an_unusable_key_is_unauthenticated(tmp_path: Path) -> 
     credentials = dict(node_credentials(identity, "alice", SERVER), certificate=bad)
     with pytest.raises(Unauthenticated, match="no usable public key"):
         ProofVerifier(SERVER).verify(credentials)
+
+
+# -- membership of a network -----------------------------------------------------
+
+
+def test_member_proof_verifies_with_the_network_key(tmp_path: Path) -> None:
+    """A proof made with the network key is accepted by a verifier holding the same key."""
+    identity = ensure_identity(tmp_path / "alice", "alice")
+    credentials = node_credentials(identity, "alice", SERVER, network=NETWORK)
+    assert isinstance(credentials["membership"], bytes)
+    proof = ProofVerifier(SERVER, network=NETWORK).verify(credentials)
+    assert proof.node_id == "alice" and proof.fingerprint == identity.fingerprint
+
+
+def test_proof_without_membership_is_refused_by_a_network(tmp_path: Path) -> None:
+    """A valid signature alone is not enough when the verifier has a network key."""
+    identity = ensure_identity(tmp_path / "alice", "alice")
+    credentials = node_credentials(identity, "alice", SERVER)
+    assert "membership" not in credentials
+    with pytest.raises(Unauthenticated, match="did not prove membership") as caught:
+        ProofVerifier(SERVER, network=NETWORK).verify(credentials)
+    assert caught.value.details == {"node_id": "alice"}
+
+
+def test_proof_for_another_network_is_refused(tmp_path: Path) -> None:
+    """A membership MAC made with another network's key is refused."""
+    identity = ensure_identity(tmp_path / "alice", "alice")
+    credentials = node_credentials(identity, "alice", SERVER, network=OTHER_NETWORK)
+    with pytest.raises(Unauthenticated, match="network token"):
+        ProofVerifier(SERVER, network=NETWORK).verify(credentials)
+
+
+@pytest.mark.parametrize(
+    "membership", [b"", b"\x00" * 32, "not bytes", None], ids=["empty", "zeros", "str", "nil"]
+)
+def test_forged_membership_is_refused(tmp_path: Path, membership: object) -> None:
+    """A membership field that is not the right MAC (or not bytes) is Unauthenticated."""
+    identity = ensure_identity(tmp_path / "alice", "alice")
+    credentials = dict(node_credentials(identity, "alice", SERVER), membership=membership)
+    with pytest.raises(Unauthenticated, match="membership"):
+        ProofVerifier(SERVER, network=NETWORK).verify(credentials)
+
+
+def test_membership_is_bound_to_the_signed_fields(tmp_path: Path) -> None:
+    """Membership copied from one proof onto another (same node, new nonce) is refused."""
+    identity = ensure_identity(tmp_path / "alice", "alice")
+    member = node_credentials(identity, "alice", SERVER, network=NETWORK)
+    fresh = dict(node_credentials(identity, "alice", SERVER), membership=member["membership"])
+    with pytest.raises(Unauthenticated, match="membership"):
+        ProofVerifier(SERVER, network=NETWORK).verify(fresh)
+
+
+def test_refused_membership_does_not_burn_the_nonce(tmp_path: Path) -> None:
+    """A proof refused for membership is not remembered, so it is no replay of anything."""
+    identity = ensure_identity(tmp_path / "alice", "alice")
+    verifier = ProofVerifier(SERVER, network=NETWORK)
+    member = node_credentials(identity, "alice", SERVER, network=NETWORK)
+    with pytest.raises(Unauthenticated, match="membership"):
+        verifier.verify(dict(member, membership=b"\x01" * 32))
+    assert verifier.verify(member).node_id == "alice"
+
+
+@pytest.mark.parametrize("network", [None, NETWORK], ids=["without", "with"])
+def test_verifier_without_a_network_key_ignores_membership(tmp_path: Path, network: bytes | None) -> None:
+    """A verifier with no network key accepts proofs with or without a membership MAC."""
+    identity = ensure_identity(tmp_path / "alice", "alice")
+    credentials = node_credentials(identity, "alice", SERVER, network=network)
+    assert ProofVerifier(SERVER).verify(credentials).node_id == "alice"
+
+
+def test_membership_does_not_excuse_a_bad_signature(tmp_path: Path) -> None:
+    """A valid membership MAC on a proof for another server still fails the signature."""
+    identity = ensure_identity(tmp_path / "alice", "alice")
+    credentials = node_credentials(identity, "alice", SERVER, network=NETWORK)
+    with pytest.raises(Unauthenticated, match="signature"):
+        ProofVerifier(OTHER_SERVER, network=NETWORK).verify(credentials)
