@@ -39,7 +39,7 @@ from tests.fuzz.oracle import Unreportable, check_decoder, check_reportable
 from tests.fuzz.wire import FeedReport, Target, cleanup, feed, isolate
 from node.server.users import UserDirectory
 from node.transport.tokens import parse_user_token
-from tests.support import USER_TOKEN, node_env
+from tests.support import USER_TOKEN, admit, node_env
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"^node (\S+) listening on (\S+) fingerprint (\S+)")
@@ -159,7 +159,8 @@ def main() -> int:
     signal.signal(signal.SIGALRM, _on_alarm)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        UserDirectory(Path(tmp)).add(parse_user_token(USER_TOKEN))  # the fuzzer is an admitted user
+        UserDirectory(Path(tmp)).add(parse_user_token(USER_TOKEN))  # the health checker
+        fuzzer = admit(Path(tmp), "fuzzer")  # a principal of its own: its deletes must miss the kept object
         stderr_path = Path(tmp) / "node.stderr"
         with open(stderr_path, "w") as stderr:
             process = subprocess.Popen(
@@ -172,7 +173,7 @@ def main() -> int:
             match = LISTENING.match(process.stdout.readline())
             assert match, f"the node did not start: {stderr_path.read_text()}"
             node_id, url, fingerprint = match.groups()
-            target = Target(url, Path(tmp) / "cert.pem")
+            target = Target(url, Path(tmp) / "cert.pem", fuzzer)
             certificate = ssl.PEM_cert_to_DER_cert(target.cafile.read_text())
             remote = node.connect(url, fingerprint=fingerprint)
             kept = remote.send(torch.arange(6.0))

@@ -32,7 +32,7 @@ from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import ErrorReply, HelloRequest, PutRequest, TransferRequest
 from tests.fuzz.corpus import field_names, random_input, seed_frames
 from tests.fuzz.wire import FeedReport, Target, feed, handshake, open_link, recv
-from tests.support import USER_TOKEN, NodeProcess, start_node
+from tests.support import USER_TOKEN, NodeProcess, admit, start_node
 
 SEED = 20_240_605
 INPUTS = 400
@@ -51,6 +51,7 @@ def _fuzz_inputs(proc: NodeProcess, count: int, seed: int) -> list[bytes]:
 def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One node process for the module, stopped (cleanly) at the end."""
     proc = start_node(tmp_path_factory.mktemp("fuzz"), "fuzz", "--log-level", "warning")
+    proc.extra["fuzzer"] = admit(proc.state_dir, "fuzzer")  # a principal apart from the test user
     yield proc
     assert proc.stop() == 0, proc.stderr()
 
@@ -71,7 +72,7 @@ def test_fuzzed_frames_leave_the_node_healthy(fuzz_node: NodeProcess) -> None:
         kept = client.send(torch.arange(6.0))
         client.sync()
         frames = _fuzz_inputs(fuzz_node, INPUTS, SEED)
-        report = asyncio.run(feed(Target(fuzz_node.url, fuzz_node.cafile), frames, batch=20))
+        report = asyncio.run(feed(Target(fuzz_node.url, fuzz_node.cafile, fuzz_node.extra["fuzzer"]), frames, batch=20))
         _assert_clean(report, fuzz_node)
         assert report.frames == len(frames) and report.handshakes > 0 and report.codes["BAD_MESSAGE"] > 0
         x, y = client.send(torch.tensor([1.0, 2.0])), client.send(torch.tensor([3.0, 4.0]))
@@ -86,7 +87,7 @@ def test_fuzzed_first_frames(fuzz_node: NodeProcess) -> None:
     """Random frames as the first frame of fresh connections are answered or closed, never hang."""
     rng = random.Random(SEED + 1)
     frames = _fuzz_inputs(fuzz_node, 40, SEED + 2)
-    target = Target(fuzz_node.url, fuzz_node.cafile)
+    target = Target(fuzz_node.url, fuzz_node.cafile, fuzz_node.extra["fuzzer"])
 
     async def run() -> FeedReport:
         report = FeedReport()
@@ -125,7 +126,7 @@ def test_node_hello_with_an_off_curve_key_is_unauthenticated(spawn_node: Callabl
                    "timestamp": int(time.time()), "nonce": bytes(16), "signature": bytes(70)}
     hello = HelloRequest(1, PROTOCOL_VERSION, "peer", ("node",), credentials)  # type: ignore[arg-type]
     report = FeedReport()
-    asyncio.run(handshake(Target(proc.url, proc.cafile), encode_message_bytes(hello), report))
+    asyncio.run(handshake(Target(proc.url, proc.cafile, admit(proc.state_dir, "fuzzer")), encode_message_bytes(hello), report))
     assert dict(report.codes) == {"UNAUTHENTICATED": 1}  # was INTERNAL before 31916d2 (found by fuzzing)
     assert "Traceback" not in proc.stderr()
 
@@ -142,7 +143,7 @@ def test_closed_connections_are_freed_without_the_cycle_collector(tmp_path: Path
             gc.collect()
             gc.disable()
             for _ in range(3):
-                ws = await open_link(Target(f"wss://127.0.0.1:{server.port}", server.identity.cert_path))
+                ws = await open_link(Target(f"wss://127.0.0.1:{server.port}", server.identity.cert_path, USER_TOKEN))
                 await ws.close()
             await asyncio.sleep(0.5)
             return sum(type(o).__name__ == "_ServerConnection" for o in gc.get_objects())
@@ -162,7 +163,7 @@ def test_failed_transfer_links_are_not_kept(tmp_path: Path) -> None:
         await server.start()
         assert server.identity is not None and server.transfers is not None
         try:
-            ws = await open_link(Target(f"wss://127.0.0.1:{server.port}", server.identity.cert_path))
+            ws = await open_link(Target(f"wss://127.0.0.1:{server.port}", server.identity.cert_path, USER_TOKEN))
             await ws.send(encode_message_bytes(PutRequest(2, 7, torch.ones(2))))  # type: ignore[arg-type]
             codes = set()
             for i in range(20):

@@ -31,7 +31,6 @@ from protocol.messages import (
     DeleteRequest, ErrorReply, HelloReply, HelloRequest, ListReply, ListRequest, SyncReply,
     SyncRequest,
 )
-from tests.support import USER_TOKEN
 
 __all__ = ["Target", "FeedReport", "feed", "handshake", "open_link", "recv", "closes_connection", "cleanup", "isolate"]
 
@@ -43,11 +42,15 @@ _sync_ids = itertools.count(SYNC_BASE)
 
 @dataclass(frozen=True)
 class Target:
-    """Where the node listens, how to trust it, and the fuzzing principal's token."""
+    """Where the node listens, how to trust it, and the fuzzing principal's token.
+
+    The fuzzer must be a principal of its own: its random deletes must not
+    reach the objects the health check keeps under the tests' user.
+    """
 
     url: str
     cafile: Path
-    token: str = USER_TOKEN
+    token: str
     timeout: float = 10.0
 
     def ssl(self) -> ssl.SSLContext:
