@@ -35,7 +35,9 @@ from protocol.errors import (
 )
 from protocol.messages import ObjectInfo
 
+from . import fl
 from .client.aio import AsyncRemoteNode, connect_async
+from .client.federated import DatasetPointer, RemoteJob
 from .client.grid import Gateway, GridMatch, GridNode
 from .client.hook import hook_torch
 from .client.pointer import Pointer
@@ -51,6 +53,9 @@ __all__ = [
     "Gateway",
     "GridNode",
     "GridMatch",
+    "DatasetPointer",
+    "RemoteJob",
+    "fl",
     "AsyncRemoteNode",
     "VirtualNode",
     "Pointer",

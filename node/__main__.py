@@ -32,8 +32,10 @@ from .cli import (
     port_arg,
     positive_int_arg,
 )
+from .fl.datasets import parse_dataset_spec
+from .fl.errors import DatasetError
 from .server.runtime import NodeServer
-from .settings import DEFAULT_PORT, NodeSettings, default_state_dir, validate_node_id
+from .settings import DEFAULT_PORT, DatasetSource, NodeSettings, default_state_dir, validate_node_id
 from .transport import loops
 from .server.users import UsersFileError
 from .transport.identity import StateDirError, normalize_fingerprint
@@ -105,8 +107,41 @@ def _parser() -> OneLineParser:
         "--allow-anonymous", action="store_true",
         help="let clients in without a user token (development only)",
     )
+    _dataset_args(parser)
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
+
+
+def _dataset_args(parser: OneLineParser) -> None:
+    parser.add_argument(
+        "--dataset", action="append", default=[], metavar="NAME=PATH",
+        help="a private dataset (.csv, .npz or .safetensors) others may train on "
+        "but never read (repeatable); announced with the node's --tag tags",
+    )
+    parser.add_argument(
+        "--dataset-label", default="label", metavar="COLUMN",
+        help="label column of CSV datasets (default label)",
+    )
+    parser.add_argument("--dataset-description", default="", help="description announced for the datasets")
+    parser.add_argument(
+        "--dataset-heldout", type=float, default=0.2, metavar="FRACTION",
+        help="share of each dataset's rows kept for held-out metrics, never trained on (default 0.2)",
+    )
+
+
+def _datasets(parser: OneLineParser, args: argparse.Namespace) -> tuple[DatasetSource, ...]:
+    if not 0 <= args.dataset_heldout < 1:
+        parser.error(f"--dataset-heldout must be in [0, 1), got {args.dataset_heldout}")
+    sources = []
+    for text in args.dataset:
+        try:
+            name, path = parse_dataset_spec(text)
+        except DatasetError as exc:
+            parser.error(exc.message)
+        sources.append(DatasetSource(
+            name, path, args.dataset_label, args.dataset_description, args.dataset_heldout
+        ))
+    return tuple(sources)
 
 
 def parse(argv: list[str]) -> tuple[NodeSettings, str]:
@@ -148,6 +183,7 @@ def parse(argv: list[str]) -> tuple[NodeSettings, str]:
         network_token=token,
         allow_anonymous=bool(args.allow_anonymous),
         torch_threads=args.torch_threads,
+        datasets=_datasets(parser, args),
     )
     return settings, str(args.log_level)
 
@@ -178,7 +214,7 @@ async def run(settings: NodeSettings) -> None:
     server = NodeServer(settings)
     try:
         await server.start()
-    except (StateDirError, UsersFileError) as exc:
+    except (StateDirError, UsersFileError, DatasetError) as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(bind_error(settings.host, settings.port, exc)) from None

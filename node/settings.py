@@ -14,6 +14,7 @@ from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 
 __all__ = [
     "NodeSettings",
+    "DatasetSource",
     "DEFAULT_PORT",
     "DEFAULT_ORPHAN_TTL",
     "NODE_ID_PATTERN",
@@ -41,6 +42,18 @@ def validate_node_id(text: str) -> NodeId:
 def default_state_dir(node_id: str, home: Path | None = None) -> Path:
     """``~/.tessera/nodes/<id>``: one key and certificate per node id."""
     return (home or Path.home()) / ".tessera" / "nodes" / node_id
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A dataset the node loads at start (``--dataset NAME=PATH`` and its options)."""
+
+    name: str
+    path: Path
+    label_column: str = "label"
+    description: str = ""
+    heldout_fraction: float = 0.2
+    """Share of rows the owner keeps for held-out metrics (never trained on)."""
 
 
 @dataclass(frozen=True)
@@ -75,3 +88,6 @@ class NodeSettings:
     small ops (training steps, share arithmetic) from several connections
     at once, and torch's intra-op threads make small ops several times slower
     when the cores are already busy (measured 5-15x on a loaded 2-core host)."""
+    datasets: tuple[DatasetSource, ...] = ()
+    """Datasets to load before listening, stored as private objects and announced
+    (with the node's tags) to the gateway."""

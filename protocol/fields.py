@@ -47,6 +47,7 @@ from .validate import (
     uint,
 )
 from .record_fields import NETWORK_BODIES, NETWORK_PARSERS
+from .federated_fields import FEDERATED_BODIES, FEDERATED_PARSERS
 from .values import PointerRef
 
 __all__ = ["body_of", "message_from", "WIRE_FIELDS"]
@@ -221,6 +222,8 @@ def _nonempty(ids: tuple[ObjectId, ...], field: str) -> tuple[ObjectId, ...]:
 
 _BODIES.update(NETWORK_BODIES)
 _PARSERS.update(NETWORK_PARSERS)
+_BODIES.update(FEDERATED_BODIES)
+_PARSERS.update(FEDERATED_PARSERS)
 
 
 def body_of(message: Message) -> dict[str, Any]:

@@ -50,6 +50,14 @@ class MessageKind(str, enum.Enum):
     READ = "read"
     READ_REPLY = "read_reply"
     RELEASE = "release"
+    TRAIN = "train"
+    TRAIN_REPLY = "train_reply"
+    JOB_SUBMIT = "job_submit"
+    JOB_SUBMIT_REPLY = "job_submit_reply"
+    JOB_STATUS = "job_status"
+    JOB_STATUS_REPLY = "job_status_reply"
+    JOB_RESULT = "job_result"
+    JOB_RESULT_REPLY = "job_result_reply"
 
 
 class RequestBase:

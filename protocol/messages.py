@@ -23,6 +23,16 @@ from .discovery import (
     RegisterReply,
     RegisterRequest,
 )
+from .federated import (
+    JobResultReply,
+    JobResultRequest,
+    JobStatusReply,
+    JobStatusRequest,
+    JobSubmitReply,
+    JobSubmitRequest,
+    TrainReply,
+    TrainRequest,
+)
 from .ids import NodeId, ObjectId, RequestId
 from .kinds import NO_REQUEST, AckReply, ErrorReply, MessageKind, RequestBase
 from .streams import PutChunkRequest, ReadReply, ReadRequest
@@ -60,6 +70,14 @@ __all__ = [
     "ReadRequest",
     "ReadReply",
     "ReleaseRequest",
+    "TrainRequest",
+    "TrainReply",
+    "JobSubmitRequest",
+    "JobSubmitReply",
+    "JobStatusRequest",
+    "JobStatusReply",
+    "JobResultRequest",
+    "JobResultReply",
     "Request",
     "Reply",
     "Message",
@@ -260,6 +278,10 @@ Request = Union[
     PutChunkRequest,
     ReadRequest,
     ReleaseRequest,
+    TrainRequest,
+    JobSubmitRequest,
+    JobStatusRequest,
+    JobResultRequest,
 ]
 Reply = Union[
     HelloReply,
@@ -272,6 +294,10 @@ Reply = Union[
     RegisterReply,
     NodesReply,
     ReadReply,
+    TrainReply,
+    JobSubmitReply,
+    JobStatusReply,
+    JobResultReply,
 ]
 Message = Union[Request, Reply]
 
@@ -286,5 +312,9 @@ REPLY_TYPES = (
     RegisterReply,
     NodesReply,
     ReadReply,
+    TrainReply,
+    JobSubmitReply,
+    JobStatusReply,
+    JobResultReply,
 )
 """The reply classes, for ``isinstance`` checks."""

@@ -3,7 +3,8 @@
 ``grid.connect("bob")`` dials the URL bob registered and pins the
 certificate fingerprint bob proved at registration, so a client needs to
 trust only the gateway (by CA file or fingerprint) to reach every node
-securely.  ``grid.search("#tag")`` finds nodes and datasets by tag.
+securely.  ``grid.search("#tag")`` finds nodes and datasets by tag, and
+``grid.datasets("#tag")`` the datasets as pointers ``node.fl.FedAvg`` trains on.
 Reading the directory is open to anyone who can reach the gateway; nodes
 themselves want a user token (``token=`` here is passed to every
 ``connect``, or give one per node to ``connect``).
@@ -28,6 +29,7 @@ from ..transport.channel import Endpoint, fixed_credentials
 from ..transport.tracker import rebuild_error
 from ..transport.trust import TrustPolicy
 from .channel import SyncChannel
+from .federated import DatasetPointer
 from .remote import RemoteNode, connect
 
 __all__ = ["Gateway", "GridNode", "GridMatch"]
@@ -65,10 +67,15 @@ class GridNode:
 
 @dataclass(frozen=True)
 class GridMatch:
-    """A node carrying a tag, with those of its datasets that carry it."""
+    r"""A node carrying a tag, with those of its datasets that carry it.
+
+    ``dataset_pointers``: the same datasets as :class:`DatasetPointer`\ s, which
+    ``node.fl.FedAvg`` trains on (a list of matches works as well).
+    """
 
     node: GridNode
     datasets: tuple[DatasetSummary, ...]
+    dataset_pointers: tuple[DatasetPointer, ...] = ()
 
 
 class Gateway:
@@ -124,8 +131,24 @@ class Gateway:
         matches = []
         for status in self._statuses(wanted):
             datasets = tuple(d for d in status.record.datasets if wanted in d.tags)
-            matches.append(GridMatch(GridNode.from_status(status), datasets))
+            entry = GridNode.from_status(status)
+            pointers = tuple(self._pointer(entry, d) for d in datasets)
+            matches.append(GridMatch(entry, datasets, pointers))
         return matches
+
+    def datasets(self, tag: str) -> list[DatasetPointer]:
+        """Datasets carrying ``tag`` on online nodes, one pointer each (what FedAvg trains on)."""
+        return [p for match in self.search(tag) if match.node.online for p in match.dataset_pointers]
+
+    def _pointer(self, entry: GridNode, summary: DatasetSummary) -> DatasetPointer:
+        options: dict[str, Any] = {}
+        if entry.url.startswith("wss://"):
+            options["fingerprint"] = entry.fingerprint
+        if self._token is not None:
+            options["token"] = self._token
+        return DatasetPointer(
+            entry.id, entry.url, entry.fingerprint, summary, lambda: connect(entry.url, **options)
+        )
 
     def node(self, node_id: str) -> GridNode:
         """One node's entry; NodeUnavailable if the gateway does not know it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -11,6 +12,10 @@ from ..transport.channel import Endpoint
 from .channel import SyncChannel
 from .credentials import client_credentials
 from .handle import NodeHandle
+
+if TYPE_CHECKING:
+    from ..fl.fedavg import FedAvg
+    from .federated import RemoteJob
 
 __all__ = ["RemoteNode", "connect", "endpoint_for"]
 
@@ -24,6 +29,23 @@ class RemoteNode(NodeHandle):
         channel = self._channel
         assert isinstance(channel, SyncChannel)
         return channel.peer_fingerprint
+
+    def fit(self, job: FedAvg) -> RemoteJob:
+        """Hand a ``node.fl.FedAvg`` job to this trainer node; ``.wait()`` for its history.
+
+        The node (started with ``--role trainer``) runs the rounds itself,
+        node to node; keep the returned job's ``job_id`` to come back later
+        with :meth:`job`, from a new connection too.
+        """
+        from .federated import submit_job
+
+        return submit_job(self, job)
+
+    def job(self, job_id: str, job: FedAvg | None = None) -> RemoteJob:
+        """A job this principal submitted to this trainer node earlier."""
+        from .federated import RemoteJob
+
+        return RemoteJob(self, job_id, job)
 
 
 def endpoint_for(

@@ -7,6 +7,11 @@ averages results with :func:`aggregate_round`.  :func:`plain_fedavg` is the
 in-process reference the networked rounds must match bit for bit, using the
 seeds of :func:`owner_seed`.
 
+:class:`FedAvg` runs a job over datasets found on the network; it reaches
+them only through the injected :class:`OwnerDataset` / :class:`Participant`
+collaborators (``node.client`` provides them), round by round through
+:func:`run_rounds`, the same loop a trainer node runs.
+
 Nothing here does I/O beyond reading the owner's dataset files: this package
 must not import asyncio, websockets, ``node.server`` or ``node.client``
 (a test enforces it).
@@ -26,13 +31,17 @@ from .errors import (
     StateMismatch,
     UnsupportedLayer,
 )
+from .fedavg import DEFAULT_ROUND_TIMEOUT, FedAvg, History, JobPlan, run_rounds
 from .hyperparameters import Hyperparameters, LossName, OptimizerName, parse_loss, parse_optimizer
 from .layers import LAYERS, LayerName
+from .job_errors import JobError, RoundFailed, SecureAggregationUnavailable
 from .local import evaluate, evaluate_heldout, prepare_data, train_locally
 from .reference import ReferenceRun, plain_fedavg
 from .results import LocalResult, Metrics
+from .rounds import DatasetRef, OwnerDataset, Participant, PlainCollector, RoundCollector, collector_for
 from .seeds import owner_seed
 from .spec import MAX_LAYERS, MAX_MODEL_ELEMENTS, LayerSpec, ModelSpec, State, build_model, model_to_spec, state_layout
+from .wire import TrainTask
 
 __all__ = [
     "AggregationError",
@@ -77,4 +86,19 @@ __all__ = [
     "ReferenceRun",
     "plain_fedavg",
     "owner_seed",
+    "FedAvg",
+    "History",
+    "JobPlan",
+    "run_rounds",
+    "DEFAULT_ROUND_TIMEOUT",
+    "JobError",
+    "RoundFailed",
+    "SecureAggregationUnavailable",
+    "DatasetRef",
+    "OwnerDataset",
+    "Participant",
+    "PlainCollector",
+    "RoundCollector",
+    "collector_for",
+    "TrainTask",
 ]

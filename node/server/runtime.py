@@ -35,9 +35,11 @@ from .auth import AnonymousAuthenticator, Authenticator, CredentialAuthenticator
 from .users import USER_PREFIX, UserDirectory, UsersFileError
 from .executor import Executor
 from .driver import ConnectionDriver
+from .federated import OwnerDatasets
 from .session import Session
 from .registration import GatewayRegistration
 from .store import MemoryStore, Principal, Quota
+from .trainer import TrainerJobs
 from .transfers import TransferService
 
 __all__ = ["NodeServer"]
@@ -67,6 +69,8 @@ class NodeServer:
         self._network = network_key(settings.network_token) if settings.network_token else None
         self._drivers: set[ConnectionDriver] = set()
         self._watcher: asyncio.Task[None] | None = None
+        self.datasets = OwnerDatasets(self.store)
+        self.jobs: TrainerJobs | None = None
 
     @property
     def port(self) -> int:
@@ -94,7 +98,8 @@ class NodeServer:
     async def start(self) -> None:
         """Load or create the identity, bind, and register at the gateway if configured.
 
-        Raises StateDirError (unusable state dir) or OSError (cannot bind).
+        Raises StateDirError (unusable state dir), DatasetError (a ``--dataset``
+        file missing or malformed; loaded before listening) or OSError (cannot bind).
         Insecure nodes have an identity too: they prove it to the gateway
         and to peers, they just do not serve TLS.
         """
@@ -116,6 +121,8 @@ class NodeServer:
         self.transfers = TransferService(
             settings.node_id, self.store, credentials, settings.max_message_bytes
         )
+        await asyncio.to_thread(self.datasets.load, settings.datasets, settings.tags)
+        self.jobs = TrainerJobs(settings.node_id, settings.roles, credentials, settings.max_message_bytes)
         self._listener = await listen(
             self._serve, settings.host, settings.port, ssl_context, settings.max_message_bytes
         )
@@ -161,6 +168,7 @@ class NodeServer:
             self.identity.fingerprint,
             tuple(Role(role) for role in settings.roles),
             settings.tags,
+            self.datasets.summaries(),
         )
 
     async def close(self) -> None:
@@ -170,6 +178,8 @@ class NodeServer:
             await asyncio.gather(self._watcher, return_exceptions=True)
         if self.registration is not None:
             await self.registration.stop()
+        if self.jobs is not None:
+            await self.jobs.close()
         if self.transfers is not None:
             await self.transfers.close()
         for handle in self._expiry.values():
@@ -189,6 +199,7 @@ class NodeServer:
             self.settings.max_message_bytes,
             peer=connection.remote_address,
             transfers=self.transfers,
+            services=(self.datasets, *((self.jobs,) if self.jobs is not None else ())),
         )
 
     async def _serve(self, connection: Connection) -> None:

@@ -14,7 +14,7 @@ this module holds the node's handlers.  Must not import asyncio or websockets.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Union
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Union
 
 import torch
 
@@ -48,7 +48,10 @@ from .store import ObjectStore
 from .transfers import TransferService
 from .uploads import Upload, tensor_bytes
 
-__all__ = ["Session", "SessionState", "Outcome", "Work", "AsyncWork", "Step", "CLOSE_POLICY", "CLOSE_PROTOCOL"]
+__all__ = [
+    "Session", "SessionService", "SessionState", "Outcome", "Work", "AsyncWork", "Step",
+    "CLOSE_POLICY", "CLOSE_PROTOCOL",
+]
 
 
 DEFAULT_MAX_OBJECT_BYTES = 4 * 1024**3
@@ -78,6 +81,12 @@ Step = Union[Outcome, Work, AsyncWork]
 _NOTHING = Outcome()
 
 
+class SessionService(Protocol):
+    """A feature serving its own kinds (e.g. federated learning) on every session."""
+
+    def handlers(self, session: Session) -> Mapping[MessageKind, Callable[[Any], Step]]: ...
+
+
 class Session(Conversation):
     """State and request handling for one client connection to a node."""
 
@@ -93,6 +102,7 @@ class Session(Conversation):
         peer: str = "local",
         transfers: TransferService | None = None,
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+        services: Iterable[SessionService] = (),
     ) -> None:
         super().__init__(node_id, roles, authenticator, max_message_bytes, peer)
         self.executor = executor
@@ -101,7 +111,7 @@ class Session(Conversation):
         self.max_object_bytes = max_object_bytes
         self._uploads: dict[ObjectId, Upload] = {}
         self._read_cache: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.handlers = {
+        handlers: dict[MessageKind, Callable[[Any], Step]] = {
             MessageKind.COMMAND: self._command,
             MessageKind.PUT: self._put,
             MessageKind.GET: self._get,
@@ -116,6 +126,15 @@ class Session(Conversation):
             MessageKind.READ: self._read,
             MessageKind.RELEASE: self._release,
         }
+        for service in services:
+            handlers.update(service.handlers(self))
+        self.handlers = handlers
+
+    def guarded(self, request: Request, body: Callable[[], Outcome]) -> Outcome:
+        """Run ``body`` (a :class:`Work`'s, on a worker thread) through the error translation point."""
+        step = self._guard(request, lambda _: body())
+        assert isinstance(step, Outcome)
+        return step
 
     def not_served(self, message: Message) -> BadRequest:
         if isinstance(message, REPLY_TYPES):

@@ -17,6 +17,7 @@ import msgpack
 import pytest
 import torch
 
+from tests.protocol.federated_examples import EXAMPLES as FEDERATED_EXAMPLES
 from protocol.codec import ExtCode, decode_message, encode_message, encode_message_bytes
 from protocol.errors import (
     BadTensor,
@@ -248,6 +249,7 @@ EXAMPLES: dict[MessageKind, Message] = {
     MessageKind.READ_REPLY: ReadReply(RequestId(19), CHUNK),
     MessageKind.RELEASE: ReleaseRequest(RequestId(20), ObjectId(22), "user:bob"),
 }
+EXAMPLES.update(FEDERATED_EXAMPLES)
 
 # --- round trips ------------------------------------------------------------
 

@@ -20,7 +20,7 @@ MODULES = sorted(PROTOCOL.glob("*.py"))
 ALLOWED = frozenset(
     {
         # pure standard library
-        "__future__", "abc", "collections", "ctypes", "dataclasses", "enum", "functools",
+        "__future__", "abc", "collections", "ctypes", "dataclasses", "enum", "functools", "hashlib",
         "itertools", "math", "numbers", "operator", "re", "struct", "sys", "types", "typing",
         "warnings",
         # third party

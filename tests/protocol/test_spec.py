@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from protocol import limits
+from tests.protocol.federated_examples import EXAMPLES as FEDERATED_EXAMPLES
 from protocol.codec import ExtCode, encode_message_bytes
 from protocol.fields import body_of
 from protocol.ids import NodeId, ObjectId, RequestId
@@ -105,6 +106,7 @@ SPEC_EXAMPLES: dict[MessageKind, Message] = {
     MessageKind.RELEASE: ReleaseRequest(RequestId(1), ObjectId(1), "user:bob"),
 }
 
+SPEC_EXAMPLES.update(FEDERATED_EXAMPLES)
 
 @pytest.fixture(scope="module")
 def spec() -> str:

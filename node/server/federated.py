@@ -1,0 +1,121 @@
+"""A data owner's side of federated learning: its datasets and the ``train`` kind.
+
+Owns :class:`OwnerDatasets`, a :class:`~node.server.session.SessionService`.
+At start the node loads every ``--dataset`` (:func:`node.fl.load_dataset`,
+before it listens: a bad file stops the start with one line) and stores
+each dataset's rows, features and labels as loaded, as **private objects**
+of the :data:`OPERATOR` principal under the fixed ids of
+:func:`protocol.federated.dataset_object_ids`: every authenticated principal
+may see them and compute on them through pointers, nobody may read them
+(``get`` is ``PERMISSION_DENIED``), and no authenticator ever yields the
+``operator`` principal, so nobody can release them over the network either.
+The datasets' summaries go into the node's gateway record.
+
+``train`` (any authenticated principal: users and the network's member
+nodes, e.g. a trainer node): the spec, hyperparameters and dataset are
+checked on the loop (``BAD_REQUEST`` / ``NOT_FOUND`` before any work), the
+state when the model is built; then :func:`node.fl.train_locally` runs as a
+:class:`~node.server.session.Work` in a worker thread, at most
+:data:`MAX_CONCURRENT_TRAININGS` at a time, and the reply carries the
+updated state and aggregate metrics only.  The training's transient memory
+(model, gradients, optimiser state) is checked against the caller's byte
+quota first.  Must not import asyncio or websockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+
+from protocol.errors import NotFound
+from protocol.federated import TrainRequest, dataset_object_ids
+from protocol.messages import MessageKind
+from protocol.records import DatasetSummary
+
+from ..fl.datasets import Dataset, load_arrays, make_dataset
+from ..fl.errors import DatasetError
+from ..fl.local import train_locally
+from ..fl.wire import task_from_request, train_reply
+from ..settings import DatasetSource
+from .policy import Policy
+from .session import Outcome, Session, Step, Work
+from .store import ObjectStore
+
+__all__ = ["OwnerDatasets", "OPERATOR", "MAX_CONCURRENT_TRAININGS", "TRAINING_BYTES_PER_ELEMENT"]
+
+log = logging.getLogger("tessera.node.fl")
+
+OPERATOR = "operator"
+"""The principal owning a node's startup datasets.  Authenticated principals are
+``user:``, ``node:`` or ``anon-`` names, so no peer can ever be it."""
+
+MAX_CONCURRENT_TRAININGS = 2
+"""Local trainings one node runs at once; more wait for a slot."""
+
+TRAINING_BYTES_PER_ELEMENT = 16
+"""Transient bytes per model element charged to the caller's quota while training
+(float32 weights, gradients and up to two optimiser moments)."""
+
+
+class OwnerDatasets:
+    """The node's datasets, and the ``train`` handler."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.datasets: dict[str, Dataset] = {}
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_TRAININGS)
+
+    def load(self, sources: Iterable[DatasetSource], tags: tuple[str, ...]) -> None:
+        """Load and store every dataset (blocking file I/O: run it off the loop).
+
+        Raises :class:`~node.fl.DatasetError` (one line) for a missing or
+        malformed file or a repeated name.
+        """
+        for source in sources:
+            if source.name in self.datasets:
+                raise DatasetError.for_spec(source.name, "this dataset name is given twice")
+            dataset, features, labels = _load(source, tags)
+            features_id, labels_id = dataset_object_ids(source.name)
+            policy = Policy.private(OPERATOR)
+            self.store.put(OPERATOR, features_id, features, policy)
+            self.store.put(OPERATOR, labels_id, labels, policy)
+            self.datasets[source.name] = dataset
+            log.info(
+                "dataset %r: %d samples of shape %s (%d held out)",
+                source.name, dataset.info.samples, list(dataset.info.feature_shape), dataset.heldout_samples,
+            )
+
+    def summaries(self) -> tuple[DatasetSummary, ...]:
+        return tuple(d.info.to_record() for d in self.datasets.values())
+
+    def handlers(self, session: Session) -> Mapping[MessageKind, Callable[[Any], Step]]:
+        return {MessageKind.TRAIN: lambda request: self._train(session, request)}
+
+    def _train(self, session: Session, request: TrainRequest) -> Step:
+        assert session.principal is not None
+        dataset = self.datasets.get(request.dataset)
+        if dataset is None:
+            raise NotFound(f"no dataset {request.dataset!r} on this node", {"dataset": request.dataset})
+        task = task_from_request(request)
+        session.store.check_quota(session.principal, task.spec.elements * TRAINING_BYTES_PER_ELEMENT, objects=0)
+
+        def run() -> Outcome:
+            with self._slots:
+                result = train_locally(task.spec, task.state, dataset, task.hyper)
+            return Outcome(train_reply(request, result))
+
+        return Work(lambda: session.guarded(request, run))
+
+
+def _load(source: DatasetSource, tags: tuple[str, ...]) -> tuple[Dataset, torch.Tensor, torch.Tensor]:
+    """The dataset (training and held-out rows) and the file's rows as loaded."""
+    features, labels = load_arrays(source.path, label_column=source.label_column)
+    dataset = make_dataset(
+        source.name, features, labels, tags=tags, description=source.description,
+        heldout_fraction=source.heldout_fraction, source=str(source.path),
+    )
+    return dataset, features, labels
+

@@ -1,0 +1,236 @@
+"""The trainer role: FedAvg jobs a client hands over, run by this node.
+
+Owns :class:`TrainerJobs`, a :class:`~node.server.session.SessionService`
+for ``job_submit``, ``job_status`` and ``job_result`` (served only by nodes
+started with ``--role trainer``; others answer ``BAD_REQUEST``).  A
+submitted job is checked at once (spec, state, hyperparameters, owners:
+``BAD_REQUEST`` before any round) and answered with a random job id; its
+rounds then run in a worker thread through the same loop as a client's
+``FedAvg.fit()`` (:func:`node.fl.run_rounds`), each owner reached over a
+node-to-node link: this node dials the owner's URL pinning the fingerprint
+the client took from the gateway and proves its own identity (a
+``node:<id>@<fp>`` principal, so owners must be members of the same
+network).  The link's calls run on the event loop and come back to the
+round loop as ``concurrent.futures`` futures.
+
+A job belongs to the principal that submitted it: others get ``NOT_FOUND``
+for its id.  The client may disconnect; status and result stay queryable
+for :data:`JOB_RETENTION` seconds after the job ends.  Runs inside a node
+on its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from protocol.errors import BadRequest, NotFound, QuotaExceeded, TesseraError
+from protocol.federated import (
+    JobError as WireJobError,
+    JobOwner,
+    JobResultRequest,
+    JobStatus,
+    JobStatusRequest,
+    JobSubmitRequest,
+    RoundRecord,
+    TrainReply,
+)
+from protocol.ids import NodeId
+from protocol.messages import ErrorReply, MessageKind
+from protocol.records import Role
+
+from ..fl.fedavg import JobPlan, run_rounds
+from ..fl.hyperparameters import Hyperparameters
+from ..fl.rounds import DatasetRef, PlainCollector
+from ..fl.spec import ModelSpec, State, build_model
+from ..fl.wire import TrainTask, result_from_reply, train_request
+from ..fl.results import LocalResult
+from ..transport.channel import AsyncChannel, Credentials, Endpoint
+from ..transport.tracker import RequestTracker, rebuild_error
+from ..transport.trust import TrustPolicy
+from .session import Outcome, Session, Step
+from .store import Principal
+
+__all__ = ["TrainerJobs", "JOB_RETENTION", "MAX_RUNNING_JOBS_PER_PRINCIPAL", "MAX_JOBS"]
+
+log = logging.getLogger("tessera.node.trainer")
+
+JOB_RETENTION = 3600.0
+"""Seconds a finished job's status and result stay queryable."""
+
+MAX_RUNNING_JOBS_PER_PRINCIPAL = 4
+MAX_JOBS = 256
+"""Jobs (running or finished, not yet forgotten) one node keeps."""
+
+CLOSE_GRACE = 5.0
+"""Seconds ``close`` waits for running jobs to notice they must stop."""
+
+
+@dataclass(eq=False)
+class _Job:
+    job_id: str
+    owner: Principal
+    plan: JobPlan
+    state: State
+    history: list[RoundRecord] = field(default_factory=list)
+    status: JobStatus = JobStatus.RUNNING
+    error: WireJobError | None = None
+    finished: float = 0.0
+    stop: bool = False
+
+
+class _LinkParticipant:
+    """One owner's dataset over a node-to-node link; calls bridged to the event loop."""
+
+    def __init__(self, link: AsyncChannel, loop: asyncio.AbstractEventLoop, owner: JobOwner) -> None:
+        self.link = link
+        self.loop = loop
+        self.owner = owner
+        self.label = f"{owner.node_id}/{owner.dataset}"
+
+    def train(self, task: TrainTask) -> concurrent.futures.Future[LocalResult]:
+        return asyncio.run_coroutine_threadsafe(self._train(task), self.loop)
+
+    async def _train(self, task: TrainTask) -> LocalResult:
+        request = train_request(self.link.tracker.next_id(), self.owner.dataset, task)
+        reply = await self.link.call(request)
+        if isinstance(reply, ErrorReply):
+            raise rebuild_error(reply, f"train({self.owner.dataset})", self.owner.node_id)
+        if not isinstance(reply, TrainReply):
+            raise BadRequest(f"{self.owner.node_id} answered train with {reply.KIND.value}", {})
+        return result_from_reply(reply)
+
+
+class TrainerJobs:
+    """Jobs run by this node for the principals that submitted them."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        roles: tuple[str, ...],
+        credentials: Credentials,
+        max_message_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node_id = node_id
+        self.enabled = Role.TRAINER.value in roles
+        self.credentials = credentials
+        self.max_message_bytes = max_message_bytes
+        self.clock = clock
+        self._jobs: dict[str, _Job] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def handlers(self, session: Session) -> Mapping[MessageKind, Callable[[Any], Step]]:
+        return {
+            MessageKind.JOB_SUBMIT: lambda request: self._submit(session, request),
+            MessageKind.JOB_STATUS: lambda request: self._status(session, request),
+            MessageKind.JOB_RESULT: lambda request: self._result(session, request),
+        }
+
+    # -- handlers (on the loop) -------------------------------------------------
+
+    def _submit(self, session: Session, request: JobSubmitRequest) -> Step:
+        assert session.principal is not None
+        if not self.enabled:
+            raise BadRequest("this node does not run jobs: start a node with --role trainer", {})
+        self._forget_old()
+        running = sum(1 for j in self._jobs.values() if j.owner == session.principal and j.status is JobStatus.RUNNING)
+        if running >= MAX_RUNNING_JOBS_PER_PRINCIPAL or len(self._jobs) >= MAX_JOBS:
+            raise QuotaExceeded(
+                f"at most {MAX_RUNNING_JOBS_PER_PRINCIPAL} running jobs per principal and "
+                f"{MAX_JOBS} jobs per node", {"limit": MAX_RUNNING_JOBS_PER_PRINCIPAL},
+            )
+        plan = _plan(request)
+        job = _Job(secrets.token_hex(16), session.principal, plan, plan.state)
+        self._jobs[job.job_id] = job
+        task = asyncio.get_running_loop().create_task(self._run(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info("job %s from %s: %d rounds over %d owners", job.job_id, job.owner, plan.rounds, len(plan.owners))
+        return Outcome(request.reply(job.job_id))
+
+    def _job(self, session: Session, job_id: str) -> _Job:
+        job = self._jobs.get(job_id)
+        if job is None or job.owner != session.principal:
+            raise NotFound(f"no job {job_id[:40]!r} of yours on this node", {"job_id": job_id[:40]})
+        return job
+
+    def _status(self, session: Session, request: JobStatusRequest) -> Step:
+        job = self._job(session, request.job_id)
+        return Outcome(request.reply(job.status, job.plan.rounds, tuple(job.history), job.error))
+
+    def _result(self, session: Session, request: JobResultRequest) -> Step:
+        job = self._job(session, request.job_id)
+        return Outcome(request.reply(len(job.history), job.state))
+
+    def _forget_old(self) -> None:
+        now = self.clock()
+        for job_id in [i for i, j in self._jobs.items() if j.finished and now - j.finished > JOB_RETENTION]:
+            del self._jobs[job_id]
+
+    # -- running ----------------------------------------------------------------
+
+    async def _run(self, job: _Job) -> None:
+        loop = asyncio.get_running_loop()
+        links: dict[tuple[str, str], AsyncChannel] = {}
+        owners = [JobOwner(r.node_id, r.url, r.fingerprint, r.name) for r in job.plan.owners]
+        participants = [_LinkParticipant(self._link(links, o), loop, o) for o in owners]
+
+        def on_round(record: RoundRecord, state: State) -> None:
+            job.history.append(record)
+            job.state = state
+
+        try:
+            await asyncio.to_thread(run_rounds, job.plan, participants, PlainCollector(), on_round, lambda: job.stop)
+            job.status = JobStatus.DONE
+        except TesseraError as exc:
+            code = exc.code.value if exc.code is not None else "PEER_UNAVAILABLE"
+            job.status, job.error = JobStatus.FAILED, WireJobError(code, exc.message)
+            log.info("job %s failed: %s", job.job_id, exc.message)
+        except Exception:
+            log.exception("job %s failed", job.job_id)
+            job.status, job.error = JobStatus.FAILED, WireJobError("INTERNAL", "internal error")
+        finally:
+            job.finished = self.clock()
+            for link in links.values():
+                await link.aclose()
+
+    def _link(self, links: dict[tuple[str, str], AsyncChannel], owner: JobOwner) -> AsyncChannel:
+        key = (owner.url, owner.fingerprint)
+        link = links.get(key)
+        if link is None:
+            endpoint = Endpoint(
+                owner.url, TrustPolicy(fingerprint=owner.fingerprint), self.node_id,
+                self.credentials, self.max_message_bytes, roles=("node",),
+            )
+            link = links[key] = AsyncChannel(endpoint, RequestTracker(owner.url))
+        return link
+
+    async def close(self) -> None:
+        """Tell running jobs to stop after their round, and wait for them a little."""
+        for job in self._jobs.values():
+            job.stop = True
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE)
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _plan(request: JobSubmitRequest) -> JobPlan:
+    """The checked job; every failure is ``BAD_REQUEST`` before anything runs."""
+    spec = ModelSpec.from_wire(list(request.spec))
+    if "seed" in request.hyperparameters:
+        raise BadRequest("hyperparameters must not carry a seed: job_seed is the job's seed", {})
+    hyper = Hyperparameters.from_wire({**request.hyperparameters, "seed": request.job_seed})
+    build_model(spec, request.state)  # the state must fit the spec
+    owners = tuple(DatasetRef(o.node_id, o.url, o.fingerprint, o.dataset, (), 0) for o in request.owners)
+    for owner in owners:
+        if not owner.url.startswith("wss://"):
+            raise BadRequest("a trainer reaches owners over TLS only (wss:// URLs)", {"node": owner.node_id})
+    state = {k: v.clone() for k, v in request.state.items()}  # decoded tensors view the frame
+    return JobPlan(spec, state, hyper, request.rounds, owners, request.min_participants, request.round_timeout)
