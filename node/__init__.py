@@ -42,6 +42,15 @@ from .client.grid import Gateway, GridMatch, GridNode
 from .client.hook import hook_torch
 from .client.pointer import Pointer
 from .client.remote import RemoteNode, connect
+from .client.mpc_group import (
+    CryptoProviderUnavailable,
+    MixedParties,
+    PrecisionMismatch,
+    ShapeMismatch,
+    SharingError,
+)
+from .client.shared import SharedTensor
+from .client.sharing import share
 from .client.virtual import VirtualNode
 from .errors import ClientClosed, InsecureConnectionWarning, MixedNodesError, NodeUnavailable
 from .transport.trust import CertificateMismatch, TrustError, TrustOnFirstUseWarning
@@ -61,6 +70,13 @@ __all__ = [
     "Pointer",
     "ObjectInfo",
     "hook_torch",
+    "share",
+    "SharedTensor",
+    "SharingError",
+    "MixedParties",
+    "PrecisionMismatch",
+    "ShapeMismatch",
+    "CryptoProviderUnavailable",
     "TesseraError",
     "ProtocolError",
     "MalformedMessage",

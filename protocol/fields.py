@@ -48,6 +48,7 @@ from .validate import (
 )
 from .record_fields import NETWORK_BODIES, NETWORK_PARSERS
 from .federated_fields import FEDERATED_BODIES, FEDERATED_PARSERS
+from .mpc_fields import MPC_BODIES, MPC_PARSERS
 from .values import PointerRef
 
 __all__ = ["body_of", "message_from", "WIRE_FIELDS"]
@@ -222,6 +223,8 @@ def _nonempty(ids: tuple[ObjectId, ...], field: str) -> tuple[ObjectId, ...]:
 
 _BODIES.update(NETWORK_BODIES)
 _PARSERS.update(NETWORK_PARSERS)
+_BODIES.update(MPC_BODIES)
+_PARSERS.update(MPC_PARSERS)
 _BODIES.update(FEDERATED_BODIES)
 _PARSERS.update(FEDERATED_PARSERS)
 

@@ -35,6 +35,14 @@ from .federated import (
 )
 from .ids import NodeId, ObjectId, RequestId
 from .kinds import NO_REQUEST, AckReply, ErrorReply, MessageKind, RequestBase
+from .mpc import (
+    MpcDealRequest,
+    MpcMaterialRequest,
+    MpcOpenRequest,
+    MpcSplitReply,
+    MpcSplitRequest,
+    MpcStepRequest,
+)
 from .streams import PutChunkRequest, ReadReply, ReadRequest
 from .transfers import DeliverRequest, ExpectRequest, TransferRequest
 from .values import PointerRef, Value
@@ -70,6 +78,12 @@ __all__ = [
     "ReadRequest",
     "ReadReply",
     "ReleaseRequest",
+    "MpcSplitRequest",
+    "MpcSplitReply",
+    "MpcDealRequest",
+    "MpcMaterialRequest",
+    "MpcStepRequest",
+    "MpcOpenRequest",
     "TrainRequest",
     "TrainReply",
     "JobSubmitRequest",
@@ -261,6 +275,11 @@ class ReleaseRequest(RequestBase):
 
 Request = Union[
     HelloRequest,
+    MpcSplitRequest,
+    MpcDealRequest,
+    MpcMaterialRequest,
+    MpcStepRequest,
+    MpcOpenRequest,
     PutRequest,
     GetRequest,
     DeleteRequest,
@@ -285,6 +304,7 @@ Request = Union[
 ]
 Reply = Union[
     HelloReply,
+    MpcSplitReply,
     GetReply,
     SyncReply,
     ListReply,
@@ -303,6 +323,7 @@ Message = Union[Request, Reply]
 
 REPLY_TYPES = (
     HelloReply,
+    MpcSplitReply,
     GetReply,
     SyncReply,
     ListReply,

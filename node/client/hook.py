@@ -1,4 +1,4 @@
-"""``hook_torch()``: PySyft-style ``tensor.send(node)``, and nothing else.
+"""``hook_torch()``: PySyft-style ``tensor.send(node)`` and ``tensor.share(...)``, nothing else.
 
 PySyft 0.2 replaced most of torch's namespace; we add one method.  Pointer
 ops need no hook at all: they go through ``__torch_function__``.
@@ -21,11 +21,22 @@ def _send(self: torch.Tensor, node: NodeHandle) -> Pointer:
     return node.send(self)
 
 
+def _share(self: torch.Tensor, *parties: NodeHandle, **options: Any) -> Any:
+    """Secret-share this tensor between ``parties`` (see :func:`node.share`)."""
+    from .sharing import share
+
+    return share(self, *parties, **options)
+
+
 def hook_torch() -> None:
-    """Add ``torch.Tensor.send(node)``.  Idempotent."""
-    current: Any = getattr(torch.Tensor, "send", None)
-    if current is _send:
-        return
-    if current is not None:
-        raise RuntimeError("torch.Tensor.send already exists; refusing to overwrite it")
-    setattr(torch.Tensor, "send", _send)
+    """Add ``torch.Tensor.send(node)`` and ``torch.Tensor.share(*parties, crypto_provider=...)``.
+
+    Idempotent.
+    """
+    for name, method in (("send", _send), ("share", _share)):
+        current: Any = getattr(torch.Tensor, name, None)
+        if current is method:
+            continue
+        if current is not None:
+            raise RuntimeError(f"torch.Tensor.{name} already exists; refusing to overwrite it")
+        setattr(torch.Tensor, name, method)

@@ -96,6 +96,17 @@ class Pointer:
         new.node = None  # type: ignore[assignment]
         return self
 
+    def share(self, *parties: NodeHandle, crypto_provider: NodeHandle | None = None, **options: Any) -> Any:
+        """Secret-share the object between ``parties``: its node splits it and sends each share.
+
+        The data never passes through this process (see :func:`node.share`
+        for ``precision``, ``truncation`` and ``timeout``); returns a
+        :class:`~node.SharedTensor`.
+        """
+        from .sharing import share_pointer
+
+        return share_pointer(self, *parties, crypto_provider=crypto_provider, **options)
+
     def copy_to(self, node: NodeHandle) -> Pointer:
         """Copy the object to ``node``, node to node; returns a pointer to the copy."""
         if _in_process(self.node) or _in_process(node):

@@ -41,6 +41,7 @@ from .registration import GatewayRegistration
 from .store import MemoryStore, Principal, Quota
 from .trainer import TrainerJobs
 from .transfers import TransferService
+from .mpc_service import MpcService
 
 __all__ = ["NodeServer"]
 
@@ -61,6 +62,7 @@ class NodeServer:
         self.authenticator: Authenticator = authenticator or AnonymousAuthenticator()
         self.identity: Identity | None = None
         self.transfers: TransferService | None = None
+        self.mpc: MpcService | None = None
         self.registration: GatewayRegistration | None = None
         self._listener: Listener | None = None
         self._live: dict[Principal, int] = {}
@@ -71,6 +73,7 @@ class NodeServer:
         self._watcher: asyncio.Task[None] | None = None
         self.datasets = OwnerDatasets(self.store)
         self.jobs: TrainerJobs | None = None
+        self._warm_up: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -121,6 +124,7 @@ class NodeServer:
         self.transfers = TransferService(
             settings.node_id, self.store, credentials, settings.max_message_bytes
         )
+        self.mpc = MpcService(settings.node_id, self.store, self.transfers)
         await asyncio.to_thread(self.datasets.load, settings.datasets, settings.tags)
         self.jobs = TrainerJobs(settings.node_id, settings.roles, credentials, settings.max_message_bytes)
         self._listener = await listen(
@@ -130,6 +134,7 @@ class NodeServer:
             self.registration = GatewayRegistration(self._gateway_endpoint(credentials), self.record())
             self.registration.start()
         self._watcher = asyncio.get_running_loop().create_task(self._watch_users())
+        self._warm_up = asyncio.get_running_loop().create_task(asyncio.to_thread(self.datasets.warm_up))
 
     def _cert_names(self) -> tuple[str, ...]:
         names = [self.settings.host]
@@ -178,6 +183,8 @@ class NodeServer:
             await asyncio.gather(self._watcher, return_exceptions=True)
         if self.registration is not None:
             await self.registration.stop()
+        if self._warm_up is not None:
+            await asyncio.gather(self._warm_up, return_exceptions=True)
         if self.jobs is not None:
             await self.jobs.close()
         if self.transfers is not None:
@@ -199,7 +206,11 @@ class NodeServer:
             self.settings.max_message_bytes,
             peer=connection.remote_address,
             transfers=self.transfers,
-            services=(self.datasets, *((self.jobs,) if self.jobs is not None else ())),
+            services=(
+                self.datasets,
+                *((self.jobs,) if self.jobs is not None else ()),
+                *((self.mpc,) if self.mpc is not None else ()),
+            ),
         )
 
     async def _serve(self, connection: Connection) -> None:

@@ -206,12 +206,22 @@ class TransferService:
     async def send(self, principal: Principal, request: TransferRequest) -> None:
         """Deliver the object and its policy to the destination and wait for its acknowledgement."""
         stored = self.store.read(principal, request.object_id)
-        value = stored.value.contiguous()
         policy = stored.policy.renamed({principal: MOVER})
+        await self.deliver_value(request, stored.value, policy)
+        if request.delete_source:
+            self.store.delete(principal, (request.object_id,))
+        log.info("sent %#x to %s as %#x", request.object_id, request.to_node, request.dest_object_id)
+
+    async def deliver_value(self, request: TransferRequest, value: torch.Tensor, policy: Policy) -> None:
+        """Deliver ``value`` with ``policy`` (the mover written as MOVER) to ``request``'s reservation.
+
+        Also used by secret sharing, whose owner delivers shares it made
+        rather than a stored object (``request.object_id`` is then unused).
+        """
         try:
-            link = await self._link(request.to_url, request.to_fingerprint)
+            link = await self.link(request.to_url, request.to_fingerprint)
             reply = await asyncio.wait_for(
-                self._deliver_chunks(link, request, value, policy), TRANSFER_TIMEOUT
+                self._deliver_chunks(link, request, value.contiguous(), policy), TRANSFER_TIMEOUT
             )
         except (NodeUnavailable, TrustError, asyncio.TimeoutError, TimeoutError) as exc:
             # The reason stays in our log: echoing it would let a client use
@@ -226,9 +236,6 @@ class TransferService:
             raise rebuild_error(reply, f"deliver to {request.to_node}", request.to_url)
         if not isinstance(reply, AckReply):
             raise BadRequest(f"{request.to_node} answered deliver with {reply.KIND.value}", {})
-        if request.delete_source:
-            self.store.delete(principal, (request.object_id,))
-        log.info("sent %#x to %s as %#x", request.object_id, request.to_node, request.dest_object_id)
 
     async def _deliver_chunks(
         self, link: AsyncChannel, request: TransferRequest, value: torch.Tensor, policy: Policy
@@ -257,8 +264,12 @@ class TransferService:
         )
         return await link.call(final)
 
-    async def _link(self, url: str, fingerprint: str) -> AsyncChannel:
-        """A pooled, opened link; failed dials are not kept, and the pool is bounded."""
+    async def link(self, url: str, fingerprint: str) -> AsyncChannel:
+        """A pooled, opened link to the node at ``url`` presenting ``fingerprint``.
+
+        Failed dials are not kept, and the pool is bounded.  Raises
+        NodeUnavailable or TrustError when the peer cannot be reached as pinned.
+        """
         key = (url, fingerprint)
         lock = self._dialing.setdefault(key, asyncio.Lock())
         try:

@@ -1,0 +1,376 @@
+"""``SharedTensor``: a value secret-shared between nodes, with PyTorch operators.
+
+Runs in the user's process, which holds only pointers: share i of the value
+lives on party i as an int64 ring tensor (:mod:`node.mpc`).  Every op is
+posted and returns at once (errors surface at the next ``get``/``sync``):
+
+- linear ops are ordinary pointer commands on every party: ``x + y``,
+  ``x - y``, ``-x``, ``sum``, ``reshape``/``view``/``transpose``/``t``,
+  indexing; a public constant is encoded and added by party 0 only;
+- a product with a public operand (``x * 3``, ``x * 0.25``, ``x / 4``,
+  ``x @ w``, ``conv2d(x, w)``, ``mean``) is computed locally by every party,
+  then truncated when it carries more fractional bits than the precision;
+- a product of two shared values (``x * y``, ``x @ y``, ``conv2d``) is one
+  Beaver step (:mod:`node.client.mpc_group`): the crypto provider deals,
+  parties open their masked values to each other, node to node, and
+  truncate (locally for 2 parties, with the dealer scheme otherwise).
+
+``get()`` fetches every share (each subject to its node's read policy),
+adds them and decodes.  Shapes are tracked here on meta tensors, so shape
+errors are raised before anything is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from protocol.mpc import BilinearKind, StepOp, TruncationScheme, WireConv, WireTriple, WireTruncation
+
+from ..mpc import FixedPointEncoder, reconstruct
+from ..mpc.encoding import FLOAT_DTYPES
+from ..mpc.ring import RING_DTYPE
+from .mpc_group import PartyGroup, PrecisionMismatch, ShapeMismatch, SharingError
+from .pointer import Pointer
+from .torch_functions import wire_index
+
+__all__ = ["SharedTensor"]
+
+Public = int | float | bool | torch.Tensor
+
+
+class SharedTensor:
+    """A tensor additively shared between ``parties`` (see :func:`node.share`)."""
+
+    __slots__ = ("group", "_shares", "shape", "precision", "dtype")
+
+    def __init__(
+        self,
+        group: PartyGroup,
+        shares: Sequence[Pointer],
+        shape: Sequence[int],
+        precision: int,
+        dtype: torch.dtype,
+    ) -> None:
+        self.group = group
+        self._shares = tuple(shares)
+        self.shape = torch.Size(shape)
+        self.precision = precision
+        """Fractional bits of the fixed-point encoding (0: an integer tensor, shared exactly)."""
+        self.dtype = dtype
+        """What ``get`` decodes to."""
+
+    # -- data ----------------------------------------------------------------
+
+    @property
+    def shares(self) -> dict[str, Pointer]:
+        """Party id -> pointer to that party's ring share (readable by whoever may read it)."""
+        return {p.id: s for p, s in zip(self.group.parties, self._shares)}
+
+    @property
+    def parties(self) -> tuple[str, ...]:
+        return self.group.ids
+
+    @property
+    def crypto_provider(self) -> str:
+        return self.group.crypto_provider.id
+
+    def get(self) -> torch.Tensor:
+        """Reconstruct: fetch every share, add them mod 2^64, decode."""
+        ring = reconstruct(self.group.fetch(self._shares))
+        return FixedPointEncoder(self.precision).decode(ring, self.dtype)
+
+    def sync(self) -> None:
+        """Wait until every party has computed this value; raise earlier failures."""
+        self.group.sync()
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def size(self, dim: int | None = None) -> torch.Size | int:
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        return self.shape.numel()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"<SharedTensor {list(self.shape)} {str(self.dtype).removeprefix('torch.')} "
+            f"precision={self.precision} parties={list(self.parties)} "
+            f"crypto_provider={self.crypto_provider}>"
+        )
+
+    def __bool__(self) -> bool:
+        raise TypeError("the truth value of a shared tensor is secret; call .get() first")
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _new(self, shares: Sequence[Pointer], shape: Sequence[int]) -> SharedTensor:
+        return SharedTensor(self.group, shares, shape, self.precision, self.dtype)
+
+    def _each(self, fn: Callable[[Pointer], Pointer], shape: Sequence[int]) -> SharedTensor:
+        return self._new([fn(s) for s in self._shares], shape)
+
+    def _meta(self) -> torch.Tensor:
+        return torch.empty(self.shape, dtype=RING_DTYPE, device="meta")
+
+    def _shape_of(self, what: str, fn: Callable[[], torch.Tensor]) -> torch.Size:
+        try:
+            return fn().shape
+        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+            raise ShapeMismatch(f"{what}: {str(exc).splitlines()[0][:200]}", {"op": what}) from None
+
+    def _check_shared(self, other: SharedTensor, op: str) -> None:
+        self.group.check_same(other.group, op)
+        if other.precision != self.precision:
+            raise PrecisionMismatch(
+                f"{op} mixes precisions of {self.precision} and {other.precision} fractional bits",
+                {"op": op, "left": self.precision, "right": other.precision},
+            )
+
+    def _encode(self, value: Public, op: str) -> torch.Tensor:
+        """A public operand as a ring tensor with this value's precision."""
+        if isinstance(value, Pointer):
+            raise SharingError(f"{op}: a pointer cannot meet a shared tensor; share it first", {})
+        tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+        if self.precision == 0 and tensor.dtype in FLOAT_DTYPES:
+            if not bool(torch.all(tensor == torch.round(tensor))):
+                raise SharingError(
+                    f"{op}: a non-integer public value cannot meet an integer shared tensor "
+                    "(shared exactly, 0 fractional bits); share floats instead",
+                    {"op": op},
+                )
+            tensor = tensor.to(RING_DTYPE)
+        return FixedPointEncoder(self.precision).encode(tensor.detach())
+
+    def _add_public(self, ring: torch.Tensor, op: str, negate_self: bool = False) -> SharedTensor:
+        shape = self._shape_of(op, lambda: self._meta() + ring.to("meta"))
+        shares = []
+        for index, share in enumerate(self._shares):
+            own = -share if negate_self else share
+            if index == 0:
+                shares.append(own + ring)
+            elif shape != self.shape:
+                shares.append(own + torch.zeros_like(ring))  # broadcast like party 0
+            else:
+                shares.append(own)
+        return self._new(shares, shape)
+
+    def _truncated(self, shares: Sequence[Pointer], shape: Sequence[int], bits: int) -> SharedTensor:
+        if bits == 0:
+            return self._new(shares, shape)
+        scheme = self.group.truncation
+        specs = () if scheme is TruncationScheme.LOCAL else (WireTruncation(tuple(shape), bits),)
+        out = self.group.post_product(StepOp.TRUNCATE, shares, None, specs, bits)
+        return self._new(out, shape)
+
+    def _product(self, other: SharedTensor, kind: BilinearKind, conv: WireConv | None = None) -> SharedTensor:
+        self._check_shared(other, kind.value)
+        x_shape, y_shape = tuple(self.shape), tuple(other.shape)
+        shape = self._shape_of(kind.value, lambda: _apply_meta(kind, self._meta(), other._meta(), conv))
+        bits = self.precision
+        specs: tuple[Any, ...] = (WireTriple(kind, x_shape, y_shape, conv),)
+        if bits and self.group.truncation is TruncationScheme.DEALER:
+            specs += (WireTruncation(tuple(shape), bits),)
+        out = self.group.post_product(StepOp(kind.value), self._shares, other._shares, specs, bits, conv)
+        return self._new(out, shape)
+
+    def _scaled(self, value: Public, op: str) -> SharedTensor:
+        """x * public: exact for integers, encoded and truncated for reals."""
+        tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+        if tensor.dtype in FLOAT_DTYPES:
+            if self.precision == 0:
+                return self * self._encode(tensor, op)  # integer-valued: exact below
+            ring = FixedPointEncoder(self.precision).encode(tensor.detach())
+            shape = self._shape_of(op, lambda: self._meta() * ring.to("meta"))
+            return self._truncated([s * ring for s in self._shares], shape, self.precision)
+        ring = tensor.detach().to(RING_DTYPE)
+        shape = self._shape_of(op, lambda: self._meta() * ring.to("meta"))
+        return self._new([s * ring for s in self._shares], shape)
+
+    def _public_bilinear(self, weight: Public, kind: BilinearKind, left: bool, conv: WireConv | None) -> SharedTensor:
+        ring = self._encode(weight, kind.value)
+        meta_w = ring.to("meta")
+        args = (meta_w, self._meta()) if left else (self._meta(), meta_w)
+        shape = self._shape_of(kind.value, lambda: _apply_meta(kind, *args, conv))
+        out = []
+        for share in self._shares:
+            pair = (ring, share) if left else (share, ring)
+            if kind is BilinearKind.MATMUL:
+                out.append(torch.matmul(*pair))
+            else:
+                assert conv is not None
+                out.append(F.conv2d(*pair, None, conv.stride, conv.padding, conv.dilation, conv.groups))
+        return self._truncated(out, shape, self.precision)
+
+    # -- arithmetic --------------------------------------------------------------
+
+    def __add__(self, other: Any) -> SharedTensor:
+        if isinstance(other, SharedTensor):
+            self._check_shared(other, "add")
+            shape = self._shape_of("add", lambda: self._meta() + other._meta())
+            return self._new([a + b for a, b in zip(self._shares, other._shares)], shape)
+        return self._add_public(self._encode(other, "add"), "add")
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> SharedTensor:
+        if isinstance(other, SharedTensor):
+            self._check_shared(other, "sub")
+            shape = self._shape_of("sub", lambda: self._meta() - other._meta())
+            return self._new([a - b for a, b in zip(self._shares, other._shares)], shape)
+        return self._add_public(-self._encode(other, "sub"), "sub")
+
+    def __rsub__(self, other: Any) -> SharedTensor:
+        return self._add_public(self._encode(other, "rsub"), "rsub", negate_self=True)
+
+    def __neg__(self) -> SharedTensor:
+        return self._each(lambda s: -s, self.shape)
+
+    def __pos__(self) -> SharedTensor:
+        return self
+
+    def __mul__(self, other: Any) -> SharedTensor:
+        if isinstance(other, SharedTensor):
+            return self._product(other, BilinearKind.MUL)
+        return self._scaled(other, "mul")
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other: Any) -> SharedTensor:
+        if isinstance(other, SharedTensor):
+            raise TypeError("division by a shared tensor is not supported; divide by a public value")
+        if self.precision == 0:
+            raise SharingError("division of an integer shared tensor: share floats instead", {})
+        divisor = other if isinstance(other, torch.Tensor) else torch.tensor(float(other))
+        if bool(torch.any(divisor == 0)):
+            raise SharingError("division by zero", {})
+        return self._scaled(1.0 / divisor.to(torch.float64), "div")
+
+    def __matmul__(self, other: Any) -> SharedTensor:
+        if isinstance(other, SharedTensor):
+            return self._product(other, BilinearKind.MATMUL)
+        return self._public_bilinear(other, BilinearKind.MATMUL, left=False, conv=None)
+
+    def __rmatmul__(self, other: Any) -> SharedTensor:
+        return self._public_bilinear(other, BilinearKind.MATMUL, left=True, conv=None)
+
+    def matmul(self, other: Any) -> SharedTensor:
+        return self @ other
+
+    def mul(self, other: Any) -> SharedTensor:
+        return self * other
+
+    def add(self, other: Any) -> SharedTensor:
+        return self + other
+
+    def sub(self, other: Any) -> SharedTensor:
+        return self - other
+
+    def neg(self) -> SharedTensor:
+        return -self
+
+    def conv2d(
+        self,
+        weight: Any,
+        bias: Any = None,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+    ) -> SharedTensor:
+        """``F.conv2d(self, weight, bias, ...)``; ``weight`` and ``bias`` shared or public."""
+        conv = WireConv(_pair(stride), _pair(padding), _pair(dilation), int(groups))
+        if isinstance(weight, SharedTensor):
+            out = self._product(weight, BilinearKind.CONV2D, conv)
+        else:
+            out = self._public_bilinear(weight, BilinearKind.CONV2D, left=False, conv=conv)
+        if bias is not None:
+            out = out + (bias.reshape(1, -1, 1, 1) if isinstance(bias, (SharedTensor, torch.Tensor)) else bias)
+        return out
+
+    # -- reductions and views ---------------------------------------------------------
+
+    def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
+        if dim is None:
+            shape = self._shape_of("sum", lambda: self._meta().sum())
+            return self._each(lambda s: s.sum(), shape)
+        shape = self._shape_of("sum", lambda: self._meta().sum(dim=dim, keepdim=keepdim))
+        return self._each(lambda s: s.sum(dim=dim, keepdim=keepdim), shape)
+
+    def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
+        if self.precision == 0:
+            raise SharingError("mean of an integer shared tensor: share floats instead", {})
+        total = self.sum(dim, keepdim)
+        count = self.numel() // max(total.numel(), 1) if self.numel() else 1
+        return total._scaled(torch.tensor(1.0 / max(count, 1), dtype=torch.float64), "mean")
+
+    def reshape(self, *shape: Any) -> SharedTensor:
+        dims = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)) else shape
+        new = self._shape_of("reshape", lambda: self._meta().reshape(dims))
+        return self._each(lambda s: s.reshape(list(dims)), new)
+
+    def view(self, *shape: Any) -> SharedTensor:
+        dims = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)) else shape
+        new = self._shape_of("view", lambda: self._meta().view(dims))
+        return self._each(lambda s: s.view(list(dims)), new)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> SharedTensor:
+        new = self._shape_of("flatten", lambda: self._meta().flatten(start_dim, end_dim))
+        return self.reshape(tuple(new))
+
+    def transpose(self, dim0: int, dim1: int) -> SharedTensor:
+        new = self._shape_of("transpose", lambda: self._meta().transpose(dim0, dim1))
+        return self._each(lambda s: s.transpose(dim0, dim1), new)
+
+    def t(self) -> SharedTensor:
+        new = self._shape_of("t", lambda: self._meta().t())
+        return self._each(lambda s: s.t(), new)
+
+    @property
+    def T(self) -> SharedTensor:  # noqa: N802 - torch's name
+        if self.dim() <= 2:
+            return self.t()
+        new = self._meta().permute(*reversed(range(self.dim()))).shape
+        return self._each(lambda s: s.T, new)
+
+    def __getitem__(self, index: Any) -> SharedTensor:
+        if isinstance(index, (SharedTensor, Pointer)):
+            raise SharingError("indexes of a shared tensor must be public", {})
+        new = self._shape_of("getitem", lambda: self._meta()[index])
+        return self._each(lambda s: s.node._command_one("getitem", s, (wire_index(index),), {}), new)
+
+    @classmethod
+    def __torch_function__(
+        cls, func: Callable[..., Any], types: Sequence[type], args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        """``torch.f(shared, ...)`` and ``tensor op shared`` for the ops above."""
+        from .shared_torch import dispatch
+
+        return dispatch(func, tuple(args), kwargs or {})
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    items = tuple(int(v) for v in value)
+    if len(items) != 2:
+        raise SharingError(f"conv2d parameters must be an int or two ints, got {value!r}", {})
+    return (items[0], items[1])
+
+
+def _apply_meta(kind: BilinearKind, x: torch.Tensor, y: torch.Tensor, conv: WireConv | None) -> torch.Tensor:
+    if kind is BilinearKind.MUL:
+        return x * y
+    if kind is BilinearKind.MATMUL:
+        return torch.matmul(x, y)
+    assert conv is not None
+    if x.dim() != 4 or y.dim() != 4:
+        raise ValueError("conv2d needs a 4-d input (N, C, H, W) and a 4-d weight")
+    return F.conv2d(x.float(), y.float(), None, conv.stride, conv.padding, conv.dilation, conv.groups)
+

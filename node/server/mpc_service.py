@@ -1,0 +1,232 @@
+"""Secret sharing inside a node: the handlers of the ``mpc_*`` kinds.
+
+Owns the node's :class:`~node.server.mpc_mailbox.Mailbox` and serves every
+role a node may play for a client's secret computation:
+
+- data owner (``mpc_split``): encode a stored object, split it into
+  additive shares (:func:`node.mpc.split`) and deliver each over a pinned
+  node-to-node link into the reservation the client made on its party,
+  with the source object's read policy (a share's policy is its source's);
+- crypto provider (``mpc_deal``): draw one fresh seed per party, send each
+  party its seed at once, then compute the last party's dependent tensors
+  (:class:`node.mpc.Dealer`) and send them; the provider sees shapes only;
+- party (``mpc_step``): :class:`~node.server.mpc_party.PartyRunner`;
+- receiver of node-to-node letters (``mpc_material``, ``mpc_open``): only
+  from a caller that proved a node identity (a user is refused
+  ``PERMISSION_DENIED``), into the mailbox, which checks them against the
+  sender the client named when the step takes them.
+
+Material is never stored as an object, so no ``get`` or ``list`` can reach
+it.  Must not import websockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+
+import torch
+
+from protocol.errors import BadRequest, InternalError, PeerUnavailable, PermissionDenied, TesseraError
+from protocol.ids import NodeId, RequestId
+from protocol.messages import MessageKind, Request, TransferRequest
+from protocol.mpc import (
+    MpcDealRequest,
+    MpcMaterialRequest,
+    MpcOpenRequest,
+    MpcSplitRequest,
+    MpcStepRequest,
+    OpenRound,
+)
+from protocol.tensors import DTYPE_NAMES
+
+from ..mpc import Dealer, encoder_for, fresh_seed, split
+from ..mpc.prg import Seed
+from .auth import Caller
+from .mpc_mailbox import Mailbox, Sender, Slot
+from .mpc_party import INLINE_ELEMENTS, PartyRunner
+from .mpc_specs import material_specs
+from .policy import MOVER
+from .store import ObjectStore
+from .transfers import TransferService
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["MpcService"]
+
+log = logging.getLogger("tessera.node.mpc")
+
+DEAL_TIMEOUT = 120.0
+"""Seconds a crypto provider may take to reach the parties and send one deal."""
+
+
+class MpcService:
+    """The ``mpc_*`` handlers of one node."""
+
+    def __init__(self, node_id: NodeId, store: ObjectStore, transfers: TransferService) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.transfers = transfers
+        self.mailbox = Mailbox()
+        self.party = PartyRunner(node_id, store, self.mailbox, transfers)
+
+    def handlers(self, session: Session) -> Mapping[MessageKind, Callable[[Any], Any]]:
+        """Handlers bound to one connection's session, for its kind-indexed table."""
+        return {
+            MessageKind.MPC_SPLIT: lambda r: self._split(session, r),
+            MessageKind.MPC_DEAL: lambda r: self._deal(session, r),
+            MessageKind.MPC_STEP: lambda r: self._step(session, r),
+            MessageKind.MPC_MATERIAL: lambda r: self._material(session, r),
+            MessageKind.MPC_OPEN: lambda r: self._open(session, r),
+        }
+
+    # -- node-to-node letters (synchronous, on the loop) --------------------
+
+    def _material(self, session: Session, request: MpcMaterialRequest) -> Any:
+        from .session import Outcome
+
+        sender = _node_sender(session.caller, "mpc_material")
+        slot = Slot.SEED if request.seed is not None else Slot.EXPLICIT
+        nbytes = sum(t.numel() * 8 for t in request.explicit)
+        self.mailbox.post((request.session, slot, 0), sender, request, nbytes)
+        return Outcome()
+
+    def _open(self, session: Session, request: MpcOpenRequest) -> Any:
+        from .session import Outcome
+
+        sender = _node_sender(session.caller, "mpc_open")
+        if request.error is not None:
+            self.mailbox.post((request.session, Slot.ABORT, request.party), sender, request.error, 0)
+            return Outcome()
+        slot = Slot.OPEN_BEAVER if request.round is OpenRound.BEAVER else Slot.OPEN_TRUNCATION
+        nbytes = sum(t.numel() * 8 for t in request.values)
+        self.mailbox.post((request.session, slot, request.party), sender, request, nbytes)
+        return Outcome()
+
+    # -- client requests ------------------------------------------------------
+
+    def _step(self, session: Session, request: MpcStepRequest) -> Any:
+        caller = _caller(session)
+        plan = self.party.plan(caller, request)  # refusals before anything starts
+        return _async_work(session, request, lambda: self.party.run(plan), reply=None)
+
+    def _deal(self, session: Session, request: MpcDealRequest) -> Any:
+        _caller(session)
+        material_specs(request.specs)  # MaterialError for shapes that do not fit
+        if any(not p.url.startswith("wss://") for p in request.parties):
+            raise BadRequest("material goes to parties over TLS only (wss:// URLs)", {})
+        return _async_work(session, request, lambda: self._send_material(request), reply=None)
+
+    def _split(self, session: Session, request: MpcSplitRequest) -> Any:
+        caller = _caller(session)
+        stored = self.store.get(caller.principal, request.object_id)
+        encoder = encoder_for(stored.value, request.precision)  # UnsupportedDtype before sending
+        if len({t.node for t in request.parties}) != len(request.parties):
+            raise BadRequest("the parties of a sharing must be distinct nodes", {})
+        if any(not t.url.startswith("wss://") for t in request.parties):
+            raise BadRequest("shares go to parties over TLS only (wss:// URLs)", {})
+
+        async def run() -> Any:
+            value = stored.value
+            if value.numel() >= INLINE_ELEMENTS:
+                shares = await asyncio.to_thread(lambda: split(encoder.encode(value), len(request.parties)))
+            else:
+                shares = split(encoder.encode(value), len(request.parties))
+            policy = stored.policy.renamed({caller.principal: MOVER})
+            await asyncio.gather(
+                *(
+                    self.transfers.deliver_value(
+                        TransferRequest(
+                            RequestId(0), request.object_id, t.node, t.url, t.fingerprint,
+                            t.object_id, t.ticket, False,
+                        ),
+                        share,
+                        policy,
+                    )
+                    for t, share in zip(request.parties, shares)
+                )
+            )
+            return request.reply(DTYPE_NAMES[value.dtype], tuple(value.shape), encoder.precision_bits)
+
+        return _async_work(session, request, run, reply=True)
+
+    async def _send_material(self, request: MpcDealRequest) -> None:
+        """Seeds to every party first, then the last party's dependent tensors."""
+        n = len(request.parties)
+        specs = material_specs(request.specs)
+        seeds = [fresh_seed() for _ in range(n)]
+        links = []
+        for index, party in enumerate(request.parties):
+            try:
+                links.append(
+                    await asyncio.wait_for(self.transfers.link(party.url, party.fingerprint), DEAL_TIMEOUT)
+                )
+            except Exception as exc:
+                log.info("crypto provider cannot reach party %d (%s): %s", index, party.node, exc)
+                raise PeerUnavailable(
+                    f"the crypto provider cannot reach party {index} ({party.node})",
+                    {"node": party.node, "party": index},
+                ) from None
+        for index, link in enumerate(links):
+            link.tracker.take_failure()  # answers to earlier posted letters: nobody waits for them
+            link.post(
+                MpcMaterialRequest(
+                    link.tracker.next_id(), request.session, index, n, request.specs, seeds[index]
+                ),
+                "mpc_material seed",
+            )
+        supply = iter(seeds)
+
+        def deal() -> tuple[torch.Tensor, ...]:
+            bundles = Dealer(seed_source=lambda: Seed(next(supply))).deal(specs, n)
+            return bundles[-1].explicit
+
+        elements = sum(t.numel() for s in specs for t in _spec_meta(s))
+        explicit = await asyncio.to_thread(deal) if elements >= INLINE_ELEMENTS else deal()
+        last = links[-1]
+        last.post(
+            MpcMaterialRequest(
+                last.tracker.next_id(), request.session, n - 1, n, request.specs, None, explicit
+            ),
+            "mpc_material explicit",
+        )
+        await asyncio.wait_for(last.drained(), DEAL_TIMEOUT)
+
+
+def _spec_meta(spec: Any) -> list[torch.Tensor]:
+    shapes = [spec.x_shape, spec.y_shape] if hasattr(spec, "x_shape") else [spec.shape]
+    return [torch.empty(s, device="meta") for s in shapes]
+
+
+def _caller(session: Session) -> Caller:
+    assert session.caller is not None
+    if session.transfers is None:
+        raise BadRequest("this node has no network: it cannot take part in secret sharing", {})
+    return session.caller
+
+
+def _node_sender(caller: Caller | None, kind: str) -> Sender:
+    if caller is None or caller.node_id is None or caller.fingerprint is None:
+        raise PermissionDenied(f"only a node that proved its identity may send {kind}", {})
+    return (caller.node_id, caller.fingerprint)
+
+
+def _async_work(
+    session: Session, request: Request, run: Callable[[], Awaitable[Any]], reply: bool | None
+) -> Any:
+    """An AsyncWork whose body never raises: errors become the request's error reply."""
+    from .session import AsyncWork, Outcome
+
+    async def body() -> Outcome:
+        try:
+            result = await run()
+        except TesseraError as exc:
+            return Outcome(request.error(exc))
+        except Exception:
+            session.log.exception("internal error in %s from %s", request.KIND.value, session.peer)
+            return Outcome(request.error(InternalError("internal error", {})))
+        return Outcome(result if reply else None)
+
+    return AsyncWork(body)

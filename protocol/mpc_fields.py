@@ -1,0 +1,374 @@
+"""Wire fields of the secret-sharing kinds (:mod:`protocol.mpc`).
+
+The counterpart of :mod:`protocol.fields` for ``mpc_split``,
+``mpc_split_reply``, ``mpc_deal``, ``mpc_material``, ``mpc_step`` and
+``mpc_open``; :mod:`protocol.fields` merges these tables into its own.
+Shapes are checked for their form here; whether two shapes fit an op is the
+receiving node's business.  Pure.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .errors import BadTensor
+from .ids import RequestId
+from .kinds import MessageKind
+from .limits import MAX_TENSOR_DIMS
+from .mpc import (
+    MAX_OPEN_ERROR_CHARS,
+    MAX_PARTIES,
+    MAX_PRECISION_BITS,
+    MAX_SESSION_BYTES,
+    MAX_SPECS,
+    MAX_STEP_TIMEOUT,
+    MAX_TRUNCATION_BITS,
+    SESSION_BYTES,
+    BilinearKind,
+    DealerRef,
+    MpcDealRequest,
+    MpcMaterialRequest,
+    MpcOpenRequest,
+    MpcSplitReply,
+    MpcSplitRequest,
+    MpcStepRequest,
+    OpenRound,
+    PartyAddress,
+    SplitTarget,
+    StepOp,
+    TruncationScheme,
+    WireConv,
+    WireSpec,
+    WireTriple,
+    WireTruncation,
+)
+from .record_fields import fingerprint
+from .records import validate_node_url
+from .errors import MalformedMessage
+from .transfers import TICKET_BYTES
+from .validate import (
+    array,
+    bad,
+    blob,
+    name,
+    node_id,
+    number,
+    object_id,
+    required,
+    string_map,
+    tensor,
+    text,
+    uint,
+)
+
+__all__ = ["MPC_BODIES", "MPC_PARSERS"]
+
+_MAX_DIM = 2**62 - 1
+_MAX_SEED_BYTES = 32
+
+
+def _session(value: object, field: str = "session") -> bytes:
+    return blob(value, field, SESSION_BYTES, MAX_SESSION_BYTES)
+
+
+def _url(value: object, field: str) -> str:
+    url = text(value, field)
+    try:
+        return validate_node_url(url)
+    except MalformedMessage as exc:
+        raise MalformedMessage(f"field {field!r}: {exc.message}", {"field": field}) from None
+
+
+def _enum(cls: Any, value: object, field: str) -> Any:
+    try:
+        return cls(value)
+    except (ValueError, TypeError):
+        raise bad(field, "one of " + ", ".join(repr(m.value) for m in cls)) from None
+
+
+def _shape(value: object, field: str) -> tuple[int, ...]:
+    return tuple(uint(d, field, _MAX_DIM) for d in array(value, field, MAX_TENSOR_DIMS))
+
+
+def _pair(value: object, field: str) -> tuple[int, int]:
+    items = array(value, field, 2)
+    if len(items) != 2:
+        raise bad(field, "an array of 2 integers")
+    return (uint(items[0], field, 2**31), uint(items[1], field, 2**31))
+
+
+def _address_body(party: PartyAddress) -> dict[str, Any]:
+    return {"node": party.node, "url": party.url, "fingerprint": party.fingerprint}
+
+
+def _address_from(value: object, field: str) -> PartyAddress:
+    item = string_map(value, field)
+    return PartyAddress(
+        node_id(required(item, "node"), field + ".node"),
+        _url(required(item, "url"), field + ".url"),
+        fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
+    )
+
+
+def _addresses_from(value: object, field: str) -> tuple[PartyAddress, ...]:
+    parties = tuple(_address_from(p, field) for p in array(value, field, MAX_PARTIES))
+    if len(parties) < 2:
+        raise bad(field, f"an array of 2 to {MAX_PARTIES} parties")
+    return parties
+
+
+def _target_body(target: SplitTarget) -> dict[str, Any]:
+    return {
+        "node": target.node,
+        "url": target.url,
+        "fingerprint": target.fingerprint,
+        "object_id": target.object_id,
+        "ticket": target.ticket,
+    }
+
+
+def _target_from(value: object, field: str) -> SplitTarget:
+    item = string_map(value, field)
+    return SplitTarget(
+        node_id(required(item, "node"), field + ".node"),
+        _url(required(item, "url"), field + ".url"),
+        fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
+        object_id(required(item, "object_id"), field + ".object_id"),
+        blob(required(item, "ticket"), field + ".ticket", TICKET_BYTES, TICKET_BYTES),
+    )
+
+
+def _targets_from(value: object, field: str) -> tuple[SplitTarget, ...]:
+    targets = tuple(_target_from(t, field) for t in array(value, field, MAX_PARTIES))
+    if len(targets) < 2:
+        raise bad(field, f"an array of 2 to {MAX_PARTIES} parties")
+    return targets
+
+
+def _dealer_body(dealer: DealerRef | None) -> dict[str, Any] | None:
+    return None if dealer is None else {"node": dealer.node, "fingerprint": dealer.fingerprint}
+
+
+def _dealer_from(value: object, field: str) -> DealerRef | None:
+    if value is None:
+        return None
+    item = string_map(value, field)
+    return DealerRef(
+        node_id(required(item, "node"), field + ".node"),
+        fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
+    )
+
+
+def _conv_body(conv: WireConv | None) -> dict[str, Any] | None:
+    if conv is None:
+        return None
+    return {
+        "stride": list(conv.stride),
+        "padding": list(conv.padding),
+        "dilation": list(conv.dilation),
+        "groups": conv.groups,
+    }
+
+
+def _conv_from(value: object, field: str) -> WireConv | None:
+    if value is None:
+        return None
+    item = string_map(value, field)
+    return WireConv(
+        _pair(required(item, "stride"), field + ".stride"),
+        _pair(required(item, "padding"), field + ".padding"),
+        _pair(required(item, "dilation"), field + ".dilation"),
+        uint(required(item, "groups"), field + ".groups", 2**31),
+    )
+
+
+def _spec_body(spec: WireSpec) -> dict[str, Any]:
+    if isinstance(spec, WireTriple):
+        return {
+            "type": "triple",
+            "op": spec.op.value,
+            "x_shape": list(spec.x_shape),
+            "y_shape": list(spec.y_shape),
+            "conv": _conv_body(spec.conv),
+        }
+    return {"type": "truncation", "shape": list(spec.shape), "bits": spec.bits}
+
+
+def _spec_from(value: object, field: str) -> WireSpec:
+    item = string_map(value, field)
+    kind = required(item, "type")
+    if kind == "triple":
+        return WireTriple(
+            _enum(BilinearKind, required(item, "op"), field + ".op"),
+            _shape(required(item, "x_shape"), field + ".x_shape"),
+            _shape(required(item, "y_shape"), field + ".y_shape"),
+            _conv_from(item.get("conv"), field + ".conv"),
+        )
+    if kind == "truncation":
+        return WireTruncation(
+            _shape(required(item, "shape"), field + ".shape"),
+            _bits(required(item, "bits"), field + ".bits", 1),
+        )
+    raise bad(field + ".type", "'triple' or 'truncation'")
+
+
+def _specs_from(value: object, field: str) -> tuple[WireSpec, ...]:
+    specs = tuple(_spec_from(s, field) for s in array(value, field, MAX_SPECS))
+    if not specs:
+        raise bad(field, f"an array of 1 to {MAX_SPECS} specs")
+    return specs
+
+
+def _bits(value: object, field: str, low: int) -> int:
+    bits = uint(value, field, MAX_TRUNCATION_BITS)
+    if bits < low:
+        raise bad(field, f"an integer in [{low}, {MAX_TRUNCATION_BITS}]")
+    return bits
+
+
+def _seed(value: object, field: str) -> bytes | None:
+    if value is None:
+        return None
+    seed = blob(value, field, 16, _MAX_SEED_BYTES)
+    if len(seed) not in (16, 32):
+        raise bad(field, "a binary of 16 or 32 bytes, or nil")
+    return seed
+
+
+def _ring_tensors(value: object, field: str, max_len: int) -> tuple[torch.Tensor, ...]:
+    items = tuple(tensor(t, field) for t in array(value, field, max_len))
+    for item in items:
+        if item.dtype != torch.int64:
+            raise BadTensor(f"field {field!r} must hold int64 ring tensors", {"field": field})
+    return items
+
+
+def _party_index(value: object, field: str) -> int:
+    return uint(value, field, MAX_PARTIES - 1)
+
+
+def _timeout(value: object, field: str) -> float:
+    seconds = number(value, field)
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_STEP_TIMEOUT):
+        raise bad(field, f"a number of seconds in (0, {MAX_STEP_TIMEOUT:g}]")
+    return seconds
+
+
+def _optional_object(value: object, field: str) -> Any:
+    return None if value is None else object_id(value, field)
+
+
+def _error_text(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    message = text(value, field)
+    if len(message) > MAX_OPEN_ERROR_CHARS:
+        raise bad(field, f"a string of at most {MAX_OPEN_ERROR_CHARS} characters, or nil")
+    return message
+
+
+Builder = Callable[[Any], dict[str, Any]]
+Parser = Callable[[RequestId, Mapping[str, Any]], Any]
+
+MPC_BODIES: dict[MessageKind, Builder] = {
+    MessageKind.MPC_SPLIT: lambda m: {
+        "object_id": m.object_id,
+        "precision": m.precision,
+        "parties": [_target_body(t) for t in m.parties],
+    },
+    MessageKind.MPC_SPLIT_REPLY: lambda m: {
+        "dtype": m.dtype,
+        "shape": list(m.shape),
+        "precision": m.precision,
+    },
+    MessageKind.MPC_DEAL: lambda m: {
+        "session": m.session,
+        "parties": [_address_body(p) for p in m.parties],
+        "specs": [_spec_body(s) for s in m.specs],
+    },
+    MessageKind.MPC_MATERIAL: lambda m: {
+        "session": m.session,
+        "party": m.party,
+        "n_parties": m.n_parties,
+        "specs": [_spec_body(s) for s in m.specs],
+        "seed": m.seed,
+        "explicit": list(m.explicit),
+    },
+    MessageKind.MPC_STEP: lambda m: {
+        "session": m.session,
+        "party": m.party,
+        "parties": [_address_body(p) for p in m.parties],
+        "dealer": _dealer_body(m.dealer),
+        "op": m.op.value,
+        "x": m.x,
+        "y": m.y,
+        "conv": _conv_body(m.conv),
+        "bits": m.bits,
+        "truncation": m.truncation.value,
+        "result": m.result,
+        "timeout": m.timeout,
+    },
+    MessageKind.MPC_OPEN: lambda m: {
+        "session": m.session,
+        "party": m.party,
+        "round": int(m.round),
+        "values": list(m.values),
+        "error": m.error,
+    },
+}
+
+MPC_PARSERS: dict[MessageKind, Parser] = {
+    MessageKind.MPC_SPLIT: lambda rid, b: MpcSplitRequest(
+        rid,
+        object_id(required(b, "object_id"), "object_id"),
+        uint(required(b, "precision"), "precision", MAX_PRECISION_BITS),
+        _targets_from(required(b, "parties"), "parties"),
+    ),
+    MessageKind.MPC_SPLIT_REPLY: lambda rid, b: MpcSplitReply(
+        rid,
+        name(required(b, "dtype"), "dtype"),
+        _shape(required(b, "shape"), "shape"),
+        uint(required(b, "precision"), "precision", MAX_PRECISION_BITS),
+    ),
+    MessageKind.MPC_DEAL: lambda rid, b: MpcDealRequest(
+        rid,
+        _session(required(b, "session")),
+        _addresses_from(required(b, "parties"), "parties"),
+        _specs_from(required(b, "specs"), "specs"),
+    ),
+    MessageKind.MPC_MATERIAL: lambda rid, b: MpcMaterialRequest(
+        rid,
+        _session(required(b, "session")),
+        _party_index(required(b, "party"), "party"),
+        uint(required(b, "n_parties"), "n_parties", MAX_PARTIES),
+        _specs_from(required(b, "specs"), "specs"),
+        _seed(b.get("seed"), "seed"),
+        _ring_tensors(b.get("explicit", []), "explicit", 2 * MAX_SPECS),
+    ),
+    MessageKind.MPC_STEP: lambda rid, b: MpcStepRequest(
+        rid,
+        _session(required(b, "session")),
+        _party_index(required(b, "party"), "party"),
+        _addresses_from(required(b, "parties"), "parties"),
+        _dealer_from(b.get("dealer"), "dealer"),
+        _enum(StepOp, required(b, "op"), "op"),
+        object_id(required(b, "x"), "x"),
+        _optional_object(b.get("y"), "y"),
+        _conv_from(b.get("conv"), "conv"),
+        _bits(required(b, "bits"), "bits", 0),
+        _enum(TruncationScheme, required(b, "truncation"), "truncation"),
+        object_id(required(b, "result"), "result"),
+        _timeout(required(b, "timeout"), "timeout"),
+    ),
+    MessageKind.MPC_OPEN: lambda rid, b: MpcOpenRequest(
+        rid,
+        _session(required(b, "session")),
+        _party_index(required(b, "party"), "party"),
+        _enum(OpenRound, required(b, "round"), "round"),
+        _ring_tensors(required(b, "values"), "values", 2),
+        _error_text(b.get("error"), "error"),
+    ),
+}
