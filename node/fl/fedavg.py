@@ -247,8 +247,10 @@ class FedAvg:
         """The global model's state: the initial one, then that of the last good round."""
         self.history = History()
 
-    def fit(self) -> History:
+    def fit(self, callback: Optional[Callable[[RoundRecord], None]] = None) -> History:
         """Run every round from this process; returns the history (also :attr:`history`).
+
+        ``callback`` is called after each good round with its record.
 
         Raises :class:`~node.fl.job_errors.RoundFailed` when a round gets
         too few answers (earlier rounds stay in :attr:`history`, the model at
@@ -258,16 +260,19 @@ class FedAvg:
         bar = tqdm(total=self.plan.rounds, desc="FedAvg", unit="round", disable=not self.progress)
         try:
             participants = [d.participant(links) for d in self.datasets]
-            run_rounds(self.plan, participants, self.collector, lambda r, s: self._round_done(r, s, bar))
+            run_rounds(self.plan, participants, self.collector, lambda r, s: self._round_done(r, s, bar, callback))
         finally:
             bar.close()
             for link in links.values():
                 _close_quietly(link)
         return self.history
 
-    def _round_done(self, record: RoundRecord, state: State, bar: Any) -> None:
+    def _round_done(self, record: RoundRecord, state: State, bar: Any,
+                    callback: Optional[Callable[[RoundRecord], None]]) -> None:
         self.state = state
         self.history.append(record)
+        if callback is not None:
+            callback(record)
         postfix = {"loss": f"{record.train_loss:.4f}"}
         if record.heldout is not None and record.heldout.accuracy is not None:
             postfix["acc"] = f"{record.heldout.accuracy:.3f}"

@@ -37,7 +37,9 @@ from protocol.records import DatasetSummary
 
 from ..fl.datasets import Dataset, load_arrays, make_dataset
 from ..fl.errors import DatasetError
+from ..fl.hyperparameters import Hyperparameters, LossName
 from ..fl.local import train_locally
+from ..fl.spec import model_to_spec
 from ..fl.wire import task_from_request, train_reply
 from ..settings import DatasetSource
 from .policy import Policy
@@ -87,6 +89,20 @@ class OwnerDatasets:
                 "dataset %r: %d samples of shape %s (%d held out)",
                 source.name, dataset.info.samples, list(dataset.info.feature_shape), dataset.heldout_samples,
             )
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Train a two-row toy model once, at start, if the node has datasets (blocking).
+
+        A process's first local training pays for torch's lazy imports (the
+        optimiser pulls in ``torch._dynamo``: about a second here); paying
+        it before the node announces itself keeps it out of the first round.
+        """
+        if not self.datasets:
+            return
+        toy = make_dataset("warm-up", torch.zeros(2, 1), torch.zeros(2, dtype=torch.int64), heldout_fraction=0)
+        spec, state = model_to_spec(torch.nn.Sequential(torch.nn.Linear(1, 2)))
+        train_locally(spec, state, toy, Hyperparameters(0.1, loss=LossName.CROSS_ENTROPY))
 
     def summaries(self) -> tuple[DatasetSummary, ...]:
         return tuple(d.info.to_record() for d in self.datasets.values())

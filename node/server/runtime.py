@@ -73,7 +73,6 @@ class NodeServer:
         self._watcher: asyncio.Task[None] | None = None
         self.datasets = OwnerDatasets(self.store)
         self.jobs: TrainerJobs | None = None
-        self._warm_up: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -134,7 +133,6 @@ class NodeServer:
             self.registration = GatewayRegistration(self._gateway_endpoint(credentials), self.record())
             self.registration.start()
         self._watcher = asyncio.get_running_loop().create_task(self._watch_users())
-        self._warm_up = asyncio.get_running_loop().create_task(asyncio.to_thread(self.datasets.warm_up))
 
     def _cert_names(self) -> tuple[str, ...]:
         names = [self.settings.host]
@@ -183,8 +181,6 @@ class NodeServer:
             await asyncio.gather(self._watcher, return_exceptions=True)
         if self.registration is not None:
             await self.registration.stop()
-        if self._warm_up is not None:
-            await asyncio.gather(self._warm_up, return_exceptions=True)
         if self.jobs is not None:
             await self.jobs.close()
         if self.transfers is not None:
