@@ -277,7 +277,7 @@ class MpcOpenRequest(RequestBase):
     """Party ``party``'s masked values for round ``round`` of ``session``, or why it aborted.
 
     ``values``: (epsilon_i, delta_i) for the Beaver round, (c_i,) for the
-    truncation round; empty when ``error`` says the sender gave up.
+    truncation round; empty when ``abort`` says why the sender gave up.
     """
 
     KIND: ClassVar[MessageKind] = MessageKind.MPC_OPEN
@@ -286,4 +286,4 @@ class MpcOpenRequest(RequestBase):
     party: int
     round: OpenRound
     values: Tuple[torch.Tensor, ...]
-    error: str | None = None
+    abort: str | None = None

@@ -316,7 +316,7 @@ MPC_BODIES: dict[MessageKind, Builder] = {
         "party": m.party,
         "round": int(m.round),
         "values": list(m.values),
-        "error": m.error,
+        "abort": m.abort,
     },
 }
 
@@ -369,6 +369,6 @@ MPC_PARSERS: dict[MessageKind, Parser] = {
         _party_index(required(b, "party"), "party"),
         _enum(OpenRound, required(b, "round"), "round"),
         _ring_tensors(required(b, "values"), "values", 2),
-        _error_text(b.get("error"), "error"),
+        _error_text(b.get("abort"), "abort"),
     ),
 }

@@ -186,7 +186,10 @@ class PartyGroup:
             else:
                 assert isinstance(reply, GetReply)
                 values[index] = reply.value
-        self.crypto_provider._channel.tracker.raise_failures()
+        # The crypto provider's own failures are not raised here: a result whose
+        # parties all succeeded got its material, and a party that did not is
+        # the root cause above ("no material from ..."); they surface at the
+        # next synchronisation point with the provider (``sync``).
         return [v for v in values if v is not None]
 
     def sync(self) -> None:

@@ -31,7 +31,8 @@ from protocol.mpc import BilinearKind, StepOp, TruncationScheme, WireConv, WireT
 
 from ..mpc import FixedPointEncoder, reconstruct
 from ..mpc.encoding import FLOAT_DTYPES
-from ..mpc.ring import RING_DTYPE
+from ..mpc.ring import RING_DTYPE, BilinearOp, ConvParams
+from ..mpc.shapes import bilinear_shape, broadcast_shape
 from .mpc_group import PartyGroup, PrecisionMismatch, ShapeMismatch, SharingError
 from .pointer import Pointer
 from .torch_functions import wire_index
@@ -125,6 +126,21 @@ class SharedTensor:
         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
             raise ShapeMismatch(f"{what}: {str(exc).splitlines()[0][:200]}", {"op": what}) from None
 
+    def _broadcast(self, op: str, other: Sequence[int]) -> torch.Size:
+        try:
+            return torch.Size(broadcast_shape(self.shape, other))
+        except ValueError as exc:
+            raise ShapeMismatch(f"{op}: {exc}", {"op": op}) from None
+
+    def _bilinear(
+        self, kind: BilinearKind, x: Sequence[int], y: Sequence[int], conv: WireConv | None
+    ) -> torch.Size:
+        params = None if conv is None else ConvParams(conv.stride, conv.padding, conv.dilation, conv.groups)
+        try:
+            return torch.Size(bilinear_shape(BilinearOp(kind.value), tuple(x), tuple(y), params))
+        except ValueError as exc:
+            raise ShapeMismatch(f"{kind.value}: {exc}", {"op": kind.value}) from None
+
     def _check_shared(self, other: SharedTensor, op: str) -> None:
         self.group.check_same(other.group, op)
         if other.precision != self.precision:
@@ -149,7 +165,7 @@ class SharedTensor:
         return FixedPointEncoder(self.precision).encode(tensor.detach())
 
     def _add_public(self, ring: torch.Tensor, op: str, negate_self: bool = False) -> SharedTensor:
-        shape = self._shape_of(op, lambda: self._meta() + ring.to("meta"))
+        shape = self._broadcast(op, ring.shape)
         shares = []
         for index, share in enumerate(self._shares):
             own = -share if negate_self else share
@@ -172,7 +188,7 @@ class SharedTensor:
     def _product(self, other: SharedTensor, kind: BilinearKind, conv: WireConv | None = None) -> SharedTensor:
         self._check_shared(other, kind.value)
         x_shape, y_shape = tuple(self.shape), tuple(other.shape)
-        shape = self._shape_of(kind.value, lambda: _apply_meta(kind, self._meta(), other._meta(), conv))
+        shape = self._bilinear(kind, self.shape, other.shape, conv)
         bits = self.precision
         specs: tuple[Any, ...] = (WireTriple(kind, x_shape, y_shape, conv),)
         if bits and self.group.truncation is TruncationScheme.DEALER:
@@ -187,17 +203,16 @@ class SharedTensor:
             if self.precision == 0:
                 return self * self._encode(tensor, op)  # integer-valued: exact below
             ring = FixedPointEncoder(self.precision).encode(tensor.detach())
-            shape = self._shape_of(op, lambda: self._meta() * ring.to("meta"))
+            shape = self._broadcast(op, ring.shape)
             return self._truncated([s * ring for s in self._shares], shape, self.precision)
         ring = tensor.detach().to(RING_DTYPE)
-        shape = self._shape_of(op, lambda: self._meta() * ring.to("meta"))
+        shape = self._broadcast(op, ring.shape)
         return self._new([s * ring for s in self._shares], shape)
 
     def _public_bilinear(self, weight: Public, kind: BilinearKind, left: bool, conv: WireConv | None) -> SharedTensor:
         ring = self._encode(weight, kind.value)
-        meta_w = ring.to("meta")
-        args = (meta_w, self._meta()) if left else (self._meta(), meta_w)
-        shape = self._shape_of(kind.value, lambda: _apply_meta(kind, *args, conv))
+        shapes = (ring.shape, self.shape) if left else (self.shape, ring.shape)
+        shape = self._bilinear(kind, *shapes, conv)
         out = []
         for share in self._shares:
             pair = (ring, share) if left else (share, ring)
@@ -213,7 +228,7 @@ class SharedTensor:
     def __add__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._check_shared(other, "add")
-            shape = self._shape_of("add", lambda: self._meta() + other._meta())
+            shape = self._broadcast("add", other.shape)
             return self._new([a + b for a, b in zip(self._shares, other._shares)], shape)
         return self._add_public(self._encode(other, "add"), "add")
 
@@ -222,7 +237,7 @@ class SharedTensor:
     def __sub__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             self._check_shared(other, "sub")
-            shape = self._shape_of("sub", lambda: self._meta() - other._meta())
+            shape = self._broadcast("sub", other.shape)
             return self._new([a - b for a, b in zip(self._shares, other._shares)], shape)
         return self._add_public(-self._encode(other, "sub"), "sub")
 
@@ -362,15 +377,4 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     if len(items) != 2:
         raise SharingError(f"conv2d parameters must be an int or two ints, got {value!r}", {})
     return (items[0], items[1])
-
-
-def _apply_meta(kind: BilinearKind, x: torch.Tensor, y: torch.Tensor, conv: WireConv | None) -> torch.Tensor:
-    if kind is BilinearKind.MUL:
-        return x * y
-    if kind is BilinearKind.MATMUL:
-        return torch.matmul(x, y)
-    assert conv is not None
-    if x.dim() != 4 or y.dim() != 4:
-        raise ValueError("conv2d needs a 4-d input (N, C, H, W) and a 4-d weight")
-    return F.conv2d(x.float(), y.float(), None, conv.stride, conv.padding, conv.dilation, conv.groups)
 

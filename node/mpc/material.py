@@ -34,7 +34,8 @@ import torch
 
 from .errors import MaterialError, RingError
 from .prg import Seed, check_seed, expand_seed
-from .ring import RING_BITS, RING_DTYPE, BilinearOp, ConvParams, apply_bilinear
+from .ring import RING_BITS, RING_DTYPE, BilinearOp, ConvParams
+from .shapes import bilinear_shape
 from .shares import check_party, check_party_count
 
 __all__ = [
@@ -116,12 +117,10 @@ class TripleSpec:
 
     @property
     def z_shape(self) -> Shape:
-        """The shape of op(x, y), found on meta tensors (no data, no compute)."""
-        x = torch.empty(self.x_shape, dtype=RING_DTYPE, device="meta")
-        y = torch.empty(self.y_shape, dtype=RING_DTYPE, device="meta")
+        """The shape of op(x, y), from the shapes alone (:mod:`node.mpc.shapes`)."""
         try:
-            return tuple(apply_bilinear(self.op, x, y, self.conv).shape)
-        except (RuntimeError, ValueError) as exc:
+            return bilinear_shape(self.op, self.x_shape, self.y_shape, self.conv)
+        except ValueError as exc:
             raise MaterialError(
                 f"{self.op.value} of shapes {list(self.x_shape)} and {list(self.y_shape)} "
                 f"is undefined: {str(exc)[:200]}",

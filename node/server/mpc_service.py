@@ -43,6 +43,7 @@ from protocol.tensors import DTYPE_NAMES
 
 from ..mpc import Dealer, encoder_for, fresh_seed, split
 from ..mpc.prg import Seed
+from ..transport.channel import AsyncChannel
 from .auth import Caller
 from .mpc_mailbox import Mailbox, Sender, Slot
 from .mpc_party import INLINE_ELEMENTS, PartyRunner
@@ -97,8 +98,8 @@ class MpcService:
         from .session import Outcome
 
         sender = _node_sender(session.caller, "mpc_open")
-        if request.error is not None:
-            self.mailbox.post((request.session, Slot.ABORT, request.party), sender, request.error, 0)
+        if request.abort is not None:
+            self.mailbox.post((request.session, Slot.ABORT, request.party), sender, request.abort, 0)
             return Outcome()
         slot = Slot.OPEN_BEAVER if request.round is OpenRound.BEAVER else Slot.OPEN_TRUNCATION
         nbytes = sum(t.numel() * 8 for t in request.values)
@@ -157,19 +158,16 @@ class MpcService:
         n = len(request.parties)
         specs = material_specs(request.specs)
         seeds = [fresh_seed() for _ in range(n)]
-        links = []
-        for index, party in enumerate(request.parties):
-            try:
-                links.append(
-                    await asyncio.wait_for(self.transfers.link(party.url, party.fingerprint), DEAL_TIMEOUT)
-                )
-            except Exception as exc:
-                log.info("crypto provider cannot reach party %d (%s): %s", index, party.node, exc)
-                raise PeerUnavailable(
-                    f"the crypto provider cannot reach party {index} ({party.node})",
-                    {"node": party.node, "party": index},
-                ) from None
+        dials = [
+            asyncio.wait_for(self.transfers.link(p.url, p.fingerprint), DEAL_TIMEOUT)
+            for p in request.parties
+        ]
+        links = await asyncio.gather(*dials, return_exceptions=True)
+        # Seeds go to every party that can be reached, so a party that cannot
+        # reach an unreachable peer fails fast instead of waiting for its seed.
         for index, link in enumerate(links):
+            if isinstance(link, BaseException):
+                continue
             link.tracker.take_failure()  # answers to earlier posted letters: nobody waits for them
             link.post(
                 MpcMaterialRequest(
@@ -177,6 +175,14 @@ class MpcService:
                 ),
                 "mpc_material seed",
             )
+        for index, link in enumerate(links):
+            if isinstance(link, BaseException):
+                party = request.parties[index]
+                log.info("crypto provider cannot reach party %d (%s): %s", index, party.node, link)
+                raise PeerUnavailable(
+                    f"the crypto provider cannot reach party {index} ({party.node})",
+                    {"node": party.node, "party": index},
+                )
         supply = iter(seeds)
 
         def deal() -> tuple[torch.Tensor, ...]:
@@ -186,6 +192,7 @@ class MpcService:
         elements = sum(t.numel() for s in specs for t in _spec_meta(s))
         explicit = await asyncio.to_thread(deal) if elements >= INLINE_ELEMENTS else deal()
         last = links[-1]
+        assert isinstance(last, AsyncChannel)
         last.post(
             MpcMaterialRequest(
                 last.tracker.next_id(), request.session, n - 1, n, request.specs, None, explicit
