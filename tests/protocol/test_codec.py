@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from tests.protocol.federated_examples import EXAMPLES as FEDERATED_EXAMPLES
+from tests.protocol.mpc_examples import EXAMPLES as MPC_EXAMPLES
 from protocol.codec import ExtCode, decode_message, encode_message, encode_message_bytes
 from protocol.errors import (
     BadTensor,
@@ -250,6 +251,7 @@ EXAMPLES: dict[MessageKind, Message] = {
     MessageKind.RELEASE: ReleaseRequest(RequestId(20), ObjectId(22), "user:bob"),
 }
 EXAMPLES.update(FEDERATED_EXAMPLES)
+EXAMPLES.update(MPC_EXAMPLES)
 
 # --- round trips ------------------------------------------------------------
 

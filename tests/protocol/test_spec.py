@@ -14,6 +14,7 @@ import torch
 
 from protocol import limits
 from tests.protocol.federated_examples import EXAMPLES as FEDERATED_EXAMPLES
+from tests.protocol.mpc_examples import EXAMPLES as MPC_EXAMPLES
 from protocol.codec import ExtCode, encode_message_bytes
 from protocol.fields import body_of
 from protocol.ids import NodeId, ObjectId, RequestId
@@ -107,6 +108,7 @@ SPEC_EXAMPLES: dict[MessageKind, Message] = {
 }
 
 SPEC_EXAMPLES.update(FEDERATED_EXAMPLES)
+SPEC_EXAMPLES.update(MPC_EXAMPLES)
 
 @pytest.fixture(scope="module")
 def spec() -> str:
