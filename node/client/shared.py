@@ -168,11 +168,11 @@ class SharedTensor:
         shape = self._broadcast(op, ring.shape)
         shares = []
         for index, share in enumerate(self._shares):
-            own = -share if negate_self else share
+            own = _op("neg", share) if negate_self else share
             if index == 0:
-                shares.append(own + ring)
+                shares.append(_op("add", own, ring))
             elif shape != self.shape:
-                shares.append(own + torch.zeros_like(ring))  # broadcast like party 0
+                shares.append(_op("add", own, torch.zeros_like(ring)))  # broadcast like party 0
             else:
                 shares.append(own)
         return self._new(shares, shape)
@@ -204,10 +204,10 @@ class SharedTensor:
                 return self * self._encode(tensor, op)  # integer-valued: exact below
             ring = FixedPointEncoder(self.precision).encode(tensor.detach())
             shape = self._broadcast(op, ring.shape)
-            return self._truncated([s * ring for s in self._shares], shape, self.precision)
+            return self._truncated([_op("mul", s, ring) for s in self._shares], shape, self.precision)
         ring = tensor.detach().to(RING_DTYPE)
         shape = self._broadcast(op, ring.shape)
-        return self._new([s * ring for s in self._shares], shape)
+        return self._new([_op("mul", s, ring) for s in self._shares], shape)
 
     def _public_bilinear(self, weight: Public, kind: BilinearKind, left: bool, conv: WireConv | None) -> SharedTensor:
         ring = self._encode(weight, kind.value)
@@ -215,12 +215,14 @@ class SharedTensor:
         shape = self._bilinear(kind, *shapes, conv)
         out = []
         for share in self._shares:
-            pair = (ring, share) if left else (share, ring)
+            pair: tuple[Any, Any] = (ring, share) if left else (share, ring)
             if kind is BilinearKind.MATMUL:
-                out.append(torch.matmul(*pair))
+                out.append(_function("matmul", share, *pair))
             else:
                 assert conv is not None
-                out.append(F.conv2d(*pair, None, conv.stride, conv.padding, conv.dilation, conv.groups))
+                params = {"stride": list(conv.stride), "padding": list(conv.padding),
+                          "dilation": list(conv.dilation), "groups": conv.groups}
+                out.append(_function("conv2d", share, *pair, **params))
         return self._truncated(out, shape, self.precision)
 
     # -- arithmetic --------------------------------------------------------------
@@ -229,7 +231,7 @@ class SharedTensor:
         if isinstance(other, SharedTensor):
             self._check_shared(other, "add")
             shape = self._broadcast("add", other.shape)
-            return self._new([a + b for a, b in zip(self._shares, other._shares)], shape)
+            return self._new([_op("add", a, b) for a, b in zip(self._shares, other._shares)], shape)
         return self._add_public(self._encode(other, "add"), "add")
 
     __radd__ = __add__
@@ -238,14 +240,14 @@ class SharedTensor:
         if isinstance(other, SharedTensor):
             self._check_shared(other, "sub")
             shape = self._broadcast("sub", other.shape)
-            return self._new([a - b for a, b in zip(self._shares, other._shares)], shape)
+            return self._new([_op("sub", a, b) for a, b in zip(self._shares, other._shares)], shape)
         return self._add_public(-self._encode(other, "sub"), "sub")
 
     def __rsub__(self, other: Any) -> SharedTensor:
         return self._add_public(self._encode(other, "rsub"), "rsub", negate_self=True)
 
     def __neg__(self) -> SharedTensor:
-        return self._each(lambda s: -s, self.shape)
+        return self._each(lambda s: _op("neg", s), self.shape)
 
     def __pos__(self) -> SharedTensor:
         return self
@@ -276,16 +278,16 @@ class SharedTensor:
         return self._public_bilinear(other, BilinearKind.MATMUL, left=True, conv=None)
 
     def matmul(self, other: Any) -> SharedTensor:
-        return self @ other
+        return self.__matmul__(other)
 
     def mul(self, other: Any) -> SharedTensor:
-        return self * other
+        return self.__mul__(other)
 
     def add(self, other: Any) -> SharedTensor:
-        return self + other
+        return self.__add__(other)
 
     def sub(self, other: Any) -> SharedTensor:
-        return self - other
+        return self.__sub__(other)
 
     def neg(self) -> SharedTensor:
         return -self
@@ -311,14 +313,14 @@ class SharedTensor:
 
     # -- reductions and views ---------------------------------------------------------
 
-    def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
+    def sum(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> SharedTensor:
         if dim is None:
             shape = self._shape_of("sum", lambda: self._meta().sum())
-            return self._each(lambda s: s.sum(), shape)
+            return self._each(lambda s: _op("sum", s), shape)
         shape = self._shape_of("sum", lambda: self._meta().sum(dim=dim, keepdim=keepdim))
-        return self._each(lambda s: s.sum(dim=dim, keepdim=keepdim), shape)
+        return self._each(lambda s: _op("sum", s, dim=dim, keepdim=keepdim), shape)
 
-    def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> SharedTensor:
+    def mean(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> SharedTensor:
         if self.precision == 0:
             raise SharingError("mean of an integer shared tensor: share floats instead", {})
         total = self.sum(dim, keepdim)
@@ -328,12 +330,12 @@ class SharedTensor:
     def reshape(self, *shape: Any) -> SharedTensor:
         dims = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)) else shape
         new = self._shape_of("reshape", lambda: self._meta().reshape(dims))
-        return self._each(lambda s: s.reshape(list(dims)), new)
+        return self._each(lambda s: _op("reshape", s, list(dims)), new)
 
     def view(self, *shape: Any) -> SharedTensor:
         dims = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)) else shape
         new = self._shape_of("view", lambda: self._meta().view(dims))
-        return self._each(lambda s: s.view(list(dims)), new)
+        return self._each(lambda s: _op("view", s, list(dims)), new)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> SharedTensor:
         new = self._shape_of("flatten", lambda: self._meta().flatten(start_dim, end_dim))
@@ -341,24 +343,24 @@ class SharedTensor:
 
     def transpose(self, dim0: int, dim1: int) -> SharedTensor:
         new = self._shape_of("transpose", lambda: self._meta().transpose(dim0, dim1))
-        return self._each(lambda s: s.transpose(dim0, dim1), new)
+        return self._each(lambda s: _op("transpose", s, dim0, dim1), new)
 
     def t(self) -> SharedTensor:
         new = self._shape_of("t", lambda: self._meta().t())
-        return self._each(lambda s: s.t(), new)
+        return self._each(lambda s: _op("t", s), new)
 
     @property
     def T(self) -> SharedTensor:  # noqa: N802 - torch's name
         if self.dim() <= 2:
             return self.t()
         new = self._meta().permute(*reversed(range(self.dim()))).shape
-        return self._each(lambda s: s.T, new)
+        return self._each(lambda s: _op("permute", s, list(reversed(range(self.dim())))), new)
 
     def __getitem__(self, index: Any) -> SharedTensor:
         if isinstance(index, (SharedTensor, Pointer)):
             raise SharingError("indexes of a shared tensor must be public", {})
         new = self._shape_of("getitem", lambda: self._meta()[index])
-        return self._each(lambda s: s.node._command_one("getitem", s, (wire_index(index),), {}), new)
+        return self._each(lambda s: _op("getitem", s, wire_index(index)), new)
 
     @classmethod
     def __torch_function__(
@@ -368,6 +370,16 @@ class SharedTensor:
         from .shared_torch import dispatch
 
         return dispatch(func, tuple(args), kwargs or {})
+
+
+def _op(op: str, target: Pointer, *args: Any, **kwargs: Any) -> Pointer:
+    """Method-form command ``target.op(*args, **kwargs)`` on the share's node (ring arithmetic)."""
+    return target.node._command_one(op, target, args, kwargs)
+
+
+def _function(op: str, share: Pointer, *args: Any, **kwargs: Any) -> Pointer:
+    """Function-form command ``op(*args, **kwargs)`` on ``share``'s node."""
+    return share.node._command_one(op, None, args, kwargs)
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
