@@ -269,6 +269,9 @@ class SharedTensor:
             raise SharingError("division by zero", {})
         return self._scaled(1.0 / divisor.to(torch.float64), "div")
 
+    def __rtruediv__(self, other: Any) -> SharedTensor:
+        raise TypeError("division by a shared tensor is not supported; divide by a public value")
+
     def __matmul__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
             return self._product(other, BilinearKind.MATMUL)
