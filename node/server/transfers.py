@@ -262,7 +262,11 @@ class TransferService:
             link.tracker.next_id(), request.dest_object_id, request.ticket, dtype, shape,
             last, data[last:], True, restrictions, policy.shared,
         )
-        return await link.call(final)
+        reply = await link.call(final)
+        # The last chunk's answer speaks for the transfer; failures of earlier
+        # chunks must not pile up on this pooled link (nobody else reads them).
+        link.tracker.take_failure()
+        return reply
 
     async def link(self, url: str, fingerprint: str) -> AsyncChannel:
         """A pooled, opened link to the node at ``url`` presenting ``fingerprint``.
