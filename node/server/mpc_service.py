@@ -128,6 +128,15 @@ class MpcService:
             raise BadRequest("the parties of a sharing must be distinct nodes", {})
         if any(not t.url.startswith("wss://") for t in request.parties):
             raise BadRequest("shares go to parties over TLS only (wss:// URLs)", {})
+        if not stored.readable_by(caller.principal) and self.node_id not in {t.node for t in request.parties}:
+            # Otherwise a client could split a private dataset between nodes it
+            # controls and add the shares up: with this node a party, one share
+            # always stays here under the data's own policy.
+            raise PermissionDenied(
+                f"object {request.object_id:#x} is private: to share it, make this node "
+                f"({self.node_id}) one of the parties",
+                {"object_id": request.object_id},
+            )
 
         async def run() -> Any:
             value = stored.value

@@ -25,7 +25,7 @@ from protocol.errors import PeerUnavailable, PermissionDenied
 from protocol.ids import RequestId
 from protocol.messages import ErrorReply
 from protocol.mpc import MpcOpenRequest, OpenRound
-from tests.support import NodeProcess, start_node
+from tests.support import NodeProcess, admit, start_node
 
 ULP = 2.0**-16
 
@@ -256,3 +256,28 @@ def test_killed_crypto_provider(nodes: dict[str, node.RemoteNode], tmp_path: Pat
         handle.close()
     finally:
         provider.stop()
+
+
+def test_private_data_is_shared_only_with_its_own_node_as_a_party(
+    procs: dict[str, NodeProcess], nodes: dict[str, node.RemoteNode]
+) -> None:
+    """Another user may share a private tensor only with its node as a party, and cannot reconstruct it."""
+    owner_alice = nodes["alice"]
+    private = owner_alice.send(torch.tensor([3.0, 4.0]), private=True)
+    owner_alice.sync()
+    curious = {
+        name: node.connect(procs[name].url, cafile=procs[name].cafile, token=admit(procs[name].state_dir, "curious"))
+        for name in ("alice", "bob", "dave", "charlie")
+    }
+    try:
+        stolen = curious["alice"].pointer(private.object_id)
+        with pytest.raises(PermissionDenied, match="make this node"):
+            stolen.share(curious["bob"], curious["dave"], crypto_provider=curious["charlie"]).get()
+        shared = stolen.share(curious["bob"], curious["alice"], crypto_provider=curious["charlie"])
+        with pytest.raises(PermissionDenied):
+            (shared * 2).get()
+        with pytest.raises(PermissionDenied):
+            shared.shares["alice"].get()
+    finally:
+        for handle in curious.values():
+            handle.close()
