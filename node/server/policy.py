@@ -30,12 +30,17 @@ from typing import Iterable, Mapping
 from protocol.errors import PermissionDenied, QuotaExceeded
 from protocol.transfers import MAX_POLICY_PRINCIPALS
 
-__all__ = ["Principal", "Restriction", "Policy", "combine", "MOVER"]
+__all__ = ["Principal", "Restriction", "Policy", "combine", "MOVER", "OPERATOR"]
 
 Principal = str
 
 Restriction = tuple[Principal, frozenset[Principal]]
 """A guardian and the principals it allows to read."""
+
+OPERATOR = "operator"
+"""The node operator's own principal: it owns the datasets a node announces at
+start.  No credential maps to it (users are ``user:``, nodes ``node:``), so
+nothing it guards can be released over the network."""
 
 MOVER = "@mover"
 """Stands for the principal moving an object while its policy travels between nodes.

@@ -25,7 +25,7 @@ from protocol.ids import ObjectId
 from protocol.messages import ObjectInfo
 from protocol.tensors import DTYPE_NAMES
 
-from .policy import Policy, Principal
+from .policy import OPERATOR, Policy, Principal
 
 __all__ = [
     "Principal",
@@ -258,6 +258,12 @@ def unreadable(stored: StoredObject) -> PermissionDenied:
     Names the object and the principals who may release it, never the data.
     """
     guardians = sorted(stored.policy.guardians)
+    if OPERATOR in guardians:
+        return PermissionDenied(
+            f"object {stored.object_id:#x} holds data of this node's operator: it can be "
+            "computed on, never read",
+            {"object_id": stored.object_id},
+        )
     shown = ", ".join(guardians[:4]) + (", ..." if len(guardians) > 4 else "")
     who = "its owner" if guardians == [stored.owner] else "its guardians"
     return PermissionDenied(

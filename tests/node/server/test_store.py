@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from node.server.policy import Policy
+from node.server.policy import OPERATOR, Policy
 from node.server.store import MemoryStore, Principal
 from protocol.errors import AlreadyExists, NotFound, PermissionDenied
 from protocol.ids import ObjectId
@@ -208,3 +208,12 @@ def test_concurrent_puts_then_drops_account_exactly() -> None:
     assert store.bytes_stored == ROUNDS * 8
     assert sum(store.drop_principal(f"anon-{w}") for w in range(THREADS)) == ROUNDS
     assert len(store) == 0 and store.bytes_stored == 0
+
+
+def test_operator_dataset_refusal_says_it_is_never_readable() -> None:
+    """Reading an operator's dataset is refused as never readable, without naming a releaser."""
+    store = MemoryStore()
+    store.put(OPERATOR, ObjectId(5), torch.ones(2), Policy.private(OPERATOR))
+    with pytest.raises(PermissionDenied, match="never read") as refused:
+        store.read("user:eve", ObjectId(5))
+    assert "may release" not in str(refused.value)
