@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 
 from node.server.users import UserDirectory  # noqa: E402
 from node.transport.identity import ensure_identity  # noqa: E402
-from node.transport.tokens import new_network_token, new_user_token  # noqa: E402
+from node.transport.tokens import new_network_token, new_user_token, parse_user_token  # noqa: E402
 
 STARTUP = re.compile(r"^(\S+) .*listening on (\S+) fingerprint (\S+)")
 
@@ -93,6 +93,20 @@ class LocalNetwork:
                 raise SystemExit(f"could not start {' '.join(map(str, process.args))}: {line.strip()!r}")
             self.urls[name] = match.group(2)
         self.up_at = time.perf_counter()
+
+    def add_node(self, name: str, flags: Sequence[str] = ()) -> str:
+        """Start one more node in the running network (admitted, joined to the gateway); its URL."""
+        token = parse_user_token(os.environ["TESSERA_TOKEN"])
+        UserDirectory(self.home / name).add(token)
+        join = ["--gateway", self.gateway_url, "--gateway-cafile", str(self.gateway_cafile)]
+        self._spawn(["-m", "node", "--id", name, "--port", "0", "--state-dir", str(self.home / name), *join, *flags])
+        process = self.processes[-1]
+        assert process.stdout is not None
+        match = STARTUP.match(process.stdout.readline())
+        if match is None:
+            raise SystemExit(f"could not start node {name}")
+        self.urls[name] = match.group(2)
+        return self.urls[name]
 
     def _spawn(self, args: list[str]) -> None:
         self.processes.append(subprocess.Popen(

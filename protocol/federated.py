@@ -29,6 +29,7 @@ import torch
 
 from .ids import ObjectId, RequestId
 from .kinds import MessageKind, RequestBase
+from .secagg import SecureJob, SecureTrain
 from .values import Value
 
 __all__ = [
@@ -118,7 +119,9 @@ class TrainRequest(RequestBase):
     ``spec`` is the model as layers (``node.fl.ModelSpec.to_wire``) and
     ``hyperparameters`` everything of ``node.fl.Hyperparameters`` but its
     seed: the owner derives that from ``job_seed``, ``round`` and
-    ``owner_index`` (``node.fl.owner_seed``).
+    ``owner_index`` (``node.fl.owner_seed``).  With a ``secure`` section
+    the owner keeps its update for ``secagg_split`` (:mod:`protocol.secagg`)
+    and its reply carries an empty state.
     """
 
     KIND: ClassVar[MessageKind] = MessageKind.TRAIN
@@ -130,6 +133,7 @@ class TrainRequest(RequestBase):
     job_seed: int
     round: int
     owner_index: int
+    secure: SecureTrain | None = None
 
     def reply(
         self, state: State, samples: int, train_loss: float, heldout: WireMetrics | None
@@ -139,7 +143,7 @@ class TrainRequest(RequestBase):
 
 @dataclass(frozen=True, slots=True)
 class TrainReply:
-    """The owner's updated state (full, not a delta) and aggregate metrics."""
+    """The owner's updated state (full, not a delta; empty in a secure round) and aggregate metrics."""
 
     KIND: ClassVar[MessageKind] = MessageKind.TRAIN_REPLY
     id: RequestId
@@ -210,6 +214,8 @@ class JobSubmitRequest(RequestBase):
     owners: Tuple[JobOwner, ...]
     min_participants: int
     round_timeout: float
+    secure: SecureJob | None = None
+    """Secure aggregation: the crypto provider party and the precision; nil for plain FedAvg."""
 
     def reply(self, job_id: str) -> JobSubmitReply:
         return JobSubmitReply(self.id, job_id)

@@ -44,6 +44,7 @@ from .kinds import MessageKind
 from .record_fields import fingerprint
 from .records import validate_node_url
 from .errors import MalformedMessage
+from .secagg_fields import secure_job_body, secure_job_from, secure_train_body, secure_train_from
 from .validate import array, bad, name, node_id, number, required, string_map, tensor, text, uint
 
 __all__ = ["FEDERATED_BODIES", "FEDERATED_PARSERS"]
@@ -221,6 +222,7 @@ FEDERATED_BODIES: dict[MessageKind, Builder] = {
         "job_seed": m.job_seed,
         "round": m.round,
         "owner_index": m.owner_index,
+        "secure": secure_train_body(m.secure),
     },
     MessageKind.TRAIN_REPLY: lambda m: {
         "state": _state_body(m.state),
@@ -237,6 +239,7 @@ FEDERATED_BODIES: dict[MessageKind, Builder] = {
         "owners": [_owner_body(o) for o in m.owners],
         "min_participants": m.min_participants,
         "round_timeout": m.round_timeout,
+        "secure": secure_job_body(m.secure),
     },
     MessageKind.JOB_SUBMIT_REPLY: lambda m: {"job_id": m.job_id},
     MessageKind.JOB_STATUS: lambda m: {"job_id": m.job_id},
@@ -265,6 +268,7 @@ FEDERATED_PARSERS: dict[MessageKind, Parser] = {
         uint(required(b, "job_seed"), "job_seed", MAX_JOB_SEED),
         uint(required(b, "round"), "round", MAX_ROUND_INDEX),
         uint(required(b, "owner_index"), "owner_index", MAX_OWNER_INDEX),
+        secure_train_from(b.get("secure")),
     ),
     MessageKind.TRAIN_REPLY: lambda rid, b: TrainReply(
         rid,
@@ -283,6 +287,7 @@ FEDERATED_PARSERS: dict[MessageKind, Parser] = {
         _owners_from(required(b, "owners"), "owners"),
         _positive(required(b, "min_participants"), "min_participants", MAX_OWNERS),
         _timeout(required(b, "round_timeout"), "round_timeout"),
+        secure_job_from(b.get("secure")),
     ),
     MessageKind.JOB_SUBMIT_REPLY: lambda rid, b: JobSubmitReply(rid, name(required(b, "job_id"), "job_id")),
     MessageKind.JOB_STATUS: lambda rid, b: JobStatusRequest(rid, name(required(b, "job_id"), "job_id")),

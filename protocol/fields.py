@@ -49,6 +49,7 @@ from .validate import (
 from .record_fields import NETWORK_BODIES, NETWORK_PARSERS
 from .federated_fields import FEDERATED_BODIES, FEDERATED_PARSERS
 from .mpc_fields import MPC_BODIES, MPC_PARSERS
+from .secagg_fields import SECAGG_BODIES, SECAGG_PARSERS
 from .values import PointerRef
 
 __all__ = ["body_of", "message_from", "WIRE_FIELDS"]
@@ -227,6 +228,8 @@ _BODIES.update(MPC_BODIES)
 _PARSERS.update(MPC_PARSERS)
 _BODIES.update(FEDERATED_BODIES)
 _PARSERS.update(FEDERATED_PARSERS)
+_BODIES.update(SECAGG_BODIES)
+_PARSERS.update(SECAGG_PARSERS)
 
 
 def body_of(message: Message) -> dict[str, Any]:

@@ -64,6 +64,11 @@ class MessageKind(str, enum.Enum):
     JOB_STATUS_REPLY = "job_status_reply"
     JOB_RESULT = "job_result"
     JOB_RESULT_REPLY = "job_result_reply"
+    SECAGG_SETUP = "secagg_setup"
+    SECAGG_SPLIT = "secagg_split"
+    SECAGG_SHARE = "secagg_share"
+    SECAGG_SUM = "secagg_sum"
+    SECAGG_SUM_REPLY = "secagg_sum_reply"
 
 
 class RequestBase:

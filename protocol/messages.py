@@ -43,6 +43,13 @@ from .mpc import (
     MpcSplitRequest,
     MpcStepRequest,
 )
+from .secagg import (
+    SecaggSetupRequest,
+    SecaggShareRequest,
+    SecaggSplitRequest,
+    SecaggSumReply,
+    SecaggSumRequest,
+)
 from .streams import PutChunkRequest, ReadReply, ReadRequest
 from .transfers import DeliverRequest, ExpectRequest, TransferRequest
 from .values import PointerRef, Value
@@ -92,6 +99,11 @@ __all__ = [
     "JobStatusReply",
     "JobResultRequest",
     "JobResultReply",
+    "SecaggSetupRequest",
+    "SecaggSplitRequest",
+    "SecaggShareRequest",
+    "SecaggSumRequest",
+    "SecaggSumReply",
     "Request",
     "Reply",
     "Message",
@@ -301,6 +313,10 @@ Request = Union[
     JobSubmitRequest,
     JobStatusRequest,
     JobResultRequest,
+    SecaggSetupRequest,
+    SecaggSplitRequest,
+    SecaggShareRequest,
+    SecaggSumRequest,
 ]
 Reply = Union[
     HelloReply,
@@ -318,6 +334,7 @@ Reply = Union[
     JobSubmitReply,
     JobStatusReply,
     JobResultReply,
+    SecaggSumReply,
 ]
 Message = Union[Request, Reply]
 
@@ -337,5 +354,6 @@ REPLY_TYPES = (
     JobSubmitReply,
     JobStatusReply,
     JobResultReply,
+    SecaggSumReply,
 )
 """The reply classes, for ``isinstance`` checks."""

@@ -5,8 +5,10 @@ node entry, name, shape and sample count, and how to reach it; what
 ``node.fl.FedAvg`` trains on), :class:`OwnerLink` (the
 :class:`~node.fl.rounds.Participant` a job gets for it: ``train`` requests
 on the synchronous client, answered as ``concurrent.futures`` futures, so
-a round's owners train concurrently without threads of ours), and
-:class:`RemoteJob` (a job handed to a trainer node: status, history and
+a round's owners train concurrently without threads of ours; its owner
+node also serves as a secure-aggregation party), :class:`HandleParty` (a
+node handle as a :class:`~node.fl.secure_rounds.PartyLink`: the crypto
+provider, or an owner node), and :class:`RemoteJob` (a job handed to a trainer node: status, history and
 result by job id, after a disconnect too).
 
 The raw rows stay on their node: :meth:`DatasetPointer.features` gives a
@@ -33,8 +35,10 @@ from protocol.federated import (
     TrainReply,
     dataset_object_ids,
 )
-from protocol.messages import ErrorReply, Reply
+from protocol.ids import NodeId, RequestId
+from protocol.messages import ErrorReply, Reply, Request
 from protocol.records import DatasetSummary
+from protocol.secagg import AggregationParty
 
 from ..fl.fedavg import FedAvg, History
 from ..fl.job_errors import RoundFailed
@@ -46,7 +50,7 @@ from ..transport.tracker import rebuild_error
 from .handle import NodeHandle
 from .pointer import Pointer
 
-__all__ = ["DatasetPointer", "OwnerLink", "RemoteJob", "submit_job", "POLL_INTERVAL"]
+__all__ = ["DatasetPointer", "OwnerLink", "HandleParty", "RemoteJob", "submit_job", "POLL_INTERVAL"]
 
 POLL_INTERVAL = 0.2
 """Seconds between status polls while waiting for a trainer node's job."""
@@ -60,6 +64,11 @@ class OwnerLink:
         """The owner's connection, opened at the first task (a dead owner fails that task)."""
         self.ref = ref
         self.label = ref.label
+
+    def party(self) -> HandleParty:
+        """The owner's node as a secure-aggregation party, over the same connection."""
+        ref = self.ref
+        return HandleParty(self.remote(), AggregationParty(NodeId(ref.node_id), ref.url, ref.fingerprint))
 
     def train(self, task: TrainTask) -> concurrent.futures.Future[LocalResult]:
         channel = self.remote()._channel
@@ -84,6 +93,44 @@ class OwnerLink:
             _settle_once(result, exc=exc)
             return
         _settle_once(result, value=value)
+
+
+class HandleParty:
+    """A node reached through a client handle, as a secure-aggregation party."""
+
+    def __init__(self, handle: NodeHandle, address: AggregationParty) -> None:
+        self.handle = handle
+        self.address = address
+
+    @classmethod
+    def of(cls, handle: NodeHandle) -> HandleParty:
+        """The party behind ``handle``, named by the certificate its TLS connection verified."""
+        fingerprint = getattr(handle._channel, "peer_fingerprint", None)
+        if fingerprint is None:
+            raise BadRequest(
+                f"{handle.id}: secure aggregation needs a TLS connection to every party "
+                "(in-process and --insecure nodes cannot vouch for their certificates)", {"node": handle.id},
+            )
+        return cls(handle, AggregationParty(NodeId(handle.id), handle.url, fingerprint))
+
+    def call(self, build: Callable[[RequestId], Request]) -> concurrent.futures.Future[Reply]:
+        channel = self.handle._channel
+        request = build(channel.tracker.next_id())
+        result: concurrent.futures.Future[Reply] = concurrent.futures.Future()
+        what = f"{request.KIND.value}({self.address.node})"
+
+        def settle(done: concurrent.futures.Future[Reply]) -> None:
+            try:
+                reply = done.result()
+                if isinstance(reply, ErrorReply):
+                    raise rebuild_error(reply, what, self.address.node)
+            except BaseException as exc:  # handed to the round loop, which decides
+                _settle_once(result, exc=exc)
+                return
+            _settle_once(result, value=reply)
+
+        channel.call_async(request).add_done_callback(settle)
+        return result
 
 
 def _settle_once(future: concurrent.futures.Future[Any], value: Any = None, exc: BaseException | None = None) -> None:

@@ -15,7 +15,7 @@ from .handle import NodeHandle
 
 if TYPE_CHECKING:
     from ..fl.fedavg import FedAvg
-    from .federated import RemoteJob
+    from .federated import HandleParty, RemoteJob
 
 __all__ = ["RemoteNode", "connect", "endpoint_for"]
 
@@ -40,6 +40,12 @@ class RemoteNode(NodeHandle):
         from .federated import submit_job
 
         return submit_job(self, job)
+
+    def secagg_party(self) -> HandleParty:
+        """This node as a secure-aggregation party (``FedAvg(..., crypto_provider=this)``)."""
+        from .federated import HandleParty
+
+        return HandleParty.of(self)
 
     def job(self, job_id: str, job: FedAvg | None = None) -> RemoteJob:
         """A job this principal submitted to this trainer node earlier."""

@@ -34,11 +34,13 @@ from .errors import (
 from .fedavg import DEFAULT_ROUND_TIMEOUT, FedAvg, History, JobPlan, run_rounds
 from .hyperparameters import Hyperparameters, LossName, OptimizerName, parse_loss, parse_optimizer
 from .layers import LAYERS, LayerName
-from .job_errors import JobError, RoundFailed, SecureAggregationUnavailable
+from .job_errors import AggregationFailed, JobError, RoundFailed
 from .local import evaluate, evaluate_heldout, prepare_data, train_locally
 from .reference import ReferenceRun, plain_fedavg
 from .results import LocalResult, Metrics
 from .rounds import DatasetRef, OwnerDataset, Participant, PlainCollector, RoundCollector, collector_for
+from .secure import UpdateOutOfRange
+from .secure_rounds import SecureCollector
 from .seeds import owner_seed
 from .spec import MAX_LAYERS, MAX_MODEL_ELEMENTS, LayerSpec, ModelSpec, State, build_model, model_to_spec, state_layout
 from .wire import TrainTask
@@ -93,7 +95,9 @@ __all__ = [
     "DEFAULT_ROUND_TIMEOUT",
     "JobError",
     "RoundFailed",
-    "SecureAggregationUnavailable",
+    "AggregationFailed",
+    "UpdateOutOfRange",
+    "SecureCollector",
     "DatasetRef",
     "OwnerDataset",
     "Participant",

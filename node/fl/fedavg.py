@@ -35,11 +35,13 @@ from tqdm.auto import tqdm
 
 from protocol.federated import JobOwner, JobSubmitRequest, MAX_OWNERS, MAX_ROUND_TIMEOUT, MAX_ROUNDS, RoundRecord
 from protocol.ids import RequestId
+from protocol.secagg import DEFAULT_SECAGG_PRECISION, SecureJob
 
 from .errors import IncompatibleData
 from .hyperparameters import Hyperparameters
 from .job_errors import JobError
 from .rounds import DatasetRef, OwnerDataset, Participant, RoundCollector, collector_for
+from .secure_rounds import SecureCollector
 from .spec import ModelSpec, State, build_model, model_to_spec
 from .wire import TrainTask, hyper_to_wire
 
@@ -108,6 +110,8 @@ class JobPlan:
     owners: Tuple[DatasetRef, ...]
     min_participants: int
     round_timeout: float
+    secure: Optional[SecureJob] = None
+    """Secure aggregation's crypto provider and precision; ``None`` for plain FedAvg."""
 
     def __post_init__(self) -> None:
         if type(self.rounds) is not int or not 1 <= self.rounds <= MAX_ROUNDS:
@@ -129,6 +133,10 @@ class JobPlan:
         if len(shapes) > 1:
             listed = ", ".join(f"{r.label} {list(r.feature_shape)}" for r in self.owners[:6])
             raise JobError.for_reason(f"the datasets have different feature shapes: {listed}")
+        if self.secure is not None and count < 2:
+            raise JobError.for_reason(
+                "secure aggregation needs at least 2 datasets: the average of one owner is its update"
+            )
 
     def task(self, state: State, round_index: int, owner_index: int) -> TrainTask:
         return TrainTask.create(self.spec, state, self.hyper, self.hyper.seed, round_index, owner_index)
@@ -139,6 +147,7 @@ class JobPlan:
         return JobSubmitRequest(
             request_id, tuple(self.spec.to_wire()), self.state, hyper_to_wire(self.hyper),  # type: ignore[arg-type]
             self.hyper.seed, self.rounds, owners, self.min_participants, float(self.round_timeout),
+            self.secure,
         )
 
 
@@ -210,8 +219,14 @@ class FedAvg:
     and equals :func:`node.fl.plain_fedavg` bit for bit.  ``min_participants``
     (default 1) answers per round are needed, each within ``round_timeout``
     seconds; ``progress`` shows a tqdm bar per round.
-    ``secure_aggregation=True`` raises
-    :class:`~node.fl.job_errors.SecureAggregationUnavailable` for now.
+
+    ``secure_aggregation=True`` (with ``crypto_provider``, a node handle):
+    every owner secret-shares its sample-weighted update among the crypto
+    provider and the owners' nodes, which sum shares; this process (or the
+    trainer node) reconstructs only the weighted average
+    (:class:`~node.fl.secure_rounds.SecureCollector`), equal to plain FedAvg
+    up to ``secure_precision`` fractional bits of fixed point
+    (:mod:`node.fl.secure`).  Each round then needs at least 2 owners.
     """
 
     def __init__(
@@ -232,14 +247,16 @@ class FedAvg:
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         progress: bool = True,
+        secure_precision: int = DEFAULT_SECAGG_PRECISION,
     ) -> None:
-        self.collector = collector_for(secure_aggregation, crypto_provider)
+        self.collector = collector_for(secure_aggregation, crypto_provider, secure_precision)
+        secure = self.collector.settings if isinstance(self.collector, SecureCollector) else None
         hyper = Hyperparameters(lr, local_epochs, batch_size, optimizer, loss, seed,  # type: ignore[arg-type]
                                 momentum, weight_decay)
         self.datasets = _flatten(datasets)
         spec, state = model_to_spec(model)
         self.plan = JobPlan(spec, state, hyper, rounds, tuple(d.ref for d in self.datasets),
-                            min_participants, round_timeout)
+                            min_participants, round_timeout, secure)
         _check_fit(model, self.plan.owners[0].feature_shape)
         self._model = model
         self.progress = progress

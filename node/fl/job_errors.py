@@ -7,8 +7,9 @@
 - :class:`RoundFailed`: fewer owners than the minimum answered a round in
   time; the global model stays at the last good round.  A
   ``PEER_UNAVAILABLE`` on the wire.
-- :class:`SecureAggregationUnavailable`: ``secure_aggregation=True`` was
-  asked for; networked secret sharing of updates is not built yet.
+- :class:`AggregationFailed`: a secure round's aggregation party did not
+  answer (or answered wrongly) while the shares were summed; a
+  :class:`RoundFailed`, so the global model stays at the last good round.
 
 Must not import asyncio, websockets, ``node.server`` or ``node.client``.
 """
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple
 
-from protocol.errors import BadRequest, PeerUnavailable, TesseraError
+from protocol.errors import BadRequest, PeerUnavailable
 
-__all__ = ["JobError", "RoundFailed", "SecureAggregationUnavailable"]
+__all__ = ["JobError", "RoundFailed", "AggregationFailed"]
 
 
 class JobError(BadRequest, ValueError):
@@ -46,14 +47,13 @@ class RoundFailed(PeerUnavailable):
         )
 
 
-class SecureAggregationUnavailable(TesseraError, NotImplementedError):
-    """``secure_aggregation=True``: not available yet in this version."""
+class AggregationFailed(RoundFailed):
+    """A secure round's aggregation party failed; the global model stays at the last good round."""
 
     @classmethod
-    def create(cls) -> SecureAggregationUnavailable:
+    def for_party(cls, round_index: int, party: str, reason: str) -> AggregationFailed:
         return cls(
-            "secure_aggregation=True is not available yet: networked secret sharing of "
-            "updates (node.mpc) is still being built; run with secure_aggregation=False, "
-            "where the trainer sees each owner's update",
-            {"feature": "secure_aggregation"},
+            f"round {round_index} failed: aggregation party {party} {reason}; "
+            "the global model stays at the last good round",
+            {"round": round_index, "party": party},
         )

@@ -20,10 +20,9 @@ the minimum raise :class:`~node.fl.job_errors.RoundFailed`.  Successful
 updates are averaged in owner-index order (bit-for-bit reproducible).
 
 **Secure aggregation hook**: :func:`collector_for` picks the collector.
-A secure collector replaces :class:`PlainCollector`: same ``run_round``
-signature, but the owners secret-share their updates among aggregation
-parties and only the weighted average is reconstructed.  Until it exists,
-``secure=True`` raises :class:`~node.fl.job_errors.SecureAggregationUnavailable`.
+With ``secure=True`` it is :class:`~node.fl.secure_rounds.SecureCollector`:
+same ``run_round`` signature, but the owners secret-share their updates
+among aggregation parties and only the weighted average is reconstructed.
 
 Must not import asyncio, websockets, ``node.server`` or ``node.client``.
 """
@@ -38,9 +37,10 @@ from typing import Any, Callable, Dict, List, MutableMapping, Optional, Protocol
 
 from protocol.errors import InternalError, PeerUnavailable, QuotaExceeded, TesseraError
 from protocol.federated import Dropout, RoundRecord
+from protocol.secagg import DEFAULT_SECAGG_PRECISION
 
 from .aggregate import RoundResult, aggregate_round
-from .job_errors import RoundFailed, SecureAggregationUnavailable
+from .job_errors import RoundFailed
 from .results import LocalResult
 from .wire import TrainTask, metrics_to_wire
 
@@ -189,13 +189,18 @@ class PlainCollector:
         dropped.append((index, reason))
 
 
-def collector_for(secure: bool, crypto_provider: Optional[object] = None) -> RoundCollector:
-    """The round collector for a job: plain FedAvg, or (once built) secure aggregation.
+def collector_for(secure: bool, crypto_provider: Optional[object] = None,
+                  precision: int = DEFAULT_SECAGG_PRECISION) -> RoundCollector:
+    """The round collector for a job: plain FedAvg, or secure aggregation.
 
-    This is the hook for secure aggregation: return a collector that has the
-    owners secret-share their updates (with ``crypto_provider`` dealing the
-    correlated randomness) and reconstructs only the weighted average.
+    With ``secure``, the owners secret-share their updates among
+    ``crypto_provider`` (a node handle, or a
+    :class:`~node.fl.secure_rounds.PartyLink`) and their own nodes, and only
+    the weighted average is reconstructed (``precision`` fractional bits).
     """
     if secure:
-        raise SecureAggregationUnavailable.create()
+        from .secure import check_precision  # secure_rounds imports this module
+        from .secure_rounds import SecureCollector, as_party
+
+        return SecureCollector(as_party(crypto_provider), check_precision(precision))
     return PlainCollector()

@@ -17,6 +17,7 @@ from typing import Dict, Mapping, Optional
 
 from protocol.federated import TrainReply, TrainRequest, WireMetrics
 from protocol.ids import RequestId
+from protocol.secagg import SecureTrain
 
 from .errors import HyperparameterError
 from .hyperparameters import Hyperparameters
@@ -42,6 +43,8 @@ class TrainTask:
     """One owner's work in one round: start from ``state``, train with ``hyper``.
 
     ``hyper.seed`` is the owner's derived seed (:func:`owner_seed`).
+    ``secure`` is set in a secure-aggregation round: the owner keeps its
+    update for ``secagg_split`` and answers with metrics only.
     """
 
     spec: ModelSpec
@@ -50,6 +53,7 @@ class TrainTask:
     job_seed: int
     round: int
     owner_index: int
+    secure: Optional[SecureTrain] = None
 
     @classmethod
     def create(cls, spec: ModelSpec, state: State, hyper: Hyperparameters, job_seed: int,
@@ -86,7 +90,7 @@ def train_request(request_id: RequestId, dataset: str, task: TrainTask) -> Train
     spec = tuple(task.spec.to_wire())
     return TrainRequest(
         request_id, dataset, spec, task.state, hyper_to_wire(task.hyper),  # type: ignore[arg-type]
-        task.job_seed, task.round, task.owner_index,
+        task.job_seed, task.round, task.owner_index, task.secure,
     )
 
 
@@ -99,11 +103,15 @@ def task_from_request(request: TrainRequest) -> TrainTask:
     spec = ModelSpec.from_wire(list(request.spec))
     seed = owner_seed(request.job_seed, request.round, request.owner_index)
     hyper = hyper_from_wire(request.hyperparameters, seed)
-    return TrainTask(spec, dict(request.state), hyper, request.job_seed, request.round, request.owner_index)
+    return TrainTask(
+        spec, dict(request.state), hyper, request.job_seed, request.round, request.owner_index, request.secure
+    )
 
 
 def train_reply(request: TrainRequest, result: LocalResult) -> TrainReply:
-    return request.reply(result.state, result.samples, result.train_loss, metrics_to_wire(result.heldout))
+    """The reply to ``train``: in a secure round (``request.secure``) without the state."""
+    state = {} if request.secure is not None else result.state
+    return request.reply(state, result.samples, result.train_loss, metrics_to_wire(result.heldout))
 
 
 def result_from_reply(reply: TrainReply) -> LocalResult:

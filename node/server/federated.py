@@ -19,7 +19,11 @@ state when the model is built; then :func:`node.fl.train_locally` runs as a
 :data:`MAX_CONCURRENT_TRAININGS` at a time, and the reply carries the
 updated state and aggregate metrics only.  The training's transient memory
 (model, gradients, optimiser state) is checked against the caller's byte
-quota first.  Must not import asyncio or websockets.
+quota first.  A secure ``train`` (its ``secure`` section set) encodes the
+sample-weighted update (:func:`node.fl.secure.encode_update`) into
+:attr:`OwnerDatasets.pending` for the caller's ``secagg_split``
+(:mod:`node.server.secagg_service`) and replies without the state.  Must
+not import asyncio or websockets.
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ from ..fl.datasets import Dataset, load_arrays, make_dataset
 from ..fl.errors import DatasetError
 from ..fl.hyperparameters import Hyperparameters, LossName
 from ..fl.local import train_locally
+from ..fl.secure import encode_update
 from ..fl.spec import model_to_spec
 from ..fl.wire import task_from_request, train_reply
 from ..settings import DatasetSource
 from .policy import Policy
+from .secagg_mailbox import PendingUpdates
 from .session import Outcome, Session, Step, Work
 from .store import ObjectStore
 
@@ -67,6 +73,8 @@ class OwnerDatasets:
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
+        self.pending = PendingUpdates()
+        """Secure rounds' encoded updates, waiting for their ``secagg_split``."""
         self.datasets: dict[str, Dataset] = {}
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT_TRAININGS)
 
@@ -117,10 +125,14 @@ class OwnerDatasets:
             raise NotFound(f"no dataset {request.dataset!r} on this node", {"dataset": request.dataset})
         task = task_from_request(request)
         session.store.check_quota(session.principal, task.spec.elements * TRAINING_BYTES_PER_ELEMENT, objects=0)
+        principal, secure = session.principal, request.secure
 
         def run() -> Outcome:
             with self._slots:
                 result = train_locally(task.spec, task.state, dataset, task.hyper)
+            if secure is not None:
+                update = encode_update(result.state, result.samples, secure.precision)
+                self.pending.put(principal, secure.round, request.owner_index, update)
             return Outcome(train_reply(request, result))
 
         return Work(lambda: session.guarded(request, run))

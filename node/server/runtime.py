@@ -42,6 +42,7 @@ from .store import MemoryStore, Principal, Quota
 from .trainer import TrainerJobs
 from .transfers import TransferService
 from .mpc_service import MpcService
+from .secagg_service import SecureAggregation
 
 __all__ = ["NodeServer"]
 
@@ -73,6 +74,7 @@ class NodeServer:
         self._watcher: asyncio.Task[None] | None = None
         self.datasets = OwnerDatasets(self.store)
         self.jobs: TrainerJobs | None = None
+        self.secagg: SecureAggregation | None = None
 
     @property
     def port(self) -> int:
@@ -124,6 +126,7 @@ class NodeServer:
             settings.node_id, self.store, credentials, settings.max_message_bytes
         )
         self.mpc = MpcService(settings.node_id, self.store, self.transfers)
+        self.secagg = SecureAggregation(settings.node_id, identity.fingerprint, self.transfers, self.datasets.pending)
         await asyncio.to_thread(self.datasets.load, settings.datasets, settings.tags)
         self.jobs = TrainerJobs(settings.node_id, settings.roles, credentials, settings.max_message_bytes)
         self._listener = await listen(
@@ -206,6 +209,7 @@ class NodeServer:
                 self.datasets,
                 *((self.jobs,) if self.jobs is not None else ()),
                 *((self.mpc,) if self.mpc is not None else ()),
+                *((self.secagg,) if self.secagg is not None else ()),
             ),
         )
 

@@ -11,7 +11,10 @@ node-to-node link: this node dials the owner's URL pinning the fingerprint
 the client took from the gateway and proves its own identity (a
 ``node:<id>@<fp>`` principal, so owners must be members of the same
 network).  The link's calls run on the event loop and come back to the
-round loop as ``concurrent.futures`` futures.
+round loop as ``concurrent.futures`` futures.  A job with a ``secure``
+section runs :class:`~node.fl.secure_rounds.SecureCollector`: the crypto
+provider and the owners' nodes are its aggregation parties, reached over
+the same kind of links, and this node sees per-party sums only.
 
 A job belongs to the principal that submitted it: others get ``NOT_FOUND``
 for its id.  The client may disconnect; status and result stay queryable
@@ -40,13 +43,16 @@ from protocol.federated import (
     RoundRecord,
     TrainReply,
 )
-from protocol.ids import NodeId
-from protocol.messages import ErrorReply, MessageKind
+from protocol.ids import NodeId, RequestId
+from protocol.messages import ErrorReply, MessageKind, Reply, Request
 from protocol.records import Role
+from protocol.secagg import AggregationParty
 
 from ..fl.fedavg import JobPlan, run_rounds
 from ..fl.hyperparameters import Hyperparameters
-from ..fl.rounds import DatasetRef, PlainCollector
+from ..fl.rounds import DatasetRef, PlainCollector, RoundCollector
+from ..fl.secure import check_precision
+from ..fl.secure_rounds import SecureCollector
 from ..fl.spec import ModelSpec, State, build_model
 from ..fl.wire import TrainTask, result_from_reply, train_request
 from ..fl.results import LocalResult
@@ -84,6 +90,25 @@ class _Job:
     stop: bool = False
 
 
+class _ChannelParty:
+    """A secure-aggregation party over a node-to-node link; calls bridged to the event loop."""
+
+    def __init__(self, link: AsyncChannel, loop: asyncio.AbstractEventLoop, address: AggregationParty) -> None:
+        self.link = link
+        self.loop = loop
+        self.address = address
+
+    def call(self, build: Callable[[RequestId], Request]) -> concurrent.futures.Future[Reply]:
+        return asyncio.run_coroutine_threadsafe(self._call(build), self.loop)
+
+    async def _call(self, build: Callable[[RequestId], Request]) -> Reply:
+        request = build(self.link.tracker.next_id())
+        reply = await self.link.call(request)
+        if isinstance(reply, ErrorReply):
+            raise rebuild_error(reply, f"{request.KIND.value}({self.address.node})", self.address.node)
+        return reply
+
+
 class _LinkParticipant:
     """One owner's dataset over a node-to-node link; calls bridged to the event loop."""
 
@@ -92,6 +117,11 @@ class _LinkParticipant:
         self.loop = loop
         self.owner = owner
         self.label = f"{owner.node_id}/{owner.dataset}"
+        self.ref = DatasetRef(owner.node_id, owner.url, owner.fingerprint, owner.dataset, (), 0)
+
+    def party(self) -> _ChannelParty:
+        address = AggregationParty(NodeId(self.owner.node_id), self.owner.url, self.owner.fingerprint)
+        return _ChannelParty(self.link, self.loop, address)
 
     def train(self, task: TrainTask) -> concurrent.futures.Future[LocalResult]:
         return asyncio.run_coroutine_threadsafe(self._train(task), self.loop)
@@ -185,8 +215,14 @@ class TrainerJobs:
             job.history.append(record)
             job.state = state
 
+        collector: RoundCollector = PlainCollector()
+        secure = job.plan.secure
+        if secure is not None:
+            provider = secure.crypto_provider
+            link = self._link(links, JobOwner(provider.node, provider.url, provider.fingerprint, "-"))
+            collector = SecureCollector(_ChannelParty(link, loop, provider), secure.precision)
         try:
-            await asyncio.to_thread(run_rounds, job.plan, participants, PlainCollector(), on_round, lambda: job.stop)
+            await asyncio.to_thread(run_rounds, job.plan, participants, collector, on_round, lambda: job.stop)
             job.status = JobStatus.DONE
         except TesseraError as exc:
             code = exc.code.value if exc.code is not None else "PEER_UNAVAILABLE"
@@ -232,5 +268,10 @@ def _plan(request: JobSubmitRequest) -> JobPlan:
     for owner in owners:
         if not owner.url.startswith("wss://"):
             raise BadRequest("a trainer reaches owners over TLS only (wss:// URLs)", {"node": owner.node_id})
+    if request.secure is not None:
+        check_precision(request.secure.precision)
+        if not request.secure.crypto_provider.url.startswith("wss://"):
+            raise BadRequest("a trainer reaches the crypto provider over TLS only (wss:// URLs)", {})
     state = {k: v.clone() for k, v in request.state.items()}  # decoded tensors view the frame
-    return JobPlan(spec, state, hyper, request.rounds, owners, request.min_participants, request.round_timeout)
+    return JobPlan(spec, state, hyper, request.rounds, owners, request.min_participants, request.round_timeout,
+                   request.secure)

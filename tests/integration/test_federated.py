@@ -27,7 +27,6 @@ from node.fl import (
     IncompatibleData,
     JobError,
     RoundFailed,
-    SecureAggregationUnavailable,
     load_dataset,
     plain_fedavg,
 )
@@ -140,7 +139,8 @@ def test_fedavg_over_node_processes_equals_plain_fedavg_bit_for_bit(network: dic
 
 
 def test_bad_jobs_fail_before_any_round(network: dict[str, Any]) -> None:
-    """Nothing found, wrong input size, unknown loss/optimizer, mismatched shapes, secure aggregation."""
+    """Nothing found, wrong input size, unknown loss/optimizer, mismatched shapes, secure aggregation
+    without a crypto provider or over a single dataset."""
     grid = network["grid"]
     pointers = _pointers(grid)
     with pytest.raises(JobError, match="matched nothing"):
@@ -155,8 +155,10 @@ def test_bad_jobs_fail_before_any_round(network: dict[str, Any]) -> None:
                            lambda: pytest.fail("must not connect"))
     with pytest.raises(JobError, match="different feature shapes"):
         FedAvg(_model(), [*pointers, other], progress=False)
-    with pytest.raises(SecureAggregationUnavailable, match="not available yet"):
+    with pytest.raises(JobError, match="needs a crypto_provider"):
         FedAvg(_model(), pointers, secure_aggregation=True, progress=False)
+    with pytest.raises(JobError, match="at least 2 datasets"):
+        FedAvg(_model(), pointers[:1], secure_aggregation=True, crypto_provider=pointers[1].node(), progress=False)
 
 
 def test_owner_refusing_the_task_fails_the_job(network: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import torch
 
 from tests.protocol.federated_examples import EXAMPLES as FEDERATED_EXAMPLES
 from tests.protocol.mpc_examples import EXAMPLES as MPC_EXAMPLES
+from tests.protocol.secagg_examples import EXAMPLES as SECAGG_EXAMPLES
 from protocol.codec import ExtCode, decode_message, encode_message, encode_message_bytes
 from protocol.errors import (
     BadTensor,
@@ -252,6 +253,7 @@ EXAMPLES: dict[MessageKind, Message] = {
 }
 EXAMPLES.update(FEDERATED_EXAMPLES)
 EXAMPLES.update(MPC_EXAMPLES)
+EXAMPLES.update(SECAGG_EXAMPLES)
 
 # --- round trips ------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import torch
 from protocol import limits
 from tests.protocol.federated_examples import EXAMPLES as FEDERATED_EXAMPLES
 from tests.protocol.mpc_examples import EXAMPLES as MPC_EXAMPLES
+from tests.protocol.secagg_examples import EXAMPLES as SECAGG_EXAMPLES
 from protocol.codec import ExtCode, encode_message_bytes
 from protocol.fields import body_of
 from protocol.ids import NodeId, ObjectId, RequestId
@@ -109,6 +110,7 @@ SPEC_EXAMPLES: dict[MessageKind, Message] = {
 
 SPEC_EXAMPLES.update(FEDERATED_EXAMPLES)
 SPEC_EXAMPLES.update(MPC_EXAMPLES)
+SPEC_EXAMPLES.update(SECAGG_EXAMPLES)
 
 @pytest.fixture(scope="module")
 def spec() -> str:
