@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from .errors import HyperparameterError
+from .optimizers import Adam, LocalOptimizer, Sgd
 
 __all__ = [
     "OptimizerName",
@@ -161,11 +162,11 @@ class Hyperparameters:
         return cls(**value)
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], hyper: Hyperparameters) -> torch.optim.Optimizer:
-    """The optimiser ``hyper`` names, over ``params``."""
+def make_optimizer(params: Iterable[torch.nn.Parameter], hyper: Hyperparameters) -> LocalOptimizer:
+    """The optimiser ``hyper`` names, over ``params`` (bit for bit torch.optim's, see optimizers)."""
     if hyper.optimizer is OptimizerName.SGD:
-        return torch.optim.SGD(params, lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
-    return torch.optim.Adam(params, lr=hyper.lr, weight_decay=hyper.weight_decay)
+        return Sgd(params, lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
+    return Adam(params, lr=hyper.lr, weight_decay=hyper.weight_decay)
 
 
 def loss_function(name: LossName) -> LossFunction:

@@ -102,9 +102,10 @@ class OwnerDatasets:
     def warm_up(self) -> None:
         """Train a two-row toy model once, at start, if the node has datasets (blocking).
 
-        A process's first local training pays for torch's lazy imports (the
-        optimiser pulls in ``torch._dynamo``: about a second here); paying
-        it before the node announces itself keeps it out of the first round.
+        A process's first local training pays for torch's lazy imports
+        (autograd, the loss functions); paying it before the node announces
+        itself keeps it out of the first round.  (Our optimisers avoid
+        ``torch.optim``, whose constructor imports ``torch._dynamo``: a second.)
         """
         if not self.datasets:
             return
