@@ -19,6 +19,7 @@ from pathlib import Path
 from protocol.errors import MalformedMessage
 from protocol.records import Role, normalize_tag, validate_node_url
 
+from .allocator import keep_large_buffers
 from .cli import (
     LOG_LEVELS,
     NETWORK_TOKEN_ENV,
@@ -240,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings, log_level = parse(argv)
     configure_logging(log_level)
+    keep_large_buffers()
     try:
         loops.run(run(settings))
     except CliError as exc:

@@ -34,7 +34,7 @@ import torch
 
 from .errors import RingError
 from .material import TripleShares, TripleSpec
-from .ring import apply_bilinear, check_ring
+from .ring import BilinearOp, apply_bilinear, check_ring
 from .shares import check_party, check_party_count
 
 __all__ = ["Masked", "mask", "open_masked", "finish"]
@@ -71,11 +71,14 @@ def open_masked(parts: Sequence[Masked], spec: TripleSpec) -> Masked:
     check_party_count(len(parts), "an opening")
     x_like = torch.empty(spec.x_shape, dtype=torch.int64, device="meta")
     y_like = torch.empty(spec.y_shape, dtype=torch.int64, device="meta")
-    epsilon = _same_shape(parts[0].epsilon, x_like, "epsilon from party 0").clone()
-    delta = _same_shape(parts[0].delta, y_like, "delta from party 0").clone()
-    for number, part in enumerate(parts[1:], start=1):
-        epsilon += _same_shape(part.epsilon, x_like, f"epsilon from party {number}")
-        delta += _same_shape(part.delta, y_like, f"delta from party {number}")
+    epsilons = [_same_shape(p.epsilon, x_like, f"epsilon from party {k}") for k, p in enumerate(parts)]
+    deltas = [_same_shape(p.delta, y_like, f"delta from party {k}") for k, p in enumerate(parts)]
+    # The first sum allocates; the rest accumulate in place (no copy of party 0's values).
+    epsilon = epsilons[0] + epsilons[1]
+    delta = deltas[0] + deltas[1]
+    for more_epsilon, more_delta in zip(epsilons[2:], deltas[2:]):
+        epsilon += more_epsilon
+        delta += more_delta
     return Masked(epsilon, delta)
 
 
@@ -87,6 +90,11 @@ def finish(
     _same_shape(opened.epsilon, triple.a, "opened epsilon")
     _same_shape(opened.delta, triple.b, "opened delta")
     b_term = triple.b + opened.delta if party == 0 else triple.b
+    if spec.op is BilinearOp.MUL:
+        # Fused elementwise: one allocation and two passes instead of three of each.
+        z = torch.addcmul(triple.c, opened.epsilon, b_term)
+        z.addcmul_(triple.a, opened.delta)
+        return z
     z = apply_bilinear(spec.op, opened.epsilon, b_term, spec.conv)
     z += apply_bilinear(spec.op, triple.a, opened.delta, spec.conv)
     z += triple.c

@@ -40,7 +40,7 @@ from .material import (
     stream_of,
 )
 from .prg import Seed, expand_seed, fresh_seed
-from .ring import apply_bilinear, logical_shift, low_bits, top_bit
+from .ring import BilinearOp, apply_bilinear, logical_shift, low_bits, top_bit
 from .shares import check_party_count
 
 __all__ = ["TripleProvider", "Dealer"]
@@ -85,22 +85,28 @@ class Dealer:
 
 
 def _seeded_sum(seeds: Sequence[Seed], shape: tuple[int, ...], stream: int) -> torch.Tensor:
-    total = expand_seed(seeds[0], shape, stream).clone()
+    """Sum of what ``seeds`` expand to (accumulated in the first, which is fresh)."""
+    total = expand_seed(seeds[0], shape, stream)
     for seed in seeds[1:]:
         total += expand_seed(seed, shape, stream)
     return total
 
 
 def _last_share(value: torch.Tensor, seeds: Sequence[Seed], stream: int) -> torch.Tensor:
-    """value minus the shares parties 0..n-2 expand from their seeds."""
+    """value minus the shares parties 0..n-2 expand from their seeds (``value`` is consumed)."""
     shape = tuple(value.shape)
-    return value - _seeded_sum(seeds[:-1], shape, stream)
+    for seed in seeds[:-1]:
+        value -= expand_seed(seed, shape, stream)
+    return value
 
 
 def _last_c(spec: TripleSpec, j: int, seeds: Sequence[Seed]) -> torch.Tensor:
     a = _seeded_sum(seeds, spec.x_shape, stream_of(j, 0))
     b = _seeded_sum(seeds, spec.y_shape, stream_of(j, 1))
-    c = apply_bilinear(spec.op, a, b, spec.conv)
+    if spec.op is BilinearOp.MUL and spec.x_shape == spec.z_shape:
+        c = a.mul_(b)  # a is this function's own: no third tensor
+    else:
+        c = apply_bilinear(spec.op, a, b, spec.conv)
     return _last_share(c, seeds, stream_of(j, 2))
 
 

@@ -97,7 +97,10 @@ def truncate_local(share: torch.Tensor, party: int, n_parties: int, bits: int) -
     _check_bits(bits)
     if party == 0:
         return arithmetic_shift(share, bits)
-    return -arithmetic_shift(-share, bits)
+    # -((-share) >> bits) with one allocation
+    out = torch.neg(share)
+    out >>= bits
+    return out.neg_()
 
 
 def local_failure_bound(magnitude: int) -> float:
