@@ -362,7 +362,7 @@ class SharedTensor:
     def __getitem__(self, index: Any) -> SharedTensor:
         if isinstance(index, (SharedTensor, Pointer)):
             raise SharingError("indexes of a shared tensor must be public", {})
-        new = self._shape_of("getitem", lambda: self._meta()[index])
+        new = self._shape_of("getitem", lambda: _index_probe(self.shape)[index])
         return self._each(lambda s: _op("getitem", s, wire_index(index)), new)
 
     @classmethod
@@ -393,3 +393,14 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
         raise SharingError(f"conv2d parameters must be an int or two ints, got {value!r}", {})
     return (items[0], items[1])
 
+
+def _index_probe(shape: Sequence[int]) -> torch.Tensor:
+    """A CPU tensor of ``shape`` with no memory of its own (stride 0), to index for result shapes.
+
+    Not a meta tensor: indexing one with a tensor goes through torch's meta
+    registrations, whose first use imports sympy (0.3-0.5 s in the client,
+    paid by the first minibatch).  On this probe basic indexing returns views
+    and advanced indexing allocates one byte per result element; tensor
+    indexes are bounds-checked here, before anything is sent.
+    """
+    return torch.zeros((), dtype=torch.int8).expand(tuple(shape))

@@ -91,7 +91,11 @@ class Mailbox:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
+        # Both in expiry order (constant TTLs, a monotonic clock), so expiring
+        # looks at the oldest entries only, and ending a session finds its
+        # letters through _keys: neither scans everything buffered.
         self._letters: dict[Key, Letter] = {}
+        self._keys: dict[bytes, set[Key]] = {}
         self._bytes: dict[NodeId, int] = {}
         self._active: dict[bytes, _Session] = {}
         self._finished: dict[bytes, float] = {}
@@ -142,6 +146,7 @@ class Mailbox:
                 {"limit": MAX_BYTES_PER_SENDER, "used": used, "size": letter.nbytes},
             )
         self._letters[key] = letter
+        self._keys.setdefault(key[0], set()).add(key)
         self._bytes[node] = used + letter.nbytes
 
     def _abort(self, session: _Session, index: int, sender: Sender, reason: Any) -> None:
@@ -174,8 +179,9 @@ class Mailbox:
         if session is not None:
             for _, future in session.waiters.values():
                 future.cancel()
-        for key in [k for k in self._letters if k[0] == session_id]:
+        for key in list(self._keys.get(session_id, ())):
             self._drop(key)
+        self._finished.pop(session_id, None)  # re-inserted at the end: expiry order
         self._finished[session_id] = self.clock() + FINISHED_TTL
 
     async def take(self, key: Key, sender: Sender, deadline: float, what: str) -> Any:
@@ -205,15 +211,27 @@ class Mailbox:
     def _drop(self, key: Key) -> None:
         letter = self._letters.pop(key, None)
         if letter is not None:
+            keys = self._keys.get(key[0])
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys[key[0]]
             node = letter.sender[0]
             self._bytes[node] = self._bytes.get(node, 0) - letter.nbytes
             if self._bytes[node] <= 0:
                 del self._bytes[node]
 
     def _expire(self, now: float) -> None:
-        for key in [k for k, letter in self._letters.items() if letter.expires < now]:
+        """Drop what expired: the oldest entries first, stopping at the first live one."""
+        while self._letters:
+            key, letter = next(iter(self._letters.items()))
+            if letter.expires >= now:
+                break
             self._drop(key)
-        for session_id in [s for s, until in self._finished.items() if until < now]:
+        while self._finished:
+            session_id, until = next(iter(self._finished.items()))
+            if until >= now:
+                break
             del self._finished[session_id]
 
     @property
