@@ -296,11 +296,13 @@ class PartyRunner:
         for j, peer in enumerate(request.parties):
             if j == request.party:
                 continue
+            link = self.transfers.pooled(peer.url, peer.fingerprint)
             try:
-                link = await asyncio.wait_for(
-                    self.transfers.link(peer.url, peer.fingerprint),
-                    max(0.0, plan.deadline - self.clock()),
-                )
+                if link is None:
+                    link = await asyncio.wait_for(
+                        self.transfers.link(peer.url, peer.fingerprint),
+                        max(0.0, plan.deadline - self.clock()),
+                    )
             except Exception as exc:
                 log.info("cannot reach party %d (%s): %s", j, peer.node, exc)
                 raise _unreachable(j, peer.node) from None
@@ -314,7 +316,8 @@ class PartyRunner:
             self.mailbox.take((request.session, slot, j), sender, plan.deadline, "masked values")
             for j, sender in plan.peers.items()
         ]
-        letters = await asyncio.gather(*takes)
+        # One peer (two parties): awaited directly, without gather's task.
+        letters = [await takes[0]] if len(takes) == 1 else await asyncio.gather(*takes)
         parts: dict[int, tuple[torch.Tensor, ...]] = {}
         for j, letter in zip(plan.peers, letters):
             assert isinstance(letter, MpcOpenRequest)

@@ -167,11 +167,16 @@ class MpcService:
         n = len(request.parties)
         specs = material_specs(request.specs)
         seeds = [fresh_seed() for _ in range(n)]
-        dials = [
-            asyncio.wait_for(self.transfers.link(p.url, p.fingerprint), DEAL_TIMEOUT)
-            for p in request.parties
-        ]
-        links = await asyncio.gather(*dials, return_exceptions=True)
+        pooled = [self.transfers.pooled(p.url, p.fingerprint) for p in request.parties]
+        links: list[AsyncChannel | BaseException]
+        if all(link is not None for link in pooled):
+            links = [link for link in pooled if link is not None]  # no dial, no task
+        else:
+            dials = [
+                asyncio.wait_for(self.transfers.link(p.url, p.fingerprint), DEAL_TIMEOUT)
+                for p in request.parties
+            ]
+            links = list(await asyncio.gather(*dials, return_exceptions=True))
         # Seeds go to every party that can be reached, so a party that cannot
         # reach an unreachable peer fails fast instead of waiting for its seed.
         for index, link in enumerate(links):

@@ -300,6 +300,21 @@ class TransferService:
         await self._evict()
         return link
 
+    def pooled(self, url: str, fingerprint: str) -> AsyncChannel | None:
+        """The pooled link to ``url`` if it is connected now (no dial, no wait), else None.
+
+        The fast path of :meth:`link` for callers on a latency-critical path:
+        no lock, no task, no event-loop round.  The link becomes the most
+        recently used.
+        """
+        key = (url, fingerprint)
+        link = self._links.get(key)
+        if link is None or not link.connected:
+            return None
+        del self._links[key]
+        self._links[key] = link
+        return link
+
     async def _evict(self) -> None:
         """Close the least recently used links beyond MAX_LINKS."""
         while len(self._links) > MAX_LINKS:

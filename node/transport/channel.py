@@ -161,6 +161,11 @@ class AsyncChannel:
         self._redial: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def connected(self) -> bool:
+        """Opened and not lost or closed since: a post now goes straight out."""
+        return self._connection is not None and not self._closed
+
     async def open(self) -> None:
         """Dial, verify the certificate, and complete the handshake."""
         async with self._dialing:
