@@ -32,7 +32,7 @@ from protocol.mpc import BilinearKind, StepOp, TruncationScheme, WireConv, WireT
 from ..mpc import FixedPointEncoder, reconstruct
 from ..mpc.encoding import FLOAT_DTYPES
 from ..mpc.ring import RING_DTYPE, BilinearOp, ConvParams
-from ..mpc.shapes import bilinear_shape, broadcast_shape
+from ..mpc.shapes import bilinear_shape, broadcast_shape, reduced_shape
 from .mpc_group import PartyGroup, PrecisionMismatch, ShapeMismatch, SharingError
 from .pointer import Pointer
 from .torch_functions import wire_index
@@ -320,7 +320,10 @@ class SharedTensor:
         if dim is None:
             shape = self._shape_of("sum", lambda: self._meta().sum())
             return self._each(lambda s: _op("sum", s), shape)
-        shape = self._shape_of("sum", lambda: self._meta().sum(dim=dim, keepdim=keepdim))
+        try:
+            shape = torch.Size(reduced_shape(self.shape, dim, keepdim))
+        except (IndexError, ValueError) as exc:
+            raise ShapeMismatch(f"sum: {exc}", {"op": "sum"}) from None
         return self._each(lambda s: _op("sum", s, dim=dim, keepdim=keepdim), shape)
 
     def mean(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> SharedTensor:

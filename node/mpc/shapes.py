@@ -1,7 +1,8 @@
 """Result shapes of the bilinear maps, computed from the shapes alone.
 
-Owns :func:`broadcast_shape`, :func:`matmul_shape`, :func:`conv2d_shape` and
-:func:`bilinear_shape`, which follow torch's rules (broadcasting, matmul's
+Owns :func:`broadcast_shape`, :func:`matmul_shape`, :func:`conv2d_shape`,
+:func:`bilinear_shape` and :func:`reduced_shape` (a sum over dims, whose meta
+kernel imports sympy on first use), which follow torch's rules (broadcasting, matmul's
 1-d and batched forms, conv2d's output size) and raise ``ValueError``
 naming the problem.  Plain Python on tuples: the first torch op on meta
 tensors in a process costs seconds (it loads torch's Python meta kernels,
@@ -17,7 +18,7 @@ from typing import Sequence
 
 from .ring import BilinearOp, ConvParams
 
-__all__ = ["broadcast_shape", "matmul_shape", "conv2d_shape", "bilinear_shape"]
+__all__ = ["broadcast_shape", "matmul_shape", "conv2d_shape", "bilinear_shape", "reduced_shape"]
 
 Shape = tuple[int, ...]
 
@@ -75,3 +76,30 @@ def bilinear_shape(op: BilinearOp, x: Sequence[int], y: Sequence[int], params: C
     if op is BilinearOp.MATMUL:
         return matmul_shape(x, y)
     return conv2d_shape(x, y, params if params is not None else ConvParams())
+
+
+def reduced_shape(shape: Sequence[int], dim: int | Sequence[int], keepdim: bool = False) -> Shape:
+    """The shape of ``sum(dim=dim, keepdim=keepdim)`` (IndexError or ValueError naming the problem).
+
+    An empty ``dim`` reduces every dimension, as in torch; a 0-d shape takes
+    dim 0 or -1.
+    """
+    rank = len(shape)
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    if not dims:
+        dims = tuple(range(rank))
+    span = max(rank, 1)
+    chosen: list[int] = []
+    for d in dims:
+        if not isinstance(d, int) or not -span <= d < span:
+            raise IndexError(
+                f"Dimension out of range (expected to be in range of [{-span}, {span - 1}], but got {d})"
+            )
+        if d % span in chosen:
+            raise ValueError(f"dim {d % span} appears multiple times in the list of dims")
+        chosen.append(d % span)
+    if rank == 0:
+        return ()
+    if keepdim:
+        return tuple(1 if i in chosen else size for i, size in enumerate(shape))
+    return tuple(size for i, size in enumerate(shape) if i not in chosen)
