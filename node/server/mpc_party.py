@@ -186,12 +186,16 @@ class PartyRunner:
             seed = await self._seed(plan)
         z = plan.x
         spec_index = 0
+        local = request.truncation is TruncationScheme.LOCAL
         if request.op is not StepOp.TRUNCATE:
             assert seed is not None and plan.y is not None
-            z = await self._beaver(plan, seed)
+            # Local truncation runs in the same worker call as the product.
+            z = await self._beaver(plan, seed, request.bits if local else 0)
+            if local:
+                return z
             spec_index = 1
         if request.bits:
-            if request.truncation is TruncationScheme.LOCAL:
+            if local:
                 z = await self._work(z.numel(), truncate_local, z, request.party, 2, request.bits)
             else:
                 assert seed is not None
@@ -230,7 +234,7 @@ class PartyRunner:
         plan.explicit = letter.explicit
         return letter.explicit
 
-    async def _beaver(self, plan: _Plan, seed: bytes) -> torch.Tensor:
+    async def _beaver(self, plan: _Plan, seed: bytes, local_bits: int) -> torch.Tensor:
         request, x, y = plan.request, plan.x, plan.y
         assert y is not None
         spec = material_specs(plan.specs[:1])[0]
@@ -254,7 +258,8 @@ class PartyRunner:
                 own = c if c is not None else expand_seed(seed, spec.z_shape, stream_of(0, 2))
                 masked = [Masked(*v) for v in _in_order(parts, request.party, (eps, delta))]
                 opened = open_masked(masked, spec)
-                return finish(spec, opened, TripleShares(a, b, own), request.party, plan.n)
+                z = finish(spec, opened, TripleShares(a, b, own), request.party, plan.n)
+                return truncate_local(z, request.party, 2, local_bits) if local_bits else z
 
             return await self._work(_numel(spec.z_shape) + x.numel() + y.numel(), product)
         finally:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 import torch
@@ -203,7 +204,7 @@ class MpcService:
             bundles = Dealer(seed_source=lambda: Seed(next(supply))).deal(specs, n)
             return bundles[-1].explicit
 
-        elements = sum(t.numel() for s in specs for t in _spec_meta(s))
+        elements = sum(_spec_elements(s) for s in specs)
         explicit = await asyncio.to_thread(deal) if elements >= INLINE_ELEMENTS else deal()
         last = links[-1]
         assert isinstance(last, AsyncChannel)
@@ -216,9 +217,10 @@ class MpcService:
         await asyncio.wait_for(last.drained(), DEAL_TIMEOUT)
 
 
-def _spec_meta(spec: Any) -> list[torch.Tensor]:
+def _spec_elements(spec: Any) -> int:
+    """Input elements of one spec (what its dealing costs), from the shapes alone."""
     shapes = [spec.x_shape, spec.y_shape] if hasattr(spec, "x_shape") else [spec.shape]
-    return [torch.empty(s, device="meta") for s in shapes]
+    return sum(math.prod(shape) for shape in shapes)
 
 
 def _caller(session: Session) -> Caller:
