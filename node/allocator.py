@@ -26,8 +26,12 @@ import sys
 
 __all__ = ["keep_large_buffers", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "TOP_PAD"]
 
-MMAP_THRESHOLD = 256 * 1024**2
-"""Blocks up to this size come from the heap (glibc's M_MMAP_THRESHOLD)."""
+MMAP_THRESHOLD = 64 * 1024**2
+"""Blocks up to this size come from the heap (glibc's M_MMAP_THRESHOLD).
+
+64 MiB covers the 8-16 MB buffers of 10^6-element shares and openings; larger
+tensors keep their own mappings, which go back to the system when freed, so
+one large operation cannot leave the heap fragmented around hundreds of MB."""
 
 TRIM_THRESHOLD = 512 * 1024**2
 """Free bytes at the top of the heap kept for reuse (M_TRIM_THRESHOLD)."""
