@@ -216,7 +216,9 @@ class RemoteJob:
 
     def status(self) -> JobStatusReply:
         """Where the job is: status, rounds, history so far, error if it failed."""
-        return self._ask(JobStatusRequest(self.trainer._channel.tracker.next_id(), self.job_id), JobStatusReply)
+        reply = self._ask(JobStatusRequest(self.trainer._channel.tracker.next_id(), self.job_id), JobStatusReply)
+        assert isinstance(reply, JobStatusReply)  # _call checked the reply's type
+        return reply
 
     def history(self) -> History:
         return History(self.status().history)

@@ -158,11 +158,11 @@ class PlainCollector:
                 log.warning("round %d: %s dropped: %s", round_index, participants[index].label, reason)
                 dropped.append((index, reason))
                 continue
-            exc = future.exception()
-            if exc is None:
+            failure = future.exception()
+            if failure is None:
                 results[index] = future.result()
             else:
-                self._failed(round_index, index, participants[index], exc, dropped)
+                self._failed(round_index, index, participants[index], failure, dropped)
         if len(results) < min_participants:
             named = [(participants[i].label, why) for i, why in sorted(dropped)]
             raise RoundFailed.for_round(round_index, len(results), min_participants, named)
