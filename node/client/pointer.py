@@ -29,6 +29,7 @@ from .torch_functions import route_for_torch_function, wire_index, wire_kwargs
 
 if TYPE_CHECKING:
     from .handle import NodeHandle
+    from .shared import SharedTensor
 
 __all__ = ["Pointer"]
 
@@ -96,7 +97,9 @@ class Pointer:
         new.node = None  # type: ignore[assignment]
         return self
 
-    def share(self, *parties: NodeHandle, crypto_provider: NodeHandle | None = None, **options: Any) -> Any:
+    def share(
+        self, *parties: NodeHandle, crypto_provider: NodeHandle | None = None, **options: Any
+    ) -> SharedTensor:
         """Secret-share the object between ``parties``: its node splits it and sends each share.
 
         The data never passes through this process (see :func:`node.share`
