@@ -41,9 +41,7 @@ from .federated import (
 )
 from .ids import RequestId
 from .kinds import MessageKind
-from .record_fields import fingerprint
-from .records import validate_node_url
-from .errors import MalformedMessage
+from .record_fields import fingerprint, node_url
 from .secagg_fields import secure_job_body, secure_job_from, secure_train_body, secure_train_from
 from .validate import array, bad, name, node_id, number, required, string_map, tensor, text, uint
 
@@ -158,14 +156,9 @@ def _owner_body(owner: JobOwner) -> dict[str, Any]:
 
 def _owner_from(value: object, field: str) -> JobOwner:
     item = string_map(value, field)
-    url = text(required(item, "url"), field + ".url")
-    try:
-        validate_node_url(url)
-    except MalformedMessage as exc:
-        raise MalformedMessage(f"field {field}.url: {exc.message}", {"field": field + ".url"}) from None
     return JobOwner(
         node_id(required(item, "node_id"), field + ".node_id"),
-        url,
+        node_url(required(item, "url"), field + ".url"),
         fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
         name(required(item, "dataset"), field + ".dataset"),
     )

@@ -45,9 +45,7 @@ from .mpc import (
     WireTriple,
     WireTruncation,
 )
-from .record_fields import fingerprint
-from .records import validate_node_url
-from .errors import MalformedMessage
+from .record_fields import fingerprint, node_url
 from .transfers import TICKET_BYTES
 from .validate import (
     array,
@@ -72,14 +70,6 @@ _MAX_SEED_BYTES = 32
 
 def _session(value: object, field: str = "session") -> bytes:
     return blob(value, field, SESSION_BYTES, MAX_SESSION_BYTES)
-
-
-def _url(value: object, field: str) -> str:
-    url = text(value, field)
-    try:
-        return validate_node_url(url)
-    except MalformedMessage as exc:
-        raise MalformedMessage(f"field {field!r}: {exc.message}", {"field": field}) from None
 
 
 def _enum(cls: Any, value: object, field: str) -> Any:
@@ -108,7 +98,7 @@ def _address_from(value: object, field: str) -> PartyAddress:
     item = string_map(value, field)
     return PartyAddress(
         node_id(required(item, "node"), field + ".node"),
-        _url(required(item, "url"), field + ".url"),
+        node_url(required(item, "url"), field + ".url"),
         fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
     )
 
@@ -134,7 +124,7 @@ def _target_from(value: object, field: str) -> SplitTarget:
     item = string_map(value, field)
     return SplitTarget(
         node_id(required(item, "node"), field + ".node"),
-        _url(required(item, "url"), field + ".url"),
+        node_url(required(item, "url"), field + ".url"),
         fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
         object_id(required(item, "object_id"), field + ".object_id"),
         blob(required(item, "ticket"), field + ".ticket", TICKET_BYTES, TICKET_BYTES),

@@ -62,7 +62,7 @@ from .validate import (
     uint,
 )
 
-__all__ = ["NETWORK_BODIES", "NETWORK_PARSERS", "record_body", "record_from", "fingerprint"]
+__all__ = ["NETWORK_BODIES", "NETWORK_PARSERS", "record_body", "record_from", "fingerprint", "node_url"]
 
 FINGERPRINT_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -72,6 +72,15 @@ def fingerprint(value: object, field: str) -> str:
     if not isinstance(value, str) or not FINGERPRINT_PATTERN.fullmatch(value):
         raise bad(field, "a fingerprint 'sha256:<64 lower-case hex digits>'")
     return value
+
+
+def node_url(value: object, field: str) -> str:
+    """A dialable node URL (:func:`~protocol.records.validate_node_url`), errors naming ``field``."""
+    url = text(value, field)
+    try:
+        return validate_node_url(url)
+    except MalformedMessage as exc:
+        raise MalformedMessage(f"field {field!r}: {exc.message}", {"field": field}) from None
 
 
 def _tags(value: object, field: str) -> tuple[str, ...]:
@@ -130,11 +139,7 @@ def record_body(record: NodeRecord) -> dict[str, Any]:
 
 def record_from(value: object, field: str) -> NodeRecord:
     item = string_map(value, field)
-    url = text(required(item, "url"), field + ".url")
-    try:
-        validate_node_url(url)
-    except MalformedMessage as exc:
-        raise MalformedMessage(f"field {field}.url: {exc.message}", {"field": field + ".url"}) from None
+    url = node_url(required(item, "url"), field + ".url")
     datasets = array(item.get("datasets", []), field + ".datasets", MAX_DATASETS)
     return NodeRecord(
         node_id(required(item, "node_id"), field + ".node_id"),
@@ -233,7 +238,7 @@ NETWORK_PARSERS: dict[MessageKind, Parser] = {
         rid,
         object_id(required(b, "object_id"), "object_id"),
         node_id(required(b, "to_node"), "to_node"),
-        _url(required(b, "to_url"), "to_url"),
+        node_url(required(b, "to_url"), "to_url"),
         fingerprint(required(b, "to_fingerprint"), "to_fingerprint"),
         object_id(required(b, "dest_object_id"), "dest_object_id"),
         _ticket(required(b, "ticket"), "ticket"),
@@ -324,11 +329,3 @@ def chunk_from(body: Mapping[str, Any]) -> tuple[str, tuple[int, ...], int, torc
             {"offset": offset, "total": total},
         )
     return dtype_name, dims, offset, data, boolean(required(body, "last"), "last")
-
-
-def _url(value: object, field: str) -> str:
-    url = text(value, field)
-    try:
-        return validate_node_url(url)
-    except MalformedMessage as exc:
-        raise MalformedMessage(f"field {field!r}: {exc.message}", {"field": field}) from None

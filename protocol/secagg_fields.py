@@ -16,12 +16,11 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from .errors import BadTensor, MalformedMessage
+from .errors import BadTensor
 from .ids import RequestId
 from .kinds import MessageKind
 from .limits import MAX_TENSOR_DIMS
-from .record_fields import fingerprint
-from .records import validate_node_url
+from .record_fields import fingerprint, node_url
 from .secagg import (
     MAX_AGGREGATION_PARTIES,
     MAX_ROUND_ID_BYTES,
@@ -40,7 +39,7 @@ from .secagg import (
     SecureTrain,
     ShareSender,
 )
-from .validate import array, bad, blob, boolean, node_id, number, required, string_map, tensor, text, uint
+from .validate import array, bad, blob, boolean, node_id, number, required, string_map, tensor, uint
 
 __all__ = [
     "SECAGG_BODIES",
@@ -63,14 +62,6 @@ def _precision(value: object, field: str) -> int:
     return uint(value, field, MAX_SECAGG_PRECISION)
 
 
-def _url(value: object, field: str) -> str:
-    url = text(value, field)
-    try:
-        return validate_node_url(url)
-    except MalformedMessage as exc:
-        raise MalformedMessage(f"field {field}: {exc.message}", {"field": field}) from None
-
-
 def _party_body(party: AggregationParty) -> dict[str, Any]:
     return {"node": party.node, "url": party.url, "fingerprint": party.fingerprint}
 
@@ -79,7 +70,7 @@ def _party_from(value: object, field: str) -> AggregationParty:
     item = string_map(value, field)
     return AggregationParty(
         node_id(required(item, "node"), field + ".node"),
-        _url(required(item, "url"), field + ".url"),
+        node_url(required(item, "url"), field + ".url"),
         fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
     )
 
