@@ -43,7 +43,7 @@ from .ids import RequestId
 from .kinds import MessageKind
 from .record_fields import fingerprint, node_url
 from .secagg_fields import secure_job_body, secure_job_from, secure_train_body, secure_train_from
-from .validate import array, bad, name, node_id, number, required, string_map, tensor, text, uint
+from .validate import array, bad, name, node_id, number, required, seconds, string_map, tensor, text, uint
 
 __all__ = ["FEDERATED_BODIES", "FEDERATED_PARSERS"]
 
@@ -171,13 +171,6 @@ def _owners_from(value: object, field: str) -> tuple[JobOwner, ...]:
     return tuple(_owner_from(owner, field) for owner in owners)
 
 
-def _timeout(value: object, field: str) -> float:
-    seconds = _finite(value, field)
-    if not 0 < seconds <= MAX_ROUND_TIMEOUT:
-        raise bad(field, f"a number of seconds in (0, {MAX_ROUND_TIMEOUT:g}]")
-    return seconds
-
-
 def _status(value: object, field: str) -> JobStatus:
     try:
         return JobStatus(text(value, field))
@@ -279,7 +272,7 @@ FEDERATED_PARSERS: dict[MessageKind, Parser] = {
         _positive(required(b, "rounds"), "rounds", MAX_ROUNDS),
         _owners_from(required(b, "owners"), "owners"),
         _positive(required(b, "min_participants"), "min_participants", MAX_OWNERS),
-        _timeout(required(b, "round_timeout"), "round_timeout"),
+        seconds(required(b, "round_timeout"), "round_timeout", MAX_ROUND_TIMEOUT),
         secure_job_from(b.get("secure")),
     ),
     MessageKind.JOB_SUBMIT_REPLY: lambda rid, b: JobSubmitReply(rid, name(required(b, "job_id"), "job_id")),

@@ -9,7 +9,6 @@ receiving node's business.  Pure.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Mapping
 
 import torch
@@ -17,7 +16,6 @@ import torch
 from .errors import BadTensor
 from .ids import RequestId
 from .kinds import MessageKind
-from .limits import MAX_TENSOR_DIMS
 from .mpc import (
     MAX_OPEN_ERROR_CHARS,
     MAX_PARTIES,
@@ -53,9 +51,11 @@ from .validate import (
     blob,
     name,
     node_id,
-    number,
     object_id,
     required,
+    seconds,
+    seed,
+    shape,
     string_map,
     tensor,
     text,
@@ -64,8 +64,6 @@ from .validate import (
 
 __all__ = ["MPC_BODIES", "MPC_PARSERS"]
 
-_MAX_DIM = 2**62 - 1
-_MAX_SEED_BYTES = 32
 
 
 def _session(value: object, field: str = "session") -> bytes:
@@ -77,10 +75,6 @@ def _enum(cls: Any, value: object, field: str) -> Any:
         return cls(value)
     except (ValueError, TypeError):
         raise bad(field, "one of " + ", ".join(repr(m.value) for m in cls)) from None
-
-
-def _shape(value: object, field: str) -> tuple[int, ...]:
-    return tuple(uint(d, field, _MAX_DIM) for d in array(value, field, MAX_TENSOR_DIMS))
 
 
 def _pair(value: object, field: str) -> tuple[int, int]:
@@ -193,13 +187,13 @@ def _spec_from(value: object, field: str) -> WireSpec:
     if kind == "triple":
         return WireTriple(
             _enum(BilinearKind, required(item, "op"), field + ".op"),
-            _shape(required(item, "x_shape"), field + ".x_shape"),
-            _shape(required(item, "y_shape"), field + ".y_shape"),
+            shape(required(item, "x_shape"), field + ".x_shape"),
+            shape(required(item, "y_shape"), field + ".y_shape"),
             _conv_from(item.get("conv"), field + ".conv"),
         )
     if kind == "truncation":
         return WireTruncation(
-            _shape(required(item, "shape"), field + ".shape"),
+            shape(required(item, "shape"), field + ".shape"),
             _bits(required(item, "bits"), field + ".bits", 1),
         )
     raise bad(field + ".type", "'triple' or 'truncation'")
@@ -219,15 +213,6 @@ def _bits(value: object, field: str, low: int) -> int:
     return bits
 
 
-def _seed(value: object, field: str) -> bytes | None:
-    if value is None:
-        return None
-    seed = blob(value, field, 16, _MAX_SEED_BYTES)
-    if len(seed) not in (16, 32):
-        raise bad(field, "a binary of 16 or 32 bytes, or nil")
-    return seed
-
-
 def _ring_tensors(value: object, field: str, max_len: int) -> tuple[torch.Tensor, ...]:
     items = tuple(tensor(t, field) for t in array(value, field, max_len))
     for item in items:
@@ -238,13 +223,6 @@ def _ring_tensors(value: object, field: str, max_len: int) -> tuple[torch.Tensor
 
 def _party_index(value: object, field: str) -> int:
     return uint(value, field, MAX_PARTIES - 1)
-
-
-def _timeout(value: object, field: str) -> float:
-    seconds = number(value, field)
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_STEP_TIMEOUT):
-        raise bad(field, f"a number of seconds in (0, {MAX_STEP_TIMEOUT:g}]")
-    return seconds
 
 
 def _optional_object(value: object, field: str) -> Any:
@@ -320,7 +298,7 @@ MPC_PARSERS: dict[MessageKind, Parser] = {
     MessageKind.MPC_SPLIT_REPLY: lambda rid, b: MpcSplitReply(
         rid,
         name(required(b, "dtype"), "dtype"),
-        _shape(required(b, "shape"), "shape"),
+        shape(required(b, "shape"), "shape"),
         uint(required(b, "precision"), "precision", MAX_PRECISION_BITS),
     ),
     MessageKind.MPC_DEAL: lambda rid, b: MpcDealRequest(
@@ -335,7 +313,7 @@ MPC_PARSERS: dict[MessageKind, Parser] = {
         _party_index(required(b, "party"), "party"),
         uint(required(b, "n_parties"), "n_parties", MAX_PARTIES),
         _specs_from(required(b, "specs"), "specs"),
-        _seed(b.get("seed"), "seed"),
+        seed(b.get("seed"), "seed"),
         _ring_tensors(b.get("explicit", []), "explicit", 2 * MAX_SPECS),
     ),
     MessageKind.MPC_STEP: lambda rid, b: MpcStepRequest(
@@ -351,7 +329,7 @@ MPC_PARSERS: dict[MessageKind, Parser] = {
         _bits(required(b, "bits"), "bits", 0),
         _enum(TruncationScheme, required(b, "truncation"), "truncation"),
         object_id(required(b, "result"), "result"),
-        _timeout(required(b, "timeout"), "timeout"),
+        seconds(required(b, "timeout"), "timeout", MAX_STEP_TIMEOUT),
     ),
     MessageKind.MPC_OPEN: lambda rid, b: MpcOpenRequest(
         rid,

@@ -11,7 +11,6 @@ tensors (anything else is ``BAD_TENSOR``).  Pure.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Mapping
 
 import torch
@@ -19,7 +18,6 @@ import torch
 from .errors import BadTensor
 from .ids import RequestId
 from .kinds import MessageKind
-from .limits import MAX_TENSOR_DIMS
 from .record_fields import fingerprint, node_url
 from .secagg import (
     MAX_AGGREGATION_PARTIES,
@@ -39,7 +37,7 @@ from .secagg import (
     SecureTrain,
     ShareSender,
 )
-from .validate import array, bad, blob, boolean, node_id, number, required, string_map, tensor, uint
+from .validate import array, bad, blob, boolean, node_id, required, seconds, seed, shape, string_map, tensor, uint
 
 __all__ = [
     "SECAGG_BODIES",
@@ -51,7 +49,6 @@ __all__ = [
 ]
 
 MAX_OWNER_INDEX = MAX_ROUND_OWNERS - 1
-_MAX_DIM = 2**62 - 1
 
 
 def _round(value: object, field: str = "round") -> bytes:
@@ -110,7 +107,7 @@ def _shapes_from(value: object, field: str) -> dict[str, tuple[int, ...]]:
     result: dict[str, tuple[int, ...]] = {}
     for key, dims in shapes.items():
         _key(key, field)
-        result[key] = tuple(uint(d, f"{field}.{key[:64]}", _MAX_DIM) for d in array(dims, field, MAX_TENSOR_DIMS))
+        result[key] = shape(dims, f"{field}.{key[:64]}")
     return result
 
 
@@ -125,27 +122,11 @@ def _ring_map(value: object, field: str) -> dict[str, torch.Tensor]:
     return items
 
 
-def _seed(value: object, field: str) -> bytes | None:
-    if value is None:
-        return None
-    seed = blob(value, field, 16, 32)
-    if len(seed) not in (16, 32):
-        raise bad(field, "a binary of 16 or 32 bytes, or nil")
-    return seed
-
-
-def _timeout(value: object, field: str) -> float:
-    seconds = number(value, field)
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_SECAGG_TIMEOUT):
-        raise bad(field, f"a number of seconds in (0, {MAX_SECAGG_TIMEOUT:g}]")
-    return seconds
-
-
 def _share_from(rid: RequestId, body: Mapping[str, Any]) -> SecaggShareRequest:
     shapes = _shapes_from(required(body, "shapes"), "shapes")
-    seed = _seed(body.get("seed"), "seed")
+    share_seed = seed(body.get("seed"), "seed")
     values = _ring_map(body.get("values", {}), "values")
-    if (seed is None) == (not values):
+    if (share_seed is None) == (not values):
         raise bad("seed", "set exactly when values is empty")
     if values and list(values) != list(shapes):
         raise bad("values", "a map with the keys of shapes, in their order")
@@ -154,7 +135,7 @@ def _share_from(rid: RequestId, body: Mapping[str, Any]) -> SecaggShareRequest:
             raise bad(f"values.{key[:64]}", f"a tensor of shape {list(shapes[key])}")
     return SecaggShareRequest(
         rid, _round(required(body, "round")), uint(required(body, "owner"), "owner", MAX_OWNER_INDEX),
-        shapes, seed, values,
+        shapes, share_seed, values,
     )
 
 
@@ -216,7 +197,7 @@ SECAGG_PARSERS: dict[MessageKind, Parser] = {
         rid,
         _round(required(b, "round")),
         tuple(_sender_from(s, "owners") for s in array(required(b, "owners"), "owners", MAX_ROUND_OWNERS)),
-        _timeout(required(b, "timeout"), "timeout"),
+        seconds(required(b, "timeout"), "timeout", MAX_SECAGG_TIMEOUT),
     ),
     MessageKind.SECAGG_SPLIT: lambda rid, b: SecaggSplitRequest(
         rid,

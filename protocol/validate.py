@@ -6,13 +6,14 @@ offending field.  Used by the codec and by the per-kind field tables.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import torch
 
 from .errors import MalformedMessage
 from .ids import MAX_OBJECT_ID, NodeId, ObjectId
-from .limits import MAX_NESTING_DEPTH
+from .limits import MAX_NESTING_DEPTH, MAX_TENSOR_DIMS
 from .values import PointerRef
 
 __all__ = [
@@ -33,13 +34,20 @@ __all__ = [
     "number",
     "blob",
     "principal",
+    "seconds",
+    "seed",
+    "shape",
     "MAX_PRINCIPAL_CHARS",
+    "MAX_DIM",
 ]
 
 MAX_NAME_CHARS = 128
 
 MAX_PRINCIPAL_CHARS = 256
 """Longest principal name (``node:<128-char id>@<16 hex>`` fits)."""
+
+MAX_DIM = 2**62 - 1
+"""Largest tensor dimension a shape field may name."""
 
 
 def bad(field: str, expected: str) -> MalformedMessage:
@@ -172,3 +180,26 @@ def blob(value: object, field: str, min_len: int = 0, max_len: int = 65_536) -> 
     if not isinstance(value, bytes) or not min_len <= len(value) <= max_len:
         raise bad(field, f"a binary of {min_len} to {max_len} bytes")
     return value
+
+
+def seconds(value: object, field: str, limit: float) -> float:
+    """A finite number of seconds in (0, ``limit``]."""
+    result = number(value, field)
+    if not (math.isfinite(result) and 0 < result <= limit):
+        raise bad(field, f"a number of seconds in (0, {limit:g}]")
+    return result
+
+
+def seed(value: object, field: str) -> bytes | None:
+    """A 16- or 32-byte PRG seed, or nil."""
+    if value is None:
+        return None
+    result = blob(value, field, 16, 32)
+    if len(result) not in (16, 32):
+        raise bad(field, "a binary of 16 or 32 bytes, or nil")
+    return result
+
+
+def shape(value: object, field: str) -> tuple[int, ...]:
+    """A tensor shape: at most MAX_TENSOR_DIMS dimensions of at most MAX_DIM."""
+    return tuple(uint(d, field, MAX_DIM) for d in array(value, field, MAX_TENSOR_DIMS))
