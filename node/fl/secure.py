@@ -39,6 +39,7 @@ Must not import asyncio, websockets, ``node.server`` or ``node.client``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -117,9 +118,12 @@ def encode_update(state: Mapping[str, torch.Tensor], samples: int, precision: in
     for key, tensor in state.items():
         if tensor.is_floating_point():
             weighted = tensor.detach().to(torch.float64) * float(samples)
-            if not bool(torch.isfinite(weighted).all()):
+            largest = float(weighted.abs().max()) if weighted.numel() else 0.0
+            if not math.isfinite(largest):
                 raise NonFiniteValue.for_count(int((~torch.isfinite(weighted)).sum()))
-            ring[key] = _checked(key, weighted, limit, precision, encoder.encode(weighted))
+            if largest >= limit:  # before encoding, whose own (2^63) bound is far looser
+                raise UpdateOutOfRange.for_key(key, largest, limit, precision)
+            ring[key] = encoder.encode(weighted)
         elif tensor.dtype in (torch.bool,) or tensor.is_complex():
             raise BadRequest(f"secure aggregation: {key!r} has dtype {tensor.dtype}, which is not averaged", {})
         else:
@@ -128,13 +132,6 @@ def encode_update(state: Mapping[str, torch.Tensor], samples: int, precision: in
             if largest >= limit * 2**precision:
                 raise UpdateOutOfRange.for_key(key, largest, limit * 2**precision, 0)
             ring[key] = exact * samples
-    return ring
-
-
-def _checked(key: str, weighted: torch.Tensor, limit: float, precision: int, ring: torch.Tensor) -> torch.Tensor:
-    largest = float(weighted.abs().max()) if weighted.numel() else 0.0
-    if largest >= limit:
-        raise UpdateOutOfRange.for_key(key, largest, limit, precision)
     return ring
 
 

@@ -83,8 +83,12 @@ def test_updates_beyond_the_bound_or_not_finite_are_refused() -> None:
     assert limit == 2.0 ** (55 - F)
     with pytest.raises(UpdateOutOfRange, match="beyond"):
         encode_update({"w": torch.tensor([limit / 1000], dtype=torch.float64)}, 1000, F)
+    with pytest.raises(UpdateOutOfRange):  # far beyond: still this error, not the ring encoder's
+        encode_update({"w": torch.tensor([1e20], dtype=torch.float64)}, 1, F)
     with pytest.raises(NonFiniteValue):
         encode_update({"w": torch.tensor([float("nan")])}, 10, F)
+    with pytest.raises(NonFiniteValue):
+        encode_update({"w": torch.tensor([1.0, float("inf")])}, 10, F)
     with pytest.raises(UpdateOutOfRange):
         encode_update({"n": torch.tensor(2**50)}, 2**6, F)
     with pytest.raises(BadRequest, match="not averaged"):
