@@ -11,7 +11,7 @@ before it has been processed.  Pure: no I/O, nothing from ``node/``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Tuple, Union
+from typing import ClassVar, Mapping, Tuple, Union, get_args
 
 import torch
 
@@ -338,22 +338,5 @@ Reply = Union[
 ]
 Message = Union[Request, Reply]
 
-REPLY_TYPES = (
-    HelloReply,
-    MpcSplitReply,
-    GetReply,
-    SyncReply,
-    ListReply,
-    DescribeReply,
-    ErrorReply,
-    AckReply,
-    RegisterReply,
-    NodesReply,
-    ReadReply,
-    TrainReply,
-    JobSubmitReply,
-    JobStatusReply,
-    JobResultReply,
-    SecaggSumReply,
-)
+REPLY_TYPES: Tuple[type[Reply], ...] = get_args(Reply)
 """The reply classes, for ``isinstance`` checks."""
