@@ -26,7 +26,6 @@ from typing import Sequence
 import torch
 
 from protocol.errors import PeerUnavailable
-from protocol.ids import ObjectId
 from protocol.messages import DescribeReply, ErrorReply, GetReply, GetRequest
 from protocol.mpc import (
     DEFAULT_STEP_TIMEOUT,
@@ -95,10 +94,6 @@ class PartyGroup:
     def ids(self) -> tuple[str, ...]:
         return tuple(p.id for p in self.parties)
 
-    def same_as(self, other: PartyGroup) -> bool:
-        """The same party nodes, in the same order, and the same crypto provider."""
-        return self.ids == other.ids and self.crypto_provider.id == other.crypto_provider.id
-
     def check_same(self, other: PartyGroup, op: str) -> None:
         if self.ids != other.ids:
             raise MixedParties(
@@ -123,13 +118,11 @@ class PartyGroup:
         specs: tuple[WireSpec, ...],
         bits: int,
         conv: WireConv | None = None,
-        scheme: TruncationScheme | None = None,
     ) -> tuple[Pointer, ...]:
         """Deal (if material is needed) and post one step to every party; the result shares."""
         session = secrets.token_bytes(SESSION_BYTES)
         if specs:
             self._deal(session, specs)
-        scheme = scheme or self.truncation
         results = []
         for index, party in enumerate(self.parties):
             result = new_object_id()
@@ -144,7 +137,7 @@ class PartyGroup:
                 None if y is None else y[index].object_id,
                 conv,
                 bits,
-                scheme,
+                self.truncation,
                 result,
                 self.timeout,
             )
@@ -261,8 +254,3 @@ def _address(handle: NodeHandle) -> PartyAddress:
             {"node": handle.id},
         )
     return PartyAddress(handle.id, handle.url, fingerprint)
-
-
-def fresh_ids(count: int) -> list[ObjectId]:
-    """``count`` new object ids."""
-    return [new_object_id() for _ in range(count)]
