@@ -43,7 +43,7 @@ from .mpc import (
     WireTriple,
     WireTruncation,
 )
-from .record_fields import fingerprint, node_url
+from .record_fields import address_body, addresses_from, fingerprint, node_url
 from .transfers import TICKET_BYTES
 from .validate import (
     array,
@@ -82,26 +82,6 @@ def _pair(value: object, field: str) -> tuple[int, int]:
     if len(items) != 2:
         raise bad(field, "an array of 2 integers")
     return (uint(items[0], field, 2**31), uint(items[1], field, 2**31))
-
-
-def _address_body(party: PartyAddress) -> dict[str, Any]:
-    return {"node": party.node, "url": party.url, "fingerprint": party.fingerprint}
-
-
-def _address_from(value: object, field: str) -> PartyAddress:
-    item = string_map(value, field)
-    return PartyAddress(
-        node_id(required(item, "node"), field + ".node"),
-        node_url(required(item, "url"), field + ".url"),
-        fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
-    )
-
-
-def _addresses_from(value: object, field: str) -> tuple[PartyAddress, ...]:
-    parties = tuple(_address_from(p, field) for p in array(value, field, MAX_PARTIES))
-    if len(parties) < 2:
-        raise bad(field, f"an array of 2 to {MAX_PARTIES} parties")
-    return parties
 
 
 def _target_body(target: SplitTarget) -> dict[str, Any]:
@@ -254,7 +234,7 @@ MPC_BODIES: dict[MessageKind, Builder] = {
     },
     MessageKind.MPC_DEAL: lambda m: {
         "session": m.session,
-        "parties": [_address_body(p) for p in m.parties],
+        "parties": [address_body(p) for p in m.parties],
         "specs": [_spec_body(s) for s in m.specs],
     },
     MessageKind.MPC_MATERIAL: lambda m: {
@@ -268,7 +248,7 @@ MPC_BODIES: dict[MessageKind, Builder] = {
     MessageKind.MPC_STEP: lambda m: {
         "session": m.session,
         "party": m.party,
-        "parties": [_address_body(p) for p in m.parties],
+        "parties": [address_body(p) for p in m.parties],
         "dealer": _dealer_body(m.dealer),
         "op": m.op.value,
         "x": m.x,
@@ -304,7 +284,7 @@ MPC_PARSERS: dict[MessageKind, Parser] = {
     MessageKind.MPC_DEAL: lambda rid, b: MpcDealRequest(
         rid,
         _session(required(b, "session")),
-        _addresses_from(required(b, "parties"), "parties"),
+        addresses_from(PartyAddress, required(b, "parties"), "parties", MAX_PARTIES),
         _specs_from(required(b, "specs"), "specs"),
     ),
     MessageKind.MPC_MATERIAL: lambda rid, b: MpcMaterialRequest(
@@ -320,7 +300,7 @@ MPC_PARSERS: dict[MessageKind, Parser] = {
         rid,
         _session(required(b, "session")),
         _party_index(required(b, "party"), "party"),
-        _addresses_from(required(b, "parties"), "parties"),
+        addresses_from(PartyAddress, required(b, "parties"), "parties", MAX_PARTIES),
         _dealer_from(b.get("dealer"), "dealer"),
         _enum(StepOp, required(b, "op"), "op"),
         object_id(required(b, "x"), "x"),

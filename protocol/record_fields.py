@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 
@@ -21,7 +21,7 @@ from .discovery import (
     RegisterRequest,
 )
 from .errors import BadTensor, MalformedMessage
-from .ids import RequestId
+from .ids import NodeId, RequestId
 from .kinds import AckReply, MessageKind
 from .limits import MAX_TENSOR_DIMS
 from .records import (
@@ -62,7 +62,17 @@ from .validate import (
     uint,
 )
 
-__all__ = ["NETWORK_BODIES", "NETWORK_PARSERS", "record_body", "record_from", "fingerprint", "node_url"]
+__all__ = [
+    "NETWORK_BODIES",
+    "NETWORK_PARSERS",
+    "record_body",
+    "record_from",
+    "fingerprint",
+    "node_url",
+    "address_body",
+    "addresses_from",
+    "address_from",
+]
 
 FINGERPRINT_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -81,6 +91,34 @@ def node_url(value: object, field: str) -> str:
         return validate_node_url(url)
     except MalformedMessage as exc:
         raise MalformedMessage(f"field {field!r}: {exc.message}", {"field": field}) from None
+
+
+_Address = TypeVar("_Address")
+
+
+def address_body(party: Any) -> dict[str, Any]:
+    """``{node, url, fingerprint}`` of a party address (mpc ``PartyAddress``, secagg ``AggregationParty``)."""
+    return {"node": party.node, "url": party.url, "fingerprint": party.fingerprint}
+
+
+def address_from(make: Callable[[NodeId, str, str], _Address], value: object, field: str) -> _Address:
+    """A ``{node, url, fingerprint}`` map, validated, built with ``make``."""
+    item = string_map(value, field)
+    return make(
+        node_id(required(item, "node"), field + ".node"),
+        node_url(required(item, "url"), field + ".url"),
+        fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
+    )
+
+
+def addresses_from(
+    make: Callable[[NodeId, str, str], _Address], value: object, field: str, max_len: int
+) -> tuple[_Address, ...]:
+    """An array of 2 to ``max_len`` party addresses."""
+    parties = tuple(address_from(make, p, field) for p in array(value, field, max_len))
+    if len(parties) < 2:
+        raise bad(field, f"an array of 2 to {max_len} parties")
+    return parties
 
 
 def _tags(value: object, field: str) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ import torch
 from .errors import BadTensor
 from .ids import RequestId
 from .kinds import MessageKind
-from .record_fields import fingerprint, node_url
+from .record_fields import address_body, address_from, addresses_from, fingerprint
 from .secagg import (
     MAX_AGGREGATION_PARTIES,
     MAX_ROUND_ID_BYTES,
@@ -57,26 +57,6 @@ def _round(value: object, field: str = "round") -> bytes:
 
 def _precision(value: object, field: str) -> int:
     return uint(value, field, MAX_SECAGG_PRECISION)
-
-
-def _party_body(party: AggregationParty) -> dict[str, Any]:
-    return {"node": party.node, "url": party.url, "fingerprint": party.fingerprint}
-
-
-def _party_from(value: object, field: str) -> AggregationParty:
-    item = string_map(value, field)
-    return AggregationParty(
-        node_id(required(item, "node"), field + ".node"),
-        node_url(required(item, "url"), field + ".url"),
-        fingerprint(required(item, "fingerprint"), field + ".fingerprint"),
-    )
-
-
-def _parties_from(value: object, field: str) -> tuple[AggregationParty, ...]:
-    parties = tuple(_party_from(p, field) for p in array(value, field, MAX_AGGREGATION_PARTIES))
-    if len(parties) < 2:
-        raise bad(field, f"an array of 2 to {MAX_AGGREGATION_PARTIES} parties")
-    return parties
 
 
 def _sender_from(value: object, field: str) -> ShareSender:
@@ -156,7 +136,7 @@ def secure_train_from(value: object, field: str = "secure") -> SecureTrain | Non
 def secure_job_body(section: SecureJob | None) -> dict[str, Any] | None:
     if section is None:
         return None
-    return {"crypto_provider": _party_body(section.crypto_provider), "precision": section.precision}
+    return {"crypto_provider": address_body(section.crypto_provider), "precision": section.precision}
 
 
 def secure_job_from(value: object, field: str = "secure") -> SecureJob | None:
@@ -164,7 +144,7 @@ def secure_job_from(value: object, field: str = "secure") -> SecureJob | None:
         return None
     item = string_map(value, field)
     return SecureJob(
-        _party_from(required(item, "crypto_provider"), field + ".crypto_provider"),
+        address_from(AggregationParty, required(item, "crypto_provider"), field + ".crypto_provider"),
         _precision(required(item, "precision"), field + ".precision"),
     )
 
@@ -179,7 +159,7 @@ SECAGG_BODIES: dict[MessageKind, Builder] = {
         "timeout": m.timeout,
     },
     MessageKind.SECAGG_SPLIT: lambda m: {
-        "round": m.round, "owner": m.owner, "parties": [_party_body(p) for p in m.parties],
+        "round": m.round, "owner": m.owner, "parties": [address_body(p) for p in m.parties],
     },
     MessageKind.SECAGG_SHARE: lambda m: {
         "round": m.round,
@@ -203,7 +183,7 @@ SECAGG_PARSERS: dict[MessageKind, Parser] = {
         rid,
         _round(required(b, "round")),
         uint(required(b, "owner"), "owner", MAX_OWNER_INDEX),
-        _parties_from(required(b, "parties"), "parties"),
+        addresses_from(AggregationParty, required(b, "parties"), "parties", MAX_AGGREGATION_PARTIES),
     ),
     MessageKind.SECAGG_SHARE: _share_from,
     MessageKind.SECAGG_SUM: lambda rid, b: SecaggSumRequest(
