@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterator, Mapping, Sequence
+from typing import AbstractSet, Iterator, Mapping, Sequence
 
 import torch
 
@@ -93,7 +93,7 @@ def tensors_in(value: object) -> Iterator[torch.Tensor]:
 
 
 def check_disclosure(
-    op: str, call_args: Sequence[object], kwargs: Mapping[str, object], hidden: set[int]
+    op: str, call_args: Sequence[object], kwargs: Mapping[str, object], hidden: AbstractSet[int]
 ) -> None:
     """PermissionDenied if a value-sensitive argument of ``op`` holds a tensor in ``hidden``.
 

@@ -26,7 +26,7 @@ from protocol.messages import CommandRequest
 from protocol.ops import result_count
 from protocol.values import PointerRef, Value
 
-from .disclosure import check_disclosure, redacted
+from .disclosure import check_disclosure, redacted, tensors_in
 from .ops import estimated_cost, run_op
 from .policy import Policy, combine
 from .sizing import Spec, bytes_bound, meta_specs, spec_bytes
@@ -88,13 +88,15 @@ class Executor:
             )
         hidden = _NONE_HIDDEN
         policies = [Policy.own(principal)]
+        restricted = False
         for stored in used:  # a plain loop: this runs for every command
             policies.append(stored.policy)
-            if not stored.policy.can_read(principal):
-                hidden = frozenset(id(s.value) for s in used if not s.readable_by(principal))
-        if hidden:
+            if not restricted and not stored.policy.can_read(principal):
+                restricted = True
+        if restricted:
+            hidden = frozenset(id(s.value) for s in used if not s.readable_by(principal))
             call_args = args if target is None else [target, *args]
-            check_disclosure(request.op, call_args, kwargs, set(hidden))
+            check_disclosure(request.op, call_args, kwargs, hidden)
         policy = combine(policies)
         cost = estimated_cost(target, [*args, *kwargs.values()])
         return PreparedCommand(principal, request, target, args, kwargs, cost, policy, hidden)
@@ -162,15 +164,5 @@ class PreparedCommand:
         """A hidden one-element tensor could be used as a number: check shapes without data."""
         if not self.hidden:
             return False
-        tensors = [self.target, *_tensors(self.args), *_tensors(list(self.kwargs.values()))]
-        return any(t is not None and id(t) in self.hidden and t.numel() == 1 for t in tensors)
-
-
-def _tensors(values: list[Any]) -> list[torch.Tensor]:
-    found: list[torch.Tensor] = []
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            found.append(value)
-        elif isinstance(value, (list, dict)):
-            found.extend(_tensors(list(value.values()) if isinstance(value, dict) else value))
-    return found
+        inputs = (self.target, self.args, self.kwargs)
+        return any(id(t) in self.hidden and t.numel() == 1 for t in tensors_in(inputs))
