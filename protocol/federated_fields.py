@@ -10,7 +10,7 @@ layer names and arguments against its allowlist.  Pure.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 
@@ -39,11 +39,10 @@ from .federated import (
     TrainRequest,
     WireMetrics,
 )
-from .ids import RequestId
 from .kinds import MessageKind
 from .record_fields import fingerprint, node_url
 from .secagg_fields import secure_job_body, secure_job_from, secure_train_body, secure_train_from
-from .validate import array, bad, name, node_id, number, required, seconds, string_map, tensor, text, uint
+from .validate import Builder, Parser, array, bad, name, node_id, number, required, seconds, string_map, tensor, text, uint
 
 __all__ = ["FEDERATED_BODIES", "FEDERATED_PARSERS"]
 
@@ -195,9 +194,6 @@ def _positive(value: object, field: str, limit: int) -> int:
         raise bad(field, f"an integer in [1, {limit}]")
     return count
 
-
-Builder = Callable[[Any], dict[str, Any]]
-Parser = Callable[[RequestId, Mapping[str, Any]], Any]
 
 FEDERATED_BODIES: dict[MessageKind, Builder] = {
     MessageKind.TRAIN: lambda m: {

@@ -9,12 +9,11 @@ receiving node's business.  Pure.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
 from .errors import BadTensor
-from .ids import RequestId
 from .kinds import MessageKind
 from .mpc import (
     MAX_OPEN_ERROR_CHARS,
@@ -46,6 +45,8 @@ from .mpc import (
 from .record_fields import address_body, addresses_from, fingerprint, node_url
 from .transfers import TICKET_BYTES
 from .validate import (
+    Builder,
+    Parser,
     array,
     bad,
     blob,
@@ -217,9 +218,6 @@ def _error_text(value: object, field: str) -> str | None:
         raise bad(field, f"a string of at most {MAX_OPEN_ERROR_CHARS} characters, or nil")
     return message
 
-
-Builder = Callable[[Any], dict[str, Any]]
-Parser = Callable[[RequestId, Mapping[str, Any]], Any]
 
 MPC_BODIES: dict[MessageKind, Builder] = {
     MessageKind.MPC_SPLIT: lambda m: {

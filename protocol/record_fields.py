@@ -21,7 +21,7 @@ from .discovery import (
     RegisterRequest,
 )
 from .errors import BadTensor, MalformedMessage
-from .ids import NodeId, RequestId
+from .ids import NodeId
 from .kinds import AckReply, MessageKind
 from .limits import MAX_TENSOR_DIMS
 from .records import (
@@ -46,6 +46,8 @@ from .transfers import (
     WireRestriction,
 )
 from .validate import (
+    Builder,
+    Parser,
     array,
     bad,
     blob,
@@ -211,9 +213,6 @@ def _optional_tag(value: object, field: str) -> str | None:
         return None
     return _tags([value], field)[0]
 
-
-Builder = Callable[[Any], dict[str, Any]]
-Parser = Callable[[RequestId, Mapping[str, Any]], Any]
 
 NETWORK_BODIES: dict[MessageKind, Builder] = {
     MessageKind.ACK: lambda m: {},

@@ -11,7 +11,7 @@ tensors (anything else is ``BAD_TENSOR``).  Pure.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 
@@ -37,7 +37,7 @@ from .secagg import (
     SecureTrain,
     ShareSender,
 )
-from .validate import array, bad, blob, boolean, node_id, required, seconds, seed, shape, string_map, tensor, uint
+from .validate import Builder, Parser, array, bad, blob, boolean, node_id, required, seconds, seed, shape, string_map, tensor, uint
 
 __all__ = [
     "SECAGG_BODIES",
@@ -148,9 +148,6 @@ def secure_job_from(value: object, field: str = "secure") -> SecureJob | None:
         _precision(required(item, "precision"), field + ".precision"),
     )
 
-
-Builder = Callable[[Any], dict[str, Any]]
-Parser = Callable[[RequestId, Mapping[str, Any]], Any]
 
 SECAGG_BODIES: dict[MessageKind, Builder] = {
     MessageKind.SECAGG_SETUP: lambda m: {

@@ -7,12 +7,12 @@ offending field.  Used by the codec and by the per-kind field tables.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
 from .errors import MalformedMessage
-from .ids import MAX_OBJECT_ID, NodeId, ObjectId
+from .ids import MAX_OBJECT_ID, NodeId, ObjectId, RequestId
 from .limits import MAX_NESTING_DEPTH, MAX_TENSOR_DIMS
 from .values import PointerRef
 
@@ -39,6 +39,8 @@ __all__ = [
     "shape",
     "MAX_PRINCIPAL_CHARS",
     "MAX_DIM",
+    "Builder",
+    "Parser",
 ]
 
 MAX_NAME_CHARS = 128
@@ -48,6 +50,12 @@ MAX_PRINCIPAL_CHARS = 256
 
 MAX_DIM = 2**62 - 1
 """Largest tensor dimension a shape field may name."""
+
+Builder = Callable[[Any], dict[str, Any]]
+"""A field table's body builder: message -> wire map (without ``v``, ``kind``, ``id``)."""
+
+Parser = Callable[[RequestId, Mapping[str, Any]], Any]
+"""A field table's parser: request id and wire map -> message."""
 
 
 def bad(field: str, expected: str) -> MalformedMessage:
