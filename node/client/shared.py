@@ -199,30 +199,26 @@ class SharedTensor:
     def _scaled(self, value: Public, op: str) -> SharedTensor:
         """x * public: exact for integers, encoded and truncated for reals."""
         tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-        if tensor.dtype in FLOAT_DTYPES:
-            if self.precision == 0:
-                return self * self._encode(tensor, op)  # integer-valued: exact below
-            ring = FixedPointEncoder(self.precision).encode(tensor.detach())
-            shape = self._broadcast(op, ring.shape)
-            return self._truncated([_op("mul", s, ring) for s in self._shares], shape, self.precision)
-        ring = tensor.detach().to(RING_DTYPE)
+        if tensor.dtype in FLOAT_DTYPES:  # a 0-precision value takes integer-valued floats only, unscaled
+            ring, bits = self._encode(tensor, op), self.precision
+        else:
+            ring, bits = tensor.detach().to(RING_DTYPE), 0
         shape = self._broadcast(op, ring.shape)
-        return self._new([_op("mul", s, ring) for s in self._shares], shape)
+        return self._truncated([_op("mul", s, ring) for s in self._shares], shape, bits)
 
     def _public_bilinear(self, weight: Public, kind: BilinearKind, left: bool, conv: WireConv | None) -> SharedTensor:
         ring = self._encode(weight, kind.value)
         shapes = (ring.shape, self.shape) if left else (self.shape, ring.shape)
         shape = self._bilinear(kind, *shapes, conv)
+        params: dict[str, Any] = {}
+        if kind is BilinearKind.CONV2D:
+            assert conv is not None
+            params = {"stride": list(conv.stride), "padding": list(conv.padding),
+                      "dilation": list(conv.dilation), "groups": conv.groups}
         out = []
         for share in self._shares:
             pair: tuple[Any, Any] = (ring, share) if left else (share, ring)
-            if kind is BilinearKind.MATMUL:
-                out.append(_function("matmul", share, *pair))
-            else:
-                assert conv is not None
-                params = {"stride": list(conv.stride), "padding": list(conv.padding),
-                          "dilation": list(conv.dilation), "groups": conv.groups}
-                out.append(_function("conv2d", share, *pair, **params))
+            out.append(_function(kind.value, share, *pair, **params))
         return self._truncated(out, shape, self.precision)
 
     # -- arithmetic --------------------------------------------------------------

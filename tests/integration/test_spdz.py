@@ -158,6 +158,9 @@ def test_integers_are_exact(nodes: dict[str, node.RemoteNode]) -> None:
     x = node.share(a, *parties, crypto_provider=nodes["charlie"])
     y = node.share(b, *parties, crypto_provider=nodes["charlie"])
     assert torch.equal((x * y + 3 - x).get(), a * b + 3 - a)
+    assert torch.equal((x * 2.0 - x * 3).get(), -a)  # integer-valued floats scale exactly, unscaled
+    with pytest.raises(node.SharingError, match="non-integer"):
+        x * 0.5
 
 
 def test_million_products_within_the_bound(nodes: dict[str, node.RemoteNode]) -> None:
