@@ -359,7 +359,7 @@ def chunk_from(body: Mapping[str, Any]) -> tuple[str, tuple[int, ...], int, torc
     dims = tuple(uint(d, "shape") for d in array(required(body, "shape"), "shape", MAX_TENSOR_DIMS))
     offset = uint(required(body, "offset"), "offset")
     data = _chunk_data(required(body, "data"), "data")
-    total = math.prod(dims) * torch.empty((), dtype=dtype).element_size()
+    total = math.prod(dims) * dtype.itemsize
     if offset + data.numel() > total:
         raise BadTensor(
             f"chunk [{offset}, {offset + data.numel()}) lies outside the {total}-byte tensor",

@@ -97,7 +97,7 @@ def tensor_from_payload(
     """
     dtype = dtype_from_name(dtype_name)
     dims = _validate_shape(shape)
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = dtype.itemsize
     expected = math.prod(dims) * itemsize
     if expected > max_bytes:
         raise MessageTooLarge.for_size("tensor", expected, max_bytes)
