@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
-from protocol.errors import BadRequest, InternalError, PeerUnavailable, PermissionDenied, TesseraError
+from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied
 from protocol.ids import NodeId, RequestId
-from protocol.messages import MessageKind, Request, TransferRequest
+from protocol.messages import MessageKind, Reply, TransferRequest
 from protocol.mpc import (
     MpcDealRequest,
     MpcMaterialRequest,
@@ -112,14 +112,14 @@ class MpcService:
     def _step(self, session: Session, request: MpcStepRequest) -> Any:
         caller = _caller(session)
         plan = self.party.plan(caller, request)  # refusals before anything starts
-        return _async_work(session, request, lambda: self.party.run(plan), reply=None)
+        return session.guarded_async(request, lambda: self.party.run(plan))
 
     def _deal(self, session: Session, request: MpcDealRequest) -> Any:
         _caller(session)
         material_specs(request.specs)  # MaterialError for shapes that do not fit
         if any(not p.url.startswith("wss://") for p in request.parties):
             raise BadRequest("material goes to parties over TLS only (wss:// URLs)", {})
-        return _async_work(session, request, lambda: self._send_material(request), reply=None)
+        return session.guarded_async(request, lambda: self._send_material(request))
 
     def _split(self, session: Session, request: MpcSplitRequest) -> Any:
         caller = _caller(session)
@@ -139,7 +139,7 @@ class MpcService:
                 {"object_id": request.object_id},
             )
 
-        async def run() -> Any:
+        async def run() -> Reply:
             value = stored.value
             if value.numel() >= INLINE_ELEMENTS:
                 shares = await asyncio.to_thread(lambda: split(encoder.encode(value), len(request.parties)))
@@ -161,7 +161,7 @@ class MpcService:
             )
             return request.reply(DTYPE_NAMES[value.dtype], tuple(value.shape), encoder.precision_bits)
 
-        return _async_work(session, request, run, reply=True)
+        return session.guarded_async(request, run)
 
     async def _send_material(self, request: MpcDealRequest) -> None:
         """Seeds to every party first, then the last party's dependent tensors."""
@@ -235,21 +235,3 @@ def _node_sender(caller: Caller | None, kind: str) -> Sender:
         raise PermissionDenied(f"only a node that proved its identity may send {kind}", {})
     return (caller.node_id, caller.fingerprint)
 
-
-def _async_work(
-    session: Session, request: Request, run: Callable[[], Awaitable[Any]], reply: bool | None
-) -> Any:
-    """An AsyncWork whose body never raises: errors become the request's error reply."""
-    from .session import AsyncWork, Outcome
-
-    async def body() -> Outcome:
-        try:
-            result = await run()
-        except TesseraError as exc:
-            return Outcome(request.error(exc))
-        except Exception:
-            session.log.exception("internal error in %s from %s", request.KIND.value, session.peer)
-            return Outcome(request.error(InternalError("internal error", {})))
-        return Outcome(result if reply else None)
-
-    return AsyncWork(body)

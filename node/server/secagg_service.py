@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 
-from protocol.errors import BadRequest, InternalError, PeerUnavailable, PermissionDenied, TesseraError
+from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied
 from protocol.ids import NodeId
-from protocol.messages import AckReply, ErrorReply, MessageKind, Request
+from protocol.messages import AckReply, ErrorReply, MessageKind
 from protocol.secagg import (
     AggregationParty,
     SecaggSetupRequest,
@@ -138,7 +138,7 @@ class SecureAggregation:
                 {"node": self.node_id},
             )
         update = self.pending.take(session.principal, request.round, request.owner)
-        return _async_work(session, request, lambda: self._deliver(request, update, mine[0]))
+        return session.guarded_async(request, lambda: self._deliver(request, update, mine[0]))
 
     @property
     def own(self) -> Sender:
@@ -159,7 +159,10 @@ class SecureAggregation:
             self._send(party, request, shapes, part)
             for index, (party, part) in enumerate(zip(parties, parts)) if index != own
         ]
-        await asyncio.wait_for(asyncio.gather(*sends), SHARE_TIMEOUT)
+        try:
+            await asyncio.wait_for(asyncio.gather(*sends), SHARE_TIMEOUT)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise PeerUnavailable("an aggregation party did not acknowledge in time", {}) from None
         return request.ack()
 
     async def _send(self, party: AggregationParty, request: SecaggSplitRequest,
@@ -202,20 +205,3 @@ def _total(shares: Sequence[Share]) -> dict[str, torch.Tensor]:
             raise BadRequest("the owners' shares describe different tensors or shapes", {})
     return add_shares([share_tensors(shapes, part) for shapes, part in shares])
 
-
-def _async_work(session: Session, request: Request, run: Callable[[], Awaitable[Any]]) -> Step:
-    """An AsyncWork whose body never raises: errors become the request's error reply."""
-    from .session import AsyncWork, Outcome
-
-    async def body() -> Outcome:
-        try:
-            return Outcome(await run())
-        except TesseraError as exc:
-            return Outcome(request.error(exc))
-        except (TimeoutError, asyncio.TimeoutError):
-            return Outcome(request.error(PeerUnavailable("an aggregation party did not acknowledge in time", {})))
-        except Exception:
-            session.log.exception("internal error in %s from %s", request.KIND.value, session.peer)
-            return Outcome(request.error(InternalError("internal error", {})))
-
-    return AsyncWork(body)

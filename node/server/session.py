@@ -36,6 +36,7 @@ from protocol.messages import (
     PutRequest,
     ReadRequest,
     ReleaseRequest,
+    Reply,
     Request,
     TransferRequest,
 )
@@ -136,6 +137,26 @@ class Session(Conversation):
         assert isinstance(step, Outcome)
         return step
 
+    def guarded_async(self, request: Request, run: Callable[[], Awaitable[Reply | None]]) -> AsyncWork:
+        """An :class:`AsyncWork` whose body never raises: ``run``'s reply, or its error as the reply.
+
+        The asynchronous twin of the error translation point: a
+        :class:`~protocol.errors.TesseraError` keeps its code, anything else
+        is logged and answered ``INTERNAL`` with no detail.
+        """
+
+        async def body() -> Outcome:
+            try:
+                return Outcome(await run())
+            except TesseraError as exc:
+                self.log.debug("%s from %s failed: %s", request.KIND.value, self.peer, exc)
+                return Outcome(request.error(exc))
+            except Exception:
+                self.log.exception("internal error in %s from %s", request.KIND.value, self.peer)
+                return Outcome(request.error(InternalError("internal error", {})))
+
+        return AsyncWork(body)
+
     def not_served(self, message: Message) -> BadRequest:
         if isinstance(message, REPLY_TYPES):
             return BadRequest(f"{message.KIND.value} is a reply, not a request", {})
@@ -203,19 +224,13 @@ class Session(Conversation):
             return Outcome(request.ack())
         assert isinstance(request, TransferRequest)
         self.transfers.check_transfer(self.caller.principal, request)
-        return AsyncWork(lambda: self._send(request))
+        return self.guarded_async(request, lambda: self._send(request))
 
-    async def _send(self, request: TransferRequest) -> Outcome:
-        """Body of an :class:`AsyncWork`: deliver to the peer, never raises."""
+    async def _send(self, request: TransferRequest) -> Reply:
+        """Deliver to the peer; its acknowledgement is the transfer's."""
         assert self.transfers is not None and self.caller is not None
-        try:
-            await self.transfers.send(self.caller.principal, request)
-        except TesseraError as exc:
-            return Outcome(request.error(exc))
-        except Exception:
-            self.log.exception("internal error in transfer from %s", self.peer)
-            return Outcome(request.error(InternalError("internal error", {})))
-        return Outcome(request.ack())
+        await self.transfers.send(self.caller.principal, request)
+        return request.ack()
 
     def _put_chunk(self, request: Request) -> Step:
         assert isinstance(request, PutChunkRequest) and self.principal is not None
