@@ -42,7 +42,7 @@ from .federated import (
 from .kinds import MessageKind
 from .record_fields import fingerprint, node_url
 from .secagg_fields import secure_job_body, secure_job_from, secure_train_body, secure_train_from
-from .validate import Builder, Parser, array, bad, name, node_id, number, required, seconds, string_map, tensor, text, uint
+from .validate import Builder, Parser, array, bad, choice, name, node_id, number, required, seconds, string_map, tensor, text, uint
 
 __all__ = ["FEDERATED_BODIES", "FEDERATED_PARSERS"]
 
@@ -170,13 +170,6 @@ def _owners_from(value: object, field: str) -> tuple[JobOwner, ...]:
     return tuple(_owner_from(owner, field) for owner in owners)
 
 
-def _status(value: object, field: str) -> JobStatus:
-    try:
-        return JobStatus(text(value, field))
-    except ValueError:
-        raise bad(field, "one of " + ", ".join(s.value for s in JobStatus)) from None
-
-
 def _error_body(error: JobError | None) -> dict[str, Any] | None:
     return None if error is None else {"code": error.code, "message": error.message}
 
@@ -276,7 +269,7 @@ FEDERATED_PARSERS: dict[MessageKind, Parser] = {
     MessageKind.JOB_STATUS_REPLY: lambda rid, b: JobStatusReply(
         rid,
         name(required(b, "job_id"), "job_id"),
-        _status(required(b, "status"), "status"),
+        choice(JobStatus, required(b, "status"), "status"),
         _positive(required(b, "rounds"), "rounds", MAX_ROUNDS),
         tuple(_record_from(r, "history") for r in array(required(b, "history"), "history", MAX_ROUNDS)),
         _error_from(b.get("error"), "error"),

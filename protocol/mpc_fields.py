@@ -50,6 +50,7 @@ from .validate import (
     array,
     bad,
     blob,
+    choice,
     name,
     node_id,
     object_id,
@@ -69,13 +70,6 @@ __all__ = ["MPC_BODIES", "MPC_PARSERS"]
 
 def _session(value: object, field: str = "session") -> bytes:
     return blob(value, field, SESSION_BYTES, MAX_SESSION_BYTES)
-
-
-def _enum(cls: Any, value: object, field: str) -> Any:
-    try:
-        return cls(value)
-    except (ValueError, TypeError):
-        raise bad(field, "one of " + ", ".join(repr(m.value) for m in cls)) from None
 
 
 def _pair(value: object, field: str) -> tuple[int, int]:
@@ -167,7 +161,7 @@ def _spec_from(value: object, field: str) -> WireSpec:
     kind = required(item, "type")
     if kind == "triple":
         return WireTriple(
-            _enum(BilinearKind, required(item, "op"), field + ".op"),
+            choice(BilinearKind, required(item, "op"), field + ".op"),
             shape(required(item, "x_shape"), field + ".x_shape"),
             shape(required(item, "y_shape"), field + ".y_shape"),
             _conv_from(item.get("conv"), field + ".conv"),
@@ -300,12 +294,12 @@ MPC_PARSERS: dict[MessageKind, Parser] = {
         _party_index(required(b, "party"), "party"),
         addresses_from(PartyAddress, required(b, "parties"), "parties", MAX_PARTIES),
         _dealer_from(b.get("dealer"), "dealer"),
-        _enum(StepOp, required(b, "op"), "op"),
+        choice(StepOp, required(b, "op"), "op"),
         object_id(required(b, "x"), "x"),
         _optional_object(b.get("y"), "y"),
         _conv_from(b.get("conv"), "conv"),
         _bits(required(b, "bits"), "bits", 0),
-        _enum(TruncationScheme, required(b, "truncation"), "truncation"),
+        choice(TruncationScheme, required(b, "truncation"), "truncation"),
         object_id(required(b, "result"), "result"),
         seconds(required(b, "timeout"), "timeout", MAX_STEP_TIMEOUT),
     ),
@@ -313,7 +307,7 @@ MPC_PARSERS: dict[MessageKind, Parser] = {
         rid,
         _session(required(b, "session")),
         _party_index(required(b, "party"), "party"),
-        _enum(OpenRound, required(b, "round"), "round"),
+        choice(OpenRound, required(b, "round"), "round"),
         _ring_tensors(required(b, "values"), "values", 2),
         _error_text(b.get("abort"), "abort"),
     ),

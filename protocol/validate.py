@@ -6,8 +6,9 @@ offending field.  Used by the codec and by the per-kind field tables.
 
 from __future__ import annotations
 
+import enum
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_DIM",
     "Builder",
     "Parser",
+    "choice",
 ]
 
 MAX_NAME_CHARS = 128
@@ -211,3 +213,14 @@ def seed(value: object, field: str) -> bytes | None:
 def shape(value: object, field: str) -> tuple[int, ...]:
     """A tensor shape: at most MAX_TENSOR_DIMS dimensions of at most MAX_DIM."""
     return tuple(uint(d, field, MAX_DIM) for d in array(value, field, MAX_TENSOR_DIMS))
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def choice(cls: type[_E], value: object, field: str) -> _E:
+    """The member of enum ``cls`` whose value is ``value``."""
+    try:
+        return cls(value)
+    except (ValueError, TypeError):
+        raise bad(field, "one of " + ", ".join(repr(m.value) for m in cls)) from None
