@@ -260,6 +260,10 @@ class NodeHandle:
             self._channel.tracker.next_id(), pointer.object_id, delete, STREAM_THRESHOLD
         )
         reply = self._call_reply(request, description, flush=False)
+        return self._value_of(reply, pointer, delete, description)
+
+    def _value_of(self, reply: Reply, pointer: Pointer, delete: bool, description: str) -> torch.Tensor:
+        """A ``get``'s value: in the reply, or streamed when the reply only describes the object."""
         if isinstance(reply, GetReply):
             return reply.value
         if not isinstance(reply, DescribeReply):

@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 
 from protocol.errors import PeerUnavailable
-from protocol.messages import DescribeReply, ErrorReply, GetReply, GetRequest
+from protocol.messages import ErrorReply, GetRequest, Reply
 from protocol.mpc import (
     DEFAULT_STEP_TIMEOUT,
     SESSION_BYTES,
@@ -161,24 +161,21 @@ class PartyGroup:
 
     def fetch(self, shares: Sequence[Pointer]) -> list[torch.Tensor]:
         """Every party's share, fetched in parallel; the first failure is raised at once."""
-        futures: dict[concurrent.futures.Future[object], int] = {}
+        futures: dict[concurrent.futures.Future[Reply], int] = {}
         for index, pointer in enumerate(shares):
             channel = pointer.node._channel
             request = GetRequest(channel.tracker.next_id(), pointer.object_id, False, STREAM_THRESHOLD)
-            futures[channel.call_async(request)] = index  # type: ignore[index]
+            futures[channel.call_async(request)] = index
         values: list[torch.Tensor | None] = [None] * len(shares)
         for future in concurrent.futures.as_completed(futures, timeout=self.timeout + 30):
             index = futures[future]
             pointer = shares[index]
             reply = future.result()
             pointer.node._channel.tracker.raise_failures()  # a failed step is the root cause
+            description = f"get({pointer!r}) (party {index})"
             if isinstance(reply, ErrorReply):
-                raise rebuild_error(reply, f"get({pointer!r}) (party {index})", pointer.node.id)
-            if isinstance(reply, DescribeReply):
-                values[index] = pointer.get()  # large: streamed
-            else:
-                assert isinstance(reply, GetReply)
-                values[index] = reply.value
+                raise rebuild_error(reply, description, pointer.node.id)
+            values[index] = pointer.node._value_of(reply, pointer, False, description)  # large: streamed
         # The crypto provider's own failures are not raised here: a result whose
         # parties all succeeded got its material, and a party that did not is
         # the root cause above ("no material from ..."); they surface at the

@@ -175,6 +175,13 @@ def test_million_products_within_the_bound(nodes: dict[str, node.RemoteNode]) ->
         assert error <= bound, f"{scheme}: error {error:.3g} > {bound:.3g}"
 
 
+def test_shares_above_the_stream_threshold_are_reconstructed(nodes: dict[str, node.RemoteNode]) -> None:
+    """Each party's share is over 16 MiB: the get answers with a description and the share streams."""
+    a = torch.arange(2_200_000, dtype=torch.float64)
+    x = node.share(a, nodes["bob"], nodes["alice"], crypto_provider=nodes["charlie"])
+    assert torch.equal(x.get(), a)
+
+
 def test_bad_input_is_refused_before_sending(nodes: dict[str, node.RemoteNode]) -> None:
     """Mixed parties or precisions, bad shapes and dtypes, in-process or duplicate nodes: typed errors."""
     bob, alice, dave, charlie = nodes["bob"], nodes["alice"], nodes["dave"], nodes["charlie"]
@@ -215,7 +222,8 @@ def test_client_never_receives_masked_values(nodes: dict[str, node.RemoteNode], 
     """Every frame the client received in this module was a reply; none carried an opening or material."""
     assert received, "the recorder saw nothing"
     assert not {"mpc_open", "mpc_material", "mpc_deal", "mpc_step"} & set(received)
-    assert set(received) <= {"hello_reply", "get_reply", "sync_reply", "ack", "error", "mpc_split_reply", "describe_reply"}
+    replies = {"hello_reply", "get_reply", "sync_reply", "ack", "error", "mpc_split_reply", "describe_reply"}
+    assert set(received) <= replies | {"read_reply"}  # read_reply: a streamed share, as get_reply
 
 
 def test_unreachable_party_fails_fast_and_others_carry_on(
