@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from protocol.errors import Unauthenticated
+from protocol.errors import PermissionDenied, Unauthenticated
 from protocol.ids import NodeId
 from protocol.messages import HelloRequest
 
@@ -56,6 +56,15 @@ class Caller:
     """Set when the peer proved it is a node."""
     fingerprint: str | None = None
     """Fingerprint of the certificate a node peer proved it holds."""
+
+    def node_sender(self, kind: str) -> tuple[NodeId, str]:
+        """The proven (node id, certificate fingerprint) of a node peer sending ``kind``.
+
+        PermissionDenied for a peer that did not prove a node identity (a user).
+        """
+        if self.node_id is None or self.fingerprint is None:
+            raise PermissionDenied(f"only a node that proved its identity may send {kind}", {})
+        return (self.node_id, self.fingerprint)
 
 
 class Authenticator(Protocol):

@@ -46,7 +46,7 @@ from ..mpc import Dealer, encoder_for, fresh_seed, split
 from ..mpc.prg import Seed
 from ..transport.channel import AsyncChannel
 from .auth import Caller
-from .mpc_mailbox import Mailbox, Sender, Slot
+from .mpc_mailbox import Mailbox, Slot
 from .mpc_party import INLINE_ELEMENTS, PartyRunner
 from .mpc_specs import material_specs
 from .policy import MOVER
@@ -89,7 +89,8 @@ class MpcService:
     def _material(self, session: Session, request: MpcMaterialRequest) -> Any:
         from .session import Outcome
 
-        sender = _node_sender(session.caller, "mpc_material")
+        assert session.caller is not None
+        sender = session.caller.node_sender("mpc_material")
         slot = Slot.SEED if request.seed is not None else Slot.EXPLICIT
         nbytes = sum(t.numel() * 8 for t in request.explicit)
         self.mailbox.post((request.session, slot, 0), sender, request, nbytes)
@@ -98,7 +99,8 @@ class MpcService:
     def _open(self, session: Session, request: MpcOpenRequest) -> Any:
         from .session import Outcome
 
-        sender = _node_sender(session.caller, "mpc_open")
+        assert session.caller is not None
+        sender = session.caller.node_sender("mpc_open")
         if request.abort is not None:
             self.mailbox.post((request.session, Slot.ABORT, request.party), sender, request.abort, 0)
             return Outcome()
@@ -228,10 +230,3 @@ def _caller(session: Session) -> Caller:
     if session.transfers is None:
         raise BadRequest("this node has no network: it cannot take part in secret sharing", {})
     return session.caller
-
-
-def _node_sender(caller: Caller | None, kind: str) -> Sender:
-    if caller is None or caller.node_id is None or caller.fingerprint is None:
-        raise PermissionDenied(f"only a node that proved its identity may send {kind}", {})
-    return (caller.node_id, caller.fingerprint)
-

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 
-from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied
+from protocol.errors import BadRequest, PeerUnavailable
 from protocol.ids import NodeId
 from protocol.messages import AckReply, ErrorReply, MessageKind
 from protocol.secagg import (
@@ -93,13 +93,12 @@ class SecureAggregation:
     def _share(self, session: Session, request: SecaggShareRequest) -> Step:
         from .session import Outcome
 
-        caller = session.caller
-        if caller is None or caller.node_id is None or caller.fingerprint is None:
-            raise PermissionDenied("only a node that proved its identity may send secagg_share", {})
+        assert session.caller is not None
+        sender = session.caller.node_sender("secagg_share")
         if _elements(request.shapes) > MAX_MODEL_ELEMENTS:
             raise BadRequest(f"a share describes more than {MAX_MODEL_ELEMENTS} elements", {})
         part = SharePart(None if request.seed is None else check_seed(request.seed), dict(request.values))
-        self.mailbox.post((caller.node_id, caller.fingerprint), request, part)
+        self.mailbox.post(sender, request, part)
         return Outcome(request.ack())
 
     def _sum(self, session: Session, request: SecaggSumRequest) -> Step:
@@ -204,4 +203,3 @@ def _total(shares: Sequence[Share]) -> dict[str, torch.Tensor]:
         if list(shapes.items()) != layout:
             raise BadRequest("the owners' shares describe different tensors or shapes", {})
     return add_shares([share_tensors(shapes, part) for shapes, part in shares])
-

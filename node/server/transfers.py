@@ -145,8 +145,7 @@ class TransferService:
         a failed chunk cancels the reservation, so a bad delivery cannot be
         finished by anyone.
         """
-        if caller.node_id is None or caller.fingerprint is None:
-            raise PermissionDenied("only a node that proved its identity may deliver", {})
+        sender = caller.node_sender("deliver")
         self._expire(self.clock())
         reservation = self._pending.get(request.object_id)
         if reservation is None:
@@ -156,10 +155,7 @@ class TransferService:
             raise NotFound(f"no transfer is expected for object {request.object_id:#x}", {})
         if not hmac.compare_digest(reservation.ticket, request.ticket):
             raise PermissionDenied("wrong transfer ticket", {"object_id": request.object_id})
-        if (caller.node_id, caller.fingerprint) != (
-            reservation.from_node,
-            reservation.from_fingerprint,
-        ):
+        if sender != (reservation.from_node, reservation.from_fingerprint):
             raise PermissionDenied(
                 f"this transfer is expected from {reservation.from_node!r} with another "
                 f"certificate, not from {caller.node_id!r}",
