@@ -105,7 +105,7 @@ class HandleParty:
     @classmethod
     def of(cls, handle: NodeHandle) -> HandleParty:
         """The party behind ``handle``, named by the certificate its TLS connection verified."""
-        fingerprint = getattr(handle._channel, "peer_fingerprint", None)
+        fingerprint = handle.fingerprint
         if fingerprint is None:
             raise BadRequest(
                 f"{handle.id}: secure aggregation needs a TLS connection to every party "

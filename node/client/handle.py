@@ -82,6 +82,12 @@ class NodeHandle:
         return self._channel.node_id
 
     @property
+    def fingerprint(self) -> str | None:
+        """Fingerprint of the certificate this connection verified (None in-process or without TLS)."""
+        fingerprint: str | None = getattr(self._channel, "peer_fingerprint", None)
+        return fingerprint
+
+    @property
     def principal(self) -> str:
         """Who this node thinks we are."""
         return self._channel.principal
@@ -197,8 +203,7 @@ class NodeHandle:
         pinned link (``transfer``).  Both fingerprints are the ones our own
         TLS connections verified, so neither node can be impersonated.
         """
-        source_fp = getattr(self._channel, "peer_fingerprint", None)
-        dest_fp = getattr(dest._channel, "peer_fingerprint", None)
+        source_fp, dest_fp = self.fingerprint, dest.fingerprint
         if source_fp is None or dest_fp is None:
             raise BadRequest(
                 "node-to-node transfers need TLS connections to both nodes "

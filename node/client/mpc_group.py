@@ -243,7 +243,7 @@ def _scheme(truncation: str | TruncationScheme | None, n: int) -> TruncationSche
 
 
 def _address(handle: NodeHandle) -> PartyAddress:
-    fingerprint = getattr(handle._channel, "peer_fingerprint", None)
+    fingerprint = handle.fingerprint
     if fingerprint is None:
         raise SharingError(
             f"{handle.id}: secret sharing needs TLS connections to every node (in-process "

@@ -23,13 +23,6 @@ __all__ = ["RemoteNode", "connect", "endpoint_for"]
 class RemoteNode(NodeHandle):
     """A node reached over a WebSocket; see :func:`connect`."""
 
-    @property
-    def fingerprint(self) -> str | None:
-        """Fingerprint of the certificate this connection verified (None without TLS)."""
-        channel = self._channel
-        assert isinstance(channel, SyncChannel)
-        return channel.peer_fingerprint
-
     def fit(self, job: FedAvg) -> RemoteJob:
         """Hand a ``node.fl.FedAvg`` job to this trainer node; ``.wait()`` for its history.
 

@@ -84,7 +84,8 @@ def share_pointer(
     """Have the pointer's node split its object and deliver the shares to ``parties``."""
     group = group_of(parties, crypto_provider, truncation, timeout)
     owner = pointer.node
-    if getattr(owner._channel, "peer_fingerprint", None) is None:
+    owner_fp = owner.fingerprint
+    if owner_fp is None:
         raise SharingError(f"{owner.id}: the data owner must be reached over TLS", {})
     from ..mpc.encoding import FixedPointEncoder
 
@@ -93,7 +94,6 @@ def share_pointer(
     pending: list[tuple[NodeHandle, concurrent.futures.Future[Any]]] = []
     for party, address in zip(group.parties, group.addresses):
         object_id, ticket = new_object_id(), secrets.token_bytes(TICKET_BYTES)
-        owner_fp = owner._channel.peer_fingerprint  # type: ignore[attr-defined]
         expect = ExpectRequest(party._channel.tracker.next_id(), object_id, owner.id, owner_fp, ticket)
         party._flush_released()
         pending.append((party, party._channel.call_async(expect)))
