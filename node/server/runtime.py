@@ -128,7 +128,7 @@ class NodeServer:
         self.mpc = MpcService(settings.node_id, self.store, self.transfers)
         self.secagg = SecureAggregation(settings.node_id, identity.fingerprint, self.transfers, self.datasets.pending)
         await asyncio.to_thread(self.datasets.load, settings.datasets, settings.tags)
-        self.jobs = TrainerJobs(settings.node_id, settings.roles, credentials, settings.max_message_bytes)
+        self.jobs = TrainerJobs(settings.node_id, settings.roles, self.transfers)
         self._listener = await listen(
             self._serve, settings.host, settings.port, ssl_context, settings.max_message_bytes
         )

@@ -7,10 +7,10 @@ submitted job is checked at once (spec, state, hyperparameters, owners:
 ``BAD_REQUEST`` before any round) and answered with a random job id; its
 rounds then run in a worker thread through the same loop as a client's
 ``FedAvg.fit()`` (:func:`node.fl.run_rounds`), each owner reached over a
-node-to-node link: this node dials the owner's URL pinning the fingerprint
-the client took from the gateway and proves its own identity (a
-``node:<id>@<fp>`` principal, so owners must be members of the same
-network).  The link's calls run on the event loop and come back to the
+pooled node-to-node link (:meth:`~node.server.transfers.TransferService.link`):
+this node dials the owner's URL pinning the fingerprint the client took
+from the gateway and proves its own identity (a ``node:<id>@<fp>``
+principal, so owners must be members of the same network).  The link's calls run on the event loop and come back to the
 round loop as ``concurrent.futures`` futures.  A job with a ``secure``
 section runs :class:`~node.fl.secure_rounds.SecureCollector`: the crypto
 provider and the owners' nodes are its aggregation parties, reached over
@@ -56,11 +56,10 @@ from ..fl.secure_rounds import SecureCollector
 from ..fl.spec import ModelSpec, State, build_model
 from ..fl.wire import TrainTask, result_from_reply, train_request
 from ..fl.results import LocalResult
-from ..transport.channel import AsyncChannel, Credentials, Endpoint
-from ..transport.tracker import RequestTracker, rebuild_error
-from ..transport.trust import TrustPolicy
+from ..transport.tracker import rebuild_error
 from .session import Outcome, Session, Step
 from .store import Principal
+from .transfers import TransferService
 
 __all__ = ["TrainerJobs", "JOB_RETENTION", "MAX_RUNNING_JOBS_PER_PRINCIPAL", "MAX_JOBS"]
 
@@ -91,10 +90,10 @@ class _Job:
 
 
 class _ChannelParty:
-    """A secure-aggregation party over a node-to-node link; calls bridged to the event loop."""
+    """A secure-aggregation party over a pooled node-to-node link; calls bridged to the event loop."""
 
-    def __init__(self, link: AsyncChannel, loop: asyncio.AbstractEventLoop, address: AggregationParty) -> None:
-        self.link = link
+    def __init__(self, transfers: TransferService, loop: asyncio.AbstractEventLoop, address: AggregationParty) -> None:
+        self.transfers = transfers
         self.loop = loop
         self.address = address
 
@@ -102,18 +101,19 @@ class _ChannelParty:
         return asyncio.run_coroutine_threadsafe(self._call(build), self.loop)
 
     async def _call(self, build: Callable[[RequestId], Request]) -> Reply:
-        request = build(self.link.tracker.next_id())
-        reply = await self.link.call(request)
+        link = await self.transfers.link(self.address.url, self.address.fingerprint)
+        request = build(link.tracker.next_id())
+        reply = await link.call(request)
         if isinstance(reply, ErrorReply):
             raise rebuild_error(reply, f"{request.KIND.value}({self.address.node})", self.address.node)
         return reply
 
 
 class _LinkParticipant:
-    """One owner's dataset over a node-to-node link; calls bridged to the event loop."""
+    """One owner's dataset over a pooled node-to-node link; calls bridged to the event loop."""
 
-    def __init__(self, link: AsyncChannel, loop: asyncio.AbstractEventLoop, owner: JobOwner) -> None:
-        self.link = link
+    def __init__(self, transfers: TransferService, loop: asyncio.AbstractEventLoop, owner: JobOwner) -> None:
+        self.transfers = transfers
         self.loop = loop
         self.owner = owner
         self.label = f"{owner.node_id}/{owner.dataset}"
@@ -121,14 +121,15 @@ class _LinkParticipant:
 
     def party(self) -> _ChannelParty:
         address = AggregationParty(NodeId(self.owner.node_id), self.owner.url, self.owner.fingerprint)
-        return _ChannelParty(self.link, self.loop, address)
+        return _ChannelParty(self.transfers, self.loop, address)
 
     def train(self, task: TrainTask) -> concurrent.futures.Future[LocalResult]:
         return asyncio.run_coroutine_threadsafe(self._train(task), self.loop)
 
     async def _train(self, task: TrainTask) -> LocalResult:
-        request = train_request(self.link.tracker.next_id(), self.owner.dataset, task)
-        reply = await self.link.call(request)
+        link = await self.transfers.link(self.owner.url, self.owner.fingerprint)
+        request = train_request(link.tracker.next_id(), self.owner.dataset, task)
+        reply = await link.call(request)
         if isinstance(reply, ErrorReply):
             raise rebuild_error(reply, f"train({self.owner.dataset})", self.owner.node_id)
         if not isinstance(reply, TrainReply):
@@ -143,14 +144,12 @@ class TrainerJobs:
         self,
         node_id: NodeId,
         roles: tuple[str, ...],
-        credentials: Credentials,
-        max_message_bytes: int,
+        transfers: TransferService,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_id = node_id
         self.enabled = Role.TRAINER.value in roles
-        self.credentials = credentials
-        self.max_message_bytes = max_message_bytes
+        self.transfers = transfers
         self.clock = clock
         self._jobs: dict[str, _Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -207,9 +206,8 @@ class TrainerJobs:
 
     async def _run(self, job: _Job) -> None:
         loop = asyncio.get_running_loop()
-        links: dict[tuple[str, str], AsyncChannel] = {}
         owners = [JobOwner(r.node_id, r.url, r.fingerprint, r.name) for r in job.plan.owners]
-        participants = [_LinkParticipant(self._link(links, o), loop, o) for o in owners]
+        participants = [_LinkParticipant(self.transfers, loop, o) for o in owners]
 
         def on_round(record: RoundRecord, state: State) -> None:
             job.history.append(record)
@@ -218,9 +216,7 @@ class TrainerJobs:
         collector: RoundCollector = PlainCollector()
         secure = job.plan.secure
         if secure is not None:
-            provider = secure.crypto_provider
-            link = self._link(links, JobOwner(provider.node, provider.url, provider.fingerprint, "-"))
-            collector = SecureCollector(_ChannelParty(link, loop, provider), secure.precision)
+            collector = SecureCollector(_ChannelParty(self.transfers, loop, secure.crypto_provider), secure.precision)
         try:
             await asyncio.to_thread(run_rounds, job.plan, participants, collector, on_round, lambda: job.stop)
             job.status = JobStatus.DONE
@@ -233,19 +229,6 @@ class TrainerJobs:
             job.status, job.error = JobStatus.FAILED, WireJobError("INTERNAL", "internal error")
         finally:
             job.finished = self.clock()
-            for link in links.values():
-                await link.aclose()
-
-    def _link(self, links: dict[tuple[str, str], AsyncChannel], owner: JobOwner) -> AsyncChannel:
-        key = (owner.url, owner.fingerprint)
-        link = links.get(key)
-        if link is None:
-            endpoint = Endpoint(
-                owner.url, TrustPolicy(fingerprint=owner.fingerprint), self.node_id,
-                self.credentials, self.max_message_bytes, roles=("node",),
-            )
-            link = links[key] = AsyncChannel(endpoint, RequestTracker(owner.url))
-        return link
 
     async def close(self) -> None:
         """Tell running jobs to stop after their round, and wait for them a little."""
