@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 
@@ -153,7 +154,7 @@ class PartyRunner:
             raise BadRequest("this step needs material: name the crypto provider (dealer)", {})
         first = material[0] if material else None
         out_shape = first.z_shape if isinstance(first, TripleSpec) else tuple(x_obj.value.shape)
-        self.store.check_quota(caller.principal, 8 * _numel(out_shape))
+        self.store.check_quota(caller.principal, 8 * math.prod(out_shape))
         if self.store.exists(request.result):
             raise BadRequest(f"result id {request.result:#x} is already in use", {})
         peers = {j: (p.node, p.fingerprint) for j, p in enumerate(parties) if j != i}
@@ -261,7 +262,7 @@ class PartyRunner:
                 z = finish(spec, opened, TripleShares(a, b, own), request.party, plan.n)
                 return truncate_local(z, request.party, 2, local_bits) if local_bits else z
 
-            return await self._work(_numel(spec.z_shape) + x.numel() + y.numel(), product)
+            return await self._work(math.prod(spec.z_shape) + x.numel() + y.numel(), product)
         finally:
             if explicit is not None and not explicit.done():
                 explicit.cancel()
@@ -359,12 +360,6 @@ def _in_order(
     """Every party's masked values in party order, this party's own included."""
     return [mine if j == own else parts[j] for j in range(len(parts) + 1)]
 
-
-def _numel(shape: Sequence[int]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
 
 
 def _unreachable(index: int, node: NodeId) -> TesseraError:

@@ -22,6 +22,7 @@ updates); must not import asyncio or websockets.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -70,13 +71,6 @@ Sender = Tuple[NodeId, str]
 
 Ring = Dict[str, torch.Tensor]
 Share = Tuple[Mapping[str, Tuple[int, ...]], SharePart]
-
-
-def _count(shape: Tuple[int, ...]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
 
 
 class PendingUpdates:
@@ -169,7 +163,7 @@ class ShareMailbox:
             )
         if share.owner in state.shares:
             raise AlreadyExists(f"the share of owner {share.owner} is already here", {"owner": share.owner})
-        nbytes = 8 * sum(_count(shape) for shape in share.shapes.values())  # seeds expand to this much
+        nbytes = 8 * sum(math.prod(shape) for shape in share.shapes.values())  # seeds expand to this much
         used = self._bytes.get(sender[0], 0)
         if used + nbytes > MAX_SHARE_BYTES_PER_SENDER:
             raise QuotaExceeded(

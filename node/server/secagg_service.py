@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
@@ -145,11 +146,11 @@ class SecureAggregation:
 
     async def _deliver(self, request: SecaggSplitRequest, update: dict[str, torch.Tensor], own: int) -> AckReply:
         parties = request.parties
-        if _elements(shapes_of(update)) * len(parties) >= INLINE_ELEMENTS:
+        shapes = shapes_of(update)
+        if _elements(shapes) * len(parties) >= INLINE_ELEMENTS:
             parts = await asyncio.to_thread(split_update, update, len(parties), own)
         else:
             parts = split_update(update, len(parties), own)
-        shapes = shapes_of(update)
         for index, (party, part) in enumerate(zip(parties, parts)):
             if index == own:
                 share = SecaggShareRequest(request.id, request.round, request.owner, shapes, None, part.values)
@@ -187,13 +188,7 @@ class SecureAggregation:
 
 
 def _elements(shapes: Mapping[str, Sequence[int]]) -> int:
-    total = 0
-    for shape in shapes.values():
-        count = 1
-        for dim in shape:
-            count *= dim
-        total += count
-    return total
+    return sum(math.prod(shape) for shape in shapes.values())
 
 
 def _total(shares: Sequence[Share]) -> dict[str, torch.Tensor]:
