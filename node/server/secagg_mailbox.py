@@ -216,8 +216,12 @@ class ShareMailbox:
     def _expire(self, now: float) -> None:
         for round_id in [r for r, state in self._rounds.items() if state.expires < now]:
             self._close(round_id)
-            self._closed[round_id] = now + CLOSED_TTL
-        for round_id in [r for r, until in self._closed.items() if until < now]:
+        # Closed ids are in expiry order (each closed once, a constant TTL, a
+        # monotonic clock): stop at the first live one instead of scanning all.
+        while self._closed:
+            round_id, until = next(iter(self._closed.items()))
+            if until >= now:
+                break
             del self._closed[round_id]
 
     @property
