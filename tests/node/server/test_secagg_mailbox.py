@@ -95,6 +95,24 @@ def test_rounds_expire_and_are_bounded_per_principal() -> None:
     _open(mailbox, principal="user:other", round_id=b"y" * 16)
 
 
+def test_closed_round_ids_are_forgotten_oldest_first() -> None:
+    """A summed id is remembered for CLOSED_TTL after its sum; a later one outlives it."""
+    clock = Clock()
+    mailbox = ShareMailbox(clock)
+    first, second = b"1" * 16, b"2" * 16
+    for round_id in (first, second):
+        _open(mailbox, round_id=round_id)
+        mailbox.post(A, *_share(0, round_id))
+        mailbox.post(B, *_share(1, round_id))
+        mailbox.take("user:t", round_id, (0, 1))
+        clock.now += CLOSED_TTL / 2
+    clock.now += 1  # first's memory is past its time, second's is not
+    with pytest.raises(NotFound):
+        mailbox.missing("user:t", first, (0, 1))
+    with pytest.raises(BadRequest, match="already summed"):
+        mailbox.missing("user:t", second, (0, 1))
+
+
 def test_pending_updates_belong_to_their_principal_and_expire() -> None:
     """An owner's kept update is taken once, by the principal that trained it, before PENDING_TTL."""
     clock = Clock()
