@@ -423,3 +423,33 @@ def test_same_secret_reaches_the_same_principal() -> None:
     assert torch.equal(value(second, 1), torch.tensor([4.0]))
     assert send(second, DeleteRequest(RequestId(7), (ObjectId(1),))) == Outcome()
     assert len(store) == 0
+
+
+def test_guarded_async_turns_errors_into_the_requests_error_reply() -> None:
+    """AsyncWork bodies never raise: a reply passes, a TesseraError keeps its code, anything else is INTERNAL."""
+    import asyncio
+    from typing import Awaitable, Callable
+
+    from protocol.errors import ErrorCode, PermissionDenied
+    from protocol.messages import Reply
+
+    session = opened()
+    request = SyncRequest(RequestId(5))
+
+    async def ok() -> SyncReply:
+        return request.reply()
+
+    async def refused() -> None:
+        raise PermissionDenied("no", {})
+
+    async def broken() -> None:
+        raise RuntimeError("secret detail")
+
+    async def outcome(run: Callable[[], Awaitable[Reply | None]]) -> Outcome:
+        return await session.guarded_async(request, run).run()
+
+    replies = [asyncio.run(outcome(run)).reply for run in (ok, refused, broken)]
+    assert isinstance(replies[0], SyncReply) and replies[0].id == request.id
+    assert isinstance(replies[1], ErrorReply) and replies[1].code == ErrorCode.PERMISSION_DENIED.value
+    assert isinstance(replies[2], ErrorReply) and replies[2].code == ErrorCode.INTERNAL.value
+    assert "secret" not in replies[2].message
