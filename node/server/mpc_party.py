@@ -68,7 +68,7 @@ from .policy import Policy, combine
 from .store import ObjectStore
 from .transfers import TransferService
 
-__all__ = ["PartyRunner", "INLINE_ELEMENTS"]
+__all__ = ["PartyRunner", "INLINE_ELEMENTS", "sized_work"]
 
 log = logging.getLogger("tessera.node.mpc")
 
@@ -197,7 +197,7 @@ class PartyRunner:
             spec_index = 1
         if request.bits:
             if local:
-                z = await self._work(z.numel(), truncate_local, z, request.party, 2, request.bits)
+                z = await sized_work(z.numel(), truncate_local, z, request.party, 2, request.bits)
             else:
                 assert seed is not None
                 z = await self._truncate(plan, seed, z, spec_index)
@@ -247,7 +247,7 @@ class PartyRunner:
                 b = expand_seed(seed, spec.y_shape, stream_of(0, 1))
                 return a, b, x - a, y - b
 
-            a, b, eps, delta = await self._work(x.numel() + y.numel(), masks)
+            a, b, eps, delta = await sized_work(x.numel() + y.numel(), masks)
             await self._send(plan, OpenRound.BEAVER, (eps, delta))
             parts = await self._collect(plan, Slot.OPEN_BEAVER, 2)
             if explicit is not None:
@@ -262,7 +262,7 @@ class PartyRunner:
                 z = finish(spec, opened, TripleShares(a, b, own), request.party, plan.n)
                 return truncate_local(z, request.party, 2, local_bits) if local_bits else z
 
-            return await self._work(math.prod(spec.z_shape) + x.numel() + y.numel(), product)
+            return await sized_work(math.prod(spec.z_shape) + x.numel() + y.numel(), product)
         finally:
             if explicit is not None and not explicit.done():
                 explicit.cancel()
@@ -283,7 +283,7 @@ class PartyRunner:
             shares = TruncationShares(r, top, low)
             return shares, truncation_mask(z, request.party, shares)
 
-        shares, masked = await self._work(3 * z.numel(), mask)
+        shares, masked = await sized_work(3 * z.numel(), mask)
         await self._send(plan, OpenRound.TRUNCATION, (masked,))
         parts = await self._collect(plan, Slot.OPEN_TRUNCATION, 1)
 
@@ -292,7 +292,7 @@ class PartyRunner:
             opened = open_truncation(ordered, spec.shape)
             return truncation_finish(opened, request.party, plan.n, shares, spec.bits)
 
-        return await self._work(3 * z.numel(), finish_truncation)
+        return await sized_work(3 * z.numel(), finish_truncation)
 
     # -- peers ---------------------------------------------------------------
 
@@ -348,11 +348,6 @@ class PartyRunner:
             except Exception as exc:  # the peer will reach its own deadline
                 log.info("could not tell party %d (%s) about the abort: %s", j, peer.node, exc)
 
-    async def _work(self, elements: int, fn: Callable[..., T], *args: Any) -> T:
-        if elements < INLINE_ELEMENTS:
-            return fn(*args)
-        return await asyncio.to_thread(fn, *args)
-
 
 def _in_order(
     parts: dict[int, tuple[torch.Tensor, ...]], own: int, mine: tuple[torch.Tensor, ...]
@@ -368,6 +363,13 @@ def _unreachable(index: int, node: NodeId) -> TesseraError:
         "or it did not present the expected certificate",
         {"node": node, "party": index},
     )
+
+
+async def sized_work(elements: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on the loop below :data:`INLINE_ELEMENTS` elements, else in a worker thread."""
+    if elements < INLINE_ELEMENTS:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
 
 
 def _forget_failures(link: Any) -> None:

@@ -47,7 +47,7 @@ from ..mpc.prg import Seed
 from ..transport.channel import AsyncChannel
 from .auth import Caller
 from .mpc_mailbox import Mailbox, Slot
-from .mpc_party import INLINE_ELEMENTS, PartyRunner
+from .mpc_party import PartyRunner, sized_work
 from .mpc_specs import material_specs
 from .policy import MOVER
 from .store import ObjectStore
@@ -143,10 +143,7 @@ class MpcService:
 
         async def run() -> Reply:
             value = stored.value
-            if value.numel() >= INLINE_ELEMENTS:
-                shares = await asyncio.to_thread(lambda: split(encoder.encode(value), len(request.parties)))
-            else:
-                shares = split(encoder.encode(value), len(request.parties))
+            shares = await sized_work(value.numel(), lambda: split(encoder.encode(value), len(request.parties)))
             policy = stored.policy.renamed({caller.principal: MOVER})
             await asyncio.gather(
                 *(
@@ -207,7 +204,7 @@ class MpcService:
             return bundles[-1].explicit
 
         elements = sum(_spec_elements(s) for s in specs)
-        explicit = await asyncio.to_thread(deal) if elements >= INLINE_ELEMENTS else deal()
+        explicit = await sized_work(elements, deal)
         last = links[-1]
         assert isinstance(last, AsyncChannel)
         last.post(
