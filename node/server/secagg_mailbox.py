@@ -73,6 +73,14 @@ Ring = Dict[str, torch.Tensor]
 Share = Tuple[Mapping[str, Tuple[int, ...]], SharePart]
 
 
+def _check_owners(owners: Sequence[int]) -> None:
+    if len(owners) < 2:
+        raise BadRequest(
+            f"a party sums the shares of at least 2 owners, not {len(owners)}: the sum of one is its update",
+            {"owners": len(owners)},
+        )
+
+
 class PendingUpdates:
     """Encoded updates waiting for their owner's ``secagg_split``."""
 
@@ -174,17 +182,14 @@ class ShareMailbox:
         state.shares[share.owner] = ((dict(share.shapes), part), sender, nbytes)
 
     def missing(self, principal: Principal, round_id: bytes, owners: Sequence[int]) -> Tuple[int, ...]:
-        """Which of ``owners`` have no share here (the round must be ``principal``'s)."""
+        """Which of ``owners`` (two or more) have no share here (the round must be ``principal``'s)."""
+        _check_owners(owners)
         state = self._round(principal, round_id)
         return tuple(o for o in owners if o not in state.shares)
 
     def take(self, principal: Principal, round_id: bytes, owners: Sequence[int]) -> List[Share]:
         """The shares of ``owners`` (two or more, all here); the round is closed and forgotten."""
-        if len(owners) < 2:
-            raise BadRequest(
-                f"a party sums the shares of at least 2 owners, not {len(owners)}: the sum of one is its update",
-                {"owners": len(owners)},
-            )
+        _check_owners(owners)
         state = self._round(principal, round_id)
         missing = [o for o in owners if o not in state.shares]
         if missing:
