@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from typing import Callable
 from urllib.parse import urlsplit
@@ -33,6 +32,7 @@ from node.transport.websocket import (
     Listener,
     TextFrameReceived,
     listen,
+    listening_url,
 )
 from protocol.codec import encode_message
 from protocol.ids import NodeId
@@ -75,13 +75,7 @@ class GatewayServer:
 
     @property
     def url(self) -> str:
-        scheme = "ws" if self.settings.insecure else "wss"
-        host = self.settings.host
-        if host in ("", "0.0.0.0", "::"):
-            host = socket.gethostname()
-        if ":" in host:
-            host = f"[{host}]"
-        return f"{scheme}://{host}:{self.port}"
+        return listening_url(self.settings.host, self.port, self.settings.insecure)
 
     @property
     def fingerprint(self) -> str | None:

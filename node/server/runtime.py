@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,7 +29,7 @@ from ..transport.proof import node_credentials
 from ..transport.tokens import network_key
 from ..transport.tls import server_ssl_context
 from ..transport.trust import TrustPolicy
-from ..transport.websocket import Connection, Listener, listen
+from ..transport.websocket import Connection, Listener, listen, listening_url
 from .auth import AnonymousAuthenticator, Authenticator, CredentialAuthenticator
 from .users import USER_PREFIX, UserDirectory, UsersFileError
 from .executor import Executor
@@ -84,13 +83,7 @@ class NodeServer:
 
     @property
     def url(self) -> str:
-        scheme = "ws" if self.settings.insecure else "wss"
-        host = self.settings.host
-        if host in ("", "0.0.0.0", "::"):
-            host = socket.gethostname()
-        if ":" in host:
-            host = f"[{host}]"
-        return f"{scheme}://{host}:{self.port}"
+        return listening_url(self.settings.host, self.port, self.settings.insecure)
 
     @property
     def fingerprint(self) -> str | None:

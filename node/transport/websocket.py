@@ -18,6 +18,7 @@ cost over raw WebSockets; handshake, pings and closing stay the library's.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterator, Optional, Protocol, Tuple, Union
@@ -45,12 +46,22 @@ __all__ = [
     "Listener",
     "HttpHandler",
     "listen",
+    "listening_url",
     "dial",
     "FRAGMENT_BYTES",
 ]
 
 FRAGMENT_BYTES = 1024 * 1024
 """Size of the fragments a large frame is sent in."""
+
+
+def listening_url(host: str, port: int, insecure: bool) -> str:
+    """The URL a listener bound to ``host``:``port`` announces (wildcards: the host name)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'ws' if insecure else 'wss'}://{host}:{port}"
 
 SINGLE_FRAME_LIMIT = 1024 * 1024
 """Frames up to this size are joined and sent as one WebSocket frame."""
