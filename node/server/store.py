@@ -9,7 +9,11 @@ reported as not found, so ids of other principals' objects leak nothing.
 *Reading* (``get``, ``read``, ``transfer``) additionally needs the policy
 to allow it, else PermissionDenied naming who may release it.  It is shared
 by every connection of a node and by the worker threads that run heavy ops,
-hence the lock.  It must not import torch ops, asyncio or the transport.
+hence the lock.  Each principal's quota is kept by a
+:class:`~node.server.quota.Ledger`, which counts the store's objects and
+the :class:`~node.server.quota.Reservation`s for everything else a principal
+makes the node hold (:meth:`MemoryStore.reserve`).  It must not import
+torch ops, asyncio or the transport.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from typing import Iterable, Protocol
 
 import torch
 
-from protocol.errors import AlreadyExists, NotFound, PermissionDenied, QuotaExceeded
+from protocol.errors import AlreadyExists, NotFound, PermissionDenied
 from protocol.ids import ObjectId
 from protocol.messages import ObjectInfo
 from protocol.tensors import DTYPE_NAMES
 
 from .policy import OPERATOR, Policy, Principal
+from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, Hold, Ledger, Quota, Reservation
 
 __all__ = [
     "Principal",
@@ -34,6 +39,8 @@ __all__ = [
     "ObjectStore",
     "MemoryStore",
     "Quota",
+    "Hold",
+    "Reservation",
     "storage_bytes",
     "unreadable",
     "DEFAULT_MAX_OBJECTS",
@@ -89,6 +96,7 @@ class ObjectStore(Protocol):
         object_id: ObjectId,
         value: torch.Tensor,
         policy: Policy | None = None,
+        reservation: Reservation | None = None,
     ) -> None: ...
 
     def get(self, principal: Principal, object_id: ObjectId) -> StoredObject: ...
@@ -107,20 +115,7 @@ class ObjectStore(Protocol):
 
     def check_quota(self, principal: Principal, nbytes: int, objects: int = 1) -> None: ...
 
-
-DEFAULT_MAX_OBJECTS = 100_000
-"""Objects one principal may hold on a node by default."""
-
-DEFAULT_MAX_BYTES = 8 * 1024**3
-"""Bytes one principal may hold on a node by default (8 GiB)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Quota:
-    """Per-principal limits a store enforces on every new object."""
-
-    max_objects: int = DEFAULT_MAX_OBJECTS
-    max_bytes: int = DEFAULT_MAX_BYTES
+    def reserve(self, principal: Principal, hold: Hold, nbytes: int, objects: int = 0) -> Reservation: ...
 
 
 def storage_bytes(value: torch.Tensor) -> int:
@@ -135,24 +130,21 @@ class MemoryStore:
         self.quota = quota or Quota()
         self._objects: dict[ObjectId, StoredObject] = {}
         self._owned: dict[Principal, set[ObjectId]] = {}
-        self._bytes: dict[Principal, int] = {}
+        self.ledger = Ledger(self.quota)
         self._lock = threading.Lock()
 
     def check_quota(self, principal: Principal, nbytes: int, objects: int = 1) -> None:
-        """QuotaExceeded if ``principal`` may not add ``objects`` holding ``nbytes`` more."""
-        held = len(self._owned.get(principal, ()))
-        if held + objects > self.quota.max_objects:
-            raise QuotaExceeded(
-                f"at most {self.quota.max_objects} objects per principal on this node",
-                {"limit": self.quota.max_objects, "held": held},
-            )
-        used = self._bytes.get(principal, 0)
-        if used + nbytes > self.quota.max_bytes:
-            raise QuotaExceeded(
-                f"{nbytes} more bytes would exceed the {self.quota.max_bytes}-byte quota "
-                f"({used} in use)",
-                {"limit": self.quota.max_bytes, "used": used, "size": nbytes},
-            )
+        """QuotaExceeded if ``principal`` may not add ``objects`` holding ``nbytes`` more
+        (counting what it stores and what its reservations hold)."""
+        self.ledger.check(principal, nbytes, objects)
+
+    def reserve(self, principal: Principal, hold: Hold, nbytes: int, objects: int = 0) -> Reservation:
+        """Hold ``nbytes`` and ``objects`` of ``principal``'s quota for ``hold``, before allocating.
+
+        QuotaExceeded past the quota.  The caller releases it on every way
+        out, or passes it to :meth:`put` with the object it was made for.
+        """
+        return self.ledger.reserve(principal, hold, nbytes, objects)
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -169,17 +161,23 @@ class MemoryStore:
         object_id: ObjectId,
         value: torch.Tensor,
         policy: Policy | None = None,
+        reservation: Reservation | None = None,
     ) -> None:
-        """Store ``value`` owned by ``principal`` (default policy: only it may read); the id must be unused."""
+        """Store ``value`` owned by ``principal`` (default policy: only it may read); the id must be unused.
+
+        With ``reservation`` (``principal``'s, made for this object), what it
+        holds counts as the object's own quota and it is released once stored.
+        """
         stored = StoredObject(object_id, value, principal, policy or Policy.own(principal))
         size = storage_bytes(value)
+        if reservation is not None and (reservation.released or reservation.principal != principal):
+            reservation = None
         with self._lock:
             if object_id in self._objects:
                 raise AlreadyExists.for_object(object_id)
-            self.check_quota(principal, size)
+            self.ledger.store(principal, size, reservation)
             self._objects[object_id] = stored
             self._owned.setdefault(principal, set()).add(object_id)
-            self._bytes[principal] = self._bytes.get(principal, 0) + size
 
     def get(self, principal: Principal, object_id: ObjectId) -> StoredObject:
         """The object, if ``principal`` may see it; else NotFound."""
@@ -240,7 +238,6 @@ class MemoryStore:
             for stored in owned:
                 self._remove(stored)
             self._owned.pop(principal, None)
-            self._bytes.pop(principal, None)
         return len(owned)
 
     def _remove(self, stored: StoredObject) -> None:
@@ -248,8 +245,7 @@ class MemoryStore:
         owned = self._owned.get(stored.owner)
         if owned is not None:
             owned.discard(stored.object_id)
-        if stored.owner in self._bytes:
-            self._bytes[stored.owner] -= storage_bytes(stored.value)
+        self.ledger.unstore(stored.owner, storage_bytes(stored.value))
 
 
 def unreadable(stored: StoredObject) -> PermissionDenied:
