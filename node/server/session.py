@@ -45,7 +45,7 @@ from .auth import Authenticator
 from .conversation import CLOSE_POLICY, CLOSE_PROTOCOL, Conversation, Outcome, SessionState
 from .executor import Executor, PreparedCommand
 from .policy import Policy
-from .store import ObjectStore
+from .store import Hold, ObjectStore
 from .transfers import TransferService
 from .uploads import Upload, tensor_bytes
 
@@ -246,18 +246,30 @@ class Session(Conversation):
                         f"at most {MAX_UPLOADS} uploads may be in progress on one connection",
                         {"limit": MAX_UPLOADS},
                     )
-                upload = Upload(request.dtype, request.shape, self.max_object_bytes)
-                self.store.check_quota(self.principal, upload.expected)  # before allocating
+                principal = self.principal
+                upload = Upload(  # reserves its whole size in the quota before allocating
+                    request.dtype, request.shape, self.max_object_bytes,
+                    lambda size: self.store.reserve(principal, Hold.UPLOAD, size, objects=1),
+                )
                 self._uploads[request.object_id] = upload
             upload.write(request.dtype, request.shape, request.offset, request.data)
             if request.last:
                 del self._uploads[request.object_id]
                 policy = Policy.private(self.principal) if request.private else None
-                self.store.put(self.principal, request.object_id, upload.complete(), policy)
-        except TesseraError:
-            self._uploads.pop(request.object_id, None)  # free the partial tensor
+                self.store.put(self.principal, request.object_id, upload.complete(), policy, upload.reservation)
+        except Exception:
+            self._uploads.pop(request.object_id, None)
+            if upload is not None:
+                upload.abandon()  # free the partial tensor and its reservation
             raise
         return _NOTHING
+
+    def close(self) -> None:
+        """The connection is gone: its unfinished uploads are freed and their reservations released."""
+        super().close()
+        uploads, self._uploads = list(self._uploads.values()), {}
+        for upload in uploads:
+            upload.abandon()
 
     def _read(self, request: Request) -> Step:
         assert isinstance(request, ReadRequest) and self.principal is not None

@@ -58,6 +58,7 @@ from ..transport.tracker import RequestTracker, rebuild_error
 from ..transport.trust import TrustError, TrustPolicy
 from .auth import Caller
 from .policy import MOVER, Policy
+from .quota import Hold, Reservation as QuotaReservation
 from .store import ObjectStore, Principal
 from .uploads import Upload, tensor_bytes
 
@@ -88,6 +89,8 @@ class Reservation:
     from_fingerprint: str
     ticket: bytes
     expires: float
+    held: QuotaReservation
+    """``owner``'s quota held for it: one object from ``expect``, its declared size from the first chunk."""
 
 
 class TransferService:
@@ -136,6 +139,7 @@ class TransferService:
             request.from_fingerprint,
             request.ticket,
             now + RESERVATION_TTL,
+            self.store.reserve(caller.principal, Hold.DELIVERY, 0, objects=1),
         )
 
     def deliver(self, caller: Caller, request: DeliverRequest) -> None:
@@ -166,22 +170,29 @@ class TransferService:
             if upload is None:
                 if request.offset != 0:
                     raise BadRequest("a delivery must start at byte 0", {})
-                upload = Upload(request.dtype, request.shape, self.max_object_bytes)
+                held = reservation.held
+                # The expecting principal's quota holds the declared size before it is allocated.
+                upload = Upload(request.dtype, request.shape, self.max_object_bytes, lambda size: _grown(held, size))
                 self._uploads[request.object_id] = upload
             upload.write(request.dtype, request.shape, request.offset, request.data)
             if request.last:
                 value = upload.complete()
-                self._drop(request.object_id)
                 policy = _received_policy(request, reservation.owner)
-                self.store.put(reservation.owner, request.object_id, value, policy)
+                self.store.put(reservation.owner, request.object_id, value, policy, reservation.held)
+                self._drop(request.object_id)
         except TesseraError as exc:
             self._drop(request.object_id)
             self._failed[request.object_id] = (exc, self.clock() + RESERVATION_TTL)
             raise
 
     def _drop(self, object_id: ObjectId) -> None:
-        self._pending.pop(object_id, None)
-        self._uploads.pop(object_id, None)
+        """Forget a reservation and its partial object, and give their quota back."""
+        reservation = self._pending.pop(object_id, None)
+        if reservation is not None:
+            reservation.held.release()
+        upload = self._uploads.pop(object_id, None)
+        if upload is not None:
+            upload.abandon()
 
     def _expire(self, now: float) -> None:
         for object_id in [i for i, r in self._pending.items() if r.expires < now]:
@@ -323,6 +334,11 @@ class TransferService:
         links, self._links = list(self._links.values()), {}
         for link in links:
             await link.aclose()
+
+
+def _grown(held: QuotaReservation, nbytes: int) -> QuotaReservation:
+    held.grow(nbytes)
+    return held
 
 
 def _received_policy(request: DeliverRequest, owner: Principal) -> Policy | None:

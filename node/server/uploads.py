@@ -2,19 +2,26 @@
 
 Used for client uploads (``put_chunk``) and node-to-node deliveries
 (``deliver``).  The tensor is allocated once, when the first chunk arrives,
-after checking its declared size against the node's per-object limit; each
-chunk is copied straight into place.  A single chunk that carries the whole
+after checking its declared size against the node's per-object limit and
+reserving all of it in the quota of the principal it is for (so a
+principal's unfinished uploads count like its stored objects); each chunk
+is copied straight into place.  The reservation goes with the upload: it
+becomes the stored object's (``store.put(..., reservation=upload.reservation)``)
+or is released by :meth:`Upload.abandon`.  A single chunk that carries the whole
 tensor is used as is (zero copy, a view of the received frame).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
 from protocol.errors import BadRequest, QuotaExceeded
 from protocol.tensors import DTYPES
+
+from .quota import Reservation
 
 __all__ = ["Upload", "tensor_bytes"]
 
@@ -27,18 +34,31 @@ def tensor_bytes(tensor: torch.Tensor) -> torch.Tensor:
 class Upload:
     """One tensor being received chunk by chunk."""
 
-    def __init__(self, dtype_name: str, shape: tuple[int, ...], max_bytes: int) -> None:
+    def __init__(
+        self,
+        dtype_name: str,
+        shape: tuple[int, ...],
+        max_bytes: int,
+        reserve: Callable[[int], Reservation],
+    ) -> None:
+        """Check the declared size, then ``reserve(size)`` (QuotaExceeded) before anything is allocated."""
         dtype = DTYPES[dtype_name]
         self.dtype_name, self.shape = dtype_name, shape
-        self.expected = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        self.expected = math.prod(shape) * dtype.itemsize
         if self.expected > max_bytes:
             raise QuotaExceeded(
                 f"an object of {self.expected} bytes exceeds this node's limit of {max_bytes}",
                 {"size": self.expected, "limit": max_bytes},
             )
+        self.reservation = reserve(self.expected)
         self._dtype = dtype
         self._tensor: torch.Tensor | None = None
         self.received = 0
+
+    def abandon(self) -> None:
+        """Drop the partial tensor and give its reservation back (idempotent)."""
+        self._tensor = None
+        self.reservation.release()
 
     def write(self, dtype_name: str, shape: tuple[int, ...], offset: int, data: torch.Tensor) -> None:
         """Copy the next chunk in; chunks must arrive in order and agree on dtype and shape."""
