@@ -93,7 +93,12 @@ def _parser() -> OneLineParser:
     )
     parser.add_argument(
         "--max-memory-mib", type=positive_int_arg, default=8192,
-        help="memory one principal may hold, in MiB (default 8192)",
+        help="memory one principal may hold, in MiB (default 8192): stored tensors, unfinished "
+        "uploads and transfers, queued frames, trainer jobs, parked secure-aggregation updates",
+    )
+    parser.add_argument(
+        "--max-connections-per-principal", type=positive_int_arg, default=64,
+        help="open connections one principal may have (default 64)",
     )
     parser.add_argument(
         "--network-token-file", type=Path,
@@ -181,6 +186,7 @@ def parse(argv: list[str]) -> tuple[NodeSettings, str]:
         advertise=advertise,
         max_objects=args.max_objects,
         max_bytes=args.max_memory_mib * 1024 * 1024,
+        max_connections=args.max_connections_per_principal,
         network_token=token,
         allow_anonymous=bool(args.allow_anonymous),
         torch_threads=args.torch_threads,

@@ -77,7 +77,10 @@ class NodeSettings:
     max_objects: int = 100_000
     """Objects one principal may hold (see ``node.server.store.Quota``)."""
     max_bytes: int = 8 * 1024**3
-    """Bytes one principal may hold."""
+    """Bytes one principal may hold: stored tensors and every reservation
+    (``node.server.quota``)."""
+    max_connections: int = 64
+    """Open connections one principal may have (``--max-connections-per-principal``)."""
     network_token: str | None = field(default=None, repr=False)
     """The network's shared secret: needed to register at the gateway and to
     be accepted by (and accept) peer nodes.  Never printed."""

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import torch
 
 from protocol.codec import Frame, encode_message
-from protocol.errors import MessageTooLarge, TesseraError
+from protocol.errors import MessageTooLarge, QuotaExceeded, TesseraError
 from protocol.messages import ErrorReply, Reply
 from protocol.records import NodeRecord, Role
 
@@ -216,7 +216,7 @@ class NodeServer:
         finally:
             self._drivers.discard(driver)
             session.close()
-            if session.principal is not None:
+            if driver.admitted and session.principal is not None:
                 self._disconnected(session.principal)
 
     async def _watch_users(self) -> None:
@@ -251,7 +251,14 @@ class NodeServer:
         return frame
 
     def _connected(self, principal: Principal) -> None:
-        self._live[principal] = self._live.get(principal, 0) + 1
+        """Count a new connection of ``principal``; QuotaExceeded (the hello is refused) past the cap."""
+        live, cap = self._live.get(principal, 0), self.settings.max_connections
+        if live >= cap:
+            raise QuotaExceeded(
+                f"at most {cap} connections per principal on this node ({live} open)",
+                {"limit": cap, "held": live},
+            )
+        self._live[principal] = live + 1
         handle = self._expiry.pop(principal, None)
         if handle is not None:
             handle.cancel()
