@@ -5,14 +5,19 @@ relocates the default state directory; ``TESSERA_NETWORK_TOKEN`` holds the
 network token).  Prints one startup line on stdout:
 ``gateway listening on <url> fingerprint <sha256:...>``.
 ``python -m gateway new-token`` prints a fresh network token and exits.
+``python -m gateway bindings list|remove ID|rebind ID --fingerprint FP``
+shows or changes which certificate each node id is bound to (the state
+directory's ``bindings.json``; a running gateway adopts the change).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from node.transport import loops
@@ -28,9 +33,11 @@ from node.cli import (
     network_token,
     port_arg,
 )
-from node.transport.identity import StateDirError
+from node.transport.identity import StateDirError, normalize_fingerprint
 from node.transport.tokens import new_network_token
+from protocol.ids import NodeId
 
+from .bindings import Binding, BindingFile, Bindings, node_id_arg
 from .registry import DEFAULT_DROP_AFTER, DEFAULT_HEARTBEAT_INTERVAL
 from .server import GatewayServer
 from .settings import DEFAULT_GATEWAY_PORT, GatewaySettings, default_gateway_state_dir
@@ -47,6 +54,9 @@ def _parser() -> OneLineParser:
         prog=PROG,
         description="Run a Tessera gateway: nodes register and heartbeat here, clients "
         "discover them; GET / shows a status page and /nodes.json the same as JSON.",
+        epilog="Other commands: 'new-token' prints a fresh network token; 'bindings "
+        "list|remove|rebind' shows or changes the certificate each node id is bound to "
+        "(see 'bindings --help').",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -55,12 +65,7 @@ def _parser() -> OneLineParser:
         default=DEFAULT_GATEWAY_PORT,
         help=f"port (default {DEFAULT_GATEWAY_PORT}; 0 = any free)",
     )
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        help="where the gateway keeps its TLS key and certificate "
-        "(default $TESSERA_HOME/gateway or ~/.tessera/gateway)",
-    )
+    _state_dir_arg(parser)
     parser.add_argument(
         "--insecure", action="store_true", help="plaintext ws:// without TLS (testing only)"
     )
@@ -85,6 +90,21 @@ def _parser() -> OneLineParser:
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
+
+
+def _state_dir_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where the gateway keeps its TLS key and certificate and its id bindings "
+        "(default $TESSERA_HOME/gateway or ~/.tessera/gateway)",
+    )
+
+
+def _state_dir(given: Path | None) -> Path:
+    home = os.environ.get("TESSERA_HOME")
+    state_dir = given or (Path(home) / "gateway" if home else default_gateway_state_dir())
+    return state_dir.expanduser()
 
 
 def _heartbeat(text: str) -> float:
@@ -113,10 +133,8 @@ def parse(argv: list[str]) -> tuple[GatewaySettings, str]:
                 f"a gateway needs a network token: set {NETWORK_TOKEN_ENV} or pass --token-file "
                 "(make one with: python -m gateway new-token), or --open for a test network"
             )
-    home = os.environ.get("TESSERA_HOME")
-    state_dir = args.state_dir or (Path(home) / "gateway" if home else default_gateway_state_dir())
     settings = GatewaySettings(
-        state_dir=state_dir.expanduser(),
+        state_dir=_state_dir(args.state_dir),
         host=args.host,
         port=args.port,
         insecure=args.insecure,
@@ -125,6 +143,97 @@ def parse(argv: list[str]) -> tuple[GatewaySettings, str]:
         open_network=bool(args.open),
     )
     return settings, str(args.log_level)
+
+
+def _bindings_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=f"{PROG} bindings",
+        description="Show or change which certificate each node id is bound to.  The first "
+        "registration of an id binds it; only these commands change a binding.  A running "
+        "gateway adopts a change within one heartbeat interval, or at once when the node "
+        "it concerns retries.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    listing = commands.add_parser("list", help="print each bound id, its fingerprint and since when")
+    remove = commands.add_parser(
+        "remove", help="unbind ID: the next node to register it binds it (to give an id to "
+        "a new key, prefer rebind)"
+    )
+    remove.add_argument("node_id", metavar="ID", type=_node_id)
+    rebind = commands.add_parser(
+        "rebind", help="bind ID to the certificate with this fingerprint (a node whose key "
+        "changed, or an id reserved before its node first registers)"
+    )
+    rebind.add_argument("node_id", metavar="ID", type=_node_id)
+    rebind.add_argument(
+        "--fingerprint", required=True, type=_fingerprint,
+        help="the node's certificate fingerprint, sha256:<64 hex> (its startup line prints it)",
+    )
+    for command in (listing, remove, rebind):
+        _state_dir_arg(command)
+    return parser
+
+
+def _node_id(text: str) -> NodeId:
+    try:
+        return node_id_arg(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid node id: {exc}") from None
+
+
+def _fingerprint(text: str) -> str:
+    try:
+        return normalize_fingerprint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def bindings(argv: list[str]) -> None:
+    """``python -m gateway bindings ...``: list, remove or rebind; CliError or StateDirError."""
+    args = _bindings_parser().parse_args(argv)
+    state_dir = _state_dir(args.state_dir)
+    if not state_dir.is_dir():
+        raise CliError(
+            f"state dir {state_dir} does not exist: pass the gateway's --state-dir "
+            "(or start the gateway once)"
+        )
+    file = BindingFile(state_dir)
+    if args.command == "list":
+        _print_bindings(file.load())
+    elif args.command == "remove":
+        _remove(file, args.node_id)
+    else:
+        _rebind(file, args.node_id, args.fingerprint)
+
+
+def _remove(file: BindingFile, node_id: NodeId) -> None:
+    removed: list[Binding] = []
+
+    def change(table: Bindings) -> None:
+        if node_id in table:
+            removed.append(table.pop(node_id))
+
+    file.edit(change)
+    if not removed:
+        raise CliError(f"node id {node_id!r} is not bound in {file.path}")
+    print(f"node id {node_id!r} is unbound; the next node to register it binds it")
+
+
+def _rebind(file: BindingFile, node_id: NodeId, fingerprint: str) -> None:
+    def change(table: Bindings) -> None:
+        table[node_id] = Binding(fingerprint, time.time())
+
+    file.edit(change)
+    print(f"node id {node_id!r} is bound to {fingerprint}")
+
+
+def _print_bindings(table: Bindings) -> None:
+    if not table:
+        sys.stderr.write("no node id is bound yet\n")
+    width = max((len(node_id) for node_id in table), default=0)
+    for node_id, binding in sorted(table.items()):
+        since = datetime.datetime.fromtimestamp(binding.bound_at, datetime.timezone.utc)
+        print(f"{node_id:<{width}}  {binding.fingerprint}  since {since:%Y-%m-%dT%H:%M:%SZ}")
 
 
 async def run(settings: GatewaySettings) -> None:
@@ -159,6 +268,12 @@ def main(argv: list[str] | None = None) -> None:
         if len(argv) > 1:
             fail(PROG, "new-token takes no arguments")
         print(new_network_token())
+        return
+    if argv[:1] == ["bindings"]:
+        try:
+            bindings(argv[1:])
+        except (CliError, StateDirError) as exc:
+            fail(PROG, str(exc))
         return
     settings, log_level = parse(argv)
     configure_logging(log_level)

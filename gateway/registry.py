@@ -2,16 +2,24 @@
 
 Pure bookkeeping with no I/O and no clock of its own: every call that needs
 the time takes ``now`` (Unix seconds), so tests drive it with a fake clock
-and the server passes ``time.time()``.  State is soft: a restarted gateway
-starts empty and nodes re-register by themselves.
+and the server passes ``time.time()``.  Entries are soft: a restarted
+gateway starts without them and nodes re-register by themselves.  Id
+bindings are not (issue 11, item 5): the server loads them from
+:class:`~gateway.bindings.BindingFile` at start and whenever the operator
+edits the file, and saves the ones this registry made
+(:meth:`Registry.unsaved_bindings`).
 
-The rules (issue 3, "Bad input"):
+The rules (issue 3, "Bad input"; issue 11):
 
 - A node registers only its own record: the record's id and fingerprint must
   be those the caller proved in its hello.
-- A node id belongs to the certificate that registered it until the entry
-  is deregistered or dropped; another certificate claiming it is refused and
-  the existing entry is left untouched, online or offline.
+- The first registration of an id binds it to the caller's certificate.
+  The binding outlives deregistration, drops and restarts: another
+  certificate can never register, heartbeat or deregister that id
+  (PERMISSION_DENIED naming the id, never the bound fingerprint), and the
+  existing entry is left untouched.  Only the operator rebinds an id.
+- Every entry's certificate is its id's binding: an entry whose binding the
+  operator changed or removed is dropped when the new bindings are loaded.
 - An entry goes offline when its connection drops or after
   :attr:`RegistryPolicy.offline_after` seconds without a heartbeat, and is
   dropped after :attr:`RegistryPolicy.drop_after` seconds offline.
@@ -22,10 +30,13 @@ Must not import asyncio, websockets or anything that does I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from protocol.errors import NotFound, PermissionDenied, QuotaExceeded
 from protocol.ids import NodeId
 from protocol.records import NodeRecord, NodeStatus
+
+from .bindings import MAX_BINDINGS, Binding, Bindings
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
@@ -58,14 +69,15 @@ class RegistryPolicy:
     missed_heartbeats: int = DEFAULT_MISSED_HEARTBEATS
     drop_after: float = DEFAULT_DROP_AFTER
     max_nodes: int = MAX_NODES
+    max_bindings: int = MAX_BINDINGS
 
     def __post_init__(self) -> None:
         if not self.heartbeat_interval > 0:
             raise ValueError(f"heartbeat interval must be positive, got {self.heartbeat_interval}")
         if self.missed_heartbeats < 1:
             raise ValueError(f"missed heartbeats must be at least 1, got {self.missed_heartbeats}")
-        if self.drop_after < 0 or self.max_nodes < 1:
-            raise ValueError("drop_after must be >= 0 and max_nodes >= 1")
+        if self.drop_after < 0 or self.max_nodes < 1 or self.max_bindings < 1:
+            raise ValueError("drop_after must be >= 0, max_nodes and max_bindings >= 1")
 
     @property
     def offline_after(self) -> float:
@@ -87,6 +99,9 @@ class _Entry:
             self.offline_since = now
 
 
+_UNBOUND = Binding("", 0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class SweepResult:
     """Node ids a :meth:`Registry.sweep` marked offline and dropped."""
@@ -101,6 +116,12 @@ class Registry:
     def __init__(self, policy: RegistryPolicy | None = None) -> None:
         self.policy = policy or RegistryPolicy()
         self._entries: dict[NodeId, _Entry] = {}
+        self._bindings: Bindings = {}
+        self._unsaved: Bindings = {}
+        self.binding_refusals = 0
+        """Requests refused because the id is bound to another certificate (the
+        server re-reads the bindings file when this grows: the operator may just
+        have rebound the id)."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -122,28 +143,40 @@ class Registry:
                 "the record's fingerprint is not that of the certificate the caller proved",
                 {"node_id": record.node_id},
             )
-        entry = self._entries.get(record.node_id)
-        if entry is not None and entry.fingerprint != caller_fingerprint:
-            raise PermissionDenied(
-                f"node id {record.node_id!r} is registered with another certificate",
-                {"node_id": record.node_id},
-            )
-        if entry is None and len(self._entries) >= self.policy.max_nodes:
+        node_id = record.node_id
+        bound = self._check_binding(node_id, caller_fingerprint)
+        if node_id not in self._entries and len(self._entries) >= self.policy.max_nodes:
             raise QuotaExceeded(
                 f"the gateway already holds {self.policy.max_nodes} nodes",
                 {"limit": self.policy.max_nodes},
             )
-        self._entries[record.node_id] = _Entry(record, caller_fingerprint, now, True)
+        if bound is None:
+            if len(self._bindings) >= self.policy.max_bindings:
+                raise QuotaExceeded(
+                    f"the gateway already binds {self.policy.max_bindings} node ids; its "
+                    "operator can remove stale ones (python -m gateway bindings remove)",
+                    {"limit": self.policy.max_bindings},
+                )
+            binding = Binding(caller_fingerprint, now)
+            self._bindings[node_id] = self._unsaved[node_id] = binding
+        self._entries[node_id] = _Entry(record, caller_fingerprint, now, True)
 
     def heartbeat(self, node_id: NodeId, fingerprint: str, now: float) -> None:
-        """The node is alive: refresh ``last_seen`` and mark it online; NotFound if not ours."""
+        """The node is alive: refresh ``last_seen`` and mark it online.
+
+        PermissionDenied if the id is bound to another certificate, NotFound
+        if the caller holds no entry.
+        """
         entry = self._owned(node_id, fingerprint)
         entry.last_seen = now
         entry.online = True
         entry.offline_since = None
 
     def deregister(self, node_id: NodeId, fingerprint: str, now: float) -> None:
-        """Forget the node at once (clean shutdown); NotFound if not ours."""
+        """Forget the node's entry at once (clean shutdown); its binding stays.
+
+        Errors as for :meth:`heartbeat`.
+        """
         self._owned(node_id, fingerprint)
         del self._entries[node_id]
 
@@ -188,6 +221,7 @@ class Registry:
         return NodeStatus(entry.record, entry.last_seen, entry.online and fresh)
 
     def _owned(self, node_id: NodeId, fingerprint: str) -> _Entry:
+        self._check_binding(node_id, fingerprint)
         entry = self._entries.get(node_id)
         if entry is None or entry.fingerprint != fingerprint:
             raise NotFound(
@@ -195,3 +229,50 @@ class Registry:
                 {"node_id": node_id},
             )
         return entry
+
+    def _check_binding(self, node_id: NodeId, fingerprint: str) -> Binding | None:
+        """The id's binding if it is the caller's, None if unbound; else PermissionDenied.
+
+        The message names the id and the way out, never the bound
+        fingerprint: an offline or deregistered node's certificate is not
+        for whoever asks in its name.
+        """
+        bound = self._bindings.get(node_id)
+        if bound is not None and bound.fingerprint != fingerprint:
+            self.binding_refusals += 1
+            raise PermissionDenied(
+                f"node id {node_id!r} is bound to another certificate at this gateway; "
+                "if the node's key changed, the gateway's operator can rebind the id "
+                "(python -m gateway bindings rebind|remove)",
+                {"node_id": node_id},
+            )
+        return bound
+
+    # -- bindings: loaded from and saved to the bindings file by the server ---
+
+    def binding(self, node_id: NodeId) -> Binding | None:
+        """The certificate ``node_id`` is bound to, if any."""
+        return self._bindings.get(node_id)
+
+    def unsaved_bindings(self) -> Bindings:
+        """Bindings made here since the last :meth:`load_bindings` that included them."""
+        return dict(self._unsaved)
+
+    def load_bindings(self, table: Mapping[NodeId, Binding]) -> tuple[NodeId, ...]:
+        """Adopt the bindings file's ``table``; the ids whose entries it dropped.
+
+        Unsaved bindings the table lacks are kept (they are being written);
+        where the table binds the same id, the table wins.  Entries whose id
+        is now bound to another certificate, or unbound, are dropped, so
+        every listed record is the one its binding stands for.
+        """
+        self._unsaved = {i: b for i, b in self._unsaved.items() if i not in table}
+        self._bindings = {**table, **self._unsaved}
+        dropped = tuple(
+            node_id
+            for node_id, entry in self._entries.items()
+            if self._bindings.get(node_id, _UNBOUND).fingerprint != entry.fingerprint
+        )
+        for node_id in dropped:
+            del self._entries[node_id]
+        return dropped

@@ -1,11 +1,18 @@
 """The gateway process: WebSocket sessions, the status page, and the sweep task.
 
 Owns the :class:`~gateway.registry.Registry` (exposed as
-:attr:`GatewayServer.registry`), the TLS identity, the per-source flood
-limiter and the periodic sweep that marks silent nodes offline and drops old
-entries.  One port serves both the WebSocket protocol and plain HTTP GET of
-``/`` (the status page) and ``/nodes.json``.  All work is small and done
-inline on the event loop; the only thread hop is loading the identity.
+:attr:`GatewayServer.registry`), the TLS identity, the id bindings file, the
+per-source flood limiter and the periodic sweep that marks silent nodes
+offline and drops old entries.  One port serves both the WebSocket protocol
+and plain HTTP GET of ``/`` (the status page) and ``/nodes.json``.  Protocol
+work is small and done inline on the event loop; file I/O (loading the
+identity, reading and writing ``bindings.json``) goes through a thread.
+
+Bindings (issue 11, item 5): a registration that binds a new id is saved to
+the file *before* its reply goes out, so an id a node was told it holds
+survives a crash.  The operator's edits (``python -m gateway bindings``) are
+adopted at each sweep and at once after a request refused for a binding, so
+the refused node's next retry already sees them.
 
 Unlike the DESIGN sketch ("depends on protocol/ only"), the gateway reuses
 the node's transport, authenticator and session ``Outcome`` rather than
@@ -22,7 +29,7 @@ from urllib.parse import urlsplit
 
 from node.server.auth import CredentialAuthenticator
 from node.server.session import Outcome
-from node.transport.identity import Identity, ensure_identity
+from node.transport.identity import Identity, StateDirError, ensure_identity
 from node.transport.tokens import network_key
 from node.transport.tls import server_ssl_context
 from node.transport.websocket import (
@@ -38,6 +45,7 @@ from protocol.codec import encode_message
 from protocol.ids import NodeId
 from protocol.records import NodeStatus
 
+from .bindings import BindingFile, Bindings
 from .flood import FLOOD_WINDOW, RateLimiter
 from .registry import Registry
 from .session import GatewaySession
@@ -60,6 +68,8 @@ class GatewayServer:
         self.settings = settings
         self.clock = clock
         self.registry = Registry(settings.registry_policy())
+        self.binding_file = BindingFile(settings.state_dir)
+        self._bindings_lock = asyncio.Lock()
         self.identity: Identity | None = None
         self._authenticator: CredentialAuthenticator | None = None
         self._source_limiter = RateLimiter(settings.registrations_per_source, FLOOD_WINDOW)
@@ -86,7 +96,12 @@ class GatewayServer:
         return self.registry.nodes(tag, self.clock())
 
     async def start(self) -> None:
-        """Load or create the TLS identity, bind, start sweeping; StateDirError or OSError."""
+        """Load the id bindings, load or create the TLS identity, bind, start sweeping.
+
+        Raises StateDirError (a bindings file that cannot be read or parsed,
+        an unusable identity) or OSError (the port).
+        """
+        self.registry.load_bindings(await asyncio.to_thread(self.binding_file.load))
         ssl_context = None
         if not self.settings.insecure:
             self.identity = await asyncio.to_thread(
@@ -120,14 +135,43 @@ class GatewayServer:
         if self._listener is not None:
             self._listener.close()
             await self._listener.wait_closed()
+        await self.sync_bindings()  # a save that failed earlier gets a last try
 
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
             try:
                 self.sweep()
+                await self.sync_bindings(reread=True)
             except Exception:  # a bug in one sweep must not stop the next ones
                 log.exception("sweep failed")
+
+    async def sync_bindings(self, reread: bool = False) -> None:
+        """Save the bindings the registry made; with ``reread``, adopt the operator's edits.
+
+        A file that cannot be written or read is logged, not fatal: the
+        bindings stay in force in memory and the next sweep tries again.
+        """
+        async with self._bindings_lock:
+            file, unsaved = self.binding_file, self.registry.unsaved_bindings()
+            try:
+                if unsaved:
+                    table = await asyncio.to_thread(file.add, unsaved)
+                elif reread and await asyncio.to_thread(file.changed):
+                    table = await asyncio.to_thread(file.load)
+                    log.info("%s changed; adopted its %d bindings", file.path, len(table))
+                else:
+                    return
+            except StateDirError as exc:
+                log.error("id bindings: %s (kept in memory; retrying at the next sweep)", exc)
+                return
+            self._adopt(table)
+
+    def _adopt(self, table: Bindings) -> None:
+        for node_id in self.registry.load_bindings(table):
+            # The connection that spoke for it learns at its next heartbeat.
+            self._owners.pop(node_id, None)
+            log.warning("%s: its id binding was changed by the operator; entry dropped", node_id)
 
     def sweep(self) -> None:
         """One sweep now: silent nodes go offline, old offline entries are dropped."""
@@ -183,9 +227,12 @@ class GatewayServer:
                 await connection.close(CloseCode.UNSUPPORTED_DATA, "binary frames only")
                 return
             claims = session.claims
+            refusals = self.registry.binding_refusals
             outcome = session.receive(frame)
             if session.claims != claims and session.registered is not None:
                 self._owners[session.registered] = session
+            # Before the reply: a node told it holds an id holds it on disk too.
+            await self.sync_bindings(reread=self.registry.binding_refusals != refusals)
             if not await self._deliver(connection, outcome):
                 return
 

@@ -6,11 +6,13 @@ opens with ``hello``, authenticated by the injected authenticator (the
 server passes a ``CredentialAuthenticator`` that accepts anonymous clients
 and proven nodes).  Then:
 
-- ``register``: proven nodes only, their own record only (the
-  :class:`~gateway.registry.Registry` checks id and fingerprint); at most
-  ``connection_limit`` per connection and the shared ``source_limiter``'s
-  limit per source address per window, beyond which QUOTA_EXCEEDED;
-- ``heartbeat`` / ``deregister``: the caller's own entry, answered ``ack``;
+- ``register``: proven nodes only, their own record only, under an id not
+  bound to another certificate (the :class:`~gateway.registry.Registry`
+  checks id, fingerprint and binding); at most ``connection_limit`` per
+  connection and the shared ``source_limiter``'s limit per source address
+  per window, beyond which QUOTA_EXCEEDED;
+- ``heartbeat`` / ``deregister``: the caller's own entry, answered ``ack``
+  (PERMISSION_DENIED if the id is bound to another certificate);
 - ``nodes``: anyone, optionally by tag;
 - anything else: BAD_REQUEST, "not served by the gateway".
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .bindings import MAX_BINDINGS
 from .flood import REGISTRATIONS_PER_CONNECTION, REGISTRATIONS_PER_SOURCE
 from .registry import (
     DEFAULT_DROP_AFTER,
@@ -24,7 +25,7 @@ DEFAULT_GATEWAY_PORT = 5000
 
 
 def default_gateway_state_dir(home: Path | None = None) -> Path:
-    """``~/.tessera/gateway``: the gateway's key and certificate."""
+    """``~/.tessera/gateway``: the gateway's key, certificate and id bindings."""
     return (home or Path.home()) / ".tessera" / "gateway"
 
 
@@ -40,6 +41,7 @@ class GatewaySettings:
     missed_heartbeats: int = DEFAULT_MISSED_HEARTBEATS
     drop_after: float = DEFAULT_DROP_AFTER
     max_nodes: int = MAX_NODES
+    max_bindings: int = MAX_BINDINGS
     max_message_bytes: int = GATEWAY_MAX_MESSAGE_BYTES
     registrations_per_connection: int = REGISTRATIONS_PER_CONNECTION
     registrations_per_source: int = REGISTRATIONS_PER_SOURCE
@@ -50,5 +52,9 @@ class GatewaySettings:
 
     def registry_policy(self) -> RegistryPolicy:
         return RegistryPolicy(
-            self.heartbeat_interval, self.missed_heartbeats, self.drop_after, self.max_nodes
+            self.heartbeat_interval,
+            self.missed_heartbeats,
+            self.drop_after,
+            self.max_nodes,
+            self.max_bindings,
         )

@@ -1,9 +1,10 @@
-"""Registry rules with a fake clock: ownership, offline, drop, limits and tag search."""
+"""Registry rules with a fake clock: ownership, id bindings, offline, drop, limits and tag search."""
 
 from __future__ import annotations
 
 import pytest
 
+from gateway.bindings import MAX_BINDINGS, Binding
 from gateway.registry import MAX_NODES, Registry, RegistryPolicy
 from protocol.errors import NotFound, PermissionDenied, QuotaExceeded
 from protocol.ids import NodeId
@@ -34,10 +35,11 @@ def registered(policy: RegistryPolicy | None = None) -> Registry:
 
 
 def test_defaults_match_the_issue() -> None:
-    """Heartbeat every 2 s, offline after 3 missed (6 s), dropped after 120 s, 4096 nodes."""
+    """Heartbeat every 2 s, offline after 3 missed (6 s), dropped after 120 s, 4096 nodes, 16384 ids bound."""
     policy = RegistryPolicy()
     assert (policy.heartbeat_interval, policy.offline_after, policy.drop_after) == (2.0, 6.0, 120.0)
     assert policy.max_nodes == MAX_NODES == 4096
+    assert policy.max_bindings == MAX_BINDINGS == 16_384
 
 
 def test_register_lists_the_node_online() -> None:
@@ -70,9 +72,11 @@ def test_duplicate_id_with_other_certificate_is_refused(offline: bool) -> None:
     if offline:
         registry.disconnected(ALICE, FP_A, T0 + 1)
     before = registry.nodes(None, T0 + 2)
-    with pytest.raises(PermissionDenied, match="node id 'alice' is registered with another certificate"):
+    with pytest.raises(PermissionDenied, match="node id 'alice' is bound to another certificate") as denied:
         registry.register(ALICE, FP_X, record(fingerprint=FP_X, url="wss://evil:1"), T0 + 2)
-    assert registry.nodes(None, T0 + 2) == before
+    assert "operator can rebind" in str(denied.value) and FP_A[7:15] not in str(denied.value)
+    assert denied.value.details == {"node_id": "alice"}
+    assert registry.nodes(None, T0 + 2) == before and registry.binding_refusals == 1
 
 
 def test_same_certificate_refreshes_the_record() -> None:
@@ -84,13 +88,37 @@ def test_same_certificate_refreshes_the_record() -> None:
     assert status.record.url == "wss://10.0.0.5:9000" and status.online and status.last_seen == T0 + 2
 
 
-def test_id_is_free_again_once_dropped() -> None:
-    """After the entry is dropped, another certificate may take the id."""
+def _gone(how: str) -> Registry:
+    """alice registered, then gone: deregistered, or dropped for missed heartbeats."""
     registry = registered()
-    registry.disconnected(ALICE, FP_A, T0)
-    registry.sweep(T0 + 120)
-    registry.register(ALICE, FP_X, record(fingerprint=FP_X), T0 + 121)
-    assert registry.nodes(None, T0 + 121)[0].record.fingerprint == FP_X
+    if how == "deregistered":
+        registry.deregister(ALICE, FP_A, T0 + 1)
+    else:
+        assert registry.sweep(T0 + 6 + 121).dropped == (ALICE,)
+    assert ALICE not in registry
+    return registry
+
+
+@pytest.mark.parametrize("how", ["deregistered", "dropped"])
+def test_binding_outlives_the_entry(how: str) -> None:
+    """Once alice's entry is gone, another certificate still cannot register, heartbeat or deregister 'alice'."""
+    registry = _gone(how)
+    with pytest.raises(PermissionDenied, match="'alice' is bound to another certificate"):
+        registry.register(ALICE, FP_X, record(fingerprint=FP_X), T0 + 200)
+    for call in (registry.heartbeat, registry.deregister):
+        with pytest.raises(PermissionDenied, match="'alice' is bound to another certificate"):
+            call(ALICE, FP_X, T0 + 200)
+    assert ALICE not in registry and registry.binding(ALICE) == Binding(FP_A, T0)
+
+
+@pytest.mark.parametrize("how", ["deregistered", "dropped"])
+def test_owner_takes_its_id_back(how: str) -> None:
+    """The certificate the id is bound to registers again; the binding keeps its first date."""
+    registry = _gone(how)
+    registry.register(ALICE, FP_A, record(url="wss://10.0.0.5:9000"), T0 + 200)
+    (status,) = registry.nodes(None, T0 + 200)
+    assert status.online and status.record.url == "wss://10.0.0.5:9000"
+    assert registry.binding(ALICE) == Binding(FP_A, T0)
 
 
 def test_silent_node_goes_offline_after_the_window() -> None:
@@ -150,22 +178,27 @@ def test_heartbeat_revives_an_offline_node() -> None:
     assert registry.nodes(None, T0 + 11)[0].online
 
 
-@pytest.mark.parametrize("node_id, fingerprint", [(BOB, FP_B), (ALICE, FP_X)])
-def test_heartbeat_and_deregister_need_the_owner(node_id: NodeId, fingerprint: str) -> None:
-    """Heartbeat or deregister for an unknown id, or by another certificate, is NOT_FOUND."""
+@pytest.mark.parametrize(
+    "node_id, fingerprint, error", [(BOB, FP_B, NotFound), (ALICE, FP_X, PermissionDenied)]
+)
+def test_heartbeat_and_deregister_need_the_owner(
+    node_id: NodeId, fingerprint: str, error: type[Exception]
+) -> None:
+    """Heartbeat or deregister of an unknown id is NOT_FOUND; by another certificate, PERMISSION_DENIED."""
     registry = registered()
-    with pytest.raises(NotFound):
+    with pytest.raises(error):
         registry.heartbeat(node_id, fingerprint, T0 + 1)
-    with pytest.raises(NotFound):
+    with pytest.raises(error):
         registry.deregister(node_id, fingerprint, T0 + 1)
     assert registry.nodes(None, T0 + 1)[0].last_seen == T0
 
 
 def test_deregister_removes_the_entry() -> None:
-    """Deregistering forgets the node at once and frees its id."""
+    """Deregistering forgets the node's entry at once; its id stays bound."""
     registry = registered()
     registry.deregister(ALICE, FP_A, T0 + 1)
     assert registry.nodes(None, T0 + 1) == () and ALICE not in registry
+    assert registry.binding(ALICE) == Binding(FP_A, T0)
 
 
 def test_registry_is_bounded() -> None:
@@ -197,9 +230,68 @@ def test_nodes_are_sorted_and_searchable_by_node_and_dataset_tags() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"heartbeat_interval": 0}, {"missed_heartbeats": 0}, {"max_nodes": 0}, {"drop_after": -1}]
+    "kwargs",
+    [
+        {"heartbeat_interval": 0}, {"missed_heartbeats": 0}, {"max_nodes": 0}, {"drop_after": -1},
+        {"max_bindings": 0},
+    ],
 )
 def test_policy_rejects_nonsense(kwargs: dict[str, float]) -> None:
     """A policy with a non-positive interval, window or size is a ValueError."""
     with pytest.raises(ValueError):
         RegistryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_first_registration_binds_and_is_unsaved_until_loaded() -> None:
+    """A new id is bound to the caller's certificate and reported unsaved until a table holding it is loaded."""
+    registry = registered()
+    registry.register(BOB, FP_B, record("bob", FP_B), T0 + 1)
+    assert registry.unsaved_bindings() == {ALICE: Binding(FP_A, T0), BOB: Binding(FP_B, T0 + 1)}
+    registry.register(ALICE, FP_A, record(), T0 + 2)  # a refresh binds nothing new
+    assert registry.load_bindings({ALICE: Binding(FP_A, T0)}) == ()
+    assert registry.unsaved_bindings() == {BOB: Binding(FP_B, T0 + 1)}  # still being written
+    assert registry.binding(BOB) == Binding(FP_B, T0 + 1)
+
+
+def test_loaded_bindings_bind_ids_nobody_registered_yet() -> None:
+    """Bindings loaded at start (or set by the operator) hold before the node's first registration."""
+    registry = Registry()
+    registry.load_bindings({ALICE: Binding(FP_A, T0)})
+    with pytest.raises(PermissionDenied):
+        registry.register(ALICE, FP_X, record(fingerprint=FP_X), T0 + 1)
+    registry.register(ALICE, FP_A, record(), T0 + 1)
+    assert registry.unsaved_bindings() == {} and registry.binding(ALICE) == Binding(FP_A, T0)
+
+
+@pytest.mark.parametrize("table", [{}, {ALICE: Binding(FP_X, T0 + 5)}])
+def test_operator_change_drops_the_entry_and_rebinds(table: dict[NodeId, Binding]) -> None:
+    """Loading a table that unbinds or rebinds alice drops her entry; the new key (or, unbound, anyone) may register."""
+    registry = registered()
+    registry.load_bindings({ALICE: Binding(FP_A, T0)})
+    registry.register(BOB, FP_B, record("bob", FP_B), T0 + 1)
+    assert registry.load_bindings(table) == (ALICE,)
+    assert [s.record.node_id for s in registry.nodes(None, T0 + 6)] == ["bob"]  # unsaved bob kept
+    with pytest.raises(PermissionDenied if table else NotFound):
+        registry.heartbeat(ALICE, FP_A, T0 + 6)
+    registry.register(ALICE, FP_X, record(fingerprint=FP_X), T0 + 6)
+    with pytest.raises(PermissionDenied):
+        registry.register(ALICE, FP_A, record(), T0 + 7)
+
+
+def test_table_wins_over_an_unsaved_binding() -> None:
+    """If the file binds an id this registry bound but has not saved, the file's binding holds."""
+    registry = registered()
+    assert registry.load_bindings({ALICE: Binding(FP_X, T0 + 1)}) == (ALICE,)
+    assert registry.unsaved_bindings() == {} and registry.binding(ALICE) == Binding(FP_X, T0 + 1)
+
+
+def test_bindings_are_bounded() -> None:
+    """Beyond max_bindings a new id is QUOTA_EXCEEDED even once old entries are gone; bound ids still register."""
+    registry = Registry(RegistryPolicy(max_bindings=2))
+    registry.register(ALICE, FP_A, record(), T0)
+    registry.register(BOB, FP_B, record("bob", FP_B), T0)
+    registry.deregister(BOB, FP_B, T0)
+    with pytest.raises(QuotaExceeded, match="operator can remove stale ones"):
+        registry.register(NodeId("carol"), FP_X, record("carol", FP_X), T0)
+    registry.register(BOB, FP_B, record("bob", FP_B), T0 + 1)
+    assert len(registry) == 2 and registry.binding(NodeId("carol")) is None

@@ -307,14 +307,27 @@ def test_record_with_stolen_fingerprint_is_denied(alice_registered: tuple[Harnes
 def test_duplicate_id_with_other_certificate_is_denied(
     alice_registered: tuple[Harness, NodeStatus],
 ) -> None:
-    """Another certificate proving the name 'alice' cannot take over alice's entry."""
+    """Another certificate proving the name 'alice' cannot take over, refresh or remove alice's entry."""
     gw, _ = alice_registered
     session = gw.node(gw.keys.mallory, "alice")
     error = error_of(send(session, register(gw.keys.mallory, "alice", url="wss://6.6.6.6:1")))
     assert error.code == "PERMISSION_DENIED"
-    assert error.message == "node id 'alice' is registered with another certificate"
-    assert error_of(send(session, HeartbeatRequest(RequestId(3)))).code == "NOT_FOUND"
-    assert error_of(send(session, DeregisterRequest(RequestId(4)))).code == "NOT_FOUND"
+    assert error.message.startswith("node id 'alice' is bound to another certificate")
+    assert "operator can rebind" in error.message and gw.keys.alice.fingerprint[7:] not in error.message
+    for request in (HeartbeatRequest(RequestId(3)), DeregisterRequest(RequestId(4))):
+        assert error_of(send(session, request)).message == error.message
+
+
+def test_deregistered_id_stays_bound(gw: Harness) -> None:
+    """After alice deregisters, mallory proving the name 'alice' is still refused; alice registers again."""
+    alice = gw.node(gw.keys.alice, "alice")
+    assert isinstance(send(alice, register(gw.keys.alice, "alice")).reply, RegisterReply)
+    assert isinstance(send(alice, DeregisterRequest(RequestId(3))).reply, AckReply)
+    mallory = gw.node(gw.keys.mallory, "alice")
+    assert error_of(send(mallory, register(gw.keys.mallory, "alice"))).code == "PERMISSION_DENIED"
+    assert "alice" not in gw.registry and mallory.registered is None
+    again = gw.node(gw.keys.alice, "alice")
+    assert isinstance(send(again, register(gw.keys.alice, "alice")).reply, RegisterReply)
 
 
 def test_registration_flood_on_one_connection_is_quota_exceeded(
