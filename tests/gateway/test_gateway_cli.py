@@ -217,3 +217,83 @@ def test_new_token_takes_no_arguments(capsys: pytest.CaptureFixture[str]) -> Non
     assert exited.value.code == 1
     out, err = capsys.readouterr()
     assert out == "" and err == "gateway: error: new-token takes no arguments\n"
+
+
+# -- id bindings ----------------------------------------------------------------------
+
+FP_A = "sha256:" + "a" * 64
+
+
+def _bindings(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``python -m gateway bindings ...`` in-process: (exit status, stdout, stderr)."""
+    try:
+        main(["bindings", *argv])
+        code = 0
+    except SystemExit as exited:
+        code = int(exited.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bindings_rebind_list_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rebind binds an id (fingerprint normalised, 0600 file), list shows it, remove unbinds it."""
+    state = ["--state-dir", str(tmp_path)]
+    pasted = ":".join(["AA"] * 32)  # as openssl prints it
+    code, out, _ = _bindings(["rebind", "alice", "--fingerprint", pasted, *state], capsys)
+    assert code == 0 and out == f"node id 'alice' is bound to {FP_A}\n"
+    assert stat.S_IMODE(os.stat(tmp_path / "bindings.json").st_mode) == 0o600
+    code, out, _ = _bindings(["list", *state], capsys)
+    assert code == 0 and re.fullmatch(rf"alice  {FP_A}  since \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n", out)
+    code, out, _ = _bindings(["remove", "alice", *state], capsys)
+    assert code == 0 and "unbound" in out
+    code, out, err = _bindings(["list", *state], capsys)
+    assert (code, out, err) == (0, "", "no node id is bound yet\n")
+
+
+def test_bindings_default_to_the_gateways_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --state-dir the commands use $TESSERA_HOME/gateway, like the gateway itself."""
+    monkeypatch.setenv("TESSERA_HOME", str(tmp_path))
+    (tmp_path / "gateway").mkdir()
+    assert _bindings(["rebind", "bob", "--fingerprint", FP_A], capsys)[0] == 0
+    assert (tmp_path / "gateway" / "bindings.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "expected"),
+    [
+        pytest.param([], 2, "gateway bindings: error:", id="no-command"),
+        pytest.param(["drop", "alice"], 2, "invalid choice", id="unknown-command"),
+        pytest.param(["remove"], 2, "required: ID", id="no-id"),
+        pytest.param(["remove", ""], 2, "invalid node id", id="empty-id"),
+        pytest.param(["remove", "x" * 129], 2, "invalid node id", id="long-id"),
+        pytest.param(["rebind", "alice"], 2, "--fingerprint", id="no-fingerprint"),
+        pytest.param(["rebind", "alice", "--fingerprint", "sha256:12"], 2, "invalid certificate fingerprint", id="bad-fingerprint"),
+        pytest.param(["remove", "carol"], 1, "node id 'carol' is not bound", id="unbound-id"),
+        pytest.param(["list", "--state-dir", "/nonexistent/gw"], 1, "does not exist", id="missing-dir"),
+    ],
+)
+def test_bindings_errors_are_one_line(
+    tmp_path: Path, argv: list[str], code: int, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad arguments exit 2, an unbound id or a missing state dir exit 1: one stderr line each, nothing changed."""
+    if "--state-dir" not in argv and argv:
+        argv = [*argv, "--state-dir", str(tmp_path)]
+    got, out, err = _bindings(argv, capsys)
+    lines = err.strip().splitlines()
+    assert got == code and out == "" and len(lines) == 1 and expected in lines[0], err
+    assert lines[0].startswith("gateway")
+    assert not (tmp_path / "bindings.json").exists()
+
+
+def test_corrupt_bindings_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A damaged bindings.json: the CLI and the gateway itself exit 1 with one line naming it, no traceback."""
+    state = tmp_path / "gw"
+    state.mkdir()
+    (state / "bindings.json").write_text("{not json")
+    code, _, err = _bindings(["list", "--state-dir", str(state)], capsys)
+    assert code == 1 and err.count("\n") == 1 and "bindings.json is corrupt" in err
+    result = _run(tmp_path, "--port", "0", "--state-dir", str(state))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [err.strip()] and result.stdout == ""
