@@ -35,6 +35,7 @@ from .messages import (
 from .validate import (
     array,
     bad,
+    blob,
     boolean,
     node_id,
     name,
@@ -123,6 +124,7 @@ _BODIES: dict[MessageKind, _Builder] = {
         "principal": m.principal,
         "roles": list(m.roles),
         "max_message_bytes": m.max_message_bytes,
+        **({} if m.membership is None else {"membership": m.membership}),
     },
     MessageKind.PUT: _put_body,
     MessageKind.GET: lambda m: {
@@ -167,6 +169,7 @@ _PARSERS: dict[MessageKind, _Parser] = {
         text(required(b, "principal"), "principal"),
         tuple(name(r, "roles") for r in array(required(b, "roles"), "roles", 16)),
         uint(required(b, "max_message_bytes"), "max_message_bytes"),
+        None if b.get("membership") is None else blob(b["membership"], "membership", 32, 32),
     ),
     MessageKind.PUT: lambda rid, b: PutRequest(
         rid,

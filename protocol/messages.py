@@ -142,9 +142,14 @@ class HelloRequest(RequestBase):
     credentials: Mapping[str, Value] = field(default_factory=dict)
 
     def reply(
-        self, node_id: NodeId, principal: str, roles: Tuple[str, ...], max_message_bytes: int
+        self,
+        node_id: NodeId,
+        principal: str,
+        roles: Tuple[str, ...],
+        max_message_bytes: int,
+        membership: bytes | None = None,
     ) -> HelloReply:
-        return HelloReply(self.id, node_id, principal, roles, max_message_bytes)
+        return HelloReply(self.id, node_id, principal, roles, max_message_bytes, membership)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +162,9 @@ class HelloReply:
     principal: str
     roles: Tuple[str, ...]
     max_message_bytes: int
+    membership: bytes | None = None
+    """A member server's answer to a member's node proof (PROTOCOL.md 6.2): dialing
+    nodes send nothing before checking it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from protocol.errors import PermissionDenied, Unauthenticated
 from protocol.ids import NodeId
 from protocol.messages import HelloRequest
 
-from ..transport.proof import INSECURE_SERVER, NODE_SCHEME, ProofVerifier
+from ..transport.proof import INSECURE_SERVER, NODE_SCHEME, ProofVerifier, welcome_mac
 from ..transport.tokens import TOKEN_SCHEME
 from .store import Principal
 from .users import UserDirectory
@@ -72,6 +72,10 @@ class Authenticator(Protocol):
 
     def authenticate(self, hello: HelloRequest) -> Caller: ...
 
+    def welcome(self, server_node_id: NodeId, hello: HelloRequest) -> bytes | None:
+        """This server's membership proof for the (authenticated) ``hello``, if it can make one."""
+        ...
+
 
 def _scheme_of(hello: HelloRequest) -> str:
     scheme = hello.credentials.get("scheme")
@@ -101,6 +105,9 @@ class AnonymousAuthenticator:
                 {},
             )
         return Caller("anon-" + hashlib.sha256(secret).hexdigest()[:16])
+
+    def welcome(self, server_node_id: NodeId, hello: HelloRequest) -> bytes | None:
+        return None  # in no network: nothing to prove
 
 
 class CredentialAuthenticator:
@@ -145,6 +152,22 @@ class CredentialAuthenticator:
         if scheme == ANONYMOUS_SCHEME and self.anonymous is not None:
             return self.anonymous.authenticate(hello)
         raise self._refuse(scheme)
+
+    def welcome(self, server_node_id: NodeId, hello: HelloRequest) -> bytes | None:
+        """The welcome MAC a member node answers a member's node proof with.
+
+        Dialing nodes send no payload until they checked it
+        (:func:`~node.transport.proof.check_welcome`): membership is proven
+        both ways on every node-to-node link.  None for other schemes, for
+        a server outside any network, and without TLS.
+        """
+        network = self.verifier.network if self.verifier is not None else None
+        nonce = hello.credentials.get("nonce")
+        if network is None or self.server == INSECURE_SERVER or _scheme_of(hello) != NODE_SCHEME:
+            return None
+        if not isinstance(nonce, bytes):
+            return None
+        return welcome_mac(network, server_node_id, self.server, nonce)
 
     def _refuse(self, scheme: str) -> Unauthenticated:
         if scheme == ANONYMOUS_SCHEME and self.users is not None:

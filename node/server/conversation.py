@@ -31,6 +31,7 @@ from protocol.ids import NodeId, RequestId
 from protocol.messages import ErrorReply, HelloRequest, Message, MessageKind, Reply, Request
 
 from .auth import Authenticator, Caller
+from .redaction import Exposure, current, exposed, log_text, screen, withheld
 from .store import Principal
 
 __all__ = ["Conversation", "SessionState", "Outcome", "CLOSE_POLICY", "CLOSE_PROTOCOL"]
@@ -126,17 +127,46 @@ class Conversation:
         return Outcome(reply, code, reason)
 
     def _guard(self, request: Request, handler: Callable[[Any], Any]) -> Any:
-        """The one error translation point."""
-        try:
-            return handler(request)
-        except TesseraError as exc:
-            self.log.debug("%s from %s failed: %s", request.KIND.value, self.peer, exc)
-            if isinstance(request, HelloRequest):
-                return self._close(request.error(exc), CLOSE_POLICY, "handshake refused")
-            return Outcome(request.error(exc))
-        except Exception:
-            self.log.exception("internal error handling %s from %s", request.KIND.value, self.peer)
-            return Outcome(request.error(InternalError("internal error", {})))
+        """The one error translation point: every request's handler runs here.
+
+        The request gets an :class:`~node.server.redaction.Exposure`; its
+        error, if any, is screened against it (:meth:`error_reply`).  The
+        work a handler hands back (a subclass's ``Work``/``AsyncWork``)
+        keeps the same exposure through :meth:`carry`.
+        """
+        exposure = Exposure()
+        with exposed(exposure):
+            try:
+                step = handler(request)
+            except Exception as exc:
+                if isinstance(exc, TesseraError) and isinstance(request, HelloRequest):
+                    self.log.debug("hello from %s refused: %s", self.peer, exc)
+                    return self._close(request.error(exc), CLOSE_POLICY, "handshake refused")
+                return Outcome(self.error_reply(request, exc))
+        return self.carry(step, exposure)
+
+    def carry(self, step: Any, exposure: Exposure) -> Any:
+        """``step`` made to run later under ``exposure`` (here: outcomes need nothing)."""
+        return step
+
+    def error_reply(self, request: Request, exc: Exception) -> ErrorReply:
+        """The reply for ``request``'s failure, screened for restricted data; never raises.
+
+        A :class:`~protocol.errors.TesseraError` keeps its code unless the
+        request touched data its caller may not read (then only refusals
+        pass: :func:`~node.server.redaction.screen`); anything else is
+        logged and answered ``INTERNAL`` with no detail.
+        """
+        exposure = current()
+        kind = request.KIND.value
+        if isinstance(exc, TesseraError):
+            self.log.debug("%s from %s failed: %s", kind, self.peer, log_text(exc, exposure))
+            return request.error(screen(kind, exc, exposure))
+        if exposure is not None and exposure.restricted:
+            self.log.error("internal error handling %s from %s: %s", kind, self.peer, log_text(exc, exposure))
+            return request.error(withheld(kind))
+        self.log.error("internal error handling %s from %s", kind, self.peer, exc_info=exc)
+        return request.error(InternalError("internal error", {}))
 
     def _hello(self, request: HelloRequest) -> Outcome:
         if self.state is SessionState.OPEN:
@@ -146,5 +176,8 @@ class Conversation:
         self.log.info(
             "%r connected from %s as %s", request.client, self.peer, self.caller.principal
         )
-        reply = request.reply(self.node_id, self.caller.principal, self.roles, self.max_message_bytes)
+        welcome = self.authenticator.welcome(self.node_id, request)
+        reply = request.reply(
+            self.node_id, self.caller.principal, self.roles, self.max_message_bytes, welcome
+        )
         return Outcome(reply)

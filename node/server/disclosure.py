@@ -15,9 +15,10 @@ inputs include an object the caller cannot read (a *restricted* command):
    when an unreadable one is among the inputs the executor first runs the op
    on meta tensors (:mod:`node.server.sizing`), where using a value fails,
    and checks the real results have the shapes the meta run predicted.
-3. If a restricted command fails anyway, its ``OP_FAILED`` message is
-   replaced by :func:`redacted`: torch messages echo values ("index 7 is out
-   of bounds", "Target 7 is out of bounds").
+3. If a restricted command fails anyway, its error is withheld by the
+   node's one redaction point (:mod:`node.server.redaction`), as every
+   request's is: torch messages echo values ("index 7 is out of bounds",
+   "Target 7 is out of bounds").
 
 Imports torch and ``protocol`` only.
 """
@@ -30,9 +31,9 @@ from typing import AbstractSet, Iterator, Mapping, Sequence
 
 import torch
 
-from protocol.errors import OpFailed, PermissionDenied
+from protocol.errors import PermissionDenied
 
-__all__ = ["Sensitive", "VALUE_SENSITIVE", "check_disclosure", "redacted", "tensors_in"]
+__all__ = ["Sensitive", "VALUE_SENSITIVE", "check_disclosure", "tensors_in"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +112,3 @@ def check_disclosure(
                     "and the outcome would reveal its values",
                     {"op": op},
                 )
-
-
-def redacted(op: str) -> OpFailed:
-    """The OP_FAILED of a restricted command: torch's message could echo values."""
-    return OpFailed(
-        f"op {op!r} failed on data you may not read; details withheld", {"op": op}
-    )

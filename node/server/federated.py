@@ -48,6 +48,7 @@ from ..fl.spec import model_to_spec
 from ..fl.wire import task_from_request, train_reply
 from ..settings import DatasetSource
 from .policy import Policy
+from .redaction import note_restricted
 from .secagg_mailbox import PendingUpdates
 from .session import Outcome, Session, Step, Work
 from .store import ObjectStore
@@ -129,6 +130,7 @@ class OwnerDatasets:
         principal, secure = session.principal, request.secure
 
         def run() -> Outcome:
+            note_restricted()  # training reads the operator's private rows: errors from here on are withheld
             with self._slots:
                 result = train_locally(task.spec, task.state, dataset, task.hyper)
             if secure is not None:

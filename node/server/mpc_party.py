@@ -65,6 +65,7 @@ from .auth import Caller
 from .mpc_mailbox import Mailbox, Sender, Slot
 from .mpc_specs import material_specs, step_wire_specs
 from .policy import Policy, combine
+from .redaction import current, screen
 from .store import ObjectStore
 from .transfers import TransferService
 
@@ -123,10 +124,12 @@ class PartyRunner:
         """Everything that can be refused before the session starts."""
         parties, i = request.parties, request.party
         n = len(parties)
-        if not i < n or parties[i].node != self.node_id:
-            raise BadRequest(f"party {i} of this step is not this node ({self.node_id})", {})
-        if len({p.node for p in parties}) != n:
-            raise BadRequest("the parties of a step must be distinct nodes", {})
+        if not i < n or not self.transfers.is_self(parties[i].fingerprint):
+            raise BadRequest(
+                f"party {i} of this step is not this node ({self.node_id} with its own certificate)", {}
+            )
+        if len({p.node for p in parties}) != n or len({p.fingerprint for p in parties}) != n:
+            raise BadRequest("the parties of a step must be distinct nodes (ids and certificates)", {})
         if request.op is StepOp.TRUNCATE:
             if request.y is not None or request.bits == 0:
                 raise BadRequest("a truncate step takes x alone and bits > 0", {})
@@ -172,7 +175,8 @@ class PartyRunner:
             z = await self._compute(plan)
             self.store.put(plan.caller.principal, request.result, z, plan.policy)
         except TesseraError as exc:
-            await self._abort(plan, exc.message)
+            # The reason goes to other nodes: screened like any reply.
+            await self._abort(plan, screen("mpc_step", exc, current()).message)
             raise
         except asyncio.CancelledError:
             await self._abort(plan, "the party stopped")

@@ -125,19 +125,23 @@ class MpcService:
 
     def _split(self, session: Session, request: MpcSplitRequest) -> Any:
         caller = _caller(session)
+        parties = request.parties
+        if len({t.node for t in parties}) != len(parties) or len({t.fingerprint for t in parties}) != len(parties):
+            raise BadRequest("the parties of a sharing must be distinct nodes (ids and certificates)", {})
+        if any(not t.url.startswith("wss://") for t in parties):
+            raise BadRequest("shares go to parties over TLS only (wss:// URLs)", {})
+        self.transfers.require_network()
         stored = self.store.get(caller.principal, request.object_id)
         encoder = encoder_for(stored.value, request.precision)  # UnsupportedDtype before sending
-        if len({t.node for t in request.parties}) != len(request.parties):
-            raise BadRequest("the parties of a sharing must be distinct nodes", {})
-        if any(not t.url.startswith("wss://") for t in request.parties):
-            raise BadRequest("shares go to parties over TLS only (wss:// URLs)", {})
-        if not stored.readable_by(caller.principal) and self.node_id not in {t.node for t in request.parties}:
+        if not stored.readable_by(caller.principal) and not any(self.transfers.is_self(t.fingerprint) for t in parties):
             # Otherwise a client could split a private dataset between nodes it
             # controls and add the shares up: with this node a party, one share
-            # always stays here under the data's own policy.
+            # always stays here under the data's own policy.  "This node" is
+            # recognised by its certificate: a party merely *named* like this
+            # node, at another address with another key, is somebody else.
             raise PermissionDenied(
                 f"object {request.object_id:#x} is private: to share it, make this node "
-                f"({self.node_id}) one of the parties",
+                f"({self.node_id}, with its own certificate) one of the parties",
                 {"object_id": request.object_id},
             )
 

@@ -116,12 +116,13 @@ class NodeServer:
         )
         credentials = self._node_credentials(identity)
         self.transfers = TransferService(
-            settings.node_id, self.store, credentials, settings.max_message_bytes
+            settings.node_id, self.store, credentials, settings.max_message_bytes,
+            network=self._network, fingerprint=None if settings.insecure else identity.fingerprint,
         )
         self.mpc = MpcService(settings.node_id, self.store, self.transfers)
         self.secagg = SecureAggregation(settings.node_id, identity.fingerprint, self.transfers, self.datasets.pending)
         await asyncio.to_thread(self.datasets.load, settings.datasets, settings.tags)
-        self.jobs = TrainerJobs(settings.node_id, settings.roles, self.transfers)
+        self.jobs = TrainerJobs(settings.node_id, settings.roles, self.transfers, self.store)
         self._listener = await listen(
             self._serve, settings.host, settings.port, ssl_context, settings.max_message_bytes
         )

@@ -35,6 +35,7 @@ from protocol.ids import NodeId
 from protocol.secagg import SecaggShareRequest, ShareSender
 
 from ..fl.secure import SharePart
+from .redaction import note_restricted
 from .store import Principal
 
 __all__ = [
@@ -109,6 +110,7 @@ class PendingUpdates:
             found = self._updates.pop((principal, round_id, owner), None)
         if found is None or found[1] < self.clock():
             raise NotFound(f"no update of owner {owner} of that secure round is waiting here", {"owner": owner})
+        note_restricted()  # an update trained on a private dataset: its sharing's errors are withheld
         return found[0]
 
     def __len__(self) -> int:

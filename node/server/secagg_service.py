@@ -121,11 +121,13 @@ class SecureAggregation:
         assert session.principal is not None
         if session.transfers is None:
             raise BadRequest("this node has no network: it cannot share an update", {})
-        if len({p.node for p in request.parties}) != len(request.parties):
-            raise BadRequest("the aggregation parties must be distinct nodes", {})
-        if any(not p.url.startswith("wss://") for p in request.parties):
+        parties = request.parties
+        if len({p.node for p in parties}) != len(parties) or len({p.fingerprint for p in parties}) != len(parties):
+            raise BadRequest("the aggregation parties must be distinct nodes (ids and certificates)", {})
+        if any(not p.url.startswith("wss://") for p in parties):
             raise BadRequest("shares go to parties over TLS only (wss:// URLs)", {})
-        mine = [i for i, p in enumerate(request.parties) if (p.node, p.fingerprint) == self.own]
+        session.transfers.require_network()
+        mine = [i for i, p in enumerate(parties) if self.transfers.is_self(p.fingerprint)]
         if not mine:
             raise BadRequest(
                 "this owner node must be one of the aggregation parties: it keeps a share of its own update",

@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Union
 
 import torch
 
-from protocol.errors import BadRequest, InternalError, QuotaExceeded, TesseraError
+from protocol.errors import BadRequest, QuotaExceeded, TesseraError
 from protocol.ids import NodeId, ObjectId
 from protocol.messages import (
     REPLY_TYPES,
@@ -45,6 +45,7 @@ from .auth import Authenticator
 from .conversation import CLOSE_POLICY, CLOSE_PROTOCOL, Conversation, Outcome, SessionState
 from .executor import Executor, PreparedCommand
 from .policy import Policy
+from .redaction import Exposure, exposed
 from .store import Hold, ObjectStore
 from .transfers import TransferService
 from .uploads import Upload, tensor_bytes
@@ -132,30 +133,55 @@ class Session(Conversation):
         self.handlers = handlers
 
     def guarded(self, request: Request, body: Callable[[], Outcome]) -> Outcome:
-        """Run ``body`` (a :class:`Work`'s, on a worker thread) through the error translation point."""
-        step = self._guard(request, lambda _: body())
-        assert isinstance(step, Outcome)
-        return step
+        """Run ``body`` (a :class:`Work`'s, on a worker thread) through the error translation point.
+
+        Called inside the work :meth:`carry` wrapped, so the request's
+        exposure applies.
+        """
+        try:
+            return body()
+        except Exception as exc:
+            return Outcome(self.error_reply(request, exc))
 
     def guarded_async(self, request: Request, run: Callable[[], Awaitable[Reply | None]]) -> AsyncWork:
         """An :class:`AsyncWork` whose body never raises: ``run``'s reply, or its error as the reply.
 
-        The asynchronous twin of the error translation point: a
-        :class:`~protocol.errors.TesseraError` keeps its code, anything else
-        is logged and answered ``INTERNAL`` with no detail.
+        The asynchronous twin of the error translation point
+        (:meth:`~node.server.conversation.Conversation.error_reply`).
         """
 
         async def body() -> Outcome:
             try:
                 return Outcome(await run())
-            except TesseraError as exc:
-                self.log.debug("%s from %s failed: %s", request.KIND.value, self.peer, exc)
-                return Outcome(request.error(exc))
-            except Exception:
-                self.log.exception("internal error in %s from %s", request.KIND.value, self.peer)
-                return Outcome(request.error(InternalError("internal error", {})))
+            except Exception as exc:
+                return Outcome(self.error_reply(request, exc))
 
         return AsyncWork(body)
+
+    def carry(self, step: Any, exposure: Exposure) -> Any:
+        """Work and AsyncWork run later, elsewhere: under the exposure of the request that made them.
+
+        A worker thread or the driver's task has its own context; the
+        exposure travels with the work, so data the work touches marks the
+        request it answers and its errors are screened accordingly.
+        """
+        if isinstance(step, Work):
+            run = step.run
+
+            def in_thread() -> Outcome:
+                with exposed(exposure):
+                    return run()
+
+            return Work(in_thread)
+        if isinstance(step, AsyncWork):
+            arun = step.run
+
+            async def on_loop() -> Outcome:
+                with exposed(exposure):
+                    return await arun()
+
+            return AsyncWork(on_loop)
+        return step
 
     def not_served(self, message: Message) -> BadRequest:
         if isinstance(message, REPLY_TYPES):
@@ -172,9 +198,7 @@ class Session(Conversation):
 
     def _run(self, prepared: PreparedCommand) -> Outcome:
         """Body of a :class:`Work`: runs on a worker thread, never raises."""
-        step = self._guard(prepared.request, lambda _: self._run_now(prepared))
-        assert isinstance(step, Outcome)
-        return step
+        return self.guarded(prepared.request, lambda: self._run_now(prepared))
 
     def _run_now(self, prepared: PreparedCommand) -> Outcome:
         self.executor.run(prepared)

@@ -30,6 +30,7 @@ from protocol.messages import ObjectInfo
 from protocol.tensors import DTYPE_NAMES
 
 from .policy import OPERATOR, Policy, Principal
+from .redaction import note_restricted
 from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, Hold, Ledger, Quota, Reservation
 
 __all__ = [
@@ -184,6 +185,8 @@ class MemoryStore:
         stored = self._objects.get(object_id)
         if stored is None or not stored.visible_to(principal):
             raise NotFound.for_object(object_id)
+        if not stored.policy.can_read(principal):
+            note_restricted()  # the request now holds data its caller may not read
         return stored
 
     def read(self, principal: Principal, object_id: ObjectId) -> StoredObject:

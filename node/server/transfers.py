@@ -104,10 +104,17 @@ class TransferService:
         max_message_bytes: int,
         clock: Callable[[], float] = time.monotonic,
         max_object_bytes: int = 4 * 1024**3,
+        *,
+        network: bytes | None = None,
+        fingerprint: str | None = None,
     ) -> None:
         self.node_id = node_id
         self.store = store
         self.credentials = credentials
+        self.network = network
+        """The network key every peer must prove it holds before it is sent anything."""
+        self.fingerprint = fingerprint
+        """This node's own certificate fingerprint: how a party that stands for it is recognised."""
         self.max_message_bytes = max_message_bytes
         self.clock = clock
         self.max_object_bytes = max_object_bytes
@@ -209,6 +216,7 @@ class TransferService:
             raise PermissionDenied("only the owner may move an object", {})
         if not request.to_url.startswith("wss://"):
             raise BadRequest("node-to-node transfers need a TLS (wss://) destination", {})
+        self.require_network()
 
     async def send(self, principal: Principal, request: TransferRequest) -> None:
         """Deliver the object and its policy to the destination and wait for its acknowledgement."""
@@ -236,7 +244,7 @@ class TransferService:
             log.info("delivery to %s at %s failed: %s", request.to_node, request.to_url, exc)
             raise PeerUnavailable(
                 f"cannot deliver to {request.to_node} at {request.to_url}: unreachable, "
-                "or it did not present the expected certificate",
+                "or it did not present the expected certificate and prove network membership",
                 {"node": request.to_node},
             ) from None
         if isinstance(reply, ErrorReply):
@@ -275,12 +283,37 @@ class TransferService:
         link.tracker.take_failure()
         return reply
 
+    def require_network(self) -> None:
+        """PermissionDenied if this node holds no network token: then no peer can prove membership."""
+        if self.network is None:
+            raise PermissionDenied(
+                f"this node ({self.node_id}) is in no network (no network token): "
+                "it sends nothing to other nodes",
+                {},
+            )
+
+    def is_self(self, fingerprint: str) -> bool:
+        """Whether a peer presenting ``fingerprint`` is this very node.
+
+        By certificate, never by name: a client may call any address
+        ``alice``, but only alice's key completes a TLS handshake pinned to
+        alice's fingerprint.
+        """
+        return self.fingerprint is not None and hmac.compare_digest(fingerprint, self.fingerprint)
+
     async def link(self, url: str, fingerprint: str) -> AsyncChannel:
         """A pooled, opened link to the node at ``url`` presenting ``fingerprint``.
 
-        Failed dials are not kept, and the pool is bounded.  Raises
-        NodeUnavailable or TrustError when the peer cannot be reached as pinned.
+        The one way bytes leave this node for another node (transfers,
+        shares, material, openings, secure-aggregation shares, trainer
+        requests): the link pins ``fingerprint`` and, before anything is
+        sent on it, the peer proves it holds the network token
+        (:class:`~node.transport.trust.NotAMember` otherwise).  A node in no
+        network sends nothing to other nodes.  Failed dials are not kept,
+        and the pool is bounded.  Raises NodeUnavailable or TrustError when
+        the peer cannot be reached as pinned or is not a member.
         """
+        self.require_network()
         key = (url, fingerprint)
         lock = self._dialing.setdefault(key, asyncio.Lock())
         try:
@@ -294,6 +327,7 @@ class TransferService:
                         self.credentials,
                         self.max_message_bytes,
                         roles=("node",),
+                        network=self.network,
                     )
                     link = AsyncChannel(endpoint, RequestTracker(url))
                 await link.open()

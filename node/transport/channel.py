@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
 from protocol.codec import Frame, decode_message, encode_message
-from protocol.errors import MessageTooLarge, ProtocolError, TesseraError
+from protocol.errors import MessageTooLarge, ProtocolError, TesseraError, Unauthenticated
 from protocol.ids import NodeId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from protocol.messages import (
@@ -40,9 +40,10 @@ from protocol.messages import (
 )
 
 from ..errors import ClientClosed, InsecureConnectionWarning, NodeUnavailable
+from .proof import check_welcome
 from .tls import client_ssl_context
 from .tracker import RequestTracker, rebuild_error
-from .trust import TrustPolicy, verify_peer
+from .trust import NotAMember, TrustPolicy, verify_peer
 from .websocket import SINGLE_FRAME_LIMIT, Buffer, Connection, ConnectionLost, dial
 
 __all__ = [
@@ -90,6 +91,9 @@ class Endpoint:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     open_timeout: float = 10.0
     roles: tuple[str, ...] = ("client",)
+    network: bytes | None = None
+    """Network key the peer must prove it holds (node-to-node links): the hello
+    reply's ``membership`` is checked before anything else is sent."""
 
     @property
     def address(self) -> str:
@@ -227,7 +231,15 @@ class AsyncChannel:
             )
         except (ConnectionLost, TimeoutError, asyncio.TimeoutError) as exc:
             raise NodeUnavailable(f"handshake with {self.endpoint.url} failed: {_reason(exc)}", {}) from exc
-        return check_hello_reply(reply, self.endpoint)
+        accepted = check_hello_reply(reply, self.endpoint)
+        if self.endpoint.network is not None:
+            try:
+                check_welcome(
+                    self.endpoint.network, accepted.node_id, fingerprint, credentials, accepted.membership
+                )
+            except Unauthenticated as exc:
+                raise NotAMember(f"{self.endpoint.url}: {exc.message}", {}) from None
+        return accepted
 
     def post(self, request: Request, description: str, frame: Frame | None = None) -> None:
         """Send a request without waiting for it (must run on the channel's loop).

@@ -48,6 +48,8 @@ __all__ = [
     "ProofVerifier",
     "ReplayGuard",
     "INSECURE_SERVER",
+    "welcome_mac",
+    "check_welcome",
 ]
 
 NODE_SCHEME = "node"
@@ -209,3 +211,44 @@ def _check_signature(certificate: x509.Certificate, signature: bytes, payload: b
             raise Unauthenticated("node proof certificate has an unsupported key type", {})
     except (InvalidSignature, ValueError, TypeError):
         raise Unauthenticated("node proof signature does not verify", {}) from None
+
+
+WELCOME_CONTEXT = "tessera-node-welcome-v1"
+
+
+def welcome_mac(network: bytes, server_node_id: str, server_fingerprint: str, client_nonce: bytes) -> bytes:
+    """The server's side of mutual membership: a MAC a dialing node checks before sending data.
+
+    A node proof shows the *dialer* is a member; this shows the *server*
+    is.  It binds the server's node id, the certificate fingerprint the
+    dialer verified and the fresh nonce of the dialer's own proof, so only
+    a holder of the network token can answer this very hello, on this very
+    TLS identity: an outsider with a valid key pair (or a recording of a
+    member's earlier answer) cannot.
+    """
+    payload = msgpack.packb(
+        [WELCOME_CONTEXT, server_node_id, server_fingerprint, client_nonce], use_bin_type=True
+    )
+    return membership_mac(network, payload)
+
+
+def check_welcome(
+    network: bytes,
+    server_node_id: str,
+    server_fingerprint: str | None,
+    credentials: Mapping[str, Any],
+    welcome: bytes | None,
+) -> None:
+    """Unauthenticated unless ``welcome`` proves the server holds the network token.
+
+    ``credentials`` are the node proof this side sent in its hello (their
+    nonce is what the welcome answers).
+    """
+    nonce = credentials.get("nonce")
+    if server_fingerprint is None or not isinstance(nonce, bytes):
+        raise Unauthenticated("network membership is proven over TLS node links only", {})
+    expected = welcome_mac(network, server_node_id, server_fingerprint, nonce)
+    if not isinstance(welcome, bytes) or not hmac.compare_digest(welcome, expected):
+        raise Unauthenticated(
+            f"node {server_node_id!r} did not prove membership of this network", {"node_id": server_node_id}
+        )

@@ -26,6 +26,7 @@ __all__ = [
     "KNOWN_NODES_VERSION",
     "TrustError",
     "CertificateMismatch",
+    "NotAMember",
     "TrustOnFirstUseWarning",
     "TrustMode",
     "TrustPolicy",
@@ -41,6 +42,15 @@ class TrustError(TesseraError):
     """A peer's certificate could not be verified, or trust data is unusable.
 
     Local only (no wire code): the connection is refused before any message.
+    """
+
+
+class NotAMember(TrustError):
+    """The peer presented the expected certificate but did not prove network membership.
+
+    A node sends a peer nothing (no transfer, share, letter or training
+    request) until the peer's hello reply proved it holds the network token
+    (:func:`~node.transport.proof.check_welcome`).
     """
 
 
