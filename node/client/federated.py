@@ -257,7 +257,8 @@ class RemoteJob:
         history = History(status.history)
         if self.job is not None:
             self.job.history = history
-            self.job.with_state(self.state())
+            if status.error is None:  # a failed job's state is freed on the trainer
+                self.job.with_state(self.state())
         if status.error is not None:
             raise _job_error(status.error.code, status.error.message, self.trainer.id)
         return history

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-from protocol.errors import NotFound
+from protocol.errors import NotFound, QuotaExceeded
 from protocol.federated import TrainRequest, dataset_object_ids
 from protocol.messages import MessageKind
 from protocol.records import DatasetSummary
@@ -51,7 +51,7 @@ from .policy import Policy
 from .redaction import note_restricted
 from .secagg_mailbox import PendingUpdates
 from .session import Outcome, Session, Step, Work
-from .store import ObjectStore
+from .store import Hold, ObjectStore, Reservation
 
 __all__ = ["OwnerDatasets", "OPERATOR", "MAX_CONCURRENT_TRAININGS", "TRAINING_BYTES_PER_ELEMENT"]
 
@@ -126,19 +126,43 @@ class OwnerDatasets:
         if dataset is None:
             raise NotFound(f"no dataset {request.dataset!r} on this node", {"dataset": request.dataset})
         task = task_from_request(request)
-        session.store.check_quota(session.principal, task.spec.elements * TRAINING_BYTES_PER_ELEMENT, objects=0)
         principal, secure = session.principal, request.secure
+        training, parked = _reserve(session.store, principal, task.spec.elements, secure is not None)
 
         def run() -> Outcome:
-            note_restricted()  # training reads the operator's private rows: errors from here on are withheld
-            with self._slots:
-                result = train_locally(task.spec, task.state, dataset, task.hyper)
-            if secure is not None:
-                update = encode_update(result.state, result.samples, secure.precision)
-                self.pending.put(principal, secure.round, request.owner_index, update)
-            return Outcome(train_reply(request, result))
+            try:
+                note_restricted()  # training reads the operator's private rows: errors from here on are withheld
+                with self._slots:
+                    result = train_locally(task.spec, task.state, dataset, task.hyper)
+                training.release()
+                if secure is not None and parked is not None:
+                    update = encode_update(result.state, result.samples, secure.precision)
+                    self.pending.put(principal, secure.round, request.owner_index, update, parked)
+                return Outcome(train_reply(request, result))
+            except BaseException:
+                if parked is not None:
+                    parked.release()  # kept by self.pending only once put
+                raise
+            finally:
+                training.release()
 
         return Work(lambda: session.guarded(request, run))
+
+
+def _reserve(store: ObjectStore, principal: str, elements: int, secure: bool) -> tuple[Reservation, Reservation | None]:
+    """The caller's quota for a training's transient memory and, if secure, for its parked update.
+
+    Taken on the loop, before any work, so an over-quota ``train`` is
+    refused ``QUOTA_EXCEEDED`` at once and with its reason.
+    """
+    training = store.reserve(principal, Hold.TRAINING, elements * TRAINING_BYTES_PER_ELEMENT)
+    if not secure:
+        return training, None
+    try:  # the encoded update is int64 in the ring: 8 bytes per element
+        return training, store.reserve(principal, Hold.SECURE_UPDATE, elements * 8)
+    except QuotaExceeded:
+        training.release()
+        raise
 
 
 def _load(source: DatasetSource, tags: tuple[str, ...]) -> tuple[Dataset, torch.Tensor, torch.Tensor]:

@@ -5,8 +5,12 @@ Two bounded, expiring stores, neither of them the object store (so no
 
 - :class:`PendingUpdates` (data owner side): the encoded, sample-weighted
   update a secure ``train`` produced, keyed by (principal, round id, owner
-  index), until that principal's ``secagg_split`` takes it.  Thread-safe:
-  ``train`` runs in a worker thread.
+  index), until that principal's ``secagg_split`` takes it.  Each holds its
+  bytes in the quota of the principal that asked for the secure train (a
+  :class:`~node.server.quota.Reservation`) and at most
+  :data:`MAX_PENDING_UPDATES_PER_PRINCIPAL` wait per principal: no
+  node-wide table one principal could fill to lock out another.
+  Thread-safe: ``train`` runs in a worker thread.
 - :class:`ShareMailbox` (party side): rounds opened by ``secagg_setup``
   (bound to the principal that opened them, naming the node and
   certificate allowed to send each owner's share) and the shares that
@@ -36,14 +40,14 @@ from protocol.secagg import SecaggShareRequest, ShareSender
 
 from ..fl.secure import SharePart
 from .redaction import note_restricted
-from .store import Principal
+from .store import Principal, Reservation
 
 __all__ = [
     "PendingUpdates",
     "ShareMailbox",
     "Sender",
     "PENDING_TTL",
-    "MAX_PENDING_UPDATES",
+    "MAX_PENDING_UPDATES_PER_PRINCIPAL",
     "MAX_OPEN_ROUNDS",
     "MAX_OPEN_ROUNDS_PER_PRINCIPAL",
     "MAX_SHARE_BYTES_PER_SENDER",
@@ -53,8 +57,8 @@ __all__ = [
 PENDING_TTL = 3600.0
 """Seconds an owner keeps a secure round's update waiting for its ``secagg_split``."""
 
-MAX_PENDING_UPDATES = 64
-"""Updates one owner node keeps waiting at once (all principals)."""
+MAX_PENDING_UPDATES_PER_PRINCIPAL = 64
+"""Updates one owner node keeps waiting at once for one principal (their bytes count in its quota)."""
 
 MAX_OPEN_ROUNDS = 256
 """Rounds one party node keeps open at once (all principals)."""
@@ -88,26 +92,32 @@ class PendingUpdates:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._updates: Dict[Tuple[Principal, bytes, int], Tuple[Ring, float]] = {}
+        self._updates: Dict[Tuple[Principal, bytes, int], Tuple[Ring, float, Reservation]] = {}
 
-    def put(self, principal: Principal, round_id: bytes, owner: int, update: Ring) -> None:
+    def put(self, principal: Principal, round_id: bytes, owner: int, update: Ring, held: Reservation) -> None:
+        """Keep ``update`` for ``principal``'s ``secagg_split``, with ``held``, its bytes in that
+        principal's quota, released when it is taken or expires; refused, the caller keeps ``held``."""
         now = self.clock()
         with self._lock:
-            for key in [k for k, (_, until) in self._updates.items() if until < now]:
-                del self._updates[key]
+            for key in [k for k, (_, until, _) in self._updates.items() if until < now]:
+                self._updates.pop(key)[2].release()
             key = (principal, round_id, owner)
             if key in self._updates:
                 raise AlreadyExists("this secure round already has an update for that owner index here", {})
-            if len(self._updates) >= MAX_PENDING_UPDATES:
+            mine = sum(1 for k in self._updates if k[0] == principal)
+            if mine >= MAX_PENDING_UPDATES_PER_PRINCIPAL:
                 raise QuotaExceeded(
-                    f"at most {MAX_PENDING_UPDATES} secure-aggregation updates may wait on a node",
-                    {"limit": MAX_PENDING_UPDATES},
+                    f"at most {MAX_PENDING_UPDATES_PER_PRINCIPAL} secure-aggregation updates per principal "
+                    f"may wait on a node ({mine} waiting)",
+                    {"limit": MAX_PENDING_UPDATES_PER_PRINCIPAL},
                 )
-            self._updates[key] = (update, now + PENDING_TTL)
+            self._updates[key] = (update, now + PENDING_TTL, held)
 
     def take(self, principal: Principal, round_id: bytes, owner: int) -> Ring:
         with self._lock:
             found = self._updates.pop((principal, round_id, owner), None)
+        if found is not None:
+            found[2].release()
         if found is None or found[1] < self.clock():
             raise NotFound(f"no update of owner {owner} of that secure round is waiting here", {"owner": owner})
         note_restricted()  # an update trained on a private dataset: its sharing's errors are withheld

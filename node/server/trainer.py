@@ -18,8 +18,15 @@ the same kind of links, and this node sees per-party sums only.
 
 A job belongs to the principal that submitted it: others get ``NOT_FOUND``
 for its id.  The client may disconnect; status and result stay queryable
-for :data:`JOB_RETENTION` seconds after the job ends.  Runs inside a node
-on its event loop.
+for :data:`JOB_RETENTION` seconds after the job ends, for the
+:data:`MAX_JOBS_PER_PRINCIPAL` most recent jobs of each principal.
+
+A job's memory counts against its submitter's quota (a
+:class:`~node.server.quota.Reservation`, ``QUOTA_EXCEEDED`` at submit):
+while it runs, its initial and current state and one update per owner
+(:func:`_running_bytes`); once done, its final state only, until it is
+forgotten.  A failed job keeps only its status and error text: its state is
+freed at once.  Runs inside a node on its event loop.
 """
 
 from __future__ import annotations
@@ -58,10 +65,10 @@ from ..fl.wire import TrainTask, result_from_reply, train_request
 from ..fl.results import LocalResult
 from ..transport.tracker import rebuild_error
 from .session import Outcome, Session, Step
-from .store import Principal
+from .store import Hold, ObjectStore, Principal, Reservation, storage_bytes
 from .transfers import TransferService
 
-__all__ = ["TrainerJobs", "JOB_RETENTION", "MAX_RUNNING_JOBS_PER_PRINCIPAL", "MAX_JOBS"]
+__all__ = ["TrainerJobs", "JOB_RETENTION", "MAX_RUNNING_JOBS_PER_PRINCIPAL", "MAX_JOBS_PER_PRINCIPAL", "MAX_JOBS"]
 
 log = logging.getLogger("tessera.node.trainer")
 
@@ -69,6 +76,11 @@ JOB_RETENTION = 3600.0
 """Seconds a finished job's status and result stay queryable."""
 
 MAX_RUNNING_JOBS_PER_PRINCIPAL = 4
+
+MAX_JOBS_PER_PRINCIPAL = 16
+"""Jobs one principal has on a node (running or finished, not yet forgotten); a new
+job beyond it makes the node forget that principal's oldest finished job."""
+
 MAX_JOBS = 256
 """Jobs (running or finished, not yet forgotten) one node keeps."""
 
@@ -80,8 +92,12 @@ CLOSE_GRACE = 5.0
 class _Job:
     job_id: str
     owner: Principal
-    plan: JobPlan
+    plan: JobPlan | None
+    """None once finished: the initial state is not kept."""
+    rounds: int
     state: State
+    held: Reservation
+    """The owner's quota held for the job's memory."""
     history: list[RoundRecord] = field(default_factory=list)
     status: JobStatus = JobStatus.RUNNING
     error: WireJobError | None = None
@@ -145,11 +161,13 @@ class TrainerJobs:
         node_id: NodeId,
         roles: tuple[str, ...],
         transfers: TransferService,
+        store: ObjectStore,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_id = node_id
         self.enabled = Role.TRAINER.value in roles
         self.transfers = transfers
+        self.store = store
         self.clock = clock
         self._jobs: dict[str, _Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -167,7 +185,7 @@ class TrainerJobs:
         assert session.principal is not None
         if not self.enabled:
             raise BadRequest("this node does not run jobs: start a node with --role trainer", {})
-        self._forget_old()
+        self._forget_old(session.principal)
         running = sum(1 for j in self._jobs.values() if j.owner == session.principal and j.status is JobStatus.RUNNING)
         if running >= MAX_RUNNING_JOBS_PER_PRINCIPAL or len(self._jobs) >= MAX_JOBS:
             raise QuotaExceeded(
@@ -175,7 +193,8 @@ class TrainerJobs:
                 f"{MAX_JOBS} jobs per node", {"limit": MAX_RUNNING_JOBS_PER_PRINCIPAL},
             )
         plan = _plan(request)
-        job = _Job(secrets.token_hex(16), session.principal, plan, plan.state)
+        held = self.store.reserve(session.principal, Hold.JOB, _running_bytes(plan))
+        job = _Job(secrets.token_hex(16), session.principal, plan, plan.rounds, plan.state, held)
         self._jobs[job.job_id] = job
         task = asyncio.get_running_loop().create_task(self._run(job))
         self._tasks.add(task)
@@ -191,22 +210,33 @@ class TrainerJobs:
 
     def _status(self, session: Session, request: JobStatusRequest) -> Step:
         job = self._job(session, request.job_id)
-        return Outcome(request.reply(job.status, job.plan.rounds, tuple(job.history), job.error))
+        return Outcome(request.reply(job.status, job.rounds, tuple(job.history), job.error))
 
     def _result(self, session: Session, request: JobResultRequest) -> Step:
         job = self._job(session, request.job_id)
+        if job.status is JobStatus.FAILED:
+            raise BadRequest(
+                f"job {job.job_id} failed: its state was freed, job_status has its error", {"job_id": job.job_id}
+            )
         return Outcome(request.reply(len(job.history), job.state))
 
-    def _forget_old(self) -> None:
+    def _forget_old(self, principal: Principal) -> None:
+        """Forget jobs past their retention, and ``principal``'s oldest finished ones beyond its cap."""
         now = self.clock()
-        for job_id in [i for i, j in self._jobs.items() if j.finished and now - j.finished > JOB_RETENTION]:
-            del self._jobs[job_id]
+        old = [i for i, j in self._jobs.items() if j.finished and now - j.finished > JOB_RETENTION]
+        mine = [i for i, j in self._jobs.items() if j.owner == principal and i not in old]
+        finished = sorted((i for i in mine if self._jobs[i].finished), key=lambda i: self._jobs[i].finished)
+        old += finished[: max(0, len(mine) + 1 - MAX_JOBS_PER_PRINCIPAL)]
+        for job_id in old:
+            self._jobs.pop(job_id).held.release()
 
     # -- running ----------------------------------------------------------------
 
     async def _run(self, job: _Job) -> None:
         loop = asyncio.get_running_loop()
-        owners = [JobOwner(r.node_id, r.url, r.fingerprint, r.name) for r in job.plan.owners]
+        plan = job.plan
+        assert plan is not None
+        owners = [JobOwner(r.node_id, r.url, r.fingerprint, r.name) for r in plan.owners]
         participants = [_LinkParticipant(self.transfers, loop, o) for o in owners]
 
         def on_round(record: RoundRecord, state: State) -> None:
@@ -214,11 +244,11 @@ class TrainerJobs:
             job.state = state
 
         collector: RoundCollector = PlainCollector()
-        secure = job.plan.secure
+        secure = plan.secure
         if secure is not None:
             collector = SecureCollector(_ChannelParty(self.transfers, loop, secure.crypto_provider), secure.precision)
         try:
-            await asyncio.to_thread(run_rounds, job.plan, participants, collector, on_round, lambda: job.stop)
+            await asyncio.to_thread(run_rounds, plan, participants, collector, on_round, lambda: job.stop)
             job.status = JobStatus.DONE
         except TesseraError as exc:
             code = exc.code.value if exc.code is not None else "PEER_UNAVAILABLE"
@@ -229,6 +259,10 @@ class TrainerJobs:
             job.status, job.error = JobStatus.FAILED, WireJobError("INTERNAL", "internal error")
         finally:
             job.finished = self.clock()
+            job.plan = None  # the initial state and the spec are not needed any more
+            if job.status is not JobStatus.DONE:
+                job.state = {}  # a failed job keeps its status and error text only
+            job.held.shrink(job.held.nbytes - _state_bytes(job.state))
 
     async def close(self) -> None:
         """Tell running jobs to stop after their round, and wait for them a little."""
@@ -238,6 +272,15 @@ class TrainerJobs:
             await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE)
         for task in list(self._tasks):
             task.cancel()
+
+
+def _state_bytes(state: State) -> int:
+    return sum(storage_bytes(value) for value in state.values())
+
+
+def _running_bytes(plan: JobPlan) -> int:
+    """What a running job holds: its initial and current state, and one update per owner in a round."""
+    return _state_bytes(plan.state) * (2 + len(plan.owners))
 
 
 def _plan(request: JobSubmitRequest) -> JobPlan:

@@ -9,10 +9,12 @@ from node.fl.secure import SharePart
 from node.server.secagg_mailbox import (
     CLOSED_TTL,
     MAX_OPEN_ROUNDS_PER_PRINCIPAL,
+    MAX_PENDING_UPDATES_PER_PRINCIPAL,
     PENDING_TTL,
     PendingUpdates,
     ShareMailbox,
 )
+from node.server.store import Hold, MemoryStore, Quota
 from protocol.errors import AlreadyExists, BadRequest, NotFound, PermissionDenied, QuotaExceeded
 from protocol.ids import NodeId, RequestId
 from protocol.secagg import SecaggShareRequest, ShareSender
@@ -117,16 +119,46 @@ def test_pending_updates_belong_to_their_principal_and_expire() -> None:
     """An owner's kept update is taken once, by the principal that trained it, before PENDING_TTL."""
     clock = Clock()
     pending = PendingUpdates(clock)
+    store = MemoryStore()
     update = {"w": torch.zeros(2, dtype=torch.int64)}
-    pending.put("user:t", ROUND, 0, update)
+    pending.put("user:t", ROUND, 0, update, store.reserve("user:t", Hold.SECURE_UPDATE, 16))
     with pytest.raises(AlreadyExists):
-        pending.put("user:t", ROUND, 0, update)
+        pending.put("user:t", ROUND, 0, update, store.reserve("user:t", Hold.SECURE_UPDATE, 16))
     with pytest.raises(NotFound):
         pending.take("user:eve", ROUND, 0)
     assert pending.take("user:t", ROUND, 0) is update
     with pytest.raises(NotFound):
         pending.take("user:t", ROUND, 0)
-    pending.put("user:t", ROUND, 1, update)
+    pending.put("user:t", ROUND, 1, update, store.reserve("user:t", Hold.SECURE_UPDATE, 16))
     clock.now = PENDING_TTL + 1
     with pytest.raises(NotFound):
         pending.take("user:t", ROUND, 1)
+
+
+def test_pending_updates_hold_their_bytes_until_taken_or_expired() -> None:
+    """A parked update's reservation is released when it is taken and when it expires."""
+    clock = Clock()
+    pending = PendingUpdates(clock)
+    store = MemoryStore(Quota(max_bytes=1000))
+    update = {"w": torch.zeros(2, dtype=torch.int64)}
+    pending.put("user:t", ROUND, 0, update, store.reserve("user:t", Hold.SECURE_UPDATE, 600))
+    with pytest.raises(QuotaExceeded, match="parked secure-aggregation updates"):
+        store.reserve("user:t", Hold.SECURE_UPDATE, 600)
+    pending.take("user:t", ROUND, 0)
+    pending.put("user:t", ROUND, 1, update, store.reserve("user:t", Hold.SECURE_UPDATE, 600))
+    clock.now = PENDING_TTL + 1
+    pending.put("user:u", ROUND, 0, update, store.reserve("user:u", Hold.SECURE_UPDATE, 1))  # expires the old
+    assert store.ledger.usage("user:t") == (0, 0)
+
+
+def test_one_principal_filling_its_share_does_not_lock_out_another() -> None:
+    """Past MAX_PENDING_UPDATES_PER_PRINCIPAL one principal is refused; another still parks its update."""
+    pending = PendingUpdates(Clock())
+    store = MemoryStore()
+    update = {"w": torch.zeros(2, dtype=torch.int64)}
+    for owner in range(MAX_PENDING_UPDATES_PER_PRINCIPAL):
+        pending.put("user:eve", ROUND, owner, update, store.reserve("user:eve", Hold.SECURE_UPDATE, 16))
+    with pytest.raises(QuotaExceeded):
+        pending.put("user:eve", ROUND, 999, update, store.reserve("user:eve", Hold.SECURE_UPDATE, 16))
+    pending.put("user:t", ROUND, 0, update, store.reserve("user:t", Hold.SECURE_UPDATE, 16))
+    assert pending.take("user:t", ROUND, 0) is update
