@@ -3,7 +3,9 @@
 A data owner loads its datasets (:func:`load_dataset`), receives a model as a
 :class:`ModelSpec` plus state tensors, trains locally
 (:func:`train_locally`) and returns a :class:`LocalResult`; the trainer
-averages results with :func:`aggregate_round`.  :func:`plain_fedavg` is the
+averages results with :func:`aggregate_round`.  Under an owner's
+differential-privacy policy it trains with :func:`train_privately` (DP-SGD)
+instead, after charging the work to a :class:`PrivacyLedger`.  :func:`plain_fedavg` is the
 in-process reference the networked rounds must match bit for bit, using the
 seeds of :func:`owner_seed`.
 
@@ -24,8 +26,12 @@ from .datasets import Dataset, DatasetInfo, load_arrays, load_dataset, make_data
 from .errors import (
     AggregationError,
     DatasetError,
+    DpUnsupportedLayer,
     HyperparameterError,
     IncompatibleData,
+    LedgerError,
+    PrivacyBudgetExhausted,
+    PrivacyConfigError,
     SpecError,
     SpecTooLarge,
     StateMismatch,
@@ -35,7 +41,9 @@ from .fedavg import DEFAULT_ROUND_TIMEOUT, FedAvg, History, JobPlan, run_rounds
 from .hyperparameters import Hyperparameters, LossName, OptimizerName, parse_loss, parse_optimizer
 from .layers import LAYERS, LayerName
 from .job_errors import AggregationFailed, JobError, RoundFailed
+from .ledger import Mechanism, PrivacyLedger, epsilon_of
 from .local import evaluate, evaluate_heldout, prepare_data, train_locally
+from .privacy import DpSgd, dp_schedule, train_privately
 from .reference import ReferenceRun, plain_fedavg
 from .results import LocalResult, Metrics
 from .rounds import DatasetRef, OwnerDataset, Participant, PlainCollector, RoundCollector, collector_for
@@ -54,6 +62,16 @@ __all__ = [
     "SpecTooLarge",
     "StateMismatch",
     "UnsupportedLayer",
+    "DpUnsupportedLayer",
+    "PrivacyConfigError",
+    "PrivacyBudgetExhausted",
+    "LedgerError",
+    "DpSgd",
+    "dp_schedule",
+    "train_privately",
+    "Mechanism",
+    "epsilon_of",
+    "PrivacyLedger",
     "Dataset",
     "DatasetInfo",
     "load_arrays",

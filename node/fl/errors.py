@@ -7,6 +7,11 @@ tensors, hyperparameters, a model that does not fit the data) subclass
 in one process (loading the owner's own files, averaging updates on the
 trainer) subclass :class:`protocol.errors.TesseraError` without a code.
 
+:class:`PrivacyBudgetExhausted` is a :class:`protocol.errors.PermissionDenied`
+(the owner's policy refuses the work); :class:`DpUnsupportedLayer` an
+:class:`UnsupportedLayer`.  A bad DP-SGD setting or a corrupt privacy
+ledger is the owner's own configuration and has no code.
+
 Every message is built from the fields.  Must not import asyncio,
 websockets, ``node.server`` or ``node.client``.
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from protocol.errors import BadRequest, TesseraError
+from protocol.errors import BadRequest, PermissionDenied, TesseraError
 
 __all__ = [
     "DatasetError",
@@ -27,6 +32,10 @@ __all__ = [
     "HyperparameterError",
     "IncompatibleData",
     "AggregationError",
+    "DpUnsupportedLayer",
+    "PrivacyConfigError",
+    "PrivacyBudgetExhausted",
+    "LedgerError",
 ]
 
 _SHOWN = 80
@@ -147,3 +156,48 @@ class AggregationError(TesseraError, ValueError):
     @classmethod
     def for_round(cls, reason: str) -> AggregationError:
         return cls(f"cannot aggregate: {reason}", {"reason": reason})
+
+
+class DpUnsupportedLayer(UnsupportedLayer):
+    """A layer DP-SGD cannot train: it couples the rows of a batch, or changes state outside the step."""
+
+    @classmethod
+    def for_dp(cls, index: int, layer: str, reason: str) -> DpUnsupportedLayer:
+        return cls(
+            f"layer {index} ({layer[:_SHOWN]}) cannot be trained with differential privacy: {reason}",
+            {"index": index, "layer": layer[:_SHOWN], "reason": reason},
+        )
+
+
+class PrivacyConfigError(TesseraError, ValueError):
+    """A DP-SGD setting or privacy budget is out of range (owner side only)."""
+
+    @classmethod
+    def for_field(cls, field: str, value: object, reason: str) -> PrivacyConfigError:
+        return cls(f"{field} = {_show(value)}: {reason}", {"field": field, "value": _show(value), "reason": reason})
+
+
+class PrivacyBudgetExhausted(PermissionDenied):
+    """The work would take a dataset's spent epsilon past its budget; nothing was charged.
+
+    Every number in it follows from the owner's policy and the request's
+    hyperparameters, never from the rows.
+    """
+
+    @classmethod
+    def for_dataset(cls, dataset: str, budget: float, spent: float, needed: float) -> PrivacyBudgetExhausted:
+        return cls(
+            f"privacy budget of dataset {dataset!r} exhausted: epsilon {spent:.4g} of {budget:.4g} "
+            f"spent, this training would add {needed:.4g}",
+            {"dataset": dataset, "budget": budget, "spent": spent, "needed": needed},
+        )
+
+
+class LedgerError(TesseraError, ValueError):
+    """The privacy ledger file cannot be read, parsed or written (owner side only)."""
+
+    @classmethod
+    def for_file(cls, path: Path | str, reason: str) -> LedgerError:
+        """One line whatever the cause: the node prints it as its startup failure."""
+        reason = " ".join(reason.split())[:200]
+        return cls(f"privacy ledger {str(path)!r}: {reason}", {"path": str(path), "reason": reason})
