@@ -172,7 +172,7 @@ class BindingFile:
 
         return self.edit(merge)
 
-    def edit(self, change: Callable[[Bindings], None]) -> Bindings:
+    def edit(self, change: Callable[[Bindings], object]) -> Bindings:
         """Apply ``change`` to the file's current table under the lock; the table written."""
         with self._locked():
             table = self._read()
