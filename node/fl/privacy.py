@@ -43,7 +43,7 @@ from .errors import IncompatibleData, PrivacyConfigError
 from .hyperparameters import Hyperparameters, LossName, make_optimizer
 from .local import evaluate, prepare_data, seed_dropout
 from .noise import NoiseSource
-from .private_model import check_private_model, hooks_are_exact, padding_rows
+from .private_model import check_private_model, disable_inplace, hooks_are_exact, padding_rows
 from .results import LocalResult
 from .spec import ModelSpec, build_model
 
@@ -130,6 +130,7 @@ def train_privately(spec: ModelSpec, state: Mapping[str, torch.Tensor], dataset:
     """
     model = build_model(spec, state)
     check_private_model(model, dataset.features.dim())
+    disable_inplace(model)
     generator = torch.Generator().manual_seed(hyper.seed)
     seed_dropout(model, generator)
     name = dataset.info.name

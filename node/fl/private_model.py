@@ -1,8 +1,8 @@
 """Which models DP-SGD may train: every layer must keep the rows of a batch apart.
 
 Owns :func:`check_private_model` (the rules, as a table by exact layer
-class), :func:`hooks_are_exact` and :func:`padding_rows` (where Opacus'
-per-layer hooks need help).
+class), :func:`hooks_are_exact`, :func:`padding_rows` and
+:func:`disable_inplace` (where Opacus' per-layer hooks need help).
 
 Why the rules: DP-SGD bounds one row's influence on an update by clipping
 that row's gradient.  That is the row's whole influence only if the model
@@ -33,7 +33,7 @@ from torch import nn
 
 from .errors import DpUnsupportedLayer, SpecError
 
-__all__ = ["check_private_model", "hooks_are_exact", "padding_rows"]
+__all__ = ["check_private_model", "hooks_are_exact", "padding_rows", "disable_inplace"]
 
 Rule = Callable[[nn.Module, int], Tuple[Optional[str], int]]
 """(layer, input dimensions) -> (reason to refuse or None, output dimensions)."""
@@ -168,3 +168,14 @@ def padding_rows(model: nn.Module) -> Dict[str, int]:
         for name, module in model.named_modules()
         if type(module) is nn.Embedding and module.padding_idx is not None
     }
+
+
+def disable_inplace(model: nn.Module) -> None:
+    """Make in-place activations (``ReLU(inplace=True)``...) compute out of place; same values.
+
+    Opacus' backward hooks hand the next layer a view that an in-place
+    activation may not modify (autograd refuses it).
+    """
+    for module in model.modules():
+        if type(module) in _RULES and getattr(module, "inplace", False) is True:
+            setattr(module, "inplace", False)
