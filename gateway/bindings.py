@@ -13,7 +13,8 @@ restarts; only the gateway's operator changes them
 Two processes write the file, the running gateway (a new id bound) and the
 operator's CLI (an id removed or rebound), so every write is a
 read-modify-write under an exclusive ``flock`` on ``bindings.lock``; readers
-need no lock because a write replaces the file in one rename.  The gateway
+need no lock because a write replaces the file in one rename (``flock``
+makes this module POSIX-only, like the rest of the gateway's file handling).  The gateway
 notices the operator's edits by the file's inode, size and mtime.
 
 Blocking file I/O: the server calls this module through

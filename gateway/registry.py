@@ -118,6 +118,8 @@ class Registry:
         self._entries: dict[NodeId, _Entry] = {}
         self._bindings: Bindings = {}
         self._unsaved: Bindings = {}
+        self.bindings_made = 0
+        """New bindings so far (the server saves them before the reply that made one)."""
         self.binding_refusals = 0
         """Requests refused because the id is bound to another certificate (the
         server re-reads the bindings file when this grows: the operator may just
@@ -159,6 +161,7 @@ class Registry:
                 )
             binding = Binding(caller_fingerprint, now)
             self._bindings[node_id] = self._unsaved[node_id] = binding
+            self.bindings_made += 1
         self._entries[node_id] = _Entry(record, caller_fingerprint, now, True)
 
     def heartbeat(self, node_id: NodeId, fingerprint: str, now: float) -> None:

@@ -227,12 +227,14 @@ class GatewayServer:
                 await connection.close(CloseCode.UNSUPPORTED_DATA, "binary frames only")
                 return
             claims = session.claims
-            refusals = self.registry.binding_refusals
+            made, refused = self.registry.bindings_made, self.registry.binding_refusals
             outcome = session.receive(frame)
             if session.claims != claims and session.registered is not None:
                 self._owners[session.registered] = session
-            # Before the reply: a node told it holds an id holds it on disk too.
-            await self.sync_bindings(reread=self.registry.binding_refusals != refusals)
+            refused_now = self.registry.binding_refusals != refused
+            if self.registry.bindings_made != made or refused_now:
+                # Before the reply: a node told it holds an id holds it on disk too.
+                await self.sync_bindings(reread=refused_now)
             if not await self._deliver(connection, outcome):
                 return
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 import time
 from typing import Callable
 
 import pytest
 
+from gateway.bindings import BINDINGS_FILE, BindingFile
 from node.transport.identity import Identity, ensure_identity
 from protocol.messages import (
     AckReply, DeregisterRequest, ErrorReply, HeartbeatRequest, NodesReply, NodesRequest,
     RegisterReply, RegisterRequest,
 )
 from protocol.codec import encode_message_bytes
+from protocol.ids import NodeId
 from protocol.records import DatasetSummary, NodeStatus, Role
 from tests.gateway.gateway_wire import Wire, https_get, record_for
 from tests.support import GatewayProcess
@@ -116,6 +120,15 @@ async def test_deregister_removes_the_node(shared_gateway: GatewayProcess, ids: 
     wire = await registered(shared_gateway, ids("p-grace"), "p-grace")
     assert isinstance(await wire.request(DeregisterRequest(wire.rid())), AckReply)
     assert await status_of(shared_gateway, "p-grace") is None
+    await wire.close()
+
+
+async def test_binding_is_on_disk_before_the_register_reply(shared_gateway: GatewayProcess, ids: Callable[[str], Identity]) -> None:
+    """When register_reply arrives, the gateway's 0600 bindings.json already binds the id to the node's certificate."""
+    wire = await registered(shared_gateway, ids("p-ivan"), "p-ivan")
+    table = BindingFile(shared_gateway.state_dir).load()
+    assert table[NodeId("p-ivan")].fingerprint == ids("p-ivan").fingerprint
+    assert stat.S_IMODE(os.stat(shared_gateway.state_dir / BINDINGS_FILE).st_mode) == 0o600
     await wire.close()
 
 

@@ -248,6 +248,7 @@ def test_first_registration_binds_and_is_unsaved_until_loaded() -> None:
     registry.register(BOB, FP_B, record("bob", FP_B), T0 + 1)
     assert registry.unsaved_bindings() == {ALICE: Binding(FP_A, T0), BOB: Binding(FP_B, T0 + 1)}
     registry.register(ALICE, FP_A, record(), T0 + 2)  # a refresh binds nothing new
+    assert registry.bindings_made == 2
     assert registry.load_bindings({ALICE: Binding(FP_A, T0)}) == ()
     assert registry.unsaved_bindings() == {BOB: Binding(FP_B, T0 + 1)}  # still being written
     assert registry.binding(BOB) == Binding(FP_B, T0 + 1)
