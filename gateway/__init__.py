@@ -1,6 +1,8 @@
 """The gateway: a registry where nodes register and clients discover them.
 
 - :mod:`.registry`: pure registry rules (who may register what, offline, drop).
+- :mod:`.bindings`: the durable binding of each node id to its certificate
+  (``bindings.json`` in the state directory).
 - :mod:`.flood`: pure rate limits against registration floods.
 - :mod:`.session`: one connection's sans-I/O conversation (frames in, outcomes out).
 - :mod:`.status`: pure rendering of the status page and ``/nodes.json``.

@@ -99,9 +99,6 @@ class _Entry:
             self.offline_since = now
 
 
-_UNBOUND = Binding("", 0.0)
-
-
 @dataclass(frozen=True, slots=True)
 class SweepResult:
     """Node ids a :meth:`Registry.sweep` marked offline and dropped."""
@@ -251,6 +248,10 @@ class Registry:
             )
         return bound
 
+    def _is_bound_to(self, node_id: NodeId, fingerprint: str) -> bool:
+        bound = self._bindings.get(node_id)
+        return bound is not None and bound.fingerprint == fingerprint
+
     # -- bindings: loaded from and saved to the bindings file by the server ---
 
     def binding(self, node_id: NodeId) -> Binding | None:
@@ -274,7 +275,7 @@ class Registry:
         dropped = tuple(
             node_id
             for node_id, entry in self._entries.items()
-            if self._bindings.get(node_id, _UNBOUND).fingerprint != entry.fingerprint
+            if not self._is_bound_to(node_id, entry.fingerprint)
         )
         for node_id in dropped:
             del self._entries[node_id]
