@@ -5,7 +5,8 @@ relocates the default state directories; ``TESSERA_NETWORK_TOKEN`` holds the
 network token).  Prints one startup line on stdout:
 ``node <id> listening on <url> fingerprint <sha256:...>``.
 ``python -m node users ...`` manages the node's users instead
-(:mod:`node.users_cli`).
+(:mod:`node.users_cli`), and ``python -m node audit ...`` shows its
+training audit trail (:mod:`node.audit_cli`).
 """
 
 from __future__ import annotations
@@ -29,17 +30,31 @@ from .cli import (
     bind_error,
     configure_logging,
     fail,
+    fingerprint_arg,
     network_token,
     port_arg,
     positive_int_arg,
 )
 from .fl.datasets import parse_dataset_spec
-from .fl.errors import DatasetError
+from .fl.errors import DatasetError, LedgerError
+from .fl.policy import (
+    DEFAULT_EPSILON,
+    DEFAULT_MAX_GRAD_NORM,
+    DEFAULT_MAX_MODEL_ELEMENTS,
+    DEFAULT_MIN_BATCH,
+    DEFAULT_MIN_SAMPLES,
+    DEFAULT_NOISE_MULTIPLIER,
+    PolicyError,
+    TrainingPolicy,
+    load_policy_file,
+    policy_from_mapping,
+)
 from .server.runtime import NodeServer
 from .settings import DEFAULT_PORT, DatasetSource, NodeSettings, default_state_dir, validate_node_id
 from .transport import loops
 from .server.users import UsersFileError
 from .transport.identity import StateDirError, normalize_fingerprint
+from .audit_cli import audit_main
 from .users_cli import users_main
 
 PROG = "node"
@@ -113,6 +128,13 @@ def _parser() -> OneLineParser:
         "--allow-anonymous", action="store_true",
         help="let clients in without a user token (development only)",
     )
+    parser.add_argument(
+        "--trust-crypto-provider", action="append", default=[], metavar="FINGERPRINT",
+        type=fingerprint_arg,
+        help="certificate fingerprint (sha256:...) of a crypto provider this node trusts for "
+        "secret-shared products of data the asking client may not read (repeatable; none by default: "
+        "a provider that colludes with a party could open such shares)",
+    )
     _dataset_args(parser)
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
@@ -133,21 +155,109 @@ def _dataset_args(parser: OneLineParser) -> None:
         "--dataset-heldout", type=float, default=0.2, metavar="FRACTION",
         help="share of each dataset's rows kept for held-out metrics, never trained on (default 0.2)",
     )
+    _policy_args(parser)
+
+
+POLICY_FLAGS = {
+    "dp": "--no-dp",
+    "epsilon": "--dp-epsilon",
+    "delta": "--dp-delta",
+    "noise_multiplier": "--dp-noise",
+    "max_grad_norm": "--dp-clip",
+    "min_batch": "--min-batch",
+    "min_samples": "--min-samples",
+    "secure_aggregation_min_owners": "--secure-aggregation-min-owners",
+    "max_model_elements": "--max-model-elements",
+    "allowed_layers": "--allowed-layers",
+}
+"""Policy keys (a policy file's, node.fl.policy.POLICY_KEYS) and the flags that set them."""
+
+
+def _policy_args(parser: OneLineParser) -> None:
+    group = parser.add_argument_group(
+        "training policy",
+        "what may be learned from the datasets: these flags apply to every dataset without its own "
+        "--dataset-policy file (a file replaces them for its dataset; keys it omits take the defaults). "
+        "The defaults are safe: DP-SGD on, a finite budget, a minimum batch, a model size cap.",
+    )
+    group.add_argument(
+        "--dataset-policy", action="append", default=[], metavar="NAME=PATH",
+        help="a .json or .toml policy file for dataset NAME (repeatable); keys: dp, epsilon, delta, "
+        "noise_multiplier, max_grad_norm, min_batch, min_samples, secure_aggregation_min_owners, "
+        "max_model_elements, allowed_layers",
+    )
+    group.add_argument("--no-dp", dest="dp", action="store_false", default=None,
+                       help="train without DP-SGD (rows can then be reconstructed from updates)")
+    group.add_argument("--dp-epsilon", dest="epsilon", type=float, metavar="EPSILON",
+                       help=f"each dataset's DP budget, all jobs together, kept across restarts "
+                       f"(default {DEFAULT_EPSILON:g})")
+    group.add_argument("--dp-delta", dest="delta", type=float, metavar="DELTA",
+                       help="DP delta (default min(1e-5, n^-1.1) for n training rows)")
+    group.add_argument("--dp-noise", dest="noise_multiplier", type=float, metavar="SIGMA",
+                       help=f"DP-SGD noise multiplier (default {DEFAULT_NOISE_MULTIPLIER:g})")
+    group.add_argument("--dp-clip", dest="max_grad_norm", type=float, metavar="C",
+                       help=f"DP-SGD per-sample gradient norm bound (default {DEFAULT_MAX_GRAD_NORM:g})")
+    group.add_argument("--min-batch", dest="min_batch", type=int, metavar="N",
+                       help=f"smallest minibatch a trainer may ask for (default {DEFAULT_MIN_BATCH})")
+    group.add_argument("--min-samples", dest="min_samples", type=int, metavar="N",
+                       help=f"fewest training rows an update may come from (default {DEFAULT_MIN_SAMPLES})")
+    group.add_argument("--secure-aggregation-min-owners", dest="secure_aggregation_min_owners", type=int,
+                       metavar="K", help="updates leave only through secure aggregation with at least K "
+                       "owners; plain train is refused (default 0: off)")
+    group.add_argument("--max-model-elements", dest="max_model_elements", type=int, metavar="N",
+                       help=f"largest model a trainer may send, in parameter and buffer elements "
+                       f"(default {DEFAULT_MAX_MODEL_ELEMENTS})")
+    group.add_argument("--allowed-layers", dest="allowed_layers", metavar="LIST",
+                       help="comma-separated layer names a model may use, e.g. Linear,ReLU (default: all "
+                       "allowlisted layers)")
+
+
+def _flag_policy(parser: OneLineParser, args: argparse.Namespace) -> TrainingPolicy:
+    """The policy the flags give (for datasets without a policy file)."""
+    given = {key: getattr(args, key) for key in POLICY_FLAGS if getattr(args, key) is not None}
+    try:
+        return policy_from_mapping(given, "the command line")
+    except PolicyError as exc:
+        parser.error(f"{POLICY_FLAGS.get(exc.key, exc.key)}: {exc.reason}")
+
+
+def _policies(parser: OneLineParser, args: argparse.Namespace, names: set[str]) -> dict[str, TrainingPolicy]:
+    """Each dataset's policy file (``--dataset-policy``), read and checked now."""
+    files: dict[str, TrainingPolicy] = {}
+    for text in args.dataset_policy:
+        try:
+            name, path = parse_dataset_spec(text)
+        except DatasetError as exc:
+            parser.error("--dataset-policy: " + exc.message.replace("dataset spec", "policy spec", 1))
+        if name not in names:
+            parser.error(f"--dataset-policy {name}: no --dataset of that name")
+        if name in files:
+            parser.error(f"--dataset-policy {name}: given twice")
+        try:
+            files[name] = load_policy_file(path)
+        except PolicyError as exc:
+            parser.error(exc.message)
+    return files
 
 
 def _datasets(parser: OneLineParser, args: argparse.Namespace) -> tuple[DatasetSource, ...]:
     if not 0 <= args.dataset_heldout < 1:
         parser.error(f"--dataset-heldout must be in [0, 1), got {args.dataset_heldout}")
-    sources = []
+    named = []
     for text in args.dataset:
         try:
-            name, path = parse_dataset_spec(text)
+            named.append(parse_dataset_spec(text))
         except DatasetError as exc:
             parser.error(exc.message)
-        sources.append(DatasetSource(
-            name, path, args.dataset_label, args.dataset_description, args.dataset_heldout
-        ))
-    return tuple(sources)
+    default = _flag_policy(parser, args)
+    files = _policies(parser, args, {name for name, _ in named})
+    return tuple(
+        DatasetSource(
+            name, path, args.dataset_label, args.dataset_description, args.dataset_heldout,
+            files.get(name, default),
+        )
+        for name, path in named
+    )
 
 
 def parse(argv: list[str]) -> tuple[NodeSettings, str]:
@@ -189,6 +299,7 @@ def parse(argv: list[str]) -> tuple[NodeSettings, str]:
         max_connections=args.max_connections_per_principal,
         network_token=token,
         allow_anonymous=bool(args.allow_anonymous),
+        trusted_providers=frozenset(args.trust_crypto_provider),
         torch_threads=args.torch_threads,
         datasets=_datasets(parser, args),
     )
@@ -221,7 +332,7 @@ async def run(settings: NodeSettings) -> None:
     server = NodeServer(settings)
     try:
         await server.start()
-    except (StateDirError, UsersFileError, DatasetError) as exc:
+    except (StateDirError, UsersFileError, DatasetError, LedgerError) as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(bind_error(settings.host, settings.port, exc)) from None
@@ -244,6 +355,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["users"]:
         users_main(argv[1:], os.environ)
+        return
+    if argv[:1] == ["audit"]:
+        audit_main(argv[1:], os.environ)
         return
     settings, log_level = parse(argv)
     configure_logging(log_level)

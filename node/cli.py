@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from .transport.identity import normalize_fingerprint
 from .transport.tokens import validate_network_token
 
 __all__ = [
@@ -97,6 +98,14 @@ def port_arg(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} is outside 0-65535")
     return value
+
+
+def fingerprint_arg(text: str) -> str:
+    """argparse type: a certificate fingerprint, normalised to ``sha256:<64 hex>``."""
+    try:
+        return normalize_fingerprint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive_int_arg(text: str) -> int:

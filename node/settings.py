@@ -12,6 +12,8 @@ from pathlib import Path
 from protocol.ids import NodeId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 
+from .fl.policy import DEFAULT_POLICY, TrainingPolicy
+
 __all__ = [
     "NodeSettings",
     "DatasetSource",
@@ -54,6 +56,8 @@ class DatasetSource:
     description: str = ""
     heldout_fraction: float = 0.2
     """Share of rows the owner keeps for held-out metrics (never trained on)."""
+    policy: TrainingPolicy = DEFAULT_POLICY
+    """What may be learned from it (``--dataset-policy``, else the policy flags, else the safe defaults)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,9 @@ class NodeSettings:
     be accepted by (and accept) peer nodes.  Never printed."""
     allow_anonymous: bool = False
     """Let clients in without a user token (development only)."""
+    trusted_providers: frozenset[str] = frozenset()
+    """Certificate fingerprints of crypto providers this node's operator trusts
+    with shares of data the requesting client may not read (``--trust-crypto-provider``)."""
     torch_threads: int = 1
     """Threads torch may use for one op.  One by default: a node serves many
     small ops (training steps, share arithmetic) from several connections

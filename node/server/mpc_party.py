@@ -34,7 +34,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-from protocol.errors import BadRequest, PeerUnavailable, TesseraError
+from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied, TesseraError
 from protocol.ids import NodeId
 from protocol.mpc import (
     MpcMaterialRequest,
@@ -110,12 +110,15 @@ class PartyRunner:
         store: ObjectStore,
         mailbox: Mailbox,
         transfers: TransferService,
+        trusted_providers: frozenset[str] = frozenset(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_id = node_id
         self.store = store
         self.mailbox = mailbox
         self.transfers = transfers
+        self.trusted_providers = trusted_providers
+        """Fingerprints of the crypto providers the operator trusts with restricted shares."""
         self.clock = clock
 
     # -- checks, on the loop, before anything happens ---------------------
@@ -155,6 +158,8 @@ class PartyRunner:
         material = material_specs(specs)  # MaterialError for shapes that do not fit
         if specs and request.dealer is None:
             raise BadRequest("this step needs material: name the crypto provider (dealer)", {})
+        if specs and any(not obj.readable_by(caller.principal) for obj in used):
+            self._check_provider(request)
         first = material[0] if material else None
         out_shape = first.z_shape if isinstance(first, TripleSpec) else tuple(x_obj.value.shape)
         self.store.check_quota(caller.principal, 8 * math.prod(out_shape))
@@ -164,6 +169,27 @@ class PartyRunner:
         policy = combine([*(obj.policy for obj in used), Policy.own(caller.principal)])
         deadline = self.clock() + request.timeout
         return _Plan(request, caller, x_obj.value, y, specs, peers, deadline, policy)
+
+    def _check_provider(self, request: MpcStepRequest) -> None:
+        """PermissionDenied unless the operator trusts this step's provider with restricted shares.
+
+        This party sends its share masked by the provider's material to the
+        other parties; a provider that colludes with one of them (or a
+        network member playing both roles) unmasks it, and with that party's
+        own share has the value.  For shares of data the client may read,
+        the client chose whom to trust; for data it may not read (another
+        principal's private tensor, an operator dataset), the operator does.
+        """
+        assert request.dealer is not None
+        fingerprint = request.dealer.fingerprint
+        if self.transfers.is_self(fingerprint) or fingerprint in self.trusted_providers:
+            return
+        raise PermissionDenied(
+            f"this step uses shares of data you may not read: {self.node_id} computes on them "
+            f"only with a crypto provider its operator trusts (--trust-crypto-provider), "
+            f"and {request.dealer.node!r} is not one",
+            {"node": request.dealer.node},
+        )
 
     # -- the step, on the loop ---------------------------------------------
 

@@ -67,12 +67,18 @@ DEAL_TIMEOUT = 120.0
 class MpcService:
     """The ``mpc_*`` handlers of one node."""
 
-    def __init__(self, node_id: NodeId, store: ObjectStore, transfers: TransferService) -> None:
+    def __init__(
+        self,
+        node_id: NodeId,
+        store: ObjectStore,
+        transfers: TransferService,
+        trusted_providers: frozenset[str] = frozenset(),
+    ) -> None:
         self.node_id = node_id
         self.store = store
         self.transfers = transfers
         self.mailbox = Mailbox()
-        self.party = PartyRunner(node_id, store, self.mailbox, transfers)
+        self.party = PartyRunner(node_id, store, self.mailbox, transfers, trusted_providers)
 
     def handlers(self, session: Session) -> Mapping[MessageKind, Callable[[Any], Any]]:
         """Handlers bound to one connection's session, for its kind-indexed table."""

@@ -71,7 +71,7 @@ class NodeServer:
         self._network = network_key(settings.network_token) if settings.network_token else None
         self._drivers: set[ConnectionDriver] = set()
         self._watcher: asyncio.Task[None] | None = None
-        self.datasets = OwnerDatasets(self.store)
+        self.datasets = OwnerDatasets(self.store, settings.state_dir)
         self.jobs: TrainerJobs | None = None
         self.secagg: SecureAggregation | None = None
 
@@ -119,7 +119,7 @@ class NodeServer:
             settings.node_id, self.store, credentials, settings.max_message_bytes,
             network=self._network, fingerprint=None if settings.insecure else identity.fingerprint,
         )
-        self.mpc = MpcService(settings.node_id, self.store, self.transfers)
+        self.mpc = MpcService(settings.node_id, self.store, self.transfers, settings.trusted_providers)
         self.secagg = SecureAggregation(settings.node_id, identity.fingerprint, self.transfers, self.datasets.pending)
         await asyncio.to_thread(self.datasets.load, settings.datasets, settings.tags)
         self.jobs = TrainerJobs(settings.node_id, settings.roles, self.transfers, self.store)

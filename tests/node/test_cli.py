@@ -55,6 +55,7 @@ def test_help_lists_every_flag(tmp_path: Path) -> None:
         ("--port", "1"),
         ("--id", "../../etc", "--port", "0"),
         ("--id", "alice", "--log-level", "loud"),
+        ("--id", "alice", "--trust-crypto-provider", "sha256:not-a-fingerprint"),
     ],
 )
 def test_bad_flags_get_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:

@@ -22,7 +22,7 @@ from node.transport.proof import welcome_mac
 from node.transport.tls import server_ssl_context
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.errors import ProtocolError
-from protocol.messages import HelloReply, HelloRequest
+from protocol.messages import DeliverRequest, HelloReply, HelloRequest
 
 PAYLOAD_KINDS = frozenset({"deliver", "mpc_material", "mpc_open", "secagg_share", "train", "secagg_split"})
 
@@ -36,6 +36,8 @@ class Impostor:
         self.fingerprint = self.identity.fingerprint
         self.welcome_key = welcome_key
         self.kinds: list[str] = []
+        self.messages: list[Any] = []
+        """Every message received, decoded (what a hostile member would keep)."""
         self.url = ""
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -73,8 +75,11 @@ class Impostor:
                 self.kinds.append("undecodable")
                 continue
             self.kinds.append(message.KIND.value)
+            self.messages.append(message)
             if isinstance(message, HelloRequest):
                 await ws.send(encode_message_bytes(self._reply(message)))
+            elif isinstance(message, DeliverRequest) and message.last:
+                await ws.send(encode_message_bytes(message.ack()))  # as a real destination would
 
     def _reply(self, hello: HelloRequest) -> HelloReply:
         membership = None

@@ -30,9 +30,22 @@ import torch
 
 from node.transport.tokens import network_key
 from protocol.ids import NodeId, ObjectId, RequestId
-from protocol.messages import AckReply, ErrorReply, ExpectRequest, PutRequest, TransferRequest
-from protocol.mpc import MpcSplitRequest, SplitTarget
-from tests.security.attack_wire import Raw, admit_user, as_user, new_id
+from node.server.mpc_specs import step_wire_specs
+from protocol.codec import encode_message_bytes
+from protocol.messages import AckReply, DeliverRequest, ErrorReply, ExpectRequest, PutRequest, TransferRequest
+from protocol.mpc import (
+    DealerRef,
+    MpcMaterialRequest,
+    MpcOpenRequest,
+    MpcSplitReply,
+    MpcSplitRequest,
+    MpcStepRequest,
+    PartyAddress,
+    SplitTarget,
+    StepOp,
+    TruncationScheme,
+)
+from tests.security.attack_wire import Raw, admit_user, as_user, new_id, node_hello
 from tests.security.impostor import Impostor
 from tests.support import NETWORK_KEY, NodeProcess
 
@@ -186,3 +199,57 @@ def test_encoding_failures_of_private_data_are_withheld(
         assert "details withheld" in reply.message and reply.details == {"kind": "mpc_split"}
         assert not any(ch.isdigit() for ch in reply.message), reply.message
     assert (answers[0].message, answers[0].details) == (answers[1].message, answers[1].details)
+
+
+def test_a_network_member_as_party_and_provider_cannot_open_a_private_share(
+    alice: NodeProcess, tmp_path: Path
+) -> None:
+    """A hostile member plays party 1 *and* crypto provider of a product on a victim's private tensor.
+
+    It holds share x1 (a legitimate member may hold one), deals party 0 a
+    seed it knows, and would receive alice's opening eps0 = x0 - a0: then
+    x = eps0 + a0 + x1.  alice refuses the step, because its operator does
+    not trust that provider with shares of data the client may not read;
+    the member receives no opening.  (Run against the code before this
+    rule, the member recovered the victim's tensor exactly.)
+    """
+    secret = torch.tensor([3.25, -1.5, 42.0, 0.125])
+    member = Impostor(tmp_path / "member", "mallory", welcome_key=NETWORK_KEY)
+    try:
+        object_id = asyncio.run(_victim_private(alice, secret))
+        token = admit_user(alice)
+        home = _target("alice", alice.url, alice.fingerprint)
+        asyncio.run(_expect(alice, token, home, alice))
+        split = _split(alice, token, object_id, (home, _target("mallory", member.url, member.fingerprint)))
+        assert isinstance(split, MpcSplitReply), split  # splitting with a member is allowed
+        x1 = next(m for m in member.messages if isinstance(m, DeliverRequest))
+        assert x1.last and tuple(x1.shape) == (4,)
+        reply = asyncio.run(_product_with_own_provider(alice, token, home.object_id, member))
+        assert isinstance(reply, ErrorReply) and reply.code == "PERMISSION_DENIED", reply
+        assert "trusts" in reply.message
+        openings = [m for m in member.messages if isinstance(m, MpcOpenRequest)]
+        assert openings == [], "alice sent its masked share to the hostile member"
+    finally:
+        member.close()
+
+
+async def _product_with_own_provider(alice: NodeProcess, token: str, share_id: int, member: Impostor) -> Any:
+    """Ask alice for x * x as party 0 with ``member`` as party 1 and as the dealer; deal it a known seed."""
+    session = secrets.token_bytes(16)
+    parties = (
+        PartyAddress(NodeId("alice"), alice.url, alice.fingerprint),
+        PartyAddress(NodeId("mallory"), member.url, member.fingerprint),
+    )
+    step = MpcStepRequest(
+        RequestId(5), session, 0, parties, DealerRef(NodeId("mallory"), member.fingerprint), StepOp.MUL,
+        ObjectId(share_id), ObjectId(share_id), None, 0, TruncationScheme.LOCAL, ObjectId(new_id()), 10.0,
+    )
+    seed = secrets.token_bytes(16)
+    dealer = await Raw.open(alice, node_hello(member.identity, "mallory", alice.fingerprint))
+    specs = step_wire_specs(step, (4,), (4,))
+    await dealer.ws.send(encode_message_bytes(MpcMaterialRequest(RequestId(2), session, 0, 2, specs, seed)))
+    attacker = await Raw.open(alice, as_user(token, alice))
+    reply = await attacker.request(step)
+    await attacker.close()
+    await dealer.close()
+    return reply
