@@ -13,12 +13,17 @@ algorithm 1, with Poisson sampling as the accountant assumes):
    probability q (:func:`dp_schedule`), drawn from the secret
    :class:`~node.fl.noise.NoiseSource`, so neither the batch nor its size
    is known to the trainer.  An empty batch still takes a (noise-only) step.
+   A row the model cannot take (an Embedding index or class label out of
+   its range, :func:`~node.fl.private_model.usable_rows`) is left out
+   rather than failing the training, which would reveal that one exists.
 2. Per-sample gradients of each row's own loss, with Opacus'
    ``GradSampleModule`` (its layer hooks; its functorch mode for the few
    layer settings the hooks get wrong), in chunks of at most
    :data:`MAX_GRAD_SAMPLE_ELEMENTS` so a big batch of a big model cannot
    exhaust memory.
-3. Clip each row's whole gradient (all parameters together) to L2 norm C.
+3. Clip each row's whole gradient (all parameters together) to L2 norm C;
+   a row whose gradient is not finite counts as zero (a NaN or infinity
+   in the sum would reveal that some sampled row overflowed).
 4. Sum, add N(0, (sigma*C)^2) to every coordinate (in float64), and divide
    by the expected batch size q*N.
 5. Hand that gradient to the optimiser the trainer asked for (our SGD or
@@ -43,7 +48,7 @@ from .errors import IncompatibleData, PrivacyConfigError
 from .hyperparameters import Hyperparameters, LossName, make_optimizer
 from .local import evaluate, prepare_data, seed_dropout
 from .noise import NoiseSource
-from .private_model import check_private_model, disable_inplace, hooks_are_exact, padding_rows
+from .private_model import check_private_model, disable_inplace, hooks_are_exact, padding_rows, usable_rows
 from .results import LocalResult
 from .spec import ModelSpec, build_model
 
@@ -134,21 +139,33 @@ def train_privately(spec: ModelSpec, state: Mapping[str, torch.Tensor], dataset:
     generator = torch.Generator().manual_seed(hyper.seed)
     seed_dropout(model, generator)
     name = dataset.info.name
-    inputs, targets = prepare_data(model, dataset.features, dataset.labels, hyper.loss, name)
+    usable = usable_rows(model, dataset.features, dataset.labels, hyper.loss)
+    inputs, targets = prepare_data(model, *_blank(dataset.features, dataset.labels, usable), hyper.loss, name)
     source = NoiseSource() if seed is None else NoiseSource.for_test(seed)
     try:
-        train_loss = _fit_privately(model, inputs, targets, hyper, dp, source)
+        train_loss = _fit_privately(model, inputs, targets, usable, hyper, dp, source)
     except RuntimeError as exc:
         raise IncompatibleData.for_dataset(name, f"training failed: {str(exc).splitlines()[0][:200]}") from None
     if not metrics:
         return LocalResult(dict(model.state_dict()), dataset.train_samples, 0.0, None)
+    held = usable_rows(model, dataset.heldout_features, dataset.heldout_labels, hyper.loss)
     heldout = None
-    if dataset.heldout_samples:
+    if bool(held.any()):
         held_inputs, held_targets = prepare_data(
-            model, dataset.heldout_features, dataset.heldout_labels, hyper.loss, name
+            model, dataset.heldout_features[held], dataset.heldout_labels[held], hyper.loss, name
         )
         heldout = evaluate(model, held_inputs, held_targets, hyper.loss)
     return LocalResult(dict(model.state_dict()), dataset.train_samples, train_loss, heldout)
+
+
+def _blank(features: torch.Tensor, labels: torch.Tensor, usable: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Rows the model cannot take, zeroed so the whole-dataset checks pass; they are never sampled."""
+    if bool(usable.all()):
+        return features, labels
+    def blank(values: torch.Tensor) -> torch.Tensor:
+        keep = usable.view(-1, *[1] * (values.dim() - 1))
+        return torch.where(keep, values, torch.zeros_like(values))
+    return blank(features), blank(labels)
 
 
 def _per_row(loss: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -166,9 +183,13 @@ _PER_ROW_LOSSES: Mapping[LossName, Callable[[torch.Tensor, torch.Tensor], torch.
 """Each row's own loss; their mean over a batch is the plain path's mean-reduced loss."""
 
 
-def _fit_privately(model: nn.Sequential, inputs: torch.Tensor, targets: torch.Tensor,
+def _fit_privately(model: nn.Sequential, inputs: torch.Tensor, targets: torch.Tensor, usable: torch.Tensor,
                    hyper: Hyperparameters, dp: DpSgd, source: NoiseSource) -> float:
-    """The DP-SGD loop; returns the mean loss over every sampled row (0.0 if none was)."""
+    """The DP-SGD loop; returns the mean loss over every sampled row (0.0 if none was).
+
+    Every row is sampled at the same rate; a sampled row that is not
+    ``usable`` then contributes nothing (as if its clipped gradient were 0).
+    """
     from opacus.grad_sample import GradSampleModule
 
     samples = int(inputs.shape[0])
@@ -186,7 +207,7 @@ def _fit_privately(model: nn.Sequential, inputs: torch.Tensor, targets: torch.Te
     wrapped.train()
     try:
         for _ in range(steps):
-            rows = torch.nonzero(source.bernoulli(samples, rate)).flatten()
+            rows = torch.nonzero(source.bernoulli(samples, rate) & usable).flatten()
             sums = [torch.zeros_like(p) for p in params]
             for start in range(0, len(rows), chunk):
                 part = rows[start : start + chunk]
@@ -216,9 +237,10 @@ def _add_clipped(wrapped: GradSampleModule, params: List[nn.Parameter], pads: Li
     batch = int(inputs.shape[0])
     output = wrapped(inputs)
     if output.shape[0] != batch:
-        raise RuntimeError(f"the model's output has {output.shape[0]} rows for {batch} input rows")
+        raise RuntimeError("the model's output does not keep one row per input row")
     losses = _PER_ROW_LOSSES[loss](output, targets)
     losses.sum().backward()  # type: ignore[no-untyped-call]
+    losses = losses.detach()
     grads: List[torch.Tensor] = []
     for param, pad in zip(params, pads):
         grad = getattr(param, "grad_sample", None)
@@ -228,7 +250,13 @@ def _add_clipped(wrapped: GradSampleModule, params: List[nn.Parameter], pads: Li
         grads.append(grad)
     norms = torch.stack([g.reshape(batch, -1).norm(dim=1) for g in grads], dim=1).norm(dim=1)
     factors = (clip / (norms + _CLIP_EPSILON)).clamp(max=1.0)
+    finite = torch.isfinite(norms)
+    if not bool(finite.all()):
+        # A row whose gradient overflows counts for nothing: a NaN in the sum
+        # would tell the trainer that some sampled row crossed a threshold.
+        factors = torch.where(finite, factors, torch.zeros_like(factors))
+        grads = [torch.where(finite.view(-1, *[1] * (g.dim() - 1)), g, torch.zeros_like(g)) for g in grads]
     for summed, grad in zip(sums, grads):
         summed.add_(torch.einsum("i,i...->...", factors, grad))
     wrapped.zero_grad(set_to_none=True)
-    return float(losses.detach().sum())
+    return float(losses[finite].sum())

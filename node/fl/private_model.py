@@ -1,8 +1,9 @@
 """Which models DP-SGD may train: every layer must keep the rows of a batch apart.
 
 Owns :func:`check_private_model` (the rules, as a table by exact layer
-class), :func:`hooks_are_exact`, :func:`padding_rows` and
-:func:`disable_inplace` (where Opacus' per-layer hooks need help).
+class), :func:`usable_rows`, and :func:`hooks_are_exact`,
+:func:`padding_rows` and :func:`disable_inplace` (where Opacus' per-layer
+hooks need help).
 
 Why the rules: DP-SGD bounds one row's influence on an update by clipping
 that row's gradient.  That is the row's whole influence only if the model
@@ -17,6 +18,13 @@ looked-up weight rows during the forward pass (a data-dependent change
 outside the noisy step) and ``scale_grad_by_freq`` scales each row's
 gradient by counts over the batch; both are refused.
 
+Rows the model cannot take: which rows fit the trainer's model can depend
+on their values (an Embedding index or a class label beyond what the model
+has).  Failing the whole training on one such row would tell the trainer
+that one exists, a bit no noise covers; :func:`usable_rows` finds them so
+DP-SGD can leave them out (a row's exclusion depends on that row alone,
+so its influence stays within the clipping bound).
+
 Only the number of dimensions decides whether dimension 0 stays the batch,
 so the check follows it through the layers (Flatten and Embedding change
 it, every other allowlisted layer keeps it) without running the model.
@@ -29,11 +37,13 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
+import torch
 from torch import nn
 
 from .errors import DpUnsupportedLayer, SpecError
+from .hyperparameters import LossName
 
-__all__ = ["check_private_model", "hooks_are_exact", "padding_rows", "disable_inplace"]
+__all__ = ["check_private_model", "usable_rows", "hooks_are_exact", "padding_rows", "disable_inplace"]
 
 Rule = Callable[[nn.Module, int], Tuple[Optional[str], int]]
 """(layer, input dimensions) -> (reason to refuse or None, output dimensions)."""
@@ -179,3 +189,38 @@ def disable_inplace(model: nn.Module) -> None:
     for module in model.modules():
         if type(module) in _RULES and getattr(module, "inplace", False) is True:
             setattr(module, "inplace", False)
+
+
+def usable_rows(model: nn.Sequential, features: torch.Tensor, labels: torch.Tensor, loss: LossName) -> torch.Tensor:
+    """A bool mask of the rows whose values the model can take.
+
+    Refused rows: for an Embedding first layer, any feature that is not an
+    integer index below its ``num_embeddings``; for cross-entropy, a label
+    that is not an integer class of the model's output (its class count
+    comes from a forward pass on a zero row, which reads no data).
+    """
+    valid = torch.ones(features.shape[0], dtype=torch.bool)
+    first = model[0] if len(model) else None
+    if type(first) is nn.Embedding:
+        flat = features.reshape(features.shape[0], -1)
+        valid &= ((flat == flat.round()) & (flat >= 0) & (flat < first.num_embeddings)).all(1)
+    if loss is LossName.CROSS_ENTROPY and labels.dim() == 1:
+        classes = _classes(model, features)
+        if classes is not None:
+            valid &= (labels == labels.round()) & (labels >= 0) & (labels < classes)
+    return valid
+
+
+def _classes(model: nn.Sequential, features: torch.Tensor) -> int | None:
+    dtype = torch.int64 if len(model) and type(model[0]) is nn.Embedding else features.dtype
+    probe = torch.zeros((1, *features.shape[1:]), dtype=dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(probe)
+    except (RuntimeError, ValueError, IndexError):
+        return None  # a shape error: prepare_data reports it, whatever the rows hold
+    finally:
+        model.train(was_training)
+    return int(output.shape[1]) if output.dim() == 2 else None

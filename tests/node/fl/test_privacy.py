@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from node.fl.datasets import Dataset, make_dataset
-from node.fl.errors import DpUnsupportedLayer, PrivacyConfigError
+from node.fl.errors import DpUnsupportedLayer, IncompatibleData, PrivacyConfigError
 from node.fl.hyperparameters import Hyperparameters, LossName
 from node.fl.local import prepare_data, train_locally
 from node.fl.privacy import DpSgd, dp_schedule, train_privately
@@ -223,6 +223,41 @@ def test_batch_norm_is_refused_naming_the_layer(cancer: Dataset) -> None:
     with pytest.raises(DpUnsupportedLayer, match=r"layer 1 \(BatchNorm1d\)") as caught:
         train_privately(spec, state, cancer, Hyperparameters(lr=0.1), DpSgd(1.0, 1.0, 1e-5))
     assert caught.value.details["index"] == 1 and caught.value.code is not None
+
+
+def test_a_row_whose_gradient_overflows_counts_for_nothing() -> None:
+    """An overflowing row would turn the whole update into inf/NaN (a bit about the data); DP-SGD drops it."""
+    x, y = torch.randn(8, 3), torch.randn(8)
+    x[5] = 1e38
+    dataset = make_dataset("overflow", x, y, heldout_fraction=0.0)
+    first = nn.Linear(3, 1)
+    with torch.no_grad():
+        first.weight.fill_(1.0)
+    spec, state = model_to_spec(nn.Sequential(first))
+    hyper = Hyperparameters(lr=0.1, batch_size=8, loss=LossName.MSE)
+    plain = train_locally(spec, state, dataset, hyper)
+    assert not all(bool(torch.isfinite(t).all()) for t in plain.state.values())
+    private = train_privately(spec, state, dataset, hyper, DpSgd(1.0, 1.0, 1e-5), seed=4, metrics=True)
+    assert all(bool(torch.isfinite(t).all()) for t in private.state.values())
+    assert torch.isfinite(torch.tensor(private.train_loss))
+
+
+def test_rows_out_of_the_models_range_are_left_out_not_reported() -> None:
+    """An Embedding index or a class label beyond the model fails plain training; DP-SGD trains without the row."""
+    features = torch.tensor([[0.0, 1.0], [2.0, 3.0], [1.0, 1.0], [3.0, 0.0], [9.0, 2.0], [1.0, 2.0]])
+    labels = torch.tensor([0, 1, 1, 0, 1, 2])
+    dataset = make_dataset("indices", features, labels, heldout_fraction=0.0)
+    torch.manual_seed(0)
+    spec, state = model_to_spec(nn.Sequential(nn.Embedding(4, 2), nn.Flatten(), nn.Linear(4, 2)))
+    hyper = Hyperparameters(lr=0.5, batch_size=6)
+    with pytest.raises(IncompatibleData):
+        train_locally(spec, state, dataset, hyper)
+    dp = DpSgd(NO_NOISE, 0.05, 1e-5)
+    private = train_privately(spec, state, dataset, hyper, dp, seed=0)
+    usable = make_dataset("usable", features[:4], labels[:4], heldout_fraction=0.0)
+    reference = _per_row_reference(spec, state, usable, LossName.CROSS_ENTROPY, hyper.lr * 4 / 6, 0.05)
+    for key in state:
+        torch.testing.assert_close(private.state[key], reference[key], atol=2e-6, rtol=1e-5)
 
 
 # -- the reconstruction attack of issue 11 ------------------------------------
