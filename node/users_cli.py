@@ -18,7 +18,7 @@ from .server.users import UserDirectory, UsersFileError
 from .settings import default_state_dir, validate_node_id
 from .transport.tokens import USER_NAME_PATTERN, new_user_token, parse_user_token
 
-__all__ = ["users_main"]
+__all__ = ["users_main", "node_state_dir"]
 
 PROG = "node users"
 
@@ -48,8 +48,9 @@ def _parser() -> OneLineParser:
     return parser
 
 
-def _state_dir(parser: OneLineParser, node_id: str | None, state_dir: Path | None,
-               env: Mapping[str, str]) -> Path:
+def node_state_dir(parser: OneLineParser, node_id: str | None, state_dir: Path | None,
+                   env: Mapping[str, str]) -> Path:
+    """A node's state directory from ``--state-dir``, or from ``--id`` and ``TESSERA_HOME``."""
     if state_dir is not None:
         return state_dir.expanduser()
     assert node_id is not None  # the mutually exclusive group is required
@@ -65,7 +66,7 @@ def users_main(argv: list[str], env: Mapping[str, str] = os.environ) -> None:
     """Run one users command; errors are one line on stderr."""
     parser = _parser()
     args = parser.parse_args(argv)
-    directory = UserDirectory(_state_dir(parser, args.id, args.state_dir, env))
+    directory = UserDirectory(node_state_dir(parser, args.id, args.state_dir, env))
     try:
         if args.command == "add":
             _add(parser, directory, args.name, args.token_env, env)

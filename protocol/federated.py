@@ -36,6 +36,7 @@ __all__ = [
     "TrainRequest",
     "TrainReply",
     "WireMetrics",
+    "OwnerPrivacy",
     "Dropout",
     "RoundRecord",
     "JobOwner",
@@ -121,7 +122,8 @@ class TrainRequest(RequestBase):
     seed: the owner derives that from ``job_seed``, ``round`` and
     ``owner_index`` (``node.fl.owner_seed``).  With a ``secure`` section
     the owner keeps its update for ``secagg_split`` (:mod:`protocol.secagg`)
-    and its reply carries an empty state.
+    and its reply carries an empty state.  ``job_id`` names the job for the
+    owner's audit trail (a trainer node's job id; optional, not trusted).
     """
 
     KIND: ClassVar[MessageKind] = MessageKind.TRAIN
@@ -134,16 +136,23 @@ class TrainRequest(RequestBase):
     round: int
     owner_index: int
     secure: SecureTrain | None = None
+    job_id: str | None = None
 
     def reply(
-        self, state: State, samples: int, train_loss: float, heldout: WireMetrics | None
+        self, state: State, samples: int, train_loss: float, heldout: WireMetrics | None,
+        epsilon: float | None = None, epsilon_remaining: float | None = None,
     ) -> TrainReply:
-        return TrainReply(self.id, state, samples, train_loss, heldout)
+        return TrainReply(self.id, state, samples, train_loss, heldout, epsilon, epsilon_remaining)
 
 
 @dataclass(frozen=True, slots=True)
 class TrainReply:
-    """The owner's updated state (full, not a delta; empty in a secure round) and aggregate metrics."""
+    """The owner's updated state (full, not a delta; empty in a secure round) and aggregate metrics.
+
+    ``epsilon``: what this training charged to the dataset's DP budget, and
+    ``epsilon_remaining`` what is left of it; both ``None`` when the dataset's
+    policy has DP off (or the owner is an older node).
+    """
 
     KIND: ClassVar[MessageKind] = MessageKind.TRAIN_REPLY
     id: RequestId
@@ -151,6 +160,17 @@ class TrainReply:
     samples: int
     train_loss: float
     heldout: WireMetrics | None
+    epsilon: float | None = None
+    epsilon_remaining: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerPrivacy:
+    """What one owner's training in a round charged to its dataset's DP budget, and what is left."""
+
+    owner: int
+    epsilon: float
+    remaining: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +192,8 @@ class RoundRecord:
     train_loss: float
     heldout: WireMetrics | None
     seconds: float
+    privacy: Tuple[OwnerPrivacy, ...] = ()
+    """Per participant with DP on, in owner order: epsilon charged and remaining."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,13 +34,14 @@ from .federated import (
     JobStatusRequest,
     JobSubmitReply,
     JobSubmitRequest,
+    OwnerPrivacy,
     RoundRecord,
     TrainReply,
     TrainRequest,
     WireMetrics,
 )
 from .kinds import MessageKind
-from .record_fields import fingerprint, node_url
+from .record_fields import amount, fingerprint, node_url, optional_amount
 from .secagg_fields import secure_job_body, secure_job_from, secure_train_body, secure_train_from
 from .validate import Builder, Parser, array, bad, choice, name, node_id, number, required, seconds, string_map, tensor, text, uint
 
@@ -108,7 +109,7 @@ def _metrics_from(value: object, field: str) -> WireMetrics | None:
 
 
 def _record_body(record: RoundRecord) -> dict[str, Any]:
-    return {
+    body = {
         "round": record.round,
         "participants": list(record.participants),
         "dropped": [{"owner": d.owner, "reason": d.reason} for d in record.dropped],
@@ -117,6 +118,23 @@ def _record_body(record: RoundRecord) -> dict[str, Any]:
         "heldout": _metrics_body(record.heldout),
         "seconds": record.seconds,
     }
+    if record.privacy:  # omitted when no owner charged a DP budget: older frames stay as they were
+        body["privacy"] = [{"owner": p.owner, "epsilon": p.epsilon, "remaining": p.remaining} for p in record.privacy]
+    return body
+
+
+def _privacy_from(value: object, field: str) -> OwnerPrivacy:
+    item = string_map(value, field)
+    return OwnerPrivacy(
+        uint(required(item, "owner"), field + ".owner", MAX_OWNER_INDEX),
+        amount(required(item, "epsilon"), field + ".epsilon"),
+        amount(required(item, "remaining"), field + ".remaining"),
+    )
+
+
+def _optional_fields(**fields: Any) -> dict[str, Any]:
+    """The optional fields that are set (nil ones are omitted, so older frames stay as they were)."""
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _reason(value: object, field: str) -> str:
@@ -130,6 +148,7 @@ def _record_from(value: object, field: str) -> RoundRecord:
     item = string_map(value, field)
     participants = array(required(item, "participants"), field + ".participants", MAX_OWNERS)
     dropped = array(required(item, "dropped"), field + ".dropped", MAX_OWNERS)
+    privacy = array(item.get("privacy", []), field + ".privacy", MAX_OWNERS)
     return RoundRecord(
         uint(required(item, "round"), field + ".round", MAX_ROUND_INDEX),
         tuple(uint(p, field + ".participants", MAX_OWNER_INDEX) for p in participants),
@@ -138,6 +157,7 @@ def _record_from(value: object, field: str) -> RoundRecord:
         _finite(required(item, "train_loss"), field + ".train_loss"),
         _metrics_from(item.get("heldout"), field + ".heldout"),
         _finite(required(item, "seconds"), field + ".seconds"),
+        tuple(_privacy_from(p, field + ".privacy") for p in privacy),
     )
 
 
@@ -198,12 +218,14 @@ FEDERATED_BODIES: dict[MessageKind, Builder] = {
         "round": m.round,
         "owner_index": m.owner_index,
         "secure": secure_train_body(m.secure),
+        **_optional_fields(job_id=m.job_id),
     },
     MessageKind.TRAIN_REPLY: lambda m: {
         "state": _state_body(m.state),
         "samples": m.samples,
         "train_loss": m.train_loss,
         "heldout": _metrics_body(m.heldout),
+        **_optional_fields(epsilon=m.epsilon, epsilon_remaining=m.epsilon_remaining),
     },
     MessageKind.JOB_SUBMIT: lambda m: {
         "spec": [dict(layer) for layer in m.spec],
@@ -244,6 +266,7 @@ FEDERATED_PARSERS: dict[MessageKind, Parser] = {
         uint(required(b, "round"), "round", MAX_ROUND_INDEX),
         uint(required(b, "owner_index"), "owner_index", MAX_OWNER_INDEX),
         secure_train_from(b.get("secure")),
+        None if b.get("job_id") is None else name(b["job_id"], "job_id"),
     ),
     MessageKind.TRAIN_REPLY: lambda rid, b: TrainReply(
         rid,
@@ -251,6 +274,8 @@ FEDERATED_PARSERS: dict[MessageKind, Parser] = {
         uint(required(b, "samples"), "samples"),
         _finite(required(b, "train_loss"), "train_loss"),
         _metrics_from(b.get("heldout"), "heldout"),
+        optional_amount(b.get("epsilon"), "epsilon"),
+        optional_amount(b.get("epsilon_remaining"), "epsilon_remaining"),
     ),
     MessageKind.JOB_SUBMIT: lambda rid, b: JobSubmitRequest(
         rid,

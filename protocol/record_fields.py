@@ -29,6 +29,7 @@ from .records import (
     MAX_DESCRIPTION_CHARS,
     MAX_TAGS,
     TAG_PATTERN,
+    DatasetPolicy,
     DatasetSummary,
     NodeRecord,
     NodeStatus,
@@ -74,6 +75,8 @@ __all__ = [
     "address_body",
     "addresses_from",
     "address_from",
+    "amount",
+    "optional_amount",
 ]
 
 FINGERPRINT_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
@@ -141,14 +144,73 @@ def _roles(value: object, field: str) -> tuple[Role, ...]:
     return tuple(roles)
 
 
-def _dataset_body(dataset: DatasetSummary) -> dict[str, Any]:
+MAX_POLICY_LAYERS = 64
+"""Most layer names in a dataset policy's ``allowed_layers``."""
+
+
+def amount(value: object, field: str) -> float:
+    """A finite, non-negative number (an epsilon, a delta, a norm)."""
+    result = number(value, field)
+    if not (math.isfinite(result) and result >= 0):
+        raise bad(field, "a finite number >= 0")
+    return result
+
+
+def optional_amount(value: object, field: str) -> float | None:
+    """nil, or :func:`amount`."""
+    return None if value is None else amount(value, field)
+
+
+def _dataset_policy_body(policy: DatasetPolicy) -> dict[str, Any]:
     return {
+        "dp": policy.dp,
+        "epsilon": policy.epsilon,
+        "epsilon_remaining": policy.epsilon_remaining,
+        "delta": policy.delta,
+        "noise_multiplier": policy.noise_multiplier,
+        "max_grad_norm": policy.max_grad_norm,
+        "min_batch": policy.min_batch,
+        "min_samples": policy.min_samples,
+        "secure_min_owners": policy.secure_min_owners,
+        "max_model_elements": policy.max_model_elements,
+        "allowed_layers": None if policy.allowed_layers is None else list(policy.allowed_layers),
+    }
+
+
+def _dataset_policy_from(value: object, field: str) -> DatasetPolicy | None:
+    if value is None:
+        return None
+    item = string_map(value, field)
+    layers = item.get("allowed_layers")
+    return DatasetPolicy(
+        boolean(required(item, "dp"), field + ".dp"),
+        optional_amount(item.get("epsilon"), field + ".epsilon"),
+        optional_amount(item.get("epsilon_remaining"), field + ".epsilon_remaining"),
+        optional_amount(item.get("delta"), field + ".delta"),
+        optional_amount(item.get("noise_multiplier"), field + ".noise_multiplier"),
+        optional_amount(item.get("max_grad_norm"), field + ".max_grad_norm"),
+        uint(item.get("min_batch", 1), field + ".min_batch"),
+        uint(item.get("min_samples", 1), field + ".min_samples"),
+        uint(item.get("secure_min_owners", 0), field + ".secure_min_owners"),
+        uint(item.get("max_model_elements", 0), field + ".max_model_elements"),
+        None if layers is None else tuple(
+            name(layer, field + ".allowed_layers")
+            for layer in array(layers, field + ".allowed_layers", MAX_POLICY_LAYERS)
+        ),
+    )
+
+
+def _dataset_body(dataset: DatasetSummary) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "name": dataset.name,
         "tags": list(dataset.tags),
         "description": dataset.description,
         "shape": list(dataset.shape),
         "samples": dataset.samples,
     }
+    if dataset.policy is not None:  # omitted without one: older frames stay as they were
+        body["policy"] = _dataset_policy_body(dataset.policy)
+    return body
 
 
 def _dataset_from(value: object, field: str) -> DatasetSummary:
@@ -163,6 +225,7 @@ def _dataset_from(value: object, field: str) -> DatasetSummary:
         description,
         tuple(uint(d, field + ".shape") for d in shape),
         uint(item.get("samples", 0), field + ".samples"),
+        _dataset_policy_from(item.get("policy"), field + ".policy"),
     )
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Optional, Tuple
 
 from .errors import MalformedMessage
 from .ids import NodeId
 
 __all__ = [
     "Role",
+    "DatasetPolicy",
     "DatasetSummary",
     "NodeRecord",
     "NodeStatus",
@@ -78,14 +79,40 @@ def validate_node_url(url: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class DatasetPolicy:
+    """A dataset's training policy as its owner announces it: the operator's limits, never data.
+
+    ``epsilon`` is the dataset's DP budget and ``epsilon_remaining`` what was
+    left when the owner last registered (``train_reply`` says it exactly);
+    both, ``delta``, ``noise_multiplier`` and ``max_grad_norm`` are ``None``
+    when DP is off.  ``secure_min_owners`` 0 means plain ``train`` is
+    allowed; ``allowed_layers`` ``None`` means the whole allowlist.
+    """
+
+    dp: bool
+    epsilon: Optional[float] = None
+    epsilon_remaining: Optional[float] = None
+    delta: Optional[float] = None
+    noise_multiplier: Optional[float] = None
+    max_grad_norm: Optional[float] = None
+    min_batch: int = 1
+    min_samples: int = 1
+    secure_min_owners: int = 0
+    max_model_elements: int = 0
+    allowed_layers: Optional[Tuple[str, ...]] = None
+
+
+@dataclass(frozen=True, slots=True)
 class DatasetSummary:
-    """A dataset a data owner announces: never its rows, only what it is."""
+    """A dataset a data owner announces: never its rows, only what it is and its training policy."""
 
     name: str
     tags: Tuple[str, ...] = ()
     description: str = ""
     shape: Tuple[int, ...] = ()
     samples: int = 0
+    policy: Optional[DatasetPolicy] = None
+    """``None`` from owners that announce no policy (older nodes)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, overload
 
@@ -91,6 +92,26 @@ class History(Sequence[RoundRecord]):
         return [r.heldout.loss if r.heldout is not None else None for r in self._records]
 
     @property
+    def epsilon(self) -> List[Optional[float]]:
+        """Per round, the DP budget this job has spent so far on its most-charged dataset.
+
+        The owners' own accounting (each ``train_reply`` says what it charged);
+        ``None`` until an owner with DP on has answered.
+        """
+        spent: Dict[int, float] = {}
+        curve: List[Optional[float]] = []
+        for record in self._records:
+            for charge in record.privacy:
+                spent[charge.owner] = spent.get(charge.owner, 0.0) + charge.epsilon
+            curve.append(max(spent.values()) if spent else None)
+        return curve
+
+    @property
+    def epsilon_remaining(self) -> List[Optional[float]]:
+        """Per round, the smallest DP budget left on any participating dataset (``None``: no DP)."""
+        return [min((c.remaining for c in r.privacy), default=None) for r in self._records]
+
+    @property
     def dropped(self) -> List[Tuple[int, int, str]]:
         """Every dropout: ``(round, owner index, reason)``."""
         return [(r.round, d.owner, d.reason) for r in self._records for d in r.dropped]
@@ -112,6 +133,8 @@ class JobPlan:
     round_timeout: float
     secure: Optional[SecureJob] = None
     """Secure aggregation's crypto provider and precision; ``None`` for plain FedAvg."""
+    job_id: Optional[str] = None
+    """Names the job in the owners' audit trails (a trainer node's job id, or one drawn by FedAvg)."""
 
     def __post_init__(self) -> None:
         if type(self.rounds) is not int or not 1 <= self.rounds <= MAX_ROUNDS:
@@ -139,7 +162,7 @@ class JobPlan:
             )
 
     def task(self, state: State, round_index: int, owner_index: int) -> TrainTask:
-        return TrainTask.create(self.spec, state, self.hyper, self.hyper.seed, round_index, owner_index)
+        return TrainTask.create(self.spec, state, self.hyper, self.hyper.seed, round_index, owner_index, self.job_id)
 
     def submit_request(self, request_id: RequestId) -> JobSubmitRequest:
         """The ``job_submit`` handing this job to a trainer node."""
@@ -256,7 +279,7 @@ class FedAvg:
         self.datasets = _flatten(datasets)
         spec, state = model_to_spec(model)
         self.plan = JobPlan(spec, state, hyper, rounds, tuple(d.ref for d in self.datasets),
-                            min_participants, round_timeout, secure)
+                            min_participants, round_timeout, secure, secrets.token_hex(16))
         _check_fit(model, self.plan.owners[0].feature_shape)
         self._model = model
         self.progress = progress

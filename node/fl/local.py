@@ -66,10 +66,14 @@ def seed_dropout(model: nn.Sequential, generator: torch.Generator) -> None:
             model[index] = GeneratorDropout(float(module.p), generator)
 
 
-def batch_bounds(samples: int, batch_size: int) -> List[Tuple[int, int]]:
-    """Minibatch ``(start, stop)`` pairs; a trailing single sample joins the batch before."""
+def batch_bounds(samples: int, batch_size: int, min_batch: int = 2) -> List[Tuple[int, int]]:
+    """Minibatch ``(start, stop)`` pairs; a trailing batch under ``min_batch`` samples joins the one before.
+
+    ``min_batch`` is at least 2 (BatchNorm cannot train on one sample); a
+    data owner's policy may raise it, so that no step sees fewer rows.
+    """
     starts = list(range(0, samples, batch_size))
-    if len(starts) > 1 and samples - starts[-1] == 1:
+    if len(starts) > 1 and samples - starts[-1] < max(2, min_batch):
         starts.pop()
     return list(zip(starts, starts[1:] + [samples]))
 
@@ -132,11 +136,11 @@ def prepare_data(
 
 
 def _fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, hyper: Hyperparameters,
-         generator: torch.Generator) -> float:
+         generator: torch.Generator, min_batch: int) -> float:
     """The plain loop; returns the sample-weighted mean minibatch loss."""
     loss_fn = loss_function(hyper.loss)
     optimizer = make_optimizer(model.parameters(), hyper)
-    bounds = batch_bounds(inputs.shape[0], hyper.batch_size)
+    bounds = batch_bounds(inputs.shape[0], hyper.batch_size, min_batch)
     total = 0.0
     model.train()
     for _ in range(hyper.local_epochs):
@@ -152,8 +156,11 @@ def _fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, hyper: H
 
 
 def train_locally(spec: ModelSpec, state: Mapping[str, torch.Tensor], dataset: Dataset,
-                  hyper: Hyperparameters) -> LocalResult:
+                  hyper: Hyperparameters, *, min_batch: int = 2) -> LocalResult:
     """Train ``hyper.local_epochs`` epochs on the dataset's training rows.
+
+    A last minibatch of fewer than ``min_batch`` rows (at least 2) joins the
+    one before (:func:`batch_bounds`).
 
     Same arguments give an identical result (a private generator seeded with
     ``hyper.seed`` drives shuffling and dropout).  Raises the errors of
@@ -166,7 +173,7 @@ def train_locally(spec: ModelSpec, state: Mapping[str, torch.Tensor], dataset: D
     name = dataset.info.name
     inputs, targets = prepare_data(model, dataset.features, dataset.labels, hyper.loss, name)
     try:
-        train_loss = _fit(model, inputs, targets, hyper, generator)
+        train_loss = _fit(model, inputs, targets, hyper, generator, min_batch)
     except RuntimeError as exc:
         raise IncompatibleData.for_dataset(name, f"training failed: {str(exc).splitlines()[0][:200]}") from None
     heldout = None

@@ -12,7 +12,7 @@ from typing import Optional
 
 from .spec import State
 
-__all__ = ["Metrics", "LocalResult"]
+__all__ = ["Metrics", "PrivacyCharge", "LocalResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,14 @@ class Metrics:
     samples: int
 
 
+@dataclass(frozen=True, slots=True)
+class PrivacyCharge:
+    """What one training charged to its dataset's DP budget (epsilon) and what is left."""
+
+    epsilon: float
+    remaining: float
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class LocalResult:
     """One owner's round: the full updated state, not a delta.
@@ -31,10 +39,12 @@ class LocalResult:
     ``samples`` is the number of training samples (the FedAvg weight);
     ``train_loss`` the sample-weighted mean minibatch loss over all local
     epochs; ``heldout`` the updated model's metrics on the owner's held-out
-    split (``None`` when the owner keeps no held-out rows).
+    split (``None`` when the owner keeps no held-out rows); ``privacy`` what
+    the training charged to the dataset's DP budget (``None`` with DP off).
     """
 
     state: State
     samples: int
     train_loss: float
     heldout: Optional[Metrics]
+    privacy: Optional[PrivacyCharge] = None

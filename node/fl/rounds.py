@@ -42,7 +42,7 @@ from protocol.secagg import DEFAULT_SECAGG_PRECISION
 from .aggregate import RoundResult, aggregate_round
 from .job_errors import RoundFailed
 from .results import LocalResult
-from .wire import TrainTask, metrics_to_wire
+from .wire import TrainTask, metrics_to_wire, privacy_to_wire
 
 __all__ = [
     "DatasetRef",
@@ -176,6 +176,7 @@ class PlainCollector:
             aggregated.train_loss,
             metrics_to_wire(aggregated.heldout),
             time.monotonic() - started,
+            privacy_to_wire(results),
         )
         return aggregated, record
 

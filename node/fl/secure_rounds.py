@@ -64,7 +64,7 @@ from .job_errors import AggregationFailed, JobError, RoundFailed
 from .results import LocalResult
 from .rounds import DatasetRef, Participant, describe_failure, is_dropout
 from .secure import decode_average, reconstruct_sum
-from .wire import TrainTask, metrics_to_wire
+from .wire import TrainTask, metrics_to_wire, privacy_to_wire
 
 __all__ = ["PartyLink", "SecureParticipant", "SecureCollector", "AGGREGATION_TIMEOUT", "as_party"]
 
@@ -211,6 +211,7 @@ class SecureCollector:
         record = RoundRecord(
             round_index, tuple(order), tuple(Dropout(i, why) for i, why in sorted(dropped)),
             samples, train_loss, metrics_to_wire(heldout), time.monotonic() - started,
+            privacy_to_wire({i: results[i] for i in order}),
         )
         return RoundResult(state, samples, train_loss, heldout), record
 

@@ -23,6 +23,8 @@ Must not import asyncio, websockets, ``node.server`` or ``node.client``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Tuple
 
@@ -77,6 +79,16 @@ class ModelSpec:
 
     def to_wire(self) -> List[Dict[str, object]]:
         return [layer.to_wire() for layer in self.layers]
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of the canonical encoding: :meth:`to_wire` as JSON, keys sorted, no spaces.
+
+        Every argument is listed (defaults filled in), so two specs that
+        build the same model have the same digest; owners' audit trails name
+        models by it.
+        """
+        canonical = json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     @classmethod
     def from_wire(cls, value: object) -> ModelSpec:

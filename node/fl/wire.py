@@ -13,15 +13,15 @@ Must not import asyncio, websockets, ``node.server`` or ``node.client``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
-from protocol.federated import TrainReply, TrainRequest, WireMetrics
+from protocol.federated import OwnerPrivacy, TrainReply, TrainRequest, WireMetrics
 from protocol.ids import RequestId
 from protocol.secagg import SecureTrain
 
 from .errors import HyperparameterError
 from .hyperparameters import Hyperparameters
-from .results import LocalResult, Metrics
+from .results import LocalResult, Metrics, PrivacyCharge
 from .seeds import owner_seed
 from .spec import ModelSpec, State
 
@@ -35,6 +35,7 @@ __all__ = [
     "task_from_request",
     "train_reply",
     "result_from_reply",
+    "privacy_to_wire",
 ]
 
 
@@ -44,7 +45,8 @@ class TrainTask:
 
     ``hyper.seed`` is the owner's derived seed (:func:`owner_seed`).
     ``secure`` is set in a secure-aggregation round: the owner keeps its
-    update for ``secagg_split`` and answers with metrics only.
+    update for ``secagg_split`` and answers with metrics only.  ``job_id``
+    names the job in the owner's audit trail.
     """
 
     spec: ModelSpec
@@ -54,12 +56,13 @@ class TrainTask:
     round: int
     owner_index: int
     secure: Optional[SecureTrain] = None
+    job_id: Optional[str] = None
 
     @classmethod
     def create(cls, spec: ModelSpec, state: State, hyper: Hyperparameters, job_seed: int,
-               round_index: int, owner_index: int) -> TrainTask:
+               round_index: int, owner_index: int, job_id: Optional[str] = None) -> TrainTask:
         seed = owner_seed(job_seed, round_index, owner_index)
-        return cls(spec, state, replace(hyper, seed=seed), job_seed, round_index, owner_index)
+        return cls(spec, state, replace(hyper, seed=seed), job_seed, round_index, owner_index, job_id=job_id)
 
 
 def hyper_to_wire(hyper: Hyperparameters) -> Dict[str, object]:
@@ -90,7 +93,7 @@ def train_request(request_id: RequestId, dataset: str, task: TrainTask) -> Train
     spec = tuple(task.spec.to_wire())
     return TrainRequest(
         request_id, dataset, spec, task.state, hyper_to_wire(task.hyper),  # type: ignore[arg-type]
-        task.job_seed, task.round, task.owner_index, task.secure,
+        task.job_seed, task.round, task.owner_index, task.secure, task.job_id,
     )
 
 
@@ -104,15 +107,31 @@ def task_from_request(request: TrainRequest) -> TrainTask:
     seed = owner_seed(request.job_seed, request.round, request.owner_index)
     hyper = hyper_from_wire(request.hyperparameters, seed)
     return TrainTask(
-        spec, dict(request.state), hyper, request.job_seed, request.round, request.owner_index, request.secure
+        spec, dict(request.state), hyper, request.job_seed, request.round, request.owner_index, request.secure,
+        request.job_id,
     )
 
 
 def train_reply(request: TrainRequest, result: LocalResult) -> TrainReply:
     """The reply to ``train``: in a secure round (``request.secure``) without the state."""
     state = {} if request.secure is not None else result.state
-    return request.reply(state, result.samples, result.train_loss, metrics_to_wire(result.heldout))
+    privacy = result.privacy
+    return request.reply(
+        state, result.samples, result.train_loss, metrics_to_wire(result.heldout),
+        None if privacy is None else privacy.epsilon, None if privacy is None else privacy.remaining,
+    )
 
 
 def result_from_reply(reply: TrainReply) -> LocalResult:
-    return LocalResult(dict(reply.state), reply.samples, reply.train_loss, metrics_from_wire(reply.heldout))
+    privacy = None
+    if reply.epsilon is not None and reply.epsilon_remaining is not None:
+        privacy = PrivacyCharge(reply.epsilon, reply.epsilon_remaining)
+    return LocalResult(dict(reply.state), reply.samples, reply.train_loss, metrics_from_wire(reply.heldout), privacy)
+
+
+def privacy_to_wire(results: Mapping[int, LocalResult]) -> Tuple[OwnerPrivacy, ...]:
+    """A round record's DP charges: one entry per owner index (ascending) whose owner reported one."""
+    return tuple(
+        OwnerPrivacy(index, result.privacy.epsilon, result.privacy.remaining)
+        for index, result in sorted(results.items()) if result.privacy is not None
+    )

@@ -13,11 +13,15 @@ The datasets' summaries go into the node's gateway record.
 
 ``train`` (any authenticated principal: users and the network's member
 nodes, e.g. a trainer node): the spec, hyperparameters and dataset are
-checked on the loop (``BAD_REQUEST`` / ``NOT_FOUND`` before any work), the
-state when the model is built; then :func:`node.fl.train_locally` runs as a
-:class:`~node.server.session.Work` in a worker thread, at most
-:data:`MAX_CONCURRENT_TRAININGS` at a time, and the reply carries the
-updated state and aggregate metrics only.  The training's transient memory
+checked on the loop (``BAD_REQUEST`` / ``NOT_FOUND`` before any work), then
+the dataset's training policy (:class:`~node.server.training_guard.TrainingGuard`:
+layers, model size, batch, samples, secure only; ``PERMISSION_DENIED``
+naming the rule), the state when the model is built; then, in a worker
+thread, the DP budget is charged and the model trained as the policy says
+(DP-SGD, or plain where the operator turned DP off), at most
+:data:`MAX_CONCURRENT_TRAININGS` at a time, every outcome audited, and the
+reply carries the updated state, the epsilon charged and left, and
+aggregate metrics only.  The training's transient memory
 (model, gradients, optimiser state) is checked against the caller's byte
 quota first.  A secure ``train`` (its ``secure`` section set) encodes the
 sample-weighted update (:func:`node.fl.secure.encode_update`) into
@@ -30,6 +34,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
@@ -41,10 +47,8 @@ from protocol.records import DatasetSummary
 
 from ..fl.datasets import Dataset, load_arrays, make_dataset
 from ..fl.errors import DatasetError
-from ..fl.hyperparameters import Hyperparameters, LossName
-from ..fl.local import train_locally
+from ..fl.policy import PolicyRefused
 from ..fl.secure import encode_update
-from ..fl.spec import model_to_spec
 from ..fl.wire import task_from_request, train_reply
 from ..settings import DatasetSource
 from .policy import Policy
@@ -52,6 +56,7 @@ from .redaction import note_restricted
 from .secagg_mailbox import PendingUpdates
 from .session import Outcome, Session, Step, Work
 from .store import Hold, ObjectStore, Reservation
+from .training_guard import TrainingGuard
 
 __all__ = ["OwnerDatasets", "OPERATOR", "MAX_CONCURRENT_TRAININGS", "TRAINING_BYTES_PER_ELEMENT"]
 
@@ -72,8 +77,10 @@ TRAINING_BYTES_PER_ELEMENT = 16
 class OwnerDatasets:
     """The node's datasets, and the ``train`` handler."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, state_dir: Path | None = None) -> None:
         self.store = store
+        self.guard = TrainingGuard(state_dir)
+        """Each dataset's training policy, the DP budget ledger and the audit trail (in ``state_dir``)."""
         self.pending = PendingUpdates()
         """Secure rounds' encoded updates, waiting for their ``secagg_split``."""
         self.datasets: dict[str, Dataset] = {}
@@ -98,6 +105,7 @@ class OwnerDatasets:
                 "dataset %r: %d samples of shape %s (%d held out)",
                 source.name, dataset.info.samples, list(dataset.info.feature_shape), dataset.heldout_samples,
             )
+            self.guard.add(dataset, source.policy)
         self.warm_up()
 
     def warm_up(self) -> None:
@@ -107,15 +115,14 @@ class OwnerDatasets:
         (autograd, the loss functions); paying it before the node announces
         itself keeps it out of the first round.  (Our optimisers avoid
         ``torch.optim``, whose constructor imports ``torch._dynamo``: a second.)
+        With a DP dataset, a tiny DP-SGD run pays for Opacus' imports too.
         """
-        if not self.datasets:
-            return
-        toy = make_dataset("warm-up", torch.zeros(2, 1), torch.zeros(2, dtype=torch.int64), heldout_fraction=0)
-        spec, state = model_to_spec(torch.nn.Sequential(torch.nn.Linear(1, 2)))
-        train_locally(spec, state, toy, Hyperparameters(0.1, loss=LossName.CROSS_ENTROPY))
+        if self.datasets:
+            self.guard.warm_up()
 
     def summaries(self) -> tuple[DatasetSummary, ...]:
-        return tuple(d.info.to_record() for d in self.datasets.values())
+        """What the node announces: each dataset and its training policy, with the budget left."""
+        return tuple(replace(d.info.to_record(), policy=self.guard.summary(d)) for d in self.datasets.values())
 
     def handlers(self, session: Session) -> Mapping[MessageKind, Callable[[Any], Step]]:
         return {MessageKind.TRAIN: lambda request: self._train(session, request)}
@@ -127,17 +134,28 @@ class OwnerDatasets:
             raise NotFound(f"no dataset {request.dataset!r} on this node", {"dataset": request.dataset})
         task = task_from_request(request)
         principal, secure = session.principal, request.secure
+        try:
+            self.guard.check(dataset, task, secure=secure is not None)
+        except PolicyRefused as exc:  # audited off the loop, then answered with the rule
+            refusal = exc
+            return Work(lambda: session.guarded(request, lambda: self.guard.refuse(
+                dataset, principal, task, secure=secure is not None, refusal=refusal)))
         training, parked = _reserve(session.store, principal, task.spec.elements, secure is not None)
+        min_owners = max(2, self.guard.policy(dataset).secure_min_owners)
 
         def run() -> Outcome:
             try:
-                note_restricted()  # training reads the operator's private rows: errors from here on are withheld
-                with self._slots:
-                    result = train_locally(task.spec, task.state, dataset, task.hyper)
-                training.release()
-                if secure is not None and parked is not None:
-                    update = encode_update(result.state, result.samples, secure.precision)
-                    self.pending.put(principal, secure.round, request.owner_index, update, parked)
+                with self.guard.audited(dataset, principal, task, secure=secure is not None) as audit:
+                    self.guard.prepare(dataset, task)  # the model and its DP layer rules: no row read yet
+                    note_restricted()  # training reads the operator's private rows: errors from here on are withheld
+                    audit.charge = self.guard.charge(dataset, task)  # before training: refused past the budget
+                    with self._slots:
+                        result = self.guard.fit(dataset, task, audit.charge)
+                    training.release()
+                    if secure is not None and parked is not None:
+                        update = encode_update(result.state, result.samples, secure.precision)
+                        self.pending.put(principal, secure.round, request.owner_index, update, parked,
+                                         min_owners=min_owners)
                 return Outcome(train_reply(request, result))
             except BaseException:
                 if parked is not None:

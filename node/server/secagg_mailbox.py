@@ -38,6 +38,7 @@ from protocol.errors import AlreadyExists, BadRequest, NotFound, PermissionDenie
 from protocol.ids import NodeId
 from protocol.secagg import SecaggShareRequest, ShareSender
 
+from ..fl.policy import PolicyRefused
 from ..fl.secure import SharePart
 from .redaction import note_restricted
 from .store import Principal, Reservation
@@ -86,20 +87,28 @@ def _check_owners(owners: Sequence[int]) -> None:
         )
 
 
+def _check_policy(owners: Sequence[int], state: _Round) -> None:
+    """A round holding this node's own share is summed only over as many owners as its policy asks."""
+    if len(owners) < state.min_owners:
+        raise PolicyRefused.for_secure_round(state.min_owners, len(owners))
+
+
 class PendingUpdates:
     """Encoded updates waiting for their owner's ``secagg_split``."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._updates: Dict[Tuple[Principal, bytes, int], Tuple[Ring, float, Reservation]] = {}
+        self._updates: Dict[Tuple[Principal, bytes, int], Tuple[Ring, float, Reservation, int]] = {}
 
-    def put(self, principal: Principal, round_id: bytes, owner: int, update: Ring, held: Reservation) -> None:
+    def put(self, principal: Principal, round_id: bytes, owner: int, update: Ring, held: Reservation,
+            min_owners: int = 2) -> None:
         """Keep ``update`` for ``principal``'s ``secagg_split``, with ``held``, its bytes in that
-        principal's quota, released when it is taken or expires; refused, the caller keeps ``held``."""
+        principal's quota, released when it is taken or expires; refused, the caller keeps ``held``.
+        ``min_owners``: the dataset's policy sums it only in rounds of at least that many owners."""
         now = self.clock()
         with self._lock:
-            for key in [k for k, (_, until, _) in self._updates.items() if until < now]:
+            for key in [k for k, (_, until, _, _) in self._updates.items() if until < now]:
                 self._updates.pop(key)[2].release()
             key = (principal, round_id, owner)
             if key in self._updates:
@@ -111,7 +120,13 @@ class PendingUpdates:
                     f"may wait on a node ({mine} waiting)",
                     {"limit": MAX_PENDING_UPDATES_PER_PRINCIPAL},
                 )
-            self._updates[key] = (update, now + PENDING_TTL, held)
+            self._updates[key] = (update, now + PENDING_TTL, held, min_owners)
+
+    def min_owners(self, principal: Principal, round_id: bytes, owner: int) -> int:
+        """The fewest owners a round summing this waiting update must have (2 if none waits)."""
+        with self._lock:
+            found = self._updates.get((principal, round_id, owner))
+        return 2 if found is None else found[3]
 
     def take(self, principal: Principal, round_id: bytes, owner: int) -> Ring:
         with self._lock:
@@ -133,6 +148,8 @@ class _Round:
     senders: Dict[int, Sender]
     expires: float
     shares: Dict[int, Tuple[Share, Sender, int]] = field(default_factory=dict)
+    min_owners: int = 2
+    """Raised by this node's own shares: their datasets' policies sum them only with this many owners."""
 
 
 class ShareMailbox:
@@ -164,8 +181,12 @@ class ShareMailbox:
             named[sender.owner] = (sender.node, sender.fingerprint)
         self._rounds[round_id] = _Round(principal, named, now + keep)
 
-    def post(self, sender: Sender, share: SecaggShareRequest, part: SharePart) -> None:
-        """A share arrived from ``sender`` (a proven node, or this node itself)."""
+    def post(self, sender: Sender, share: SecaggShareRequest, part: SharePart, min_owners: int = 2) -> None:
+        """A share arrived from ``sender`` (a proven node, or this node itself).
+
+        ``min_owners`` (this node's own shares only): the round is summed only
+        over at least that many owners, as the share's dataset policy says.
+        """
         self._expire(self.clock())
         state = self._rounds.get(share.round)
         if state is None:
@@ -192,17 +213,20 @@ class ShareMailbox:
             )
         self._bytes[sender[0]] = used + nbytes
         state.shares[share.owner] = ((dict(share.shapes), part), sender, nbytes)
+        state.min_owners = max(state.min_owners, min_owners)
 
     def missing(self, principal: Principal, round_id: bytes, owners: Sequence[int]) -> Tuple[int, ...]:
         """Which of ``owners`` (two or more) have no share here (the round must be ``principal``'s)."""
         _check_owners(owners)
         state = self._round(principal, round_id)
+        _check_policy(owners, state)
         return tuple(o for o in owners if o not in state.shares)
 
     def take(self, principal: Principal, round_id: bytes, owners: Sequence[int]) -> List[Share]:
         """The shares of ``owners`` (two or more, all here); the round is closed and forgotten."""
         _check_owners(owners)
         state = self._round(principal, round_id)
+        _check_policy(owners, state)
         missing = [o for o in owners if o not in state.shares]
         if missing:
             raise BadRequest(f"shares of owners {missing[:8]} are not here", {"missing": len(missing)})

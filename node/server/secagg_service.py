@@ -133,14 +133,16 @@ class SecureAggregation:
                 "this owner node must be one of the aggregation parties: it keeps a share of its own update",
                 {"node": self.node_id},
             )
+        min_owners = self.pending.min_owners(session.principal, request.round, request.owner)
         update = self.pending.take(session.principal, request.round, request.owner)
-        return session.guarded_async(request, lambda: self._deliver(request, update, mine[0]))
+        return session.guarded_async(request, lambda: self._deliver(request, update, mine[0], min_owners))
 
     @property
     def own(self) -> Sender:
         return (self.node_id, self.fingerprint)
 
-    async def _deliver(self, request: SecaggSplitRequest, update: dict[str, torch.Tensor], own: int) -> AckReply:
+    async def _deliver(self, request: SecaggSplitRequest, update: dict[str, torch.Tensor], own: int,
+                       min_owners: int = 2) -> AckReply:
         parties = request.parties
         shapes = shapes_of(update)
         if _elements(shapes) * len(parties) >= INLINE_ELEMENTS:
@@ -150,7 +152,7 @@ class SecureAggregation:
         for index, (party, part) in enumerate(zip(parties, parts)):
             if index == own:
                 share = SecaggShareRequest(request.id, request.round, request.owner, shapes, None, part.values)
-                self.mailbox.post(self.own, share, part)
+                self.mailbox.post(self.own, share, part, min_owners)  # the dataset policy's K rides with it
         sends = [
             self._send(party, request, shapes, part)
             for index, (party, part) in enumerate(zip(parties, parts)) if index != own

@@ -36,7 +36,7 @@ import concurrent.futures
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from protocol.errors import BadRequest, NotFound, QuotaExceeded, TesseraError
@@ -192,9 +192,10 @@ class TrainerJobs:
                 f"at most {MAX_RUNNING_JOBS_PER_PRINCIPAL} running jobs per principal and "
                 f"{MAX_JOBS} jobs per node", {"limit": MAX_RUNNING_JOBS_PER_PRINCIPAL},
             )
-        plan = _plan(request)
+        job_id = secrets.token_hex(16)
+        plan = replace(_plan(request), job_id=job_id)  # owners' audit trails name its rounds by it
         held = self.store.reserve(session.principal, Hold.JOB, _running_bytes(plan))
-        job = _Job(secrets.token_hex(16), session.principal, plan, plan.rounds, plan.state, held)
+        job = _Job(job_id, session.principal, plan, plan.rounds, plan.state, held)
         self._jobs[job.job_id] = job
         task = asyncio.get_running_loop().create_task(self._run(job))
         self._tasks.add(task)

@@ -36,6 +36,9 @@ from tests.support import GatewayProcess, NodeProcess, admit, start_gateway, sta
 
 TAG = "#breast_cancer"
 ROUNDS = 3
+NO_DP = ("--no-dp",)
+"""These owners train without DP-SGD (the operator's explicit choice): FedAvg's own numbers are checked
+bit for bit against plain_fedavg; the policies themselves are tests/integration/test_training_policy.py's."""
 
 
 def _write_thirds(directory: Path, parts: int = 3) -> list[Path]:
@@ -64,7 +67,7 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     join = ("--gateway", gateway.url, "--gateway-cafile", str(gateway.cafile))
     owners: list[NodeProcess] = _start_all([
         (start_node, tmp, f"hospital_{i}", *join, "--dataset", f"breast_cancer={path}",
-         "--dataset-label", "target", "--tag", TAG)
+         "--dataset-label", "target", "--tag", TAG, *NO_DP)
         for i, path in enumerate(paths)
     ] + [(start_node, tmp, "trainer", *join, "--role", "trainer")])
     grid = node.Gateway(gateway.url, cafile=gateway.cafile)
@@ -236,7 +239,7 @@ def test_owner_killed_mid_round_is_dropped_and_min_participants_is_enforced(
              y=generator.integers(0, 2, 20000))
     sources = [f"a={paths[0]}", f"b={paths[1]}", f"big={big}"]
     procs: list[NodeProcess] = _start_all([
-        (start_node, tmp_path, f"owner_{i}", "--dataset", source, "--dataset-label", "target")
+        (start_node, tmp_path, f"owner_{i}", "--dataset", source, "--dataset-label", "target", *NO_DP)
         for i, source in enumerate(sources)
     ])
     try:

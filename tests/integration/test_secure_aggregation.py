@@ -93,7 +93,8 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     paths = _write_thirds(tmp)
     frames = tmp / "trainer.frames"
     procs: list[NodeProcess] = _start_all([
-        (start_node, tmp, f"hospital_{i}", "--dataset", f"breast_cancer={path}", "--dataset-label", "target")
+        (start_node, tmp, f"hospital_{i}", "--dataset", f"breast_cancer={path}", "--dataset-label", "target",
+         "--no-dp")  # compared with plain FedAvg bit for bit; DP policies: test_training_policy.py
         for i, path in enumerate(paths)
     ] + [(start_node, tmp, "charlie"), (_start_recording_trainer, tmp, frames)])
     try:
@@ -324,7 +325,7 @@ def test_killed_owner_is_left_out_and_a_killed_crypto_provider_fails_the_round(t
     np.savez(big, x=generator.standard_normal((20000, 30)).astype(np.float32), y=generator.integers(0, 2, 20000))
     sources = [f"a={paths[0]}", f"b={paths[1]}", f"big={big}"]
     procs: list[NodeProcess] = _start_all([
-        (start_node, tmp_path, f"owner_{i}", "--dataset", source, "--dataset-label", "target")
+        (start_node, tmp_path, f"owner_{i}", "--dataset", source, "--dataset-label", "target", "--no-dp")
         for i, source in enumerate(sources)
     ] + [(start_node, tmp_path, "provider")])
     provider = node.connect(procs[3].url, cafile=procs[3].cafile)

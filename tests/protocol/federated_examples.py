@@ -15,6 +15,7 @@ from protocol.federated import (
     JobStatusRequest,
     JobSubmitReply,
     JobSubmitRequest,
+    OwnerPrivacy,
     RoundRecord,
     TrainReply,
     TrainRequest,
@@ -29,12 +30,14 @@ STATE = {"0.weight": torch.zeros(1, 2), "0.bias": torch.zeros(1)}
 HYPER = {"lr": 0.1, "local_epochs": 1, "batch_size": 32, "optimizer": "sgd", "loss": "mse",
          "momentum": 0.0, "weight_decay": 0.0}
 METRICS = WireMetrics(0.5, 0.75, 40)
-RECORD = RoundRecord(0, (0, 2), (Dropout(1, "connection lost"),), 120, 0.25, METRICS, 0.01)
+RECORD = RoundRecord(
+    0, (0, 2), (Dropout(1, "connection lost"),), 120, 0.25, METRICS, 0.01, (OwnerPrivacy(0, 0.75, 9.25),)
+)
 OWNER = JobOwner("hospital_a", "wss://10.0.0.2:8765", FP, "breast_cancer")
 
 EXAMPLES: dict[MessageKind, Message] = {
-    MessageKind.TRAIN: TrainRequest(RequestId(30), "breast_cancer", SPEC, STATE, HYPER, 7, 3, 1),
-    MessageKind.TRAIN_REPLY: TrainReply(RequestId(30), STATE, 120, 0.25, METRICS),
+    MessageKind.TRAIN: TrainRequest(RequestId(30), "breast_cancer", SPEC, STATE, HYPER, 7, 3, 1, job_id="ab" * 16),
+    MessageKind.TRAIN_REPLY: TrainReply(RequestId(30), STATE, 120, 0.25, METRICS, 0.75, 9.25),
     MessageKind.JOB_SUBMIT: JobSubmitRequest(RequestId(31), SPEC, STATE, HYPER, 7, 20, (OWNER,), 1, 60.0),
     MessageKind.JOB_SUBMIT_REPLY: JobSubmitReply(RequestId(31), "ab" * 16),
     MessageKind.JOB_STATUS: JobStatusRequest(RequestId(32), "ab" * 16),

@@ -41,7 +41,7 @@ from protocol.limits import (
     PAYLOAD_ALIGNMENT,
     PROTOCOL_VERSION,
 )
-from protocol.records import DatasetSummary, NodeRecord, NodeStatus, Role
+from protocol.records import DatasetPolicy, DatasetSummary, NodeRecord, NodeStatus, Role
 from protocol.streams import PutChunkRequest, ReadReply, ReadRequest
 from protocol.messages import (
     AckReply,
@@ -188,7 +188,13 @@ TICKET = bytes(range(32))
 CHUNK = torch.arange(16, dtype=torch.uint8)
 RECORD = NodeRecord(
     ALICE, "wss://alice.example:8765", FINGERPRINT, (Role.DATA_OWNER, Role.COMPUTE), ("#hospital",),
-    (DatasetSummary("breast_cancer", ("#breast_cancer",), "UCI WDBC", (30,), 569),),
+    (
+        DatasetSummary("breast_cancer", ("#breast_cancer",), "UCI WDBC", (30,), 569),
+        DatasetSummary("digits", ("#digits",), "", (64,), 1797, DatasetPolicy(
+            True, 10.0, 7.5, 1e-5, 1.0, 1.0, 16, 32, 0, 1_000_000, None,
+        )),
+        DatasetSummary("open", (), "", (2,), 40, DatasetPolicy(False, min_batch=1, allowed_layers=("Linear",))),
+    ),
 )
 BARE = NodeRecord(NodeId("bob"), "ws://[::1]:9000", FINGERPRINT)
 

@@ -7,16 +7,24 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from protocol.codec import decode_message
+from protocol.codec import decode_message, encode_message_bytes
 from protocol.errors import MalformedMessage
-from protocol.federated import MAX_STATE_TENSORS, JobStatusReply, TrainRequest, dataset_object_ids
+from protocol.federated import (
+    MAX_STATE_TENSORS,
+    JobStatusReply,
+    RoundRecord,
+    TrainReply,
+    TrainRequest,
+    dataset_object_ids,
+)
 from protocol.messages import MessageKind
 from tests.protocol.federated_examples import EXAMPLES
-from tests.protocol.test_codec import rewrite, round_trip
+from tests.protocol.test_codec import rewrite, round_trip, split_frame
 
 TRAIN = EXAMPLES[MessageKind.TRAIN]
 SUBMIT = EXAMPLES[MessageKind.JOB_SUBMIT]
 STATUS = EXAMPLES[MessageKind.JOB_STATUS_REPLY]
+REPLY = EXAMPLES[MessageKind.TRAIN_REPLY]
 
 BAD: list[tuple[str, Any, Callable[[dict[str, Any]], None], str]] = [
     ("train without dataset", TRAIN, lambda b: b.pop("dataset"), "dataset"),
@@ -43,6 +51,16 @@ BAD: list[tuple[str, Any, Callable[[dict[str, Any]], None], str]] = [
     ("NaN loss in history", STATUS, lambda b: b["history"][0].update(train_loss=float("nan")), "history.train_loss"),
     ("long dropout reason", STATUS,
      lambda b: b["history"][0]["dropped"][0].update(reason="x" * 513), "history.dropped.reason"),
+    ("job id not a name", TRAIN, lambda b: b.update(job_id=""), "job_id"),
+    ("negative epsilon", REPLY, lambda b: b.update(epsilon=-0.5), "epsilon"),
+    ("infinite epsilon left", REPLY, lambda b: b.update(epsilon_remaining=float("inf")), "epsilon_remaining"),
+    ("epsilon as a bool", REPLY, lambda b: b.update(epsilon=True), "epsilon"),
+    ("privacy owner beyond 255", STATUS,
+     lambda b: b["history"][0]["privacy"][0].update(owner=256), "history.privacy.owner"),
+    ("privacy without remaining", STATUS,
+     lambda b: b["history"][0]["privacy"][0].pop("remaining"), "remaining"),
+    ("NaN epsilon in history", STATUS,
+     lambda b: b["history"][0]["privacy"][0].update(epsilon=float("nan")), "history.privacy.epsilon"),
 ]
 
 
@@ -60,6 +78,23 @@ def test_optional_metrics_and_error_may_be_nil() -> None:
     assert reply.heldout is None  # type: ignore[union-attr]
     status = round_trip(JobStatusReply(STATUS.id, "j", STATUS.status, 1, (), None))
     assert isinstance(status, JobStatusReply) and status.error is None and status.history == ()
+
+
+def test_privacy_fields_are_optional_and_omitted_when_nil() -> None:
+    """A train_reply without DP and a round without charges omit the fields; frames without them decode."""
+    plain = TrainReply(REPLY.id, {}, 3, 0.5, None)
+    body, _ = split_frame(encode_message_bytes(plain))
+    assert "epsilon" not in body and "epsilon_remaining" not in body
+    decoded = round_trip(plain)
+    assert isinstance(decoded, TrainReply) and decoded.epsilon is None and decoded.epsilon_remaining is None
+    charged = round_trip(REPLY)
+    assert isinstance(charged, TrainReply) and (charged.epsilon, charged.epsilon_remaining) == (0.75, 9.25)
+    request = round_trip(TrainRequest(TRAIN.id, "d", (), {}, {}, 0, 0, 0))
+    assert isinstance(request, TrainRequest) and request.job_id is None
+    record = RoundRecord(0, (0,), (), 1, 0.5, None, 0.1)
+    status = round_trip(JobStatusReply(STATUS.id, "j", STATUS.status, 1, (record,), None))
+    assert isinstance(status, JobStatusReply) and status.history[0].privacy == ()
+    assert round_trip(STATUS) == STATUS
 
 
 def test_state_tensors_keep_their_order_and_bits() -> None:

@@ -52,7 +52,7 @@ from protocol.messages import (
     TransferRequest,
 )
 from protocol.ops import OPS, ResultRule
-from protocol.records import DatasetSummary, NodeRecord, NodeStatus, Role
+from protocol.records import DatasetPolicy, DatasetSummary, NodeRecord, NodeStatus, Role
 from protocol.tensors import DTYPES
 from protocol.values import PointerRef
 
@@ -65,7 +65,9 @@ _FP = "sha256:" + "ab" * 32
 _TICKET = bytes(32)
 _RECORD = NodeRecord(
     NodeId("a"), "wss://a.example:8765", _FP, (Role.COMPUTE,), ("#t",),
-    (DatasetSummary("d", ("#t",), "x", (2,), 2),),
+    (DatasetSummary("d", ("#t",), "x", (2,), 2, DatasetPolicy(
+        True, 10.0, 9.25, 1e-5, 1.0, 1.0, 16, 32, 3, 1_000_000, ("Linear", "ReLU"),
+    )),),
 )
 _STATUS = NodeStatus(_RECORD, 1.0, True)
 SPEC_EXAMPLES: dict[MessageKind, Message] = {
@@ -202,7 +204,7 @@ def test_node_record_maps_are_documented(spec: str) -> None:
     )
     status = body_of(SPEC_EXAMPLES[MessageKind.NODES_REPLY])["nodes"][0]
     record = status["record"]
-    for field in [*status, *record, *record["datasets"][0]]:
+    for field in [*status, *record, *record["datasets"][0], *record["datasets"][0]["policy"]]:
         _table_row(section, field)
 
 
