@@ -5,18 +5,19 @@ A data owner loads its datasets (:func:`load_dataset`), receives a model as a
 (:func:`train_locally`) and returns a :class:`LocalResult`; the trainer
 averages results with :func:`aggregate_round`.  Under an owner's
 differential-privacy policy it trains with :func:`train_privately` (DP-SGD)
-instead, after charging the work to a :class:`PrivacyLedger`.  :func:`plain_fedavg` is the
-in-process reference the networked rounds must match bit for bit, using the
-seeds of :func:`owner_seed`.
+instead, after charging the work to a :class:`PrivacyLedger`.
+:func:`plain_fedavg` is the in-process reference the networked rounds must
+match bit for bit, using the seeds of :func:`owner_seed`.
 
 :class:`FedAvg` runs a job over datasets found on the network; it reaches
 them only through the injected :class:`OwnerDataset` / :class:`Participant`
 collaborators (``node.client`` provides them), round by round through
 :func:`run_rounds`, the same loop a trainer node runs.
 
-Nothing here does I/O beyond reading the owner's dataset files: this package
-must not import asyncio, websockets, ``node.server`` or ``node.client``
-(a test enforces it).
+Nothing here does I/O beyond reading the owner's dataset files and keeping
+the :class:`PrivacyLedger`'s one JSON file (blocking: call it off the event
+loop).  This package must not import asyncio, websockets, ``node.server``
+or ``node.client`` (a test enforces it).
 """
 
 from __future__ import annotations
