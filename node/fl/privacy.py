@@ -162,6 +162,7 @@ def _blank(features: torch.Tensor, labels: torch.Tensor, usable: torch.Tensor) -
     """Rows the model cannot take, zeroed so the whole-dataset checks pass; they are never sampled."""
     if bool(usable.all()):
         return features, labels
+
     def blank(values: torch.Tensor) -> torch.Tensor:
         keep = usable.view(-1, *[1] * (values.dim() - 1))
         return torch.where(keep, values, torch.zeros_like(values))
