@@ -1,8 +1,8 @@
 """The client's side of federated learning: dataset pointers and jobs on a trainer node.
 
 Owns :class:`DatasetPointer` (a dataset found through the gateway: its
-node entry, name, shape and sample count, and how to reach it; what
-``node.fl.FedAvg`` trains on), :class:`OwnerLink` (the
+node entry, name, shape, sample count and the owner's training policy, and
+how to reach it; what ``node.fl.FedAvg`` trains on), :class:`OwnerLink` (the
 :class:`~node.fl.rounds.Participant` a job gets for it: ``train`` requests
 on the synchronous client, answered as ``concurrent.futures`` futures, so
 a round's owners train concurrently without threads of ours; its owner
@@ -37,7 +37,7 @@ from protocol.federated import (
 )
 from protocol.ids import NodeId, RequestId
 from protocol.messages import ErrorReply, Reply, Request
-from protocol.records import DatasetSummary
+from protocol.records import DatasetPolicy, DatasetSummary
 from protocol.secagg import AggregationParty
 
 from ..fl.fedavg import FedAvg, History
@@ -50,7 +50,9 @@ from ..transport.tracker import rebuild_error
 from .handle import NodeHandle
 from .pointer import Pointer
 
-__all__ = ["DatasetPointer", "OwnerLink", "HandleParty", "RemoteJob", "submit_job", "POLL_INTERVAL"]
+__all__ = [
+    "DatasetPointer", "OwnerLink", "HandleParty", "RemoteJob", "submit_job", "describe_policy", "POLL_INTERVAL",
+]
 
 POLL_INTERVAL = 0.2
 """Seconds between status polls while waiting for a trainer node's job."""
@@ -171,6 +173,15 @@ class DatasetPointer:
         return self.summary.samples
 
     @property
+    def policy(self) -> DatasetPolicy | None:
+        """The owner's training policy for this dataset as announced (``None``: an older owner).
+
+        ``policy.epsilon_remaining`` is as of the owner's last registration;
+        every ``train_reply`` says it exactly (``FedAvg``'s ``history.epsilon_remaining``).
+        """
+        return self.summary.policy
+
+    @property
     def ref(self) -> DatasetRef:
         return DatasetRef(self.node_id, self.url, self.fingerprint, self.name, tuple(self.shape[1:]), self.samples)
 
@@ -200,7 +211,29 @@ class DatasetPointer:
         return self.node().pointer(dataset_object_ids(self.name)[1])
 
     def __repr__(self) -> str:
-        return f"<DatasetPointer {self.node_id}/{self.name} {list(self.shape)}>"
+        policy = describe_policy(self.policy)
+        return f"<DatasetPointer {self.node_id}/{self.name} {list(self.shape)}{', ' + policy if policy else ''}>"
+
+
+def describe_policy(policy: DatasetPolicy | None) -> str:
+    """A dataset policy in a few words: ``DP epsilon 7.5 of 10 left (delta 1e-05), min batch 16, ...``."""
+    if policy is None:
+        return ""
+    parts = []
+    if policy.dp:
+        left = "?" if policy.epsilon_remaining is None else f"{policy.epsilon_remaining:.3g}"
+        total = "?" if policy.epsilon is None else f"{policy.epsilon:.3g}"
+        delta = "" if policy.delta is None else f" (delta {policy.delta:.2g})"
+        parts.append(f"DP epsilon {left} of {total} left{delta}")
+    else:
+        parts.append("no DP")
+    if policy.min_batch > 1:
+        parts.append(f"min batch {policy.min_batch}")
+    if policy.secure_min_owners:
+        parts.append(f"secure aggregation only, >= {policy.secure_min_owners} owners")
+    if policy.allowed_layers is not None:
+        parts.append("layers " + ",".join(policy.allowed_layers))
+    return ", ".join(parts)
 
 
 class RemoteJob:

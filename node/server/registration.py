@@ -6,7 +6,9 @@ the gateway asks for.  Any failure (gateway down, restarted, unreachable)
 closes the connection and starts again after a capped, jittered backoff, so
 the gateway's soft state refills by itself within seconds of its return.
 On clean shutdown the node deregisters.  The node keeps serving direct
-connections whatever the gateway does.
+connections whatever the gateway does.  With a ``refresh`` source, a
+changed record (a dataset's DP budget left) is registered again in place of
+a heartbeat, at most every :data:`REANNOUNCE_INTERVAL` seconds.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from typing import Callable
 
 from protocol.errors import TesseraError
 from protocol.messages import (
@@ -37,13 +41,20 @@ log = logging.getLogger("tessera.node.registration")
 
 DEREGISTER_TIMEOUT = 3.0
 
+REANNOUNCE_INTERVAL = 10.0
+"""Least seconds between re-registrations of a changed record (the gateway limits registrations per minute)."""
+
 
 class GatewayRegistration:
     """Registers ``record`` at the gateway and keeps it fresh until stopped."""
 
-    def __init__(self, endpoint: Endpoint, record: NodeRecord, rng: random.Random | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, record: NodeRecord, rng: random.Random | None = None,
+                 refresh: Callable[[], NodeRecord] | None = None) -> None:
         self.endpoint = endpoint
         self.record = record
+        self.refresh = refresh
+        """The node's current record (cheap, on the loop); a change is announced again."""
+        self._announced = 0.0
         self.rng = rng or random.Random()
         self.registered = asyncio.Event()
         self._channel: AsyncChannel | None = None
@@ -81,11 +92,24 @@ class GatewayRegistration:
         reply = await self._call(channel, RegisterRequest(channel.tracker.next_id(), self.record))
         assert isinstance(reply, RegisterReply)
         interval = max(0.1, reply.heartbeat_interval)
+        self._announced = time.monotonic()
         self.registered.set()
         log.info("registered at gateway %s as %s", self.endpoint.url, self.record.url)
         while True:
             await asyncio.sleep(interval)
+            changed = self._changed()
+            if changed is not None:
+                await self._call(channel, RegisterRequest(channel.tracker.next_id(), changed), 3 * interval)
+                self.record, self._announced = changed, time.monotonic()
+                continue
             await self._call(channel, HeartbeatRequest(channel.tracker.next_id()), 3 * interval)
+
+    def _changed(self) -> NodeRecord | None:
+        """The node's record, if it changed since it was announced and may be announced again now."""
+        if self.refresh is None or time.monotonic() - self._announced < REANNOUNCE_INTERVAL:
+            return None
+        record = self.refresh()
+        return None if record == self.record else record
 
     async def _call(
         self, channel: AsyncChannel, request: RegisterRequest | HeartbeatRequest, timeout: float = 10.0

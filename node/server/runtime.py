@@ -127,7 +127,9 @@ class NodeServer:
             self._serve, settings.host, settings.port, ssl_context, settings.max_message_bytes
         )
         if settings.gateway_url is not None:
-            self.registration = GatewayRegistration(self._gateway_endpoint(credentials), self.record())
+            self.registration = GatewayRegistration(
+                self._gateway_endpoint(credentials), self.record(), refresh=self.record
+            )
             self.registration.start()
         self._watcher = asyncio.get_running_loop().create_task(self._watch_users())
 

@@ -71,6 +71,8 @@ class TrainingGuard:
         self.audit = AuditLog(state_dir)
         self._ledger_path = None if state_dir is None else state_dir / LEDGER_FILE
         self._ledger: Optional[PrivacyLedger] = None
+        self._left: Dict[str, float] = {}
+        """Budget left per DP dataset, as of its last charge (announced without asking the accountant)."""
         self._lock = threading.Lock()
 
     @property
@@ -92,7 +94,8 @@ class TrainingGuard:
                 "from the updates it receives", name,
             )
         else:
-            log.info("dataset %r: epsilon %.4g of %.4g left", name, self.remaining(dataset), policy.dp.epsilon)
+            self._left[name] = self._remaining(dataset, policy)
+            log.info("dataset %r: epsilon %.4g of %.4g left", name, self._left[name], policy.dp.epsilon)
 
     def policy(self, dataset: Dataset) -> TrainingPolicy:
         return self.policies.get(dataset.info.name, DEFAULT_POLICY)
@@ -101,16 +104,13 @@ class TrainingGuard:
         assert policy.dp is not None
         return policy.dp.delta_for(dataset.train_samples)
 
-    def remaining(self, dataset: Dataset) -> Optional[float]:
-        """The dataset's DP budget left; ``None`` with DP off."""
-        policy = self.policy(dataset)
-        if policy.dp is None:
-            return None
-        return max(0.0, self.ledger.remaining(dataset.info.name, policy.dp.epsilon, self._delta(dataset, policy)))
+    def _remaining(self, dataset: Dataset, policy: TrainingPolicy) -> float:
+        assert policy.dp is not None
+        return self.ledger.remaining(dataset.info.name, policy.dp.epsilon, self._delta(dataset, policy))
 
     def summary(self, dataset: Dataset) -> DatasetPolicy:
-        """The policy as announced in the dataset's summary (limits, delta, budget left)."""
-        return self.policy(dataset).summary(dataset.train_samples, self.remaining(dataset))
+        """The policy as announced in the dataset's summary: limits, delta, budget left (cheap, on the loop)."""
+        return self.policy(dataset).summary(dataset.train_samples, self._left.get(dataset.info.name))
 
     # -- a train ----------------------------------------------------------------
 
@@ -130,7 +130,8 @@ class TrainingGuard:
         name, budget = dataset.info.name, policy.dp.epsilon
         sample_rate, steps = dp_schedule(task.hyper, dataset.train_samples)
         added = self.ledger.charge(name, budget, self._dp(dataset, policy), sample_rate, steps)
-        return PrivacyCharge(added, self.ledger.remaining(name, budget, self._delta(dataset, policy)))
+        left = self._left[name] = self._remaining(dataset, policy)
+        return PrivacyCharge(added, left)
 
     def prepare(self, dataset: Dataset, task: TrainTask) -> None:
         """Before the budget is charged: the state fits the spec and, with DP on, DP-SGD can train the model.
