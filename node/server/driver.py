@@ -92,7 +92,7 @@ class ConnectionDriver:
             else:
                 self._backlog.append(self._refusal(data, refusal))  # the frame itself is dropped
             full = len(self._backlog) >= MAX_BACKLOG or self._backlog_bytes >= MAX_BACKLOG_BYTES
-            if (full or refusal is not None) and not self._paused:
+            if full and not self._paused:  # a refusal holds a few bytes: only its count matters
                 self._paused = True
                 self.connection.pause_reading()
             return
@@ -121,7 +121,9 @@ class ConnectionDriver:
             else:
                 self._queued.grow(counted - self._queued.nbytes)
         except QuotaExceeded as exc:
-            return exc
+            # Without its traceback: that would keep the caller's frame, and so the
+            # refused frame's bytes, alive until the cyclic garbage collector runs.
+            return exc.with_traceback(None)
         return None
 
     def _uncharge(self) -> None:

@@ -36,8 +36,11 @@ import concurrent.futures
 import logging
 import secrets
 import time
+import traceback
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
+
+import torch
 
 from protocol.errors import BadRequest, NotFound, QuotaExceeded, TesseraError
 from protocol.federated import (
@@ -65,7 +68,7 @@ from ..fl.wire import TrainTask, result_from_reply, train_request
 from ..fl.results import LocalResult
 from ..transport.tracker import rebuild_error
 from .session import Outcome, Session, Step
-from .store import Hold, ObjectStore, Principal, Reservation, storage_bytes
+from .store import Hold, ObjectStore, Principal, Reservation
 from .transfers import TransferService
 
 __all__ = ["TrainerJobs", "JOB_RETENTION", "MAX_RUNNING_JOBS_PER_PRINCIPAL", "MAX_JOBS_PER_PRINCIPAL", "MAX_JOBS"]
@@ -193,8 +196,13 @@ class TrainerJobs:
                 f"{MAX_JOBS} jobs per node", {"limit": MAX_RUNNING_JOBS_PER_PRINCIPAL},
             )
         job_id = secrets.token_hex(16)
-        plan = replace(_plan(request), job_id=job_id)  # owners' audit trails name its rounds by it
-        held = self.store.reserve(session.principal, Hold.JOB, _running_bytes(plan))
+        # Reserved before the plan copies the state and builds the model to check it.
+        held = self.store.reserve(session.principal, Hold.JOB, _running_bytes(request.state, len(request.owners)))
+        try:
+            plan = replace(_plan(request), job_id=job_id)  # owners' audit trails name its rounds by it
+        except BaseException:
+            held.release()
+            raise
         job = _Job(job_id, session.principal, plan, plan.rounds, plan.state, held)
         self._jobs[job.job_id] = job
         task = asyncio.get_running_loop().create_task(self._run(job))
@@ -255,9 +263,11 @@ class TrainerJobs:
             code = exc.code.value if exc.code is not None else "PEER_UNAVAILABLE"
             job.status, job.error = JobStatus.FAILED, WireJobError(code, exc.message)
             log.info("job %s failed: %s", job.job_id, exc.message)
-        except Exception:
+            _drop_frames(exc)
+        except Exception as exc:
             log.exception("job %s failed", job.job_id)
             job.status, job.error = JobStatus.FAILED, WireJobError("INTERNAL", "internal error")
+            _drop_frames(exc)
         finally:
             job.finished = self.clock()
             job.plan = None  # the initial state and the spec are not needed any more
@@ -275,13 +285,32 @@ class TrainerJobs:
             task.cancel()
 
 
-def _state_bytes(state: State) -> int:
-    return sum(storage_bytes(value) for value in state.values())
+def _drop_frames(exc: BaseException) -> None:
+    """Clear the locals of the frames a failed job's error went through.
+
+    Its traceback (and those of the owners' errors it was raised over) holds
+    the round loop's frames, which hold the job's states in reference
+    cycles: left to the cyclic garbage collector, whose full passes are rare
+    in a process with torch loaded, a failed job's state would outlive it.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]
 
 
-def _running_bytes(plan: JobPlan) -> int:
+def _state_bytes(state: Mapping[str, torch.Tensor]) -> int:
+    return sum(value.numel() * value.element_size() for value in state.values())
+
+
+def _running_bytes(state: Mapping[str, torch.Tensor], owners: int) -> int:
     """What a running job holds: its initial and current state, and one update per owner in a round."""
-    return _state_bytes(plan.state) * (2 + len(plan.owners))
+    return _state_bytes(state) * (2 + owners)
 
 
 def _plan(request: JobSubmitRequest) -> JobPlan:

@@ -23,6 +23,7 @@ Runs inside a node on its event loop; links are
 from __future__ import annotations
 
 import asyncio
+import copy
 import hmac
 import logging
 import time
@@ -162,7 +163,7 @@ class TransferService:
         if reservation is None:
             failed = self._failed.get(request.object_id)
             if failed is not None:
-                raise failed[0]  # an earlier chunk failed: report why, not "not found"
+                raise copy.copy(failed[0])  # an earlier chunk failed: report why, not "not found"
             raise NotFound(f"no transfer is expected for object {request.object_id:#x}", {})
         if not hmac.compare_digest(reservation.ticket, request.ticket):
             raise PermissionDenied("wrong transfer ticket", {"object_id": request.object_id})
@@ -189,7 +190,8 @@ class TransferService:
                 self._drop(request.object_id)
         except TesseraError as exc:
             self._drop(request.object_id)
-            self._failed[request.object_id] = (exc, self.clock() + RESERVATION_TTL)
+            # A copy: the raised one's traceback keeps this frame, and the chunk's bytes, alive.
+            self._failed[request.object_id] = (copy.copy(exc), self.clock() + RESERVATION_TTL)
             raise
 
     def _drop(self, object_id: ObjectId) -> None:
