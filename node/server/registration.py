@@ -8,7 +8,8 @@ the gateway's soft state refills by itself within seconds of its return.
 On clean shutdown the node deregisters.  The node keeps serving direct
 connections whatever the gateway does.  With a ``refresh`` source, a
 changed record (a dataset's DP budget left) is registered again in place of
-a heartbeat, at most every :data:`REANNOUNCE_INTERVAL` seconds.
+a heartbeat, at most every :data:`REANNOUNCE_HEARTBEATS` heartbeats and
+:data:`MIN_REANNOUNCE_INTERVAL` seconds.
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ log = logging.getLogger("tessera.node.registration")
 
 DEREGISTER_TIMEOUT = 3.0
 
-REANNOUNCE_INTERVAL = 10.0
-"""Least seconds between re-registrations of a changed record (the gateway limits registrations per minute)."""
+REANNOUNCE_HEARTBEATS = 5
+"""A changed record is registered again at most every this many heartbeat intervals..."""
+
+MIN_REANNOUNCE_INTERVAL = 3.0
+"""...and never more often than every this many seconds (the gateway allows 20 registrations per minute
+and connection)."""
 
 
 class GatewayRegistration:
@@ -97,16 +102,16 @@ class GatewayRegistration:
         log.info("registered at gateway %s as %s", self.endpoint.url, self.record.url)
         while True:
             await asyncio.sleep(interval)
-            changed = self._changed()
+            changed = self._changed(max(MIN_REANNOUNCE_INTERVAL, REANNOUNCE_HEARTBEATS * interval))
             if changed is not None:
                 await self._call(channel, RegisterRequest(channel.tracker.next_id(), changed), 3 * interval)
                 self.record, self._announced = changed, time.monotonic()
                 continue
             await self._call(channel, HeartbeatRequest(channel.tracker.next_id()), 3 * interval)
 
-    def _changed(self) -> NodeRecord | None:
-        """The node's record, if it changed since it was announced and may be announced again now."""
-        if self.refresh is None or time.monotonic() - self._announced < REANNOUNCE_INTERVAL:
+    def _changed(self, spacing: float) -> NodeRecord | None:
+        """The node's record, if it changed since it was announced ``spacing`` or more seconds ago."""
+        if self.refresh is None or time.monotonic() - self._announced < spacing:
             return None
         record = self.refresh()
         return None if record == self.record else record

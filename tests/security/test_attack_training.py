@@ -71,14 +71,14 @@ def _pointer(proc: NodeProcess, name: str) -> DatasetPointer:
 
 
 def _attack_model() -> torch.nn.Sequential:
-    model = torch.nn.Sequential(torch.nn.Linear(FEATURES, NEURONS), torch.nn.ReLU(), torch.nn.Linear(NEURONS, 1))
+    first, second = torch.nn.Linear(FEATURES, NEURONS), torch.nn.Linear(NEURONS, 1)
     with torch.no_grad():
-        model[0].weight.zero_()
-        model[0].weight[:, 0] = 1.0
-        model[0].bias.copy_(-torch.linspace(-2.5, 2.5, NEURONS))
-        model[2].weight.fill_(0.05)
-        model[2].bias.zero_()
-    return model
+        first.weight.zero_()
+        first.weight[:, 0] = 1.0  # every neuron reads feature 0...
+        first.bias.copy_(-torch.linspace(-2.5, 2.5, NEURONS))  # ...and fires above its own threshold
+        second.weight.fill_(0.05)
+        second.bias.zero_()
+    return torch.nn.Sequential(first, torch.nn.ReLU(), second)
 
 
 def _attack(proc: NodeProcess, name: str) -> tuple[torch.Tensor, FedAvg]:
