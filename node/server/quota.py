@@ -51,6 +51,7 @@ class Hold(enum.Enum):
     BACKLOG = "queued frames"
     JOB = "trainer jobs"
     SECURE_UPDATE = "parked secure-aggregation updates"
+    SHARES = "secure-aggregation shares"
     TRAINING = "local trainings"
 
 

@@ -14,7 +14,8 @@ Two bounded, expiring stores, neither of them the object store (so no
 - :class:`ShareMailbox` (party side): rounds opened by ``secagg_setup``
   (bound to the principal that opened them, naming the node and
   certificate allowed to send each owner's share) and the shares that
-  arrived for them, keyed by (round id, owner index).  A share from any
+  arrived for them, keyed by (round id, owner index); their bytes count in
+  the quota of the principal that opened the round.  A share from any
   other node than the one named for its owner index is refused
   ``PERMISSION_DENIED``.  :meth:`ShareMailbox.take` hands over the shares of
   two or more owners once, then the round is closed: its shares are
@@ -41,7 +42,7 @@ from protocol.secagg import SecaggShareRequest, ShareSender
 from ..fl.policy import PolicyRefused
 from ..fl.secure import SharePart
 from .redaction import note_restricted
-from .store import Principal, Reservation
+from .store import Hold, ObjectStore, Principal, Reservation
 
 __all__ = [
     "PendingUpdates",
@@ -150,13 +151,17 @@ class _Round:
     shares: Dict[int, Tuple[Share, Sender, int]] = field(default_factory=dict)
     min_owners: int = 2
     """Raised by this node's own shares: their datasets' policies sum them only with this many owners."""
+    held: Reservation | None = None
+    """The shares' bytes, in the quota of the principal that opened the round."""
 
 
 class ShareMailbox:
     """Open secure rounds and their shares, on one aggregation party."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, store: ObjectStore | None = None) -> None:
         self.clock = clock
+        self.store = store
+        """Where the shares of a round are counted against the principal that opened it (None: not counted)."""
         self._rounds: Dict[bytes, _Round] = {}
         self._closed: Dict[bytes, float] = {}
         self._bytes: Dict[NodeId, int] = {}
@@ -211,6 +216,11 @@ class ShareMailbox:
                 f"{sender[0]} already has {used} bytes of shares waiting here (limit {MAX_SHARE_BYTES_PER_SENDER})",
                 {"limit": MAX_SHARE_BYTES_PER_SENDER, "used": used, "size": nbytes},
             )
+        if self.store is not None:  # the round's opener made this node hold them
+            if state.held is None:
+                state.held = self.store.reserve(state.principal, Hold.SHARES, nbytes)
+            else:
+                state.held.grow(nbytes)
         self._bytes[sender[0]] = used + nbytes
         state.shares[share.owner] = ((dict(share.shapes), part), sender, nbytes)
         state.min_owners = max(state.min_owners, min_owners)
@@ -246,6 +256,8 @@ class ShareMailbox:
     def _close(self, round_id: bytes) -> None:
         state = self._rounds.pop(round_id, None)
         if state is not None:
+            if state.held is not None:
+                state.held.release()
             for _, sender, nbytes in state.shares.values():
                 left = self._bytes.get(sender[0], 0) - nbytes
                 if left > 0:

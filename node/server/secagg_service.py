@@ -72,7 +72,7 @@ class SecureAggregation:
         self.fingerprint = fingerprint
         self.transfers = transfers
         self.pending = pending
-        self.mailbox = ShareMailbox()
+        self.mailbox = ShareMailbox(store=transfers.store)
 
     def handlers(self, session: Session) -> Mapping[MessageKind, Callable[[Any], Any]]:
         return {

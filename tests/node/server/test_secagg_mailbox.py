@@ -162,3 +162,20 @@ def test_one_principal_filling_its_share_does_not_lock_out_another() -> None:
         pending.put("user:eve", ROUND, 999, update, store.reserve("user:eve", Hold.SECURE_UPDATE, 16))
     pending.put("user:t", ROUND, 0, update, store.reserve("user:t", Hold.SECURE_UPDATE, 16))
     assert pending.take("user:t", ROUND, 0) is update
+
+
+def test_shares_count_against_the_principal_that_opened_the_round() -> None:
+    """A round's shares hold their (expanded) bytes in its opener's quota until the round is summed or expires."""
+    clock = Clock()
+    store = MemoryStore(Quota(max_bytes=3000))
+    mailbox = ShareMailbox(clock, store=store)
+    big = {"w": (200,)}  # 1600 bytes once expanded
+    _open(mailbox)
+    mailbox.post(A, SecaggShareRequest(RequestId(1), ROUND, 0, big, bytes(16)), SharePart(None, {}))
+    with pytest.raises(QuotaExceeded, match="secure-aggregation shares"):
+        mailbox.post(B, SecaggShareRequest(RequestId(2), ROUND, 1, big, bytes(16)), SharePart(None, {}))
+    assert store.ledger.usage("user:t") == (0, 1600) and store.ledger.usage("user:u") == (0, 0)
+    clock.now = 61.0
+    assert mailbox.open_rounds == 1
+    _open(mailbox, round_id=bytes(range(16)))  # expires the first round, releasing its shares
+    assert store.ledger.usage("user:t") == (0, 0)
