@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from protocol.errors import MalformedMessage
@@ -351,6 +352,17 @@ async def run(settings: NodeSettings) -> None:
     await server.close()
 
 
+def _quiet_benign_warnings() -> None:
+    """Opacus warnings that say nothing to an operator, once per DP-SGD step or charge otherwise.
+
+    The first is its hooks on a first layer whose input needs no gradient
+    (ours never does); the second says a large noise multiplier's bound
+    could be tighter with more RDP orders (ours is then an upper bound).
+    """
+    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+    warnings.filterwarnings("ignore", message="Optimal order is the largest alpha", category=UserWarning)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["users"]:
@@ -360,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         audit_main(argv[1:], os.environ)
         return
     settings, log_level = parse(argv)
+    _quiet_benign_warnings()
     configure_logging(log_level)
     keep_large_buffers()
     try:

@@ -314,6 +314,9 @@ class FedAvg:
         if callback is not None:
             callback(record)
         postfix = {"loss": f"{record.train_loss:.4f}"}
+        spent = self.history.epsilon[-1]
+        if spent is not None:  # DP-SGD owners withhold their loss: show the budget spent instead
+            postfix = {"epsilon": f"{spent:.2f}"}
         if record.heldout is not None and record.heldout.accuracy is not None:
             postfix["acc"] = f"{record.heldout.accuracy:.3f}"
         if record.dropped:
