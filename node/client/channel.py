@@ -88,14 +88,7 @@ class SyncChannel:
                 return connection
             if self._closed:
                 raise ClientClosed("this client was closed", {})
-            try:
-                connection = self._dial()
-            except NodeUnavailable as exc:
-                if "timed out" not in exc.message:
-                    raise
-                # A rare stall of the opening handshake under heavy load (seen a few
-                # times, cause not found) must not fail the caller: one fresh try.
-                connection = self._dial()
+            connection = self._dial()
             self._connection = connection
             connection.attach(_Sink(self, connection))
             return connection
