@@ -52,6 +52,7 @@ class Hold(enum.Enum):
     JOB = "trainer jobs"
     SECURE_UPDATE = "parked secure-aggregation updates"
     SHARES = "secure-aggregation shares"
+    DOWNLOAD = "downloads in progress"
     TRAINING = "local trainings"
 
 

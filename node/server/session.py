@@ -13,6 +13,7 @@ this module holds the node's handlers.  Must not import asyncio or websockets.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol, Union
 
@@ -46,7 +47,7 @@ from .conversation import CLOSE_POLICY, CLOSE_PROTOCOL, Conversation, Outcome, S
 from .executor import Executor, PreparedCommand
 from .policy import Policy
 from .redaction import Exposure, exposed
-from .store import Hold, ObjectStore
+from .store import Hold, ObjectStore, Reservation
 from .transfers import TransferService
 from .uploads import Upload, tensor_bytes
 
@@ -112,7 +113,8 @@ class Session(Conversation):
         self.transfers = transfers
         self.max_object_bytes = max_object_bytes
         self._uploads: dict[ObjectId, Upload] = {}
-        self._read_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._read_cache: tuple[weakref.ref[torch.Tensor], torch.Tensor, Reservation] | None = None
+        """The object being downloaded (weakly: a delete frees it), its contiguous copy and the copy's quota."""
         handlers: dict[MessageKind, Callable[[Any], Step]] = {
             MessageKind.COMMAND: self._command,
             MessageKind.PUT: self._put,
@@ -294,6 +296,7 @@ class Session(Conversation):
         uploads, self._uploads = list(self._uploads.values()), {}
         for upload in uploads:
             upload.abandon()
+        self._drop_read_cache()
 
     def _read(self, request: Request) -> Step:
         assert isinstance(request, ReadRequest) and self.principal is not None
@@ -310,16 +313,24 @@ class Session(Conversation):
         return Outcome(request.reply(data[request.offset : end]))
 
     def _contiguous(self, object_id: ObjectId) -> torch.Tensor:
-        """The object's value, made contiguous once per download (cached)."""
+        """The object's value, made contiguous once per download (cached, its bytes in the quota)."""
         assert self.principal is not None
         value = self.store.read(self.principal, object_id).value
         if value.is_contiguous():
             return value
         cached = self._read_cache
-        if cached is not None and cached[0] is value:
+        if cached is not None and cached[0]() is value:
             return cached[1]
-        self._read_cache = (value, value.contiguous())
-        return self._read_cache[1]
+        self._drop_read_cache()
+        held = self.store.reserve(self.principal, Hold.DOWNLOAD, value.numel() * value.element_size())
+        copy = value.contiguous()
+        self._read_cache = (weakref.ref(value), copy, held)
+        return copy
+
+    def _drop_read_cache(self) -> None:
+        cached, self._read_cache = self._read_cache, None
+        if cached is not None:
+            cached[2].release()
 
     def _describe(self, request: Request) -> Step:
         assert isinstance(request, DescribeRequest) and self.principal is not None

@@ -18,6 +18,7 @@ from protocol.ids import NodeId, ObjectId, RequestId
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import (
     DeliverRequest, ErrorReply, ExpectRequest, HelloReply, HelloRequest, Message, PutChunkRequest, PutRequest,
+    ReadReply, ReadRequest,
 )
 
 NODE = NodeId("bob")
@@ -86,6 +87,26 @@ def test_a_failed_chunk_and_a_closed_connection_release_the_reservation() -> Non
     assert store.ledger.usage(principal) == (0, 16384)
     session.close()
     assert store.ledger.usage(principal) == (0, 0)
+
+
+def test_a_download_copy_holds_its_bytes_until_the_next_download_or_the_close() -> None:
+    """Reading a non-contiguous object makes a contiguous copy: it counts in the quota, per connection."""
+    store = MemoryStore(QUOTA)
+    first, second = _session(store), _session(store)
+    principal = first.principal
+    assert principal is not None
+    store.put(principal, ObjectId(1), torch.zeros(64, 64).t())  # 16 KiB, a transposed view
+    for session in (first, second):
+        assert isinstance(_send(session, ReadRequest(RequestId(2), ObjectId(1), 0, 64)).reply, ReadReply)
+    assert store.ledger.usage(principal) == (16384, 2 * 16384)
+    refused = _send(first, PutRequest(RequestId(3), ObjectId(2), torch.zeros(4097)))
+    assert _code(refused) == "QUOTA_EXCEEDED" and "downloads in progress" in refused.reply.message  # type: ignore[union-attr]
+    store.put(principal, ObjectId(3), torch.zeros(8, 8).t())
+    _send(first, ReadRequest(RequestId(4), ObjectId(3), 0, 64))  # replaces the first copy
+    assert store.ledger.usage(principal) == (16384 + 256, 16384 + 256)
+    first.close()
+    second.close()
+    assert store.ledger.usage(principal) == (16384 + 256, 0)
 
 
 class Clock:
