@@ -3,9 +3,11 @@
 A data owner loads its datasets (:func:`load_dataset`), receives a model as a
 :class:`ModelSpec` plus state tensors, trains locally
 (:func:`train_locally`) and returns a :class:`LocalResult`; the trainer
-averages results with :func:`aggregate_round`.  Under an owner's
-differential-privacy policy it trains with :func:`train_privately` (DP-SGD)
-instead, after charging the work to a :class:`PrivacyLedger`.
+averages results with :func:`aggregate_round`.  What an owner allows is
+its dataset's :class:`TrainingPolicy` (DP-SGD with a budget by default,
+minimum batch and rows, secure aggregation only, model limits); under DP
+it trains with :func:`train_privately` (DP-SGD) instead, after charging
+the work to a :class:`PrivacyLedger`.
 :func:`plain_fedavg` is the in-process reference the networked rounds must
 match bit for bit, using the seeds of :func:`owner_seed`.
 
@@ -14,8 +16,8 @@ them only through the injected :class:`OwnerDataset` / :class:`Participant`
 collaborators (``node.client`` provides them), round by round through
 :func:`run_rounds`, the same loop a trainer node runs.
 
-Nothing here does I/O beyond reading the owner's dataset files and keeping
-the :class:`PrivacyLedger`'s one JSON file (blocking: call it off the event
+Nothing here does I/O beyond reading the owner's dataset and policy files
+and keeping the :class:`PrivacyLedger`'s one JSON file (blocking: call it off the event
 loop).  This package must not import asyncio, websockets, ``node.server``
 or ``node.client`` (a test enforces it).
 """
@@ -44,9 +46,10 @@ from .layers import LAYERS, LayerName
 from .job_errors import AggregationFailed, JobError, RoundFailed
 from .ledger import Mechanism, PrivacyLedger, epsilon_of
 from .local import evaluate, evaluate_heldout, prepare_data, train_locally
+from .policy import DEFAULT_POLICY, DpPolicy, PolicyError, PolicyRefused, PolicyRule, TrainingPolicy, load_policy_file
 from .privacy import DpSgd, dp_schedule, train_privately
 from .reference import ReferenceRun, plain_fedavg
-from .results import LocalResult, Metrics
+from .results import LocalResult, Metrics, PrivacyCharge
 from .rounds import DatasetRef, OwnerDataset, Participant, PlainCollector, RoundCollector, collector_for
 from .secure import UpdateOutOfRange
 from .secure_rounds import SecureCollector
@@ -55,6 +58,14 @@ from .spec import MAX_LAYERS, MAX_MODEL_ELEMENTS, LayerSpec, ModelSpec, State, b
 from .wire import TrainTask
 
 __all__ = [
+    "TrainingPolicy",
+    "DpPolicy",
+    "PolicyRule",
+    "PolicyError",
+    "PolicyRefused",
+    "DEFAULT_POLICY",
+    "load_policy_file",
+    "PrivacyCharge",
     "AggregationError",
     "DatasetError",
     "HyperparameterError",
