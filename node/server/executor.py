@@ -16,6 +16,7 @@ transport: the session decides which thread this runs on.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from .disclosure import check_disclosure, tensors_in
 from .ops import estimated_cost, run_op
 from .policy import Policy, combine
 from .sizing import Spec, bytes_bound, meta_specs, spec_bytes
-from .store import ObjectStore, Principal, StoredObject
+from .store import Hold, ObjectStore, Principal, Reservation, StoredObject
 
 __all__ = ["Executor", "PreparedCommand", "INLINE_COST_LIMIT"]
 
@@ -103,20 +104,29 @@ class Executor:
         return PreparedCommand(principal, request, target, args, kwargs, cost, policy, hidden)
 
     def run(self, prepared: PreparedCommand) -> None:
-        """Check the results fit the quota, run the command, store its results."""
-        request = prepared.request
-        specs = self._plan(prepared)
-        # A failure of a restricted command is screened by the session's one
-        # redaction point (node.server.redaction): the store marked it exposed.
-        outputs = run_op(request.op, prepared.target, prepared.args, prepared.kwargs)
-        if specs is not None and prepared.hidden:
-            if [(t.shape, t.dtype) for t in outputs] != specs:
-                raise OpFailed(f"op {request.op!r} gave results of other shapes than predicted", {})
-        for object_id, tensor in zip(request.results, outputs):
-            self.store.put(prepared.principal, object_id, tensor, prepared.policy)
+        """Check (heavy commands: reserve) the results' size in the quota, run the command, store its results.
 
-    def _plan(self, prepared: PreparedCommand) -> list[Spec] | None:
-        """Refuse (QuotaExceeded) before allocating; the meta-run shapes when one was needed.
+        A heavy command's reservation holds while the op allocates in its
+        worker thread, so commands running at once on several connections of
+        one principal cannot together allocate past its quota before their
+        results are stored.  A light one runs on the loop, alone: a check
+        is enough (and cheaper).
+        """
+        request = prepared.request
+        specs, held = self._plan(prepared)
+        with held if held is not None else contextlib.nullcontext():
+            # A failure of a restricted command is screened by the session's one
+            # redaction point (node.server.redaction): the store marked it exposed.
+            outputs = run_op(request.op, prepared.target, prepared.args, prepared.kwargs)
+            if specs is not None and prepared.hidden:
+                if [(t.shape, t.dtype) for t in outputs] != specs:
+                    raise OpFailed(f"op {request.op!r} gave results of other shapes than predicted", {})
+            for object_id, tensor in zip(request.results, outputs):
+                self.store.put(prepared.principal, object_id, tensor, prepared.policy, held)
+
+    def _plan(self, prepared: PreparedCommand) -> tuple[list[Spec] | None, Reservation | None]:
+        """Check or reserve the results' size, or refuse (QuotaExceeded), before allocating;
+        the meta-run shapes when one was needed.
 
         The cheap bound decides alone when it fits the quota.  Otherwise, and
         for restricted commands where a hidden one-element tensor could stand
@@ -129,13 +139,18 @@ class Executor:
             bound = bytes_bound(request.op, call_args, prepared.kwargs, count)
             if bound is not None:
                 try:
-                    self.store.check_quota(principal, bound, count)
-                    return None
+                    return None, self._hold(prepared, bound)
                 except QuotaExceeded:
                     pass  # the bound is loose: measure exactly
         specs = meta_specs(request.op, prepared.target, prepared.args, prepared.kwargs)
-        self.store.check_quota(principal, spec_bytes(specs), count)
-        return specs
+        return specs, self._hold(prepared, spec_bytes(specs))
+
+    def _hold(self, prepared: PreparedCommand, nbytes: int) -> Reservation | None:
+        count = len(prepared.request.results)
+        if prepared.heavy:
+            return self.store.reserve(prepared.principal, Hold.COMMAND, nbytes, count)
+        self.store.check_quota(prepared.principal, nbytes, count)
+        return None
 
 
 @dataclass(frozen=True, slots=True)

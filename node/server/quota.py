@@ -53,6 +53,7 @@ class Hold(enum.Enum):
     SECURE_UPDATE = "parked secure-aggregation updates"
     SHARES = "secure-aggregation shares"
     DOWNLOAD = "downloads in progress"
+    COMMAND = "commands running"
     TRAINING = "local trainings"
 
 
@@ -124,18 +125,13 @@ class Ledger:
         nbytes: int,
         objects: int = 1,
         hold: Hold | None = None,
-        excluding: Reservation | None = None,
     ) -> None:
         """QuotaExceeded if ``principal`` may not hold ``nbytes`` and ``objects`` more.
 
-        ``hold`` names what asks (for the message); ``excluding``'s share is
-        not counted (it is the reservation being turned into the object).
+        ``hold`` names what asks (for the message).
         """
         stored_bytes, stored_objects = self._stored.get(principal, (0, 0))
         reserved = dict(self._reserved.get(principal, {}))
-        if excluding is not None and excluding.hold in reserved:
-            b, o = reserved[excluding.hold]
-            reserved[excluding.hold] = (b - excluding.nbytes, o - excluding.objects)
         what = "" if hold is None else f"{hold.value}: "
         held = stored_objects + sum(o for _, o in reserved.values())
         if objects > 0 and held + objects > self.quota.max_objects:
@@ -162,14 +158,17 @@ class Ledger:
     def store(self, principal: Principal, nbytes: int, reservation: Reservation | None = None) -> None:
         """Count one stored object of ``nbytes``; QuotaExceeded (nothing counted) past the quota.
 
-        ``reservation``, if given, was made for this object: its share is
-        counted as the object's and the reservation is released.
+        ``reservation``, if given, was made for this object (or for several,
+        a command's results): up to ``nbytes`` and one object of it become
+        the object's, only the rest is checked, and it is released once empty.
         """
         with self._lock:
-            self.check(principal, nbytes, 1, None, reservation)
+            taken = (0, 0) if reservation is None else (min(nbytes, reservation.nbytes), min(1, reservation.objects))
+            self.check(principal, nbytes - taken[0], 1 - taken[1], None)
             if reservation is not None:
-                self._apply(reservation, -reservation.nbytes, -reservation.objects)
-                reservation.release()  # empty now: only marks it released, no second lock
+                self._apply(reservation, -taken[0], -taken[1])
+                if not (reservation.nbytes or reservation.objects):
+                    reservation.release()  # empty: only marks it released, no second lock
             stored_bytes, stored_objects = self._stored.get(principal, (0, 0))
             self._stored[principal] = (stored_bytes + nbytes, stored_objects + 1)
 

@@ -166,8 +166,9 @@ class MemoryStore:
     ) -> None:
         """Store ``value`` owned by ``principal`` (default policy: only it may read); the id must be unused.
 
-        With ``reservation`` (``principal``'s, made for this object), what it
-        holds counts as the object's own quota and it is released once stored.
+        With ``reservation`` (``principal``'s, made for this object or for a
+        command's results), up to the object's size and one object of it count
+        as the object's own quota (see :meth:`~node.server.quota.Ledger.store`).
         """
         stored = StoredObject(object_id, value, principal, policy or Policy.own(principal))
         size = storage_bytes(value)

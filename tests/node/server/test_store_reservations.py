@@ -152,3 +152,17 @@ def test_concurrent_reservations_never_pass_the_quota() -> None:
     for thread in threads:
         thread.join()
     assert granted and store.ledger.usage(ALICE) == (0, 0)
+
+
+def test_one_reservation_covers_several_results() -> None:
+    """A command's reservation (bytes and objects for all its results) is consumed result by result."""
+    store = _store(max_objects=3)
+    held = store.reserve(ALICE, Hold.COMMAND, 1000, objects=2)
+    store.put(ALICE, ObjectId(1), torch.zeros(100), reservation=held)  # 400 bytes
+    assert (held.nbytes, held.objects) == (600, 1) and store.ledger.usage(ALICE) == (400, 600)
+    with pytest.raises(QuotaExceeded):
+        store.put(ALICE, ObjectId(2), torch.zeros(2))  # the rest of the bytes is still the command's
+    store.put(ALICE, ObjectId(3), torch.zeros(100), reservation=held)
+    assert (held.nbytes, held.objects) == (200, 0) and not held.released
+    held.release()
+    assert store.ledger.usage(ALICE) == (800, 0)
