@@ -191,6 +191,8 @@ def plot(runs: List[Run], central: List[float], out: Path) -> None:
             budget.axhline(run.curve[-1], linestyle="--", alpha=0.6, label=f"{run.label} (no bound)")
     budget.axhline(central[-1], linestyle=":", color="black", label="centralised")
     budget.set_xscale("log")
+    budget.set_xticks([r.epsilon for r in private], [f"{r.epsilon:.2g}" for r in private])
+    budget.minorticks_off()
     budget.set_xlabel("epsilon spent per hospital's dataset (delta 1e-5)")
     budget.set_ylabel("test accuracy after the last round")
     budget.set_title("Accuracy against epsilon")
