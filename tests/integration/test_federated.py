@@ -30,7 +30,7 @@ from node.fl import (
     load_dataset,
     plain_fedavg,
 )
-from protocol.errors import BadRequest, NotFound, PermissionDenied
+from protocol.errors import BadRequest, NotFound, OpFailed, PermissionDenied
 from protocol.records import DatasetSummary
 from tests.support import GatewayProcess, NodeProcess, admit, start_gateway, start_node
 
@@ -165,11 +165,17 @@ def test_bad_jobs_fail_before_any_round(network: dict[str, Any]) -> None:
 
 
 def test_owner_refusing_the_task_fails_the_job(network: dict[str, Any]) -> None:
-    """Labels that do not fit the loss are the owner's typed error, not a dropout."""
+    """Labels that do not fit the loss fail the job (not a dropout), and the label range stays home.
+
+    The owner's own message would name the private labels' range; like every
+    failure of a request that touched a private dataset it is withheld
+    (node/server/redaction.py).
+    """
     model = torch.nn.Sequential(torch.nn.Linear(30, 1))
     job = FedAvg(model, _pointers(network["grid"]), rounds=2, loss="cross_entropy", progress=False)
-    with pytest.raises(BadRequest, match="does not fit dataset"):
+    with pytest.raises(OpFailed, match="details withheld") as caught:
         job.fit()
+    assert "range" not in str(caught.value) and "[0, 1]" not in str(caught.value)
     assert len(job.history) == 0
 
 
