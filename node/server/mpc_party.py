@@ -131,8 +131,7 @@ class PartyRunner:
             raise BadRequest(
                 f"party {i} of this step is not this node ({self.node_id} with its own certificate)", {}
             )
-        if len({p.node for p in parties}) != n or len({p.fingerprint for p in parties}) != n:
-            raise BadRequest("the parties of a step must be distinct nodes (ids and certificates)", {})
+        self.transfers.check_recipients(parties, "parties of a step")
         if request.op is StepOp.TRUNCATE:
             if request.y is not None or request.bits == 0:
                 raise BadRequest("a truncate step takes x alone and bits > 0", {})

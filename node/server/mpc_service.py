@@ -125,18 +125,13 @@ class MpcService:
     def _deal(self, session: Session, request: MpcDealRequest) -> Any:
         _caller(session)
         material_specs(request.specs)  # MaterialError for shapes that do not fit
-        if any(not p.url.startswith("wss://") for p in request.parties):
-            raise BadRequest("material goes to parties over TLS only (wss:// URLs)", {})
+        self.transfers.check_recipients(request.parties, "parties of a deal")
         return session.guarded_async(request, lambda: self._send_material(request))
 
     def _split(self, session: Session, request: MpcSplitRequest) -> Any:
         caller = _caller(session)
         parties = request.parties
-        if len({t.node for t in parties}) != len(parties) or len({t.fingerprint for t in parties}) != len(parties):
-            raise BadRequest("the parties of a sharing must be distinct nodes (ids and certificates)", {})
-        if any(not t.url.startswith("wss://") for t in parties):
-            raise BadRequest("shares go to parties over TLS only (wss:// URLs)", {})
-        self.transfers.require_network()
+        self.transfers.check_recipients(parties, "parties of a sharing")
         stored = self.store.get(caller.principal, request.object_id)
         encoder = encoder_for(stored.value, request.precision)  # UnsupportedDtype before sending
         if not stored.readable_by(caller.principal) and not any(self.transfers.is_self(t.fingerprint) for t in parties):

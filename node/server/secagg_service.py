@@ -122,11 +122,7 @@ class SecureAggregation:
         if session.transfers is None:
             raise BadRequest("this node has no network: it cannot share an update", {})
         parties = request.parties
-        if len({p.node for p in parties}) != len(parties) or len({p.fingerprint for p in parties}) != len(parties):
-            raise BadRequest("the aggregation parties must be distinct nodes (ids and certificates)", {})
-        if any(not p.url.startswith("wss://") for p in parties):
-            raise BadRequest("shares go to parties over TLS only (wss:// URLs)", {})
-        session.transfers.require_network()
+        session.transfers.check_recipients(parties, "aggregation parties")
         mine = [i for i, p in enumerate(parties) if self.transfers.is_self(p.fingerprint)]
         if not mine:
             raise BadRequest(

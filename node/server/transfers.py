@@ -28,7 +28,7 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 
 import torch
 
@@ -78,6 +78,19 @@ MAX_LINKS = 64
 
 TRANSFER_TIMEOUT = 300.0
 """Seconds a transfer may take end to end before it fails."""
+
+
+class Recipient(Protocol):
+    """A node as a client named it for a multi-party request: id, URL and pinned fingerprint."""
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def fingerprint(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +306,21 @@ class TransferService:
                 "it sends nothing to other nodes",
                 {},
             )
+
+    def check_recipients(self, recipients: Sequence[Recipient], what: str) -> None:
+        """Refuse, before anything is sent, a set of nodes this node cannot send ``what`` to.
+
+        Distinct node ids and distinct certificates (BadRequest), TLS only
+        (BadRequest), and this node in a network (PermissionDenied): the
+        checks every multi-party sending (shares, material, updates) shares.
+        """
+        if len({r.node for r in recipients}) != len(recipients) or len(
+            {r.fingerprint for r in recipients}
+        ) != len(recipients):
+            raise BadRequest(f"the {what} must be distinct nodes (ids and certificates)", {})
+        if any(not r.url.startswith("wss://") for r in recipients):
+            raise BadRequest(f"the {what} are reached over TLS only (wss:// URLs)", {})
+        self.require_network()
 
     def is_self(self, fingerprint: str) -> bool:
         """Whether a peer presenting ``fingerprint`` is this very node.
