@@ -47,6 +47,7 @@ from ..fl.rounds import DatasetRef
 from ..fl.spec import State, build_model
 from ..fl.wire import TrainTask, result_from_reply, train_request
 from ..transport.tracker import rebuild_error
+from .dialing import BackgroundDial
 from .handle import NodeHandle
 from .pointer import Pointer
 
@@ -186,15 +187,15 @@ class DatasetPointer:
         return DatasetRef(self.node_id, self.url, self.fingerprint, self.name, tuple(self.shape[1:]), self.samples)
 
     def participant(self, links: MutableMapping[str, Any]) -> OwnerLink:
-        """The job's participant for this dataset (one connection per node per job, opened lazily)."""
+        """The job's participant for this dataset: one connection per node per job.
 
-        def remote() -> NodeHandle:
-            handle = links.get(self.node_id)
-            if handle is None:
-                handle = links[self.node_id] = self._connect()
-            return handle
-
-        return OwnerLink(remote, self.ref)
+        The connection is dialed now, in the background, so that a job's
+        owners are all dialed at once; the first task waits for it.
+        """
+        dial = links.get(self.node_id)
+        if dial is None:
+            dial = links[self.node_id] = BackgroundDial(self._connect, self.node_id)
+        return OwnerLink(dial.handle, self.ref)
 
     def node(self) -> NodeHandle:
         """A connection to the dataset's node (opened once, kept by this pointer)."""

@@ -17,6 +17,7 @@ cost over raw WebSockets; handshake, pings and closing stay the library's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
@@ -27,7 +28,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 from websockets.http11 import Request, Response
@@ -252,6 +253,8 @@ class Connection:
             data = await self._ws.recv()
         except ConnectionClosed as exc:
             raise _lost(exc) from None
+        except WebSocketException as exc:
+            raise ConnectionLost(f"receive failed: {exc}", {}) from exc
         if isinstance(data, str):
             raise TextFrameReceived("text frames are not part of the protocol", {})
         return data
@@ -265,6 +268,8 @@ class Connection:
                 await self._ws.send(_fragments(frame))
         except ConnectionClosed as exc:
             raise _lost(exc) from None
+        except (WebSocketException, OSError) as exc:
+            raise ConnectionLost(f"send failed: {_reason(exc)}", {}) from exc
 
     async def send_bytes(self, data: bytes) -> None:
         """Send one already-encoded message, waiting for the socket if needed."""
@@ -272,9 +277,16 @@ class Connection:
             await self._ws.send(data)
         except ConnectionClosed as exc:
             raise _lost(exc) from None
+        except (WebSocketException, OSError) as exc:
+            raise ConnectionLost(f"send failed: {_reason(exc)}", {}) from exc
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        await self._ws.close(code, reason[:120])
+        """Closing handshake; a connection that is already broken is just dropped."""
+        try:
+            await self._ws.close(code, reason[:120])
+        except (WebSocketException, OSError):
+            logging.getLogger("tessera.transport").debug("closing a broken connection", exc_info=True)
+            self._ws.transport.abort()
 
     async def wait_closed(self) -> None:
         await self._ws.wait_closed()
@@ -285,6 +297,12 @@ def _lost(exc: ConnectionClosed) -> ConnectionLost:
     if close is None:
         return ConnectionLost.from_close(None, "")
     return ConnectionLost.from_close(close.code, close.reason)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
 
 
 Handler = Callable[[Connection], Awaitable[None]]
@@ -385,7 +403,13 @@ async def dial(
     max_message_bytes: int,
     open_timeout: float = 10.0,
 ) -> Connection:
-    """Open a client WebSocket; raises OSError, ssl.SSLError or ConnectionLost."""
+    """Open a client WebSocket within ``open_timeout`` seconds.
+
+    Raises ValueError (not a WebSocket URL), OSError (TCP or TLS failed,
+    ``ssl.SSLError`` included) or ConnectionLost (the WebSocket handshake
+    failed, the connection closed during it, or time ran out); nothing from
+    websockets or asyncio.
+    """
     try:
         ws = await ws_connect(
             url,
@@ -393,7 +417,7 @@ async def dial(
             compression=None,
             max_size=max_message_bytes,
             max_queue=64,
-        write_limit=WRITE_LIMIT,
+            write_limit=WRITE_LIMIT,
             open_timeout=open_timeout,
             ping_interval=20,
             ping_timeout=20,
@@ -404,9 +428,11 @@ async def dial(
         )
     except InvalidURI as exc:
         raise ValueError(f"not a WebSocket URL: {url!r}") from exc
-    except InvalidHandshake as exc:
-        raise ConnectionLost(f"WebSocket handshake with {url} failed: {exc}", {}) from exc
-    except TimeoutError as exc:
-        raise ConnectionLost(f"timed out opening {url}", {}) from exc
+    except ConnectionClosed as exc:
+        raise _lost(exc) from exc
+    except WebSocketException as exc:  # InvalidHandshake and its kin
+        raise ConnectionLost(f"WebSocket handshake failed: {exc}", {}) from exc
+    except (TimeoutError, asyncio.TimeoutError) as exc:  # distinct classes before Python 3.11
+        raise ConnectionLost(f"timed out opening the connection after {open_timeout:g}s", {}) from exc
     return Connection(ws)
 
