@@ -32,7 +32,7 @@ from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import ErrorReply, HelloRequest, PutRequest, TransferRequest
 from tests.fuzz.corpus import field_names, random_input, seed_frames
 from tests.fuzz.wire import FeedReport, Target, feed, handshake, open_link, recv
-from tests.support import USER_TOKEN, NodeProcess, admit, start_node
+from tests.support import NETWORK_TOKEN, USER_TOKEN, NodeProcess, admit, start_node
 
 SEED = 20_240_605
 INPUTS = 400
@@ -159,7 +159,8 @@ def test_failed_transfer_links_are_not_kept(tmp_path: Path) -> None:
 
     async def run() -> tuple[set[str], int]:
         UserDirectory(tmp_path).add(parse_user_token(USER_TOKEN))
-        server = NodeServer(NodeSettings(node_id=NodeId("links"), state_dir=tmp_path, port=0))
+        settings = NodeSettings(node_id=NodeId("links"), state_dir=tmp_path, port=0, network_token=NETWORK_TOKEN)
+        server = NodeServer(settings)  # a member: only members send to other nodes
         await server.start()
         assert server.identity is not None and server.transfers is not None
         try:
