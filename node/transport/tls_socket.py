@@ -50,6 +50,8 @@ class TlsSocket:
         """Held by the one thread writing ciphertext to the socket, which keeps records in order."""
         self._ended = False
         """The peer ended the stream (close_notify or EOF); ``recv`` says b"" from now on."""
+        self._drained = False
+        """No whole record waits in the TLS buffers (only the reader thread reads this)."""
         self.family = sock.family
 
     @classmethod
@@ -74,6 +76,7 @@ class TlsSocket:
         return tls
 
     def _handshake(self, deadline: float) -> None:
+        # Before the reader thread exists: this thread alone uses the socket.
         while True:
             with self._state:
                 try:
@@ -81,21 +84,25 @@ class TlsSocket:
                     done = True
                 except ssl.SSLWantReadError:
                     done = False
-            self._flush(wait=True)
+                out = self._outgoing.read()
+            if out:
+                self._sock.sendall(out)
             if done:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("timed out during the TLS handshake")
             self._sock.settimeout(remaining)
-            self._feed(self._sock.recv(RECV_BYTES))
+            data = self._sock.recv(RECV_BYTES)
+            with self._state:
+                self._feed(data)
 
     def _feed(self, data: bytes) -> None:
-        with self._state:
-            if data:
-                self._incoming.write(data)
-            else:
-                self._incoming.write_eof()
+        """Hand bytes from the socket (b"": its end) to TLS; the caller holds ``_state``."""
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
 
     # -- what websockets' synchronous connection calls --------------------------
 
@@ -112,9 +119,12 @@ class TlsSocket:
         if self._ended:
             return b""
         while True:
+            data = self._sock.recv(RECV_BYTES) if self._drained else None
             chunks: list[bytes] = []
             ended = False
             with self._state:
+                if data is not None:
+                    self._feed(data)
                 try:
                     while True:
                         chunk = self._tls.read(RECV_BYTES)
@@ -123,12 +133,12 @@ class TlsSocket:
                             break
                         chunks.append(chunk)
                 except ssl.SSLWantReadError:
-                    pass
+                    self._drained = True  # only a partial record, at most, is left
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                     ended = True  # close_notify, or TCP closed without it
-                reply = self._outgoing.pending > 0
-            if reply:  # post-handshake answers (a key update); none is usual
-                self._flush(wait=False)
+                answered = self._outgoing.pending > 0
+            if answered:  # post-handshake answers (a key update); none is usual
+                self._flush()
             if ended:
                 self._ended = True
                 if not chunks:
@@ -139,35 +149,36 @@ class TlsSocket:
                     pass  # already closed: the wait ends anyway
             if chunks:
                 return b"".join(chunks)
-            self._feed(self._sock.recv(RECV_BYTES))
 
     def sendall(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
         for start in range(0, view.nbytes, ENCRYPT_BYTES):
-            with self._state:
-                self._tls.write(view[start : start + ENCRYPT_BYTES])
-            self._flush(wait=True)
+            with self._sending:
+                with self._state:
+                    self._tls.write(view[start : start + ENCRYPT_BYTES])
+                    out = self._outgoing.read()  # with whatever the reader made before, in order
+                self._sock.sendall(out)
+        self._flush()
 
-    def _flush(self, wait: bool) -> None:
-        """Send the ciphertext made so far, in order.
+    def _flush(self) -> None:
+        """Send ciphertext still waiting (the reader's answers), unless a writer is sending.
 
-        With ``wait`` False, a thread that finds another one sending leaves
-        the bytes to it: the sender looks again after releasing the lock.
+        A writer looks again after releasing ``_sending``, so bytes left to
+        it while it sends are never stranded.
         """
-        while self._sending.acquire(blocking=wait):
-            try:
-                while True:
-                    with self._state:
-                        out = self._outgoing.read()
-                    if not out:
-                        break
-                    self._sock.sendall(out)
-            finally:
-                self._sending.release()
+        while True:
             with self._state:
                 if not self._outgoing.pending:
                     return
-            wait = False
+            if not self._sending.acquire(blocking=False):
+                return
+            try:
+                with self._state:
+                    out = self._outgoing.read()
+                if out:
+                    self._sock.sendall(out)
+            finally:
+                self._sending.release()
 
     def peer_certificate(self) -> bytes | None:
         """DER certificate the server presented in the handshake."""
