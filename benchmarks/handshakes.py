@@ -212,6 +212,8 @@ def main() -> None:
     parser.add_argument("--burners", type=int, default=os.cpu_count() or 1, help="busy processes")
     parser.add_argument("--burn", choices=sorted(BURNERS), default="python", help="what the burners run")
     parser.add_argument("--node-load", action="store_true", help="also keep the node computing matmuls")
+    parser.add_argument("--cafile", action="store_true",
+                        help="clients verify the node's cert.pem as a CA file instead of pinning its fingerprint")
     parser.add_argument("--open-timeout", type=float, default=10.0)
     parser.add_argument("--json", type=Path, default=ROOT / "artifacts" / "handshakes.json")
     args = parser.parse_args()
@@ -238,8 +240,10 @@ def main() -> None:
             loader.start()
         started = time.perf_counter()
         try:
+            trust: dict[str, Any] = {"cafile": state / "cert.pem"} if args.cafile else {"fingerprint": fingerprint}
+
             def connect() -> Any:
-                return node.connect(url, fingerprint=fingerprint, timeout=args.open_timeout)
+                return node.connect(url, timeout=args.open_timeout, **trust)
 
             dialer = Path(tmp) / "dialer"
             for kind in kinds:
