@@ -25,7 +25,7 @@ median, p99 and max, and how many took longer than 1 s.  JSON in
 ``artifacts/handshakes.json``.  Nothing is asserted, and nothing here runs in
 the test suite: it saturates the machine on purpose.
 
-Before commit 16afc62 about one client handshake in 1,000 waited for the
+Before commit 16afc62 one to five client handshakes in 1,000 waited for the
 10 s open time-out (the synchronous client's reader thread and the caller
 used one OpenSSL connection at once: :mod:`node.transport.tls_socket`).
 """

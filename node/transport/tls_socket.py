@@ -78,15 +78,24 @@ class TlsSocket:
     def _handshake(self, deadline: float) -> None:
         # Before the reader thread exists: this thread alone uses the socket.
         while True:
+            failure: ssl.SSLError | None = None
             with self._state:
                 try:
                     self._tls.do_handshake()
                     done = True
                 except ssl.SSLWantReadError:
                     done = False
+                except ssl.SSLError as exc:  # the alert telling the peer why goes out first
+                    failure, done = exc, True
                 out = self._outgoing.read()
             if out:
-                self._sock.sendall(out)
+                try:
+                    self._sock.sendall(out)
+                except OSError:
+                    if failure is None:
+                        raise
+            if failure is not None:
+                raise failure
             if done:
                 return
             remaining = deadline - time.monotonic()
