@@ -134,7 +134,9 @@ class GatewayRegistration:
     async def stop(self) -> None:
         """Deregister (best effort, bounded), then stop the task."""
         channel = self._channel
-        if channel is not None and self.registered.is_set():
+        # Also while a register is in flight: the gateway may list the node
+        # before its reply arrives, and it handles the deregister after it.
+        if channel is not None and (self.registered.is_set() or channel.connected):
             try:
                 request = DeregisterRequest(channel.tracker.next_id())
                 await asyncio.wait_for(channel.call(request), DEREGISTER_TIMEOUT)
