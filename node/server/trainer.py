@@ -35,6 +35,7 @@ import asyncio
 import concurrent.futures
 import logging
 import secrets
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -240,6 +241,10 @@ class TrainerJobs:
             self._jobs.pop(job_id).held.release()
 
     # -- running ----------------------------------------------------------------
+    # A job's rounds block their thread for the job's whole life (waiting on
+    # owners), so each job gets a thread of its own: on the loop's shared
+    # worker pool, a few running jobs would starve every link opening and
+    # heavy command of the node.
 
     async def _run(self, job: _Job) -> None:
         loop = asyncio.get_running_loop()
@@ -257,7 +262,7 @@ class TrainerJobs:
         if secure is not None:
             collector = SecureCollector(_ChannelParty(self.transfers, loop, secure.crypto_provider), secure.precision)
         try:
-            await asyncio.to_thread(run_rounds, plan, participants, collector, on_round, lambda: job.stop)
+            await _in_own_thread(f"job-{job.job_id}", run_rounds, plan, participants, collector, on_round, lambda: job.stop)
             job.status = JobStatus.DONE
         except TesseraError as exc:
             code = exc.code.value if exc.code is not None else "PEER_UNAVAILABLE"
@@ -331,3 +336,32 @@ def _plan(request: JobSubmitRequest) -> JobPlan:
     state = {k: v.clone() for k, v in request.state.items()}  # decoded tensors view the frame
     return JobPlan(spec, state, hyper, request.rounds, owners, request.min_participants, request.round_timeout,
                    request.secure)
+
+
+async def _in_own_thread(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on a fresh daemon thread; its result or exception, awaited on the loop."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.done():
+            return  # the awaiting task was cancelled
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def body() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the loop, raised there
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the node shut down while the job ran: nobody waits
+            pass
+
+    threading.Thread(target=body, name=name, daemon=True).start()
+    return await done
