@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping
 
@@ -163,7 +164,11 @@ class Conversation:
             self.log.debug("%s from %s failed: %s", kind, self.peer, log_text(exc, exposure))
             return request.error(screen(kind, exc, exposure))
         if exposure is not None and exposure.restricted:
-            self.log.error("internal error handling %s from %s: %s", kind, self.peer, log_text(exc, exposure))
+            # Where it failed (code lines), never the message (it may hold values).
+            where = "".join(traceback.format_tb(exc.__traceback__))
+            self.log.error(
+                "internal error handling %s from %s: %s\n%s", kind, self.peer, log_text(exc, exposure), where
+            )
             return request.error(withheld(kind))
         self.log.error("internal error handling %s from %s", kind, self.peer, exc_info=exc)
         return request.error(InternalError("internal error", {}))

@@ -128,3 +128,21 @@ def test_screen_passes_refusals_and_withholds_the_rest() -> None:
 
 def test_marks_outside_a_request_are_ignored() -> None:
     note_restricted()  # no exposure open: nothing to mark, nothing raised
+
+
+def test_an_internal_error_on_private_data_is_withheld_in_the_reply_and_the_log(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected exception whose message holds a value: OP_FAILED withheld, the log names the class only."""
+    import node.server.executor as executor_module
+
+    def leaky(*args: object, **kwargs: object) -> None:
+        cell = 31337.5  # stands for a value read from the data
+        raise ValueError(f"the cell holds {cell * 1}")
+
+    monkeypatch.setattr(executor_module, "run_op", leaky)
+    session = opened(store_with_private(torch.arange(4.0)))
+    with caplog.at_level("DEBUG", logger="tessera.session"):
+        error = error_after(session, CommandRequest(RequestId(2), "neg", ref(1), (), {}, (ObjectId(10),)))
+    assert error.code == "OP_FAILED" and error.message == withheld("command").message
+    assert "31337" not in caplog.text and "ValueError" in caplog.text
