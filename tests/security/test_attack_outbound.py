@@ -30,6 +30,9 @@ import torch
 
 from node.transport.tokens import network_key
 from protocol.ids import NodeId, ObjectId, RequestId
+from node.mpc.encoding import FixedPointEncoder
+from node.mpc.material import stream_of
+from node.mpc.prg import expand_seed
 from node.server.mpc_specs import step_wire_specs
 from protocol.codec import encode_message_bytes
 from protocol.messages import AckReply, DeliverRequest, ErrorReply, ExpectRequest, PutRequest, TransferRequest
@@ -210,8 +213,8 @@ def test_a_network_member_as_party_and_provider_cannot_open_a_private_share(
     seed it knows, and would receive alice's opening eps0 = x0 - a0: then
     x = eps0 + a0 + x1.  alice refuses the step, because its operator does
     not trust that provider with shares of data the client may not read;
-    the member receives no opening.  (Run against the code before this
-    rule, the member recovered the victim's tensor exactly.)
+    the member receives no opening.  (Against the code before this rule the
+    test fails, naming the values the member recovered: the victim's tensor.)
     """
     secret = torch.tensor([3.25, -1.5, 42.0, 0.125])
     member = Impostor(tmp_path / "member", "mallory", welcome_key=NETWORK_KEY)
@@ -224,16 +227,22 @@ def test_a_network_member_as_party_and_provider_cannot_open_a_private_share(
         assert isinstance(split, MpcSplitReply), split  # splitting with a member is allowed
         x1 = next(m for m in member.messages if isinstance(m, DeliverRequest))
         assert x1.last and tuple(x1.shape) == (4,)
-        reply = asyncio.run(_product_with_own_provider(alice, token, home.object_id, member))
+        reply, seed = asyncio.run(_product_with_own_provider(alice, token, home.object_id, member))
+        openings = [m for m in member.messages if isinstance(m, MpcOpenRequest) and m.values]
+        if openings:  # the attack worked: show what the member now knows
+            share = torch.frombuffer(bytearray(x1.data.numpy().tobytes()), dtype=torch.int64)
+            home_share = openings[0].values[0] + expand_seed(seed, (4,), stream_of(0, 0))
+            recovered = FixedPointEncoder(16).decode(home_share + share)
+            pytest.fail(f"alice sent its masked share to the hostile member, who recovered {recovered.tolist()}")
         assert isinstance(reply, ErrorReply) and reply.code == "PERMISSION_DENIED", reply
         assert "trusts" in reply.message
-        openings = [m for m in member.messages if isinstance(m, MpcOpenRequest)]
-        assert openings == [], "alice sent its masked share to the hostile member"
     finally:
         member.close()
 
 
-async def _product_with_own_provider(alice: NodeProcess, token: str, share_id: int, member: Impostor) -> Any:
+async def _product_with_own_provider(
+    alice: NodeProcess, token: str, share_id: int, member: Impostor
+) -> tuple[Any, bytes]:
     """Ask alice for x * x as party 0 with ``member`` as party 1 and as the dealer; deal it a known seed."""
     session = secrets.token_bytes(16)
     parties = (
@@ -252,4 +261,4 @@ async def _product_with_own_provider(alice: NodeProcess, token: str, share_id: i
     reply = await attacker.request(step)
     await attacker.close()
     await dealer.close()
-    return reply
+    return reply, seed

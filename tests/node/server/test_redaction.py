@@ -13,7 +13,7 @@ import torch
 from node.server.auth import AnonymousAuthenticator
 from node.server.executor import INLINE_COST_LIMIT, Executor
 from node.server.policy import Policy
-from node.server.redaction import Exposure, REFUSALS, exposed, note_restricted, screen, withheld
+from node.server.redaction import Exposure, REFUSALS, current, exposed, note_restricted, screen, withheld
 from node.server.session import Outcome, Session, Work
 from node.server.store import MemoryStore
 from protocol.codec import decode_message, encode_message_bytes
@@ -126,8 +126,16 @@ def test_screen_passes_refusals_and_withholds_the_rest() -> None:
     assert "7" not in screen("x", OpFailed("index 7", {}), exposure).message
 
 
-def test_marks_outside_a_request_are_ignored() -> None:
-    note_restricted()  # no exposure open: nothing to mark, nothing raised
+def test_marks_outside_a_request_are_ignored_and_exposures_do_not_leak() -> None:
+    """A mark with no request open changes nothing; one request's mark does not reach the next."""
+    note_restricted()
+    assert current() is None
+    first, second = Exposure(), Exposure()
+    with exposed(first):
+        note_restricted()
+    with exposed(second):
+        assert current() is second
+    assert first.restricted and not second.restricted and current() is None
 
 
 def test_an_internal_error_on_private_data_is_withheld_in_the_reply_and_the_log(
