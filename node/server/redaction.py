@@ -37,9 +37,7 @@ Pure: contextvars, no torch, no I/O.
 from __future__ import annotations
 
 import contextvars
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from protocol.errors import (
     AlreadyExists,
@@ -93,14 +91,24 @@ def note_restricted() -> None:
         exposure.restricted = True
 
 
-@contextmanager
-def exposed(exposure: Exposure) -> Iterator[Exposure]:
-    """Run a request's handler (or its later work) under ``exposure``."""
-    token = _current.set(exposure)
-    try:
-        yield exposure
-    finally:
-        _current.reset(token)
+class exposed:
+    """Run a request's handler (or its later work) under ``exposure`` (``with exposed(e):``).
+
+    A class rather than a generator context manager: it wraps every message
+    a node handles, and this is a third of the cost.
+    """
+
+    __slots__ = ("exposure", "_token")
+
+    def __init__(self, exposure: Exposure) -> None:
+        self.exposure = exposure
+
+    def __enter__(self) -> Exposure:
+        self._token = _current.set(self.exposure)
+        return self.exposure
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
 
 
 def withheld(kind: str) -> OpFailed:
