@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from node.server.users import UserDirectory
-from node.transport.tokens import new_network_token, new_user_token, parse_user_token
+from peer.security.tokens import new_network_token, new_user_token, parse_user_token
 
 __all__ = ["admit_benchmark_user"]
 

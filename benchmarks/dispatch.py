@@ -17,7 +17,7 @@ import json
 import timeit
 from pathlib import Path
 
-from node.server.auth import AnonymousAuthenticator
+from peer.server.auth import AnonymousAuthenticator
 from node.server.executor import Executor
 from node.server.session import Session
 from node.server.store import MemoryStore

@@ -38,7 +38,7 @@ from tests.fuzz.corpus import field_names, random_input, seed_frames
 from tests.fuzz.oracle import Unreportable, check_decoder, check_reportable
 from tests.fuzz.wire import FeedReport, Target, cleanup, feed, isolate
 from node.server.users import UserDirectory
-from node.transport.tokens import parse_user_token
+from peer.security.tokens import parse_user_token
 from tests.support import USER_TOKEN, admit, node_env
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ reply (TCP, TLS, HTTP upgrade, hello and its proof):
   threads at once (the synchronous client: websockets' reader thread and the
   caller's thread on one TLS connection);
 - ``client sequential``: the same from one thread;
-- ``node concurrent``: :class:`~node.transport.channel.AsyncChannel` links
+- ``node concurrent``: :class:`~peer.client.async_channel.AsyncChannel` links
   with a node identity's proof and the network key (what a node's links to
   other nodes are), opened by ``--concurrency`` tasks on one event loop;
 - ``node sequential``: the same, one at a time.
@@ -27,7 +27,7 @@ the test suite: it saturates the machine on purpose.
 
 Before commit 16afc62 one to five client handshakes in 1,000 waited for the
 10 s open time-out (the synchronous client's reader thread and the caller
-used one OpenSSL connection at once: :mod:`node.transport.tls_socket`).
+used one OpenSSL connection at once: :mod:`peer.transport.tls_socket`).
 """
 
 from __future__ import annotations
@@ -166,12 +166,12 @@ def client_runs(kind: Kind, count: int, threads: int, connect: Callable[[], Any]
 
 async def node_runs(kind: Kind, count: int, tasks: int, url: str, fingerprint: str, state_dir: Path) -> None:
     """``count`` node-to-node handshakes from ``tasks`` tasks on this loop."""
-    from node.transport.channel import AsyncChannel, Endpoint
-    from node.transport.identity import ensure_identity
-    from node.transport.proof import node_credentials
-    from node.transport.tokens import network_key
-    from node.transport.tracker import RequestTracker
-    from node.transport.trust import TrustPolicy
+    from peer.client.async_channel import AsyncChannel, Endpoint
+    from peer.security.identity import ensure_identity
+    from peer.security.proof import node_credentials
+    from peer.security.tokens import network_key
+    from peer.client.tracker import RequestTracker
+    from peer.security.trust import TrustPolicy
 
     identity = ensure_identity(state_dir, "dialer", ("127.0.0.1",))
     key = network_key(os.environ["TESSERA_NETWORK_TOKEN"])
@@ -220,7 +220,7 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT))
     from benchmarks.credentials import admit_benchmark_user
-    from node.transport import loops
+    from peer.transport import loops
 
     import node
 

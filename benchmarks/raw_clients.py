@@ -12,9 +12,9 @@ import struct
 import threading
 from typing import Any, Coroutine, TypeVar
 
-from node.transport import loops
-from node.transport.tls import client_ssl_context
-from node.transport.trust import TrustPolicy
+from peer.transport import loops
+from peer.transport.tls import client_ssl_context
+from peer.security.trust import TrustPolicy
 
 __all__ = ["RawWebSocket", "RawTls", "FRAGMENT"]
 

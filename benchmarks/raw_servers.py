@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from node.transport import loops
+from peer.transport import loops
 
 FRAGMENT = 1 << 20
 _LENGTH = struct.Struct("<Q")
@@ -87,8 +87,8 @@ async def _stream_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWr
 async def serve(state_dir: Path) -> None:
     from websockets.asyncio.server import serve as ws_serve
 
-    from node.transport.identity import ensure_identity
-    from node.transport.tls import server_ssl_context
+    from peer.security.identity import ensure_identity
+    from peer.transport.tls import server_ssl_context
 
     identity = ensure_identity(state_dir, "raw", ("127.0.0.1",))
     context = server_ssl_context(identity)

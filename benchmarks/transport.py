@@ -30,7 +30,7 @@ import torch
 
 from benchmarks.memory import peak_rss, reset_peak_rss, rss
 from benchmarks.raw_clients import RawTls, RawWebSocket
-from node.transport import loops
+from peer.transport import loops
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"^(\S+) .*listening on (\S+) fingerprint (\S+)")

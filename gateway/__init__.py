@@ -10,7 +10,7 @@
 - :mod:`.settings`, :mod:`.__main__`: configuration and ``python -m gateway``.
 
 Depends on ``protocol/`` and, for transport, TLS identity, node proofs and the
-session ``Outcome``, on ``node.transport`` and ``node.server``'s auth and
+session ``Outcome``, on ``peer.transport`` and ``node.server``'s auth and
 session modules; never on the node's store, executor or client.
 """
 

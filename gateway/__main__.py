@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from node.transport import loops
-from node.cli import (
+from peer.transport import loops
+from peer.cli import (
     LOG_LEVELS,
     NETWORK_TOKEN_ENV,
     CliError,
@@ -33,8 +33,8 @@ from node.cli import (
     network_token,
     port_arg,
 )
-from node.transport.identity import StateDirError, normalize_fingerprint
-from node.transport.tokens import new_network_token
+from peer.security.identity import StateDirError, normalize_fingerprint
+from peer.security.tokens import new_network_token
 from protocol.ids import NodeId
 
 from .bindings import Binding, BindingFile, Bindings, node_id_arg

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node.transport.identity import StateDirError, atomic_write, normalize_fingerprint
+from peer.security.identity import StateDirError, atomic_write, normalize_fingerprint
 from protocol.ids import NodeId
 from protocol.validate import MAX_NAME_CHARS
 
@@ -139,7 +139,7 @@ _Stamp = tuple[int, int, int]
 class BindingFile:
     """``<state-dir>/bindings.json``: load, notice changes, and locked read-modify-write.
 
-    Raises :class:`~node.transport.identity.StateDirError` (one line, naming
+    Raises :class:`~peer.security.identity.StateDirError` (one line, naming
     the file) when the file cannot be read, parsed or written.
     """
 

@@ -27,12 +27,12 @@ import time
 from typing import Callable
 from urllib.parse import urlsplit
 
-from node.server.auth import CredentialAuthenticator
-from node.server.session import Outcome
-from node.transport.identity import Identity, StateDirError, ensure_identity
-from node.transport.tokens import network_key
-from node.transport.tls import server_ssl_context
-from node.transport.websocket import (
+from peer.server.auth import CredentialAuthenticator
+from peer.server.conversation import Outcome
+from peer.security.identity import Identity, StateDirError, ensure_identity
+from peer.security.tokens import network_key
+from peer.transport.tls import server_ssl_context
+from peer.transport.websocket import (
     CloseCode,
     Connection,
     ConnectionLost,

@@ -20,7 +20,7 @@ and proven nodes).  Then:
 so the server can mark it offline the moment the connection drops.
 
 Decoding, the hello gate and the one error translation point are the
-node's :class:`~node.server.conversation.Conversation`.  Must not import
+node's :class:`~peer.server.conversation.Conversation`.  Must not import
 asyncio or websockets.
 """
 
@@ -29,8 +29,8 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from node.server.auth import Authenticator
-from node.server.conversation import Conversation, Outcome, SessionState
+from peer.server.auth import Authenticator
+from peer.server.conversation import Conversation, Outcome, SessionState
 from protocol.errors import BadRequest, PermissionDenied, QuotaExceeded
 from protocol.ids import NodeId
 from protocol.messages import (

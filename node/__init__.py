@@ -2,7 +2,7 @@
 
 Two sides live here, kept apart by path: ``node/server/`` runs inside a node
 (session, store, executor, op table), ``node/client/`` runs in the user's
-process (``RemoteNode``, pointers, ``VirtualNode``); ``node/transport/``
+process (``RemoteNode``, pointers, ``VirtualNode``); ``peer/transport/``
 (WebSockets and TLS) serves both.
 
     >>> import torch, node
@@ -37,23 +37,23 @@ from protocol.messages import ObjectInfo
 
 from . import fl
 from .client.aio import AsyncRemoteNode, connect_async
-from .client.federated import DatasetPointer, RemoteJob
+from node.client.fl.jobs import DatasetPointer, RemoteJob
 from .client.grid import Gateway, GridMatch, GridNode
 from .client.hook import hook_torch
 from .client.pointer import Pointer
 from .client.remote import RemoteNode, connect
-from .client.mpc_group import (
+from node.client.mpc.group import (
     CryptoProviderUnavailable,
     MixedParties,
     PrecisionMismatch,
     ShapeMismatch,
     SharingError,
 )
-from .client.shared import SharedTensor
-from .client.sharing import share
+from node.client.mpc.shared import SharedTensor
+from node.client.mpc.sharing import share
 from .client.virtual import VirtualNode
 from .errors import ClientClosed, InsecureConnectionWarning, MixedNodesError, NodeUnavailable
-from .transport.trust import CertificateMismatch, TrustError, TrustOnFirstUseWarning
+from peer.security.trust import CertificateMismatch, TrustError, TrustOnFirstUseWarning
 
 __all__ = [
     "connect",

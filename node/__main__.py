@@ -22,7 +22,7 @@ from protocol.errors import MalformedMessage
 from protocol.records import Role, normalize_tag, validate_node_url
 
 from .allocator import keep_large_buffers
-from .cli import (
+from peer.cli import (
     LOG_LEVELS,
     NETWORK_TOKEN_ENV,
     CliError,
@@ -52,9 +52,9 @@ from .fl.policy import (
 )
 from .server.runtime import NodeServer
 from .settings import DEFAULT_PORT, DatasetSource, NodeSettings, default_state_dir, validate_node_id
-from .transport import loops
+from peer.transport import loops
 from .server.users import UsersFileError
-from .transport.identity import StateDirError, normalize_fingerprint
+from peer.security.identity import StateDirError, normalize_fingerprint
 from .audit_cli import audit_main
 from .users_cli import users_main
 

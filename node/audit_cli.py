@@ -2,7 +2,7 @@
 
 Every ``train`` asked of the node's datasets (users' and trainer nodes'
 jobs alike) is one line of ``audit.jsonl`` in the node's state directory
-(:mod:`node.server.audit`): time, dataset, principal, job and round, the
+(:mod:`node.server.fl.audit`): time, dataset, principal, job and round, the
 model spec's SHA-256, the training rows, the epsilon charged and left, and
 what came of it.  This prints them as a table (``--json``: the lines as
 stored), oldest first, optionally for one dataset or principal and only the
@@ -16,8 +16,8 @@ from collections import deque
 from pathlib import Path
 from typing import Mapping
 
-from .cli import OneLineParser, fail
-from .server.audit import AUDIT_FILE, AuditEntry, AuditFileError, read_audit
+from peer.cli import OneLineParser, fail
+from node.server.fl.audit import AUDIT_FILE, AuditEntry, AuditFileError, read_audit
 from .users_cli import node_state_dir
 
 __all__ = ["audit_main"]

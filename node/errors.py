@@ -1,18 +1,16 @@
 """Errors raised in the user's process that never travel on the wire.
 
 Wire errors (``NotFound``, ``OpFailed``...) come from :mod:`protocol.errors`
-and are re-exported by ``node``.
+and connection errors from :mod:`peer.errors`; both are re-exported by
+``node``.
 """
 
 from __future__ import annotations
 
+from peer.errors import ClientClosed, InsecureConnectionWarning, NodeUnavailable
 from protocol.errors import TesseraError
 
 __all__ = ["NodeUnavailable", "MixedNodesError", "ClientClosed", "InsecureConnectionWarning"]
-
-
-class NodeUnavailable(TesseraError):
-    """The node cannot be reached, or the connection dropped mid-request."""
 
 
 class MixedNodesError(TesseraError, ValueError):
@@ -28,11 +26,3 @@ class MixedNodesError(TesseraError, ValueError):
             "operands of one op must live on the same node",
             {"op": op, "first": first, "second": second},
         )
-
-
-class ClientClosed(TesseraError):
-    """The client handle was closed and cannot be used any more."""
-
-
-class InsecureConnectionWarning(UserWarning):
-    """A connection without TLS: traffic and credentials travel in plaintext."""

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from .cli import OneLineParser, fail
+from peer.cli import OneLineParser, fail
 from .server.users import UserDirectory, UsersFileError
 from .settings import default_state_dir, validate_node_id
-from .transport.tokens import USER_NAME_PATTERN, new_user_token, parse_user_token
+from peer.security.tokens import USER_NAME_PATTERN, new_user_token, parse_user_token
 
 __all__ = ["users_main", "node_state_dir"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from node.server.users import UserDirectory
-from node.transport.tokens import network_key, new_network_token, new_user_token, parse_user_token
+from peer.security.tokens import network_key, new_network_token, new_user_token, parse_user_token
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -38,12 +38,12 @@ from protocol.messages import (
 from protocol.streams import CHUNK_BYTES, READ_WINDOW, STREAM_THRESHOLD, ReadReply, ReadRequest
 from protocol.tensors import DTYPES
 
-from ..transport.channel import AsyncChannel
+from peer.client.async_channel import AsyncChannel
 from .handle import NodeHandle, R
 from .pointer import Pointer
 from .remote import endpoint_for
 from .streaming import raw_bytes
-from ..transport.tracker import RequestTracker, rebuild_error
+from peer.client.tracker import RequestTracker, rebuild_error
 
 __all__ = ["AsyncRemoteNode", "connect_async"]
 

@@ -24,12 +24,12 @@ from protocol.messages import ErrorReply, NodesReply, NodesRequest, Reply
 from protocol.records import DatasetSummary, NodeStatus, normalize_tag
 
 from ..errors import NodeUnavailable
-from ..server.auth import ANONYMOUS_SCHEME
-from ..transport.channel import Endpoint, fixed_credentials
-from ..transport.tracker import rebuild_error
-from ..transport.trust import TrustPolicy
-from .channel import SyncChannel
-from .federated import DatasetPointer
+from peer.server.auth import ANONYMOUS_SCHEME
+from peer.client.async_channel import Endpoint, fixed_credentials
+from peer.client.tracker import rebuild_error
+from peer.security.trust import TrustPolicy
+from peer.client.sync_channel import SyncChannel
+from node.client.fl.jobs import DatasetPointer
 from .remote import RemoteNode, connect
 
 __all__ = ["Gateway", "GridNode", "GridMatch"]

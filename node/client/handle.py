@@ -1,6 +1,6 @@
 """The client's handle on one node: the API behind ``RemoteNode`` and ``VirtualNode``.
 
-Turns user calls into requests on a :class:`~node.client.channel.Channel`:
+Turns user calls into requests on a :class:`~peer.client.sync_channel.Channel`:
 ``send`` and ops are posted without waiting (pipelining; the client picks
 object ids at random from a 64-bit space so results can be named before the
 node answers), while ``get``, ``sync``, ``objects`` and ``describe`` wait
@@ -46,10 +46,10 @@ from protocol.transfers import TICKET_BYTES
 from protocol.values import PointerRef
 
 from ..errors import MixedNodesError
-from .channel import Channel
+from peer.client.sync_channel import Channel
 from .pointer import Pointer
 from .streaming import download, upload_chunks
-from ..transport.tracker import rebuild_error
+from peer.client.tracker import rebuild_error
 
 __all__ = ["NodeHandle", "DELETE_BATCH"]
 

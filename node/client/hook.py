@@ -23,7 +23,7 @@ def _send(self: torch.Tensor, node: NodeHandle) -> Pointer:
 
 def _share(self: torch.Tensor, *parties: NodeHandle, **options: Any) -> Any:
     """Secret-share this tensor between ``parties`` (see :func:`node.share`)."""
-    from .sharing import share
+    from node.client.mpc.sharing import share
 
     return share(self, *parties, **options)
 

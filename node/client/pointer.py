@@ -29,7 +29,7 @@ from .torch_functions import route_for_torch_function, wire_index, wire_kwargs
 
 if TYPE_CHECKING:
     from .handle import NodeHandle
-    from .shared import SharedTensor
+    from node.client.mpc.shared import SharedTensor
 
 __all__ = ["Pointer"]
 
@@ -106,7 +106,7 @@ class Pointer:
         for ``precision``, ``truncation`` and ``timeout``); returns a
         :class:`~node.SharedTensor`.
         """
-        from .sharing import share_pointer
+        from node.client.mpc.sharing import share_pointer
 
         return share_pointer(self, *parties, crypto_provider=crypto_provider, **options)
 

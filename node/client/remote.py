@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING
 
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 
-from ..transport.trust import TrustPolicy
-from ..transport.channel import Endpoint
-from .channel import SyncChannel
-from .credentials import client_credentials
+from peer.security.trust import TrustPolicy
+from peer.client.async_channel import Endpoint
+from peer.client.sync_channel import SyncChannel
+from peer.client.credentials import client_credentials
 from .handle import NodeHandle
 
 if TYPE_CHECKING:
     from ..fl.fedavg import FedAvg
-    from .federated import HandleParty, RemoteJob
+    from node.client.fl.jobs import HandleParty, RemoteJob
 
 __all__ = ["RemoteNode", "connect", "endpoint_for"]
 
@@ -30,19 +30,19 @@ class RemoteNode(NodeHandle):
         node to node; keep the returned job's ``job_id`` to come back later
         with :meth:`job`, from a new connection too.
         """
-        from .federated import submit_job
+        from node.client.fl.jobs import submit_job
 
         return submit_job(self, job)
 
     def secagg_party(self) -> HandleParty:
         """This node as a secure-aggregation party (``FedAvg(..., crypto_provider=this)``)."""
-        from .federated import HandleParty
+        from node.client.fl.jobs import HandleParty
 
         return HandleParty.of(self)
 
     def job(self, job_id: str, job: FedAvg | None = None) -> RemoteJob:
         """A job this principal submitted to this trainer node earlier."""
-        from .federated import RemoteJob
+        from node.client.fl.jobs import RemoteJob
 
         return RemoteJob(self, job_id, job)
 

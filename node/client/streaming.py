@@ -23,7 +23,7 @@ from protocol.messages import ErrorReply, ObjectInfo, Reply
 from protocol.streams import CHUNK_BYTES, READ_WINDOW, PutChunkRequest, ReadReply, ReadRequest
 from protocol.tensors import DTYPE_NAMES, DTYPES
 
-from ..transport.tracker import rebuild_error
+from peer.client.tracker import rebuild_error
 
 if TYPE_CHECKING:
     from .handle import NodeHandle

@@ -20,20 +20,20 @@ from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 from protocol.messages import REPLY_TYPES, ErrorReply, HelloReply, Reply, Request
 
 from ..errors import ClientClosed
-from ..server.auth import ANONYMOUS_SCHEME, AnonymousAuthenticator
+from peer.server.auth import ANONYMOUS_SCHEME, AnonymousAuthenticator
 from ..server.executor import Executor
 from ..server.session import Outcome, Session, Work
 from ..server.store import MemoryStore
 from ..settings import validate_node_id
-from ..transport.channel import hello_request
+from peer.client.async_channel import hello_request
 from .handle import NodeHandle
-from ..transport.tracker import RequestTracker, rebuild_error
+from peer.client.tracker import RequestTracker, rebuild_error
 
 __all__ = ["VirtualNode"]
 
 
 class LocalChannel:
-    """A :class:`~node.client.channel.Channel` straight into a :class:`Session`."""
+    """A :class:`~peer.client.sync_channel.Channel` straight into a :class:`Session`."""
 
     def __init__(self, session: Session, client_name: str) -> None:
         self._session = session

@@ -16,7 +16,7 @@ inputs include an object the caller cannot read (a *restricted* command):
    on meta tensors (:mod:`node.server.sizing`), where using a value fails,
    and checks the real results have the shapes the meta run predicted.
 3. If a restricted command fails anyway, its error is withheld by the
-   node's one redaction point (:mod:`node.server.redaction`), as every
+   node's one redaction point (:mod:`peer.server.redaction`), as every
    request's is: torch messages echo values ("index 7 is out of bounds",
    "Target 7 is out of bounds").
 

@@ -1,6 +1,6 @@
 """Drives one connection: frames to the session in order, replies back in order.
 
-Push mode (see :mod:`node.transport.websocket`): frames arrive in
+Push mode (see :mod:`peer.transport.websocket`): frames arrive in
 ``frame_received`` straight from the socket callback and small ones are
 answered synchronously, with no task switch.  A heavy command (``Work``, run
 in a thread) or a transfer (``AsyncWork``) makes the connection busy: later
@@ -30,7 +30,7 @@ from protocol.errors import ProtocolError, QuotaExceeded
 from protocol.ids import RequestId
 from protocol.messages import ErrorReply, Reply
 
-from ..transport.websocket import SINGLE_FRAME_LIMIT, Buffer, CloseCode, Connection, ConnectionLost
+from peer.transport.websocket import SINGLE_FRAME_LIMIT, Buffer, CloseCode, Connection, ConnectionLost
 from .session import CLOSE_POLICY, AsyncWork, Outcome, Session, Step, Work
 from .store import Hold, Principal, Reservation
 
@@ -51,7 +51,7 @@ UNCOUNTED_BACKLOG_BYTES = 64 * 1024
 
 
 class ConnectionDriver:
-    """The :class:`~node.transport.websocket.FrameSink` of one node connection."""
+    """The :class:`~peer.transport.websocket.FrameSink` of one node connection."""
 
     def __init__(
         self,

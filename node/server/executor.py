@@ -8,7 +8,7 @@ plus the caller's own (:func:`~node.server.policy.combine`), so it is never
 more readable than its inputs.  A command using data the caller may not read
 is *restricted*: value-sensitive uses are refused, its shapes are checked
 without data (:mod:`node.server.disclosure`), and its failures are
-redacted where every request's are (:mod:`node.server.redaction`).
+redacted where every request's are (:mod:`peer.server.redaction`).
 Result sizes are checked against the caller's quota before anything is
 allocated (:mod:`node.server.sizing`).  Must not import asyncio or the
 transport: the session decides which thread this runs on.
@@ -116,7 +116,7 @@ class Executor:
         specs, held = self._plan(prepared)
         with held if held is not None else contextlib.nullcontext():
             # A failure of a restricted command is screened by the session's one
-            # redaction point (node.server.redaction): the store marked it exposed.
+            # redaction point (peer.server.redaction): the store marked it exposed.
             outputs = run_op(request.op, prepared.target, prepared.args, prepared.kwargs)
             if specs is not None and prepared.hidden:
                 if [(t.shape, t.dtype) for t in outputs] != specs:

@@ -27,12 +27,12 @@ import functools
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from peer.server.auth import Principal
 from protocol.errors import PermissionDenied, QuotaExceeded
 from protocol.transfers import MAX_POLICY_PRINCIPALS
 
 __all__ = ["Principal", "Restriction", "Policy", "combine", "MOVER", "OPERATOR"]
 
-Principal = str
 
 Restriction = tuple[Principal, frozenset[Principal]]
 """A guardian and the principals it allows to read."""

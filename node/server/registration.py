@@ -32,9 +32,9 @@ from protocol.messages import (
 )
 from protocol.records import NodeRecord
 
-from ..transport.backoff import backoff_delay
-from ..transport.channel import AsyncChannel, Endpoint
-from ..transport.tracker import RequestTracker, rebuild_error
+from peer.transport.backoff import backoff_delay
+from peer.client.async_channel import AsyncChannel, Endpoint
+from peer.client.tracker import RequestTracker, rebuild_error
 
 __all__ = ["GatewayRegistration"]
 

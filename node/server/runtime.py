@@ -23,25 +23,25 @@ from protocol.messages import ErrorReply, Reply
 from protocol.records import NodeRecord, Role
 
 from ..settings import NodeSettings
-from ..transport.channel import Credentials, Endpoint
-from ..transport.identity import Identity, ensure_identity
-from ..transport.proof import node_credentials
-from ..transport.tokens import network_key
-from ..transport.tls import server_ssl_context
-from ..transport.trust import TrustPolicy
-from ..transport.websocket import Connection, Listener, listen, listening_url
-from .auth import AnonymousAuthenticator, Authenticator, CredentialAuthenticator
+from peer.client.async_channel import Credentials, Endpoint
+from peer.security.identity import Identity, ensure_identity
+from peer.security.proof import node_credentials
+from peer.security.tokens import network_key
+from peer.transport.tls import server_ssl_context
+from peer.security.trust import TrustPolicy
+from peer.transport.websocket import Connection, Listener, listen, listening_url
+from peer.server.auth import AnonymousAuthenticator, Authenticator, CredentialAuthenticator
 from .users import USER_PREFIX, UserDirectory, UsersFileError
 from .executor import Executor
 from .driver import ConnectionDriver
-from .federated import OwnerDatasets
+from node.server.fl.owner import OwnerDatasets
 from .session import Session
 from .registration import GatewayRegistration
 from .store import MemoryStore, Principal, Quota
-from .trainer import TrainerJobs
+from node.server.fl.trainer import TrainerJobs
 from .transfers import TransferService
-from .mpc_service import MpcService
-from .secagg_service import SecureAggregation
+from node.server.mpc.service import MpcService
+from node.server.fl.secagg import SecureAggregation
 
 __all__ = ["NodeServer"]
 

@@ -7,7 +7,7 @@ executor.  Heavy commands come back as :class:`Work` for the caller to run
 off the event loop; everything else is answered inline, in arrival order.
 
 Decoding, the hello gate and the one error translation point are
-:class:`~node.server.conversation.Conversation`'s, shared with the gateway;
+:class:`~peer.server.conversation.Conversation`'s, shared with the gateway;
 this module holds the node's handlers.  Must not import asyncio or websockets.
 """
 
@@ -42,11 +42,11 @@ from protocol.messages import (
     TransferRequest,
 )
 
-from .auth import Authenticator
-from .conversation import CLOSE_POLICY, CLOSE_PROTOCOL, Conversation, Outcome, SessionState
+from peer.server.auth import Authenticator
+from peer.server.conversation import CLOSE_POLICY, CLOSE_PROTOCOL, Conversation, Outcome, SessionState
 from .executor import Executor, PreparedCommand
 from .policy import Policy
-from .redaction import Exposure, exposed
+from peer.server.redaction import Exposure, exposed
 from .store import Hold, ObjectStore, Reservation
 from .transfers import TransferService
 from .uploads import Upload, tensor_bytes
@@ -149,7 +149,7 @@ class Session(Conversation):
         """An :class:`AsyncWork` whose body never raises: ``run``'s reply, or its error as the reply.
 
         The asynchronous twin of the error translation point
-        (:meth:`~node.server.conversation.Conversation.error_reply`).
+        (:meth:`~peer.server.conversation.Conversation.error_reply`).
         """
 
         async def body() -> Outcome:

@@ -30,7 +30,7 @@ from protocol.messages import ObjectInfo
 from protocol.tensors import DTYPE_NAMES
 
 from .policy import OPERATOR, Policy, Principal
-from .redaction import note_restricted
+from peer.server.redaction import note_restricted
 from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, Hold, Ledger, Quota, Reservation
 
 __all__ = [

@@ -17,7 +17,7 @@ may differ; the destination substitutes the principal that made the
 ``expect``.
 
 Runs inside a node on its event loop; links are
-:class:`~node.transport.channel.AsyncChannel`s.
+:class:`~peer.client.async_channel.AsyncChannel`s.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ from protocol.streams import CHUNK_BYTES
 from protocol.tensors import DTYPE_NAMES
 
 from ..errors import NodeUnavailable
-from ..transport.channel import AsyncChannel, Credentials, Endpoint
-from ..transport.tracker import RequestTracker, rebuild_error
-from ..transport.trust import TrustError, TrustPolicy
-from .auth import Caller
+from peer.client.async_channel import AsyncChannel, Credentials, Endpoint
+from peer.client.tracker import RequestTracker, rebuild_error
+from peer.security.trust import TrustError, TrustPolicy
+from peer.server.auth import Caller
 from .policy import MOVER, Policy
 from .quota import Hold, Reservation as QuotaReservation
 from .store import ObjectStore, Principal
@@ -338,7 +338,7 @@ class TransferService:
         shares, material, openings, secure-aggregation shares, trainer
         requests): the link pins ``fingerprint`` and, before anything is
         sent on it, the peer proves it holds the network token
-        (:class:`~node.transport.trust.NotAMember` otherwise).  A node in no
+        (:class:`~peer.security.trust.NotAMember` otherwise).  A node in no
         network sends nothing to other nodes.  Failed dials are not kept,
         and the pool is bounded.  Raises NodeUnavailable or TrustError when
         the peer cannot be reached as pinned or is not a member.

@@ -1,7 +1,7 @@
 """The users a node's operator has admitted, and checking their hellos.
 
 ``<state-dir>/users.json`` (mode 0600) maps each user name to the MAC key
-derived from its token (:func:`~node.transport.tokens.user_key`); tokens
+derived from its token (:func:`~peer.security.tokens.user_key`); tokens
 themselves are shown once, when issued, and never stored.  The operator
 edits the file with ``python -m node users add|revoke|list`` while the node
 runs: the directory notices the change (file size, mtime and inode) at the
@@ -23,8 +23,8 @@ from typing import Any, Mapping
 
 from protocol.errors import Unauthenticated
 
-from ..transport.proof import ReplayGuard
-from ..transport.tokens import USER_NAME_PATTERN, UserToken, token_fields, user_key, user_mac
+from peer.security.proof import ReplayGuard
+from peer.security.tokens import USER_NAME_PATTERN, UserToken, token_fields, user_key, user_mac
 
 __all__ = ["UserDirectory", "UserEntry", "USERS_FILE", "USER_PREFIX", "UsersFileError"]
 

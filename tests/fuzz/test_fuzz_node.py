@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import node
 from node.server.runtime import NodeServer
 from node.server.users import UserDirectory
-from node.transport.tokens import parse_user_token
+from peer.security.tokens import parse_user_token
 from node.settings import NodeSettings
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.ids import NodeId

@@ -22,8 +22,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from node.transport.identity import fingerprint_of
-from node.transport.tokens import parse_user_token, user_credentials
+from peer.security.identity import fingerprint_of
+from peer.security.tokens import parse_user_token, user_credentials
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.errors import ProtocolError, VersionMismatch
 from protocol.limits import PROTOCOL_VERSION

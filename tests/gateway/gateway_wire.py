@@ -9,8 +9,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from node.transport.identity import Identity
-from node.transport.proof import node_credentials
+from peer.security.identity import Identity
+from peer.security.proof import node_credentials
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.ids import NodeId, RequestId
 from protocol.limits import PROTOCOL_VERSION

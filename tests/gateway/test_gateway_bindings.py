@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.bindings import BINDINGS_FILE, Binding, BindingFile, decode_bindings, encode_bindings
-from node.transport.identity import StateDirError
+from peer.security.identity import StateDirError
 from protocol.ids import NodeId
 
 ALICE = NodeId("alice")

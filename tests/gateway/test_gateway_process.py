@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 
 from gateway.bindings import BINDINGS_FILE, BindingFile
-from node.transport.identity import Identity, ensure_identity
+from peer.security.identity import Identity, ensure_identity
 from protocol.messages import (
     AckReply, DeregisterRequest, ErrorReply, HeartbeatRequest, NodesReply, NodesRequest,
     RegisterReply, RegisterRequest,

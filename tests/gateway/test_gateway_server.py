@@ -18,7 +18,7 @@ import pytest
 from gateway.bindings import BINDINGS_FILE, Binding, BindingFile
 from gateway.server import GatewayServer
 from gateway.settings import GatewaySettings
-from node.transport.identity import StateDirError
+from peer.security.identity import StateDirError
 from protocol.errors import NotFound, PermissionDenied
 from protocol.ids import NodeId
 from protocol.records import NodeRecord, Role

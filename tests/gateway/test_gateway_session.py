@@ -14,10 +14,10 @@ import torch
 from gateway.flood import RateLimiter
 from gateway.registry import Registry
 from gateway.session import GATEWAY_ID, GatewaySession
-from node.server.auth import CredentialAuthenticator
+from peer.server.auth import CredentialAuthenticator
 from node.server.session import CLOSE_POLICY, CLOSE_PROTOCOL, Outcome
-from node.transport.identity import Identity, ensure_identity
-from node.transport.proof import node_credentials
+from peer.security.identity import Identity, ensure_identity
+from peer.security.proof import node_credentials
 from tests.support import NETWORK_KEY
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.ids import NodeId, ObjectId, RequestId

@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from node.transport.identity import Identity, ensure_identity
+from peer.security.identity import Identity, ensure_identity
 from protocol.records import DatasetSummary, Role
 from protocol.messages import RegisterReply, RegisterRequest
 from tests.gateway.gateway_wire import Wire, record_for

@@ -33,8 +33,8 @@ from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 
-from node.transport.identity import ensure_identity
-from node.transport.tls import server_ssl_context
+from peer.security.identity import ensure_identity
+from peer.transport.tls import server_ssl_context
 from protocol.codec import decode_message, encode_message
 from protocol.ids import NodeId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES

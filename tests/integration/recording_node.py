@@ -1,7 +1,7 @@
 """``python -m tests.integration.recording_node ...``: a node that records what its links receive.
 
 Test-only: runs ``python -m node`` unchanged, except that every frame an
-outgoing node-to-node link (:class:`~node.transport.channel.AsyncChannel`)
+outgoing node-to-node link (:class:`~peer.client.async_channel.AsyncChannel`)
 receives is appended, length-prefixed, to the file named by
 ``TESSERA_TEST_FRAMES``, so a test can check what a trainer node was sent.
 """
@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from node.__main__ import main
-from node.transport.channel import AsyncChannel
+from peer.client.async_channel import AsyncChannel
 
 _original = AsyncChannel.frame_received
 

@@ -19,7 +19,7 @@ import torch
 from sklearn.datasets import load_breast_cancer  # type: ignore[import-untyped]
 
 import node
-from node.client.federated import DatasetPointer
+from node.client.fl.jobs import DatasetPointer
 from node.fl import (
     FedAvg,
     HyperparameterError,
@@ -169,7 +169,7 @@ def test_owner_refusing_the_task_fails_the_job(network: dict[str, Any]) -> None:
 
     The owner's own message would name the private labels' range; like every
     failure of a request that touched a private dataset it is withheld
-    (node/server/redaction.py).
+    (peer/server/redaction.py).
     """
     model = torch.nn.Sequential(torch.nn.Linear(30, 1))
     job = FedAvg(model, _pointers(network["grid"]), rounds=2, loss="cross_entropy", progress=False)

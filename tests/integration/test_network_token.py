@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import node
-from node.transport.tokens import new_network_token
+from peer.security.tokens import new_network_token
 from tests.support import GatewayProcess, NodeProcess, admit, start_gateway, start_node
 
 

@@ -25,8 +25,8 @@ import pytest
 import torch
 
 import node
-from node.client.channel import SyncChannel
-from node.client.federated import DatasetPointer
+from peer.client.sync_channel import SyncChannel
+from node.client.fl.jobs import DatasetPointer
 from node.fl import AggregationFailed, FedAvg, Hyperparameters, load_dataset, model_to_spec, owner_seed
 from node.fl.aggregate import fedavg
 from node.fl.local import train_locally

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 import node
-from node.client.channel import SyncChannel
+from peer.client.sync_channel import SyncChannel
 from node.mpc import PartyError, UnsupportedDtype
-from node.transport.tokens import new_network_token
+from peer.security.tokens import new_network_token
 from protocol.codec import decode_message
 from protocol.errors import PeerUnavailable, PermissionDenied
 from protocol.ids import RequestId

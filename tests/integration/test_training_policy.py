@@ -26,12 +26,12 @@ import torch
 from sklearn.datasets import load_breast_cancer  # type: ignore[import-untyped]
 
 import node
-from node.client.federated import DatasetPointer
+from node.client.fl.jobs import DatasetPointer
 from node.fl import FedAvg, Hyperparameters, RoundFailed
 from node.fl.spec import model_to_spec
 from node.fl.wire import TrainTask, train_request
-from node.server.audit import AUDIT_FILE, AuditOutcome, read_audit
-from node.server.training_guard import LEDGER_FILE
+from node.server.fl.audit import AUDIT_FILE, AuditOutcome, read_audit
+from node.server.fl.guard import LEDGER_FILE
 from protocol.errors import PermissionDenied, TesseraError
 from protocol.federated import TrainReply
 from protocol.records import DatasetSummary

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 import node
-from node.transport.tokens import parse_user_token, user_credentials
+from peer.security.tokens import parse_user_token, user_credentials
 from tests.support import USER_TOKEN, NodeProcess
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.messages import ErrorReply, HelloRequest

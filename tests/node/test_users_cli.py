@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from node.server.users import USERS_FILE, UserDirectory
-from node.transport.tokens import new_user_token, parse_user_token, user_credentials, user_key
+from peer.security.tokens import new_user_token, parse_user_token, user_credentials, user_key
 from node.users_cli import users_main
 from tests.support import ROOT, node_env
 

@@ -22,10 +22,10 @@ import torch
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from node.transport.identity import Identity
+from peer.security.identity import Identity
 from node.server.users import UserDirectory
-from node.transport.proof import node_credentials
-from node.transport.tokens import parse_user_token, user_credentials
+from peer.security.proof import node_credentials
+from peer.security.tokens import parse_user_token, user_credentials
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import ErrorReply, HelloRequest, Message, SyncReply, SyncRequest

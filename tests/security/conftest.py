@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import node
-from node.transport.identity import Identity, ensure_identity
+from peer.security.identity import Identity, ensure_identity
 from tests.support import GatewayProcess, NodeProcess, start_gateway, start_node
 
 

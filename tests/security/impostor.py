@@ -17,9 +17,9 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 
-from node.transport.identity import ensure_identity
-from node.transport.proof import welcome_mac
-from node.transport.tls import server_ssl_context
+from peer.security.identity import ensure_identity
+from peer.security.proof import welcome_mac
+from peer.transport.tls import server_ssl_context
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.errors import ProtocolError
 from protocol.messages import DeliverRequest, HelloReply, HelloRequest

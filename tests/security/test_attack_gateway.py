@@ -24,7 +24,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 import node
-from node.transport.identity import Identity, ensure_identity
+from peer.security.identity import Identity, ensure_identity
 from protocol.codec import decode_message
 from protocol.messages import (
     AckReply,

@@ -1,7 +1,7 @@
 """Forging, replaying and relaying node proofs; switching identity mid-connection.
 
 A node proves who it is with a signature over its id, a timestamp, a nonce
-and the fingerprint of the server it is talking to (``node/transport/proof.py``).
+and the fingerprint of the server it is talking to (``peer/security/proof.py``).
 Proofs captured by an attacker here are genuine: they are signed with node
 alice's real key, read from its state directory, or captured off the wire
 from the real alice process by a malicious server it was asked to deliver
@@ -21,16 +21,16 @@ import pytest
 import torch
 from websockets.asyncio.server import ServerConnection, serve
 
-from node.transport.identity import Identity
-from node.transport.proof import node_credentials
-from node.transport.tokens import (
+from peer.security.identity import Identity
+from peer.security.proof import node_credentials
+from peer.security.tokens import (
     network_key,
     new_network_token,
     new_user_token,
     parse_user_token,
     user_credentials,
 )
-from node.transport.tls import server_ssl_context
+from peer.transport.tls import server_ssl_context
 from protocol.codec import decode_message
 from protocol.messages import (
     ErrorReply,

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import torch
 
-from node.transport.identity import Identity
+from peer.security.identity import Identity
 from protocol.messages import (
     AckReply,
     CommandRequest,

@@ -28,12 +28,12 @@ from typing import Any, Iterator
 import pytest
 import torch
 
-from node.transport.tokens import network_key
+from peer.security.tokens import network_key
 from protocol.ids import NodeId, ObjectId, RequestId
 from node.mpc.encoding import FixedPointEncoder
 from node.mpc.material import stream_of
 from node.mpc.prg import expand_seed
-from node.server.mpc_specs import step_wire_specs
+from node.server.mpc.specs import step_wire_specs
 from protocol.codec import encode_message_bytes
 from protocol.messages import AckReply, DeliverRequest, ErrorReply, ExpectRequest, PutRequest, TransferRequest
 from protocol.mpc import (

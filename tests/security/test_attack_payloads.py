@@ -19,7 +19,7 @@ import msgpack
 import pytest
 import torch
 
-from node.transport.tokens import parse_user_token, user_credentials
+from peer.security.tokens import parse_user_token, user_credentials
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import (
     ErrorReply,

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import torch
 
-from node.transport.identity import Identity
+from peer.security.identity import Identity
 from protocol.codec import encode_message_bytes
 from protocol.federated import JobOwner, JobStatus, JobStatusReply, JobStatusRequest, JobSubmitRequest, TrainRequest
 from protocol.messages import (

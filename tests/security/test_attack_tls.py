@@ -20,7 +20,7 @@ import torch
 from websockets.asyncio.client import connect as ws_connect
 
 import node
-from node.transport.trust import KnownNodes, TrustOnFirstUseWarning
+from peer.security.trust import KnownNodes, TrustOnFirstUseWarning
 from protocol.messages import AckReply, ErrorReply, ExpectRequest, GetReply, GetRequest, PutRequest, TransferRequest
 from tests.security.attack_wire import Raw, codes, new_id
 from tests.security.conftest import Bystander, bystander_fixture

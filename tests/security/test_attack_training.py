@@ -27,7 +27,7 @@ import pytest
 import torch
 
 import node
-from node.client.federated import DatasetPointer
+from node.client.fl.jobs import DatasetPointer
 from node.fl import FedAvg
 from protocol.errors import PermissionDenied
 from protocol.records import DatasetSummary

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from node.transport.identity import Identity
+from peer.security.identity import Identity
 from protocol.messages import (
     AckReply,
     DeliverRequest,

@@ -10,7 +10,7 @@ import torch
 from node.client.handle import NodeHandle
 from node.client.pointer import Pointer
 from node.client.virtual import LocalChannel, VirtualNode
-from node.server.auth import AnonymousAuthenticator
+from peer.server.auth import AnonymousAuthenticator
 from node.server.executor import Executor
 from node.server.session import Session
 from protocol.errors import PermissionDenied

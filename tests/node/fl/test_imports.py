@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 FL = Path(__file__).resolve().parents[3] / "node" / "fl"
-FORBIDDEN = ("asyncio", "websockets", "node.server", "node.client", "node.transport", "pickle")
+FORBIDDEN = ("asyncio", "websockets", "node.server", "node.client", "peer.transport", "pickle")
 
 
 def _imports(path: Path) -> list[str]:

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 import torch
 
-from node.server.auth import Caller
-from node.server.mpc_mailbox import Mailbox
-from node.server.mpc_party import PartyRunner
+from peer.server.auth import Caller
+from node.server.mpc.mailbox import Mailbox
+from node.server.mpc.party import PartyRunner
 from node.server.policy import Policy
 from node.server.store import MemoryStore
 from node.server.transfers import TransferService
-from node.transport.proof import check_welcome, welcome_mac
-from node.transport.tokens import network_key
+from peer.security.proof import check_welcome, welcome_mac
+from peer.security.tokens import network_key
 from protocol.errors import BadRequest, PermissionDenied, Unauthenticated
 from protocol.ids import NodeId, ObjectId, RequestId
 from protocol.mpc import DealerRef, MpcStepRequest, PartyAddress, StepOp, TruncationScheme

@@ -8,7 +8,7 @@ import msgpack
 import pytest
 import torch
 
-from node.server.auth import AnonymousAuthenticator
+from peer.server.auth import AnonymousAuthenticator
 from node.server.executor import INLINE_COST_LIMIT, Executor
 from node.server.session import CLOSE_POLICY, CLOSE_PROTOCOL, Outcome, Session, SessionState, Work
 from node.server.store import MemoryStore, StoredObject

@@ -11,7 +11,7 @@ from protocol.errors import AlreadyExists, NotFound, PermissionDenied, QuotaExce
 from protocol.ids import NodeId, ObjectId, RequestId
 from protocol.messages import DeliverRequest, ExpectRequest, TransferRequest
 from node.server.policy import Policy
-from node.server.auth import Caller
+from peer.server.auth import Caller
 from node.server.store import MemoryStore
 from node.server.transfers import MAX_PENDING_PER_PRINCIPAL, RESERVATION_TTL, TransferService
 

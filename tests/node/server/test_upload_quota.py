@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from node.server.auth import AnonymousAuthenticator, Caller
+from peer.server.auth import AnonymousAuthenticator, Caller
 from node.server.executor import Executor
 from node.server.session import Outcome, Session
 from node.server.store import MemoryStore, Quota

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from node.server.users import USERS_FILE, UserDirectory, UsersFileError
-from node.transport.proof import MAX_CLOCK_SKEW
-from node.transport.tokens import new_user_token, parse_user_token, user_credentials, user_key
+from peer.security.proof import MAX_CLOCK_SKEW
+from peer.security.tokens import new_user_token, parse_user_token, user_credentials, user_key
 from protocol.errors import Unauthenticated
 
 SERVER = "sha256:" + "5" * 64

@@ -1,0 +1,1 @@
+"""Secret sharing in the user's process: SharedTensor, party groups, making shares."""

@@ -1,0 +1,253 @@
+"""The parties of a secret sharing, and the requests the client sends them.
+
+Runs in the user's process.  A :class:`PartyGroup` is the ordered computing
+parties plus the crypto provider, each a connected :class:`NodeHandle`
+reached over TLS: the node ids and certificate fingerprints the client's own
+connections verified are what every node is told to pin and to accept
+letters from.  It posts, without waiting (pipelined like pointer ops):
+
+- ``mpc_deal`` to the crypto provider (one per product step, material for
+  the Beaver triple and, with the dealer scheme, the truncation masks);
+- ``mpc_step`` to every party;
+
+and reconstructs: it fetches every party's share in parallel (each ``get``
+subject to that node's read policy), failing at the first error, and adds
+them up.  It never sends or receives a masked value.  Also the client's
+typed errors for secret sharing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import secrets
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from protocol.errors import PeerUnavailable
+from protocol.messages import ErrorReply, GetRequest, Reply
+from protocol.mpc import (
+    DEFAULT_STEP_TIMEOUT,
+    SESSION_BYTES,
+    DealerRef,
+    MpcDealRequest,
+    MpcStepRequest,
+    PartyAddress,
+    StepOp,
+    TruncationScheme,
+    WireConv,
+    WireSpec,
+)
+from protocol.streams import STREAM_THRESHOLD
+
+from node.errors import NodeUnavailable
+from node.mpc.errors import EncodingError, MpcError, PartyError
+from node.mpc.shares import MAX_PARTIES
+from peer.client.tracker import rebuild_error
+from node.client.handle import NodeHandle, new_object_id
+from node.client.pointer import Pointer
+
+__all__ = [
+    "PartyGroup",
+    "SharingError",
+    "MixedParties",
+    "PrecisionMismatch",
+    "ShapeMismatch",
+    "CryptoProviderUnavailable",
+    "group_of",
+]
+
+
+class SharingError(MpcError):
+    """A secret-sharing request the client refuses before sending anything."""
+
+
+class MixedParties(SharingError, PartyError):
+    """An op mixes shared tensors held by different parties or crypto providers."""
+
+
+class PrecisionMismatch(SharingError, EncodingError):
+    """An op mixes shared tensors encoded with different numbers of fractional bits."""
+
+
+class ShapeMismatch(SharingError):
+    """The operands' shapes do not fit the op (do not broadcast, inner dims differ...)."""
+
+
+class CryptoProviderUnavailable(PeerUnavailable):
+    """The crypto provider cannot be reached: no product can be computed."""
+
+
+@dataclass(frozen=True, eq=False)
+class PartyGroup:
+    """Ordered parties, a crypto provider, and how products are truncated."""
+
+    parties: tuple[NodeHandle, ...]
+    crypto_provider: NodeHandle
+    truncation: TruncationScheme
+    timeout: float = DEFAULT_STEP_TIMEOUT
+    addresses: tuple[PartyAddress, ...] = field(default=())
+    dealer: DealerRef | None = None
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(p.id for p in self.parties)
+
+    def check_same(self, other: PartyGroup, op: str) -> None:
+        if self.ids != other.ids:
+            raise MixedParties(
+                f"{op} mixes values shared between {list(self.ids)} and {list(other.ids)}; "
+                "reshare one of them first",
+                {"op": op},
+            )
+        if self.crypto_provider.id != other.crypto_provider.id:
+            raise MixedParties(
+                f"{op} mixes crypto providers {self.crypto_provider.id!r} and "
+                f"{other.crypto_provider.id!r}",
+                {"op": op},
+            )
+
+    # -- posting -----------------------------------------------------------
+
+    def post_product(
+        self,
+        op: StepOp,
+        x: Sequence[Pointer],
+        y: Sequence[Pointer] | None,
+        specs: tuple[WireSpec, ...],
+        bits: int,
+        conv: WireConv | None = None,
+    ) -> tuple[Pointer, ...]:
+        """Deal (if material is needed) and post one step to every party; the result shares."""
+        session = secrets.token_bytes(SESSION_BYTES)
+        if specs:
+            self._deal(session, specs)
+        results = []
+        for index, party in enumerate(self.parties):
+            result = new_object_id()
+            request = MpcStepRequest(
+                party._channel.tracker.next_id(),
+                session,
+                index,
+                self.addresses,
+                self.dealer if specs else None,
+                op,
+                x[index].object_id,
+                None if y is None else y[index].object_id,
+                conv,
+                bits,
+                self.truncation,
+                result,
+                self.timeout,
+            )
+            party._post(request, f"mpc_step {op.value} (party {index})")
+            results.append(Pointer(party, result))
+        return tuple(results)
+
+    def _deal(self, session: bytes, specs: tuple[WireSpec, ...]) -> None:
+        provider = self.crypto_provider
+        request = MpcDealRequest(provider._channel.tracker.next_id(), session, self.addresses, specs)
+        try:
+            provider._post(request, f"mpc_deal ({len(specs)} spec(s))")
+        except NodeUnavailable as exc:
+            raise CryptoProviderUnavailable(
+                f"crypto provider {provider.id} is unavailable: {exc.message}; "
+                "nothing was sent to the parties",
+                {"node": provider.id},
+            ) from None
+
+    # -- reconstruction ------------------------------------------------------
+
+    def fetch(self, shares: Sequence[Pointer]) -> list[torch.Tensor]:
+        """Every party's share, fetched in parallel; the first failure is raised at once."""
+        futures: dict[concurrent.futures.Future[Reply], int] = {}
+        for index, pointer in enumerate(shares):
+            channel = pointer.node._channel
+            request = GetRequest(channel.tracker.next_id(), pointer.object_id, False, STREAM_THRESHOLD)
+            futures[channel.call_async(request)] = index
+        values: list[torch.Tensor | None] = [None] * len(shares)
+        for future in concurrent.futures.as_completed(futures, timeout=self.timeout + 30):
+            index = futures[future]
+            pointer = shares[index]
+            reply = future.result()
+            pointer.node._channel.tracker.raise_failures()  # a failed step is the root cause
+            description = f"get({pointer!r}) (party {index})"
+            if isinstance(reply, ErrorReply):
+                raise rebuild_error(reply, description, pointer.node.id)
+            values[index] = pointer.node._value_of(reply, pointer, False, description)  # large: streamed
+        # The crypto provider's own failures are not raised here: a result whose
+        # parties all succeeded got its material, and a party that did not is
+        # the root cause above ("no material from ..."); they surface at the
+        # next synchronisation point with the provider (``sync``).
+        return [v for v in values if v is not None]
+
+    def sync(self) -> None:
+        """Wait until every party (and the crypto provider) processed everything sent."""
+        for handle in (*self.parties, self.crypto_provider):
+            handle.sync()
+
+
+def group_of(
+    parties: Sequence[NodeHandle],
+    crypto_provider: NodeHandle | None,
+    truncation: str | TruncationScheme | None = None,
+    timeout: float = DEFAULT_STEP_TIMEOUT,
+) -> PartyGroup:
+    """Check the parties and provider, and pin what the client verified of each."""
+    if crypto_provider is None:
+        raise SharingError("secret sharing needs a crypto_provider node for products", {})
+    if not 2 <= len(parties) <= MAX_PARTIES:
+        raise PartyError.for_count(len(parties), "secret sharing", 2, MAX_PARTIES)
+    handles = (*parties, crypto_provider)
+    for handle in handles:
+        if not isinstance(handle, NodeHandle):
+            raise SharingError(
+                f"parties and the crypto provider must be connected nodes, not {type(handle).__name__}",
+                {},
+            )
+    ids = [p.id for p in parties]
+    if len(set(ids)) != len(ids):
+        raise PartyError(f"the parties must be distinct nodes, got {ids}", {})
+    if crypto_provider.id in ids:
+        raise PartyError(
+            f"the crypto provider {crypto_provider.id!r} must not be a party: it knows every "
+            "party's masks",
+            {},
+        )
+    scheme = _scheme(truncation, len(parties))
+    addresses = tuple(_address(p) for p in parties)
+    provider = _address(crypto_provider)
+    return PartyGroup(
+        tuple(parties),
+        crypto_provider,
+        scheme,
+        float(timeout),
+        addresses,
+        DealerRef(provider.node, provider.fingerprint),
+    )
+
+
+def _scheme(truncation: str | TruncationScheme | None, n: int) -> TruncationScheme:
+    if truncation is None:
+        return TruncationScheme.LOCAL if n == 2 else TruncationScheme.DEALER
+    try:
+        scheme = TruncationScheme(truncation)
+    except ValueError:
+        raise SharingError(
+            f"truncation must be 'local' or 'dealer', not {truncation!r}", {}
+        ) from None
+    if scheme is TruncationScheme.LOCAL and n != 2:
+        raise PartyError.for_count(n, "local (SecureML) truncation", 2, 2)
+    return scheme
+
+
+def _address(handle: NodeHandle) -> PartyAddress:
+    fingerprint = handle.fingerprint
+    if fingerprint is None:
+        raise SharingError(
+            f"{handle.id}: secret sharing needs TLS connections to every node (in-process "
+            "and --insecure nodes cannot vouch for their certificates)",
+            {"node": handle.id},
+        )
+    return PartyAddress(handle.id, handle.url, fingerprint)

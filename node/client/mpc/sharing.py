@@ -1,0 +1,112 @@
+"""Making shared tensors: ``node.share(tensor, ...)`` and ``ptr.share(...)``.
+
+Runs in the user's process.
+
+- :func:`share`: the client holds the data, so it is the data owner: it
+  encodes the tensor (fixed point with ``precision`` fractional bits, or
+  exactly for integer tensors), splits it into uniform additive shares
+  (:func:`node.mpc.split`, AES-CTR randomness) and sends share i to party i.
+  Posted, no round trip.
+- :func:`share_pointer`: the data stays on its node.  The client reserves an
+  id on every party (``expect``, all in parallel), then asks the owner
+  (``mpc_split``) to split the object and deliver each share straight to its
+  party over pinned node-to-node links; the owner answers once every share
+  is in place, with the value's dtype, shape and precision.  The client only
+  ever holds pointers, and each share keeps its source's read policy.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import secrets
+from typing import Any
+
+import torch
+
+from protocol.messages import AckReply, ErrorReply, ExpectRequest
+from protocol.mpc import DEFAULT_STEP_TIMEOUT, MpcSplitReply, MpcSplitRequest, SplitTarget
+from protocol.tensors import DTYPES
+from protocol.transfers import TICKET_BYTES
+
+from node.mpc import DEFAULT_PRECISION_BITS, encoder_for, split
+from node.mpc.encoding import FLOAT_DTYPES
+from node.mpc.ring import RING_DTYPE
+from peer.client.tracker import rebuild_error
+from node.client.handle import NodeHandle, new_object_id
+from node.client.mpc.group import SharingError, group_of
+from node.client.pointer import Pointer
+from node.client.mpc.shared import SharedTensor
+
+__all__ = ["share", "share_pointer"]
+
+
+def _decoded_dtype(dtype: torch.dtype) -> torch.dtype:
+    """What ``get`` returns: the float dtype itself, int64 for every integer dtype."""
+    return dtype if dtype in FLOAT_DTYPES else RING_DTYPE
+
+
+def share(
+    value: torch.Tensor,
+    *parties: NodeHandle,
+    crypto_provider: NodeHandle | None = None,
+    precision: int = DEFAULT_PRECISION_BITS,
+    truncation: str | None = None,
+    timeout: float = DEFAULT_STEP_TIMEOUT,
+) -> SharedTensor:
+    """Secret-share ``value`` between ``parties``, with ``crypto_provider`` dealing for products.
+
+    Floats are fixed point with ``precision`` fractional bits (16 by
+    default); integer tensors are shared exactly.  ``truncation``:
+    ``"local"`` (2 parties only, the default for 2) or ``"dealer"`` (any
+    number, the default for 3 or more); see PROTOCOL.md section 19.
+    ``timeout`` bounds each party's waits for material and openings.
+    """
+    if isinstance(value, Pointer):
+        return share_pointer(value, *parties, crypto_provider=crypto_provider, precision=precision,
+                             truncation=truncation, timeout=timeout)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"share() takes a torch.Tensor or a Pointer, not {type(value).__name__}")
+    group = group_of(parties, crypto_provider, truncation, timeout)
+    encoder = encoder_for(value, precision)  # UnsupportedDtype / InvalidPrecision first
+    shares = split(encoder.encode(value.detach()), len(parties))
+    pointers = [party.send(s) for party, s in zip(group.parties, shares)]
+    return SharedTensor(group, pointers, value.shape, encoder.precision_bits, _decoded_dtype(value.dtype))
+
+
+def share_pointer(
+    pointer: Pointer,
+    *parties: NodeHandle,
+    crypto_provider: NodeHandle | None = None,
+    precision: int = DEFAULT_PRECISION_BITS,
+    truncation: str | None = None,
+    timeout: float = DEFAULT_STEP_TIMEOUT,
+) -> SharedTensor:
+    """Have the pointer's node split its object and deliver the shares to ``parties``."""
+    group = group_of(parties, crypto_provider, truncation, timeout)
+    owner = pointer.node
+    owner_fp = owner.fingerprint
+    if owner_fp is None:
+        raise SharingError(f"{owner.id}: the data owner must be reached over TLS", {})
+    from node.mpc.encoding import FixedPointEncoder
+
+    FixedPointEncoder(precision)  # InvalidPrecision before anything is sent
+    targets = []
+    pending: list[tuple[NodeHandle, concurrent.futures.Future[Any]]] = []
+    for party, address in zip(group.parties, group.addresses):
+        object_id, ticket = new_object_id(), secrets.token_bytes(TICKET_BYTES)
+        expect = ExpectRequest(party._channel.tracker.next_id(), object_id, owner.id, owner_fp, ticket)
+        party._flush_released()
+        pending.append((party, party._channel.call_async(expect)))
+        targets.append(SplitTarget(address.node, address.url, address.fingerprint, object_id, ticket))
+    for party, future in pending:
+        reply = future.result(timeout=timeout + 30)
+        party._channel.tracker.raise_failures()
+        if isinstance(reply, ErrorReply):
+            raise rebuild_error(reply, f"expect (share of {pointer!r})", party.id)
+        if not isinstance(reply, AckReply):
+            raise SharingError(f"{party.id} answered expect with {reply.KIND.value}", {})
+    request = MpcSplitRequest(owner._channel.tracker.next_id(), pointer.object_id, precision, tuple(targets))
+    reply = owner._call(request, MpcSplitReply, f"share({pointer!r})")
+    dtype = DTYPES[reply.dtype]
+    shares = [Pointer(party, t.object_id) for party, t in zip(group.parties, targets)]
+    return SharedTensor(group, shares, reply.shape, reply.precision, _decoded_dtype(dtype))

@@ -1,0 +1,408 @@
+"""A party's side of one ``mpc_step``: Beaver product and truncation over peer links.
+
+For party i of n, on its shares [x]_i and [y]_i (the steps of
+:mod:`node.mpc.beaver` and :mod:`node.mpc.truncation`):
+
+1. wait for the crypto provider's seed letter (from the provider the
+   client named) and expand a_i, b_i from it;
+2. send (eps_i, delta_i) = (x_i - a_i, y_i - b_i) to every other party as
+   ``mpc_open`` over this node's pinned node-to-node links: the client never
+   sees them;
+3. take every other party's masks (each only from the node and certificate
+   the client named for that index), and c_i (expanded from the seed, or
+   for the last party the crypto provider's explicit letter); open
+   eps and delta and finish z_i;
+4. truncate: SecureML locally (2 parties, no round), or the dealer scheme
+   (one more opening of c_i = z_i + r_i);
+5. store z_i under the client's result id with the combined policy of x, y
+   and the caller.
+
+Any failure after the session began is sent to the other parties as an
+abort, so they fail at once instead of waiting for their deadline.  Heavy
+tensor work runs on worker threads; waits and sends on the event loop.
+Must not import websockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import torch
+
+from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied, TesseraError
+from protocol.ids import NodeId
+from protocol.mpc import (
+    MpcMaterialRequest,
+    MpcOpenRequest,
+    MpcStepRequest,
+    OpenRound,
+    StepOp,
+    TruncationScheme,
+    WireSpec,
+)
+
+from node.mpc import (
+    Masked,
+    MaterialError,
+    TripleShares,
+    TruncationShares,
+    expand_seed,
+    finish,
+    open_masked,
+    open_truncation,
+    truncate_local,
+    truncation_finish,
+    truncation_mask,
+)
+from node.mpc.material import TripleSpec, TruncationSpec, explicit_shapes, stream_of
+from node.mpc.ring import RING_DTYPE
+from peer.server.auth import Caller
+from node.server.mpc.mailbox import Mailbox, Sender, Slot
+from node.server.mpc.specs import material_specs, step_wire_specs
+from node.server.policy import Policy, combine
+from peer.server.redaction import current, screen
+from node.server.store import ObjectStore
+from node.server.transfers import TransferService
+
+__all__ = ["PartyRunner", "INLINE_ELEMENTS", "sized_work"]
+
+log = logging.getLogger("tessera.node.mpc")
+
+INLINE_ELEMENTS = 1 << 15
+"""Below this many elements tensor work runs on the loop (a thread hop costs more)."""
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Plan:
+    request: MpcStepRequest
+    caller: Caller
+    x: torch.Tensor
+    y: torch.Tensor | None
+    specs: tuple[WireSpec, ...]
+    peers: dict[int, Sender]
+    deadline: float
+    policy: Policy
+    explicit: tuple[torch.Tensor, ...] | None = None
+    """The last party's explicit material, once taken."""
+
+    @property
+    def n(self) -> int:
+        return len(self.request.parties)
+
+    @property
+    def last(self) -> bool:
+        return self.request.party == self.n - 1
+
+
+class PartyRunner:
+    """Runs ``mpc_step`` requests for this node as a computing party."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        store: ObjectStore,
+        mailbox: Mailbox,
+        transfers: TransferService,
+        trusted_providers: frozenset[str] = frozenset(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.mailbox = mailbox
+        self.transfers = transfers
+        self.trusted_providers = trusted_providers
+        """Fingerprints of the crypto providers the operator trusts with restricted shares."""
+        self.clock = clock
+
+    # -- checks, on the loop, before anything happens ---------------------
+
+    def plan(self, caller: Caller, request: MpcStepRequest) -> _Plan:
+        """Everything that can be refused before the session starts."""
+        parties, i = request.parties, request.party
+        n = len(parties)
+        if not i < n or not self.transfers.is_self(parties[i].fingerprint):
+            raise BadRequest(
+                f"party {i} of this step is not this node ({self.node_id} with its own certificate)", {}
+            )
+        self.transfers.check_recipients(parties, "parties of a step")
+        if request.op is StepOp.TRUNCATE:
+            if request.y is not None or request.bits == 0:
+                raise BadRequest("a truncate step takes x alone and bits > 0", {})
+        elif request.y is None:
+            raise BadRequest(f"a {request.op.value} step needs y", {})
+        if request.conv is not None and request.op is not StepOp.CONV2D:
+            raise BadRequest(f"conv parameters given for a {request.op.value} step", {})
+        if request.bits and request.truncation is TruncationScheme.LOCAL and n != 2:
+            raise BadRequest(
+                f"local truncation works for exactly 2 parties, not {n}: use the dealer scheme", {}
+            )
+        x_obj = self.store.get(caller.principal, request.x)
+        used = [x_obj]
+        if request.y is not None:
+            used.append(self.store.get(caller.principal, request.y))
+        for obj in used:
+            if obj.value.dtype != RING_DTYPE:
+                raise BadRequest(
+                    f"object {obj.object_id:#x} is not a share: dtype {obj.value.dtype}, not int64", {}
+                )
+        y = used[1].value if len(used) > 1 else None
+        specs = step_wire_specs(request, tuple(x_obj.value.shape), None if y is None else tuple(y.shape))
+        material = material_specs(specs)  # MaterialError for shapes that do not fit
+        if specs and request.dealer is None:
+            raise BadRequest("this step needs material: name the crypto provider (dealer)", {})
+        if specs and any(not obj.readable_by(caller.principal) for obj in used):
+            self._check_provider(request)
+        first = material[0] if material else None
+        out_shape = first.z_shape if isinstance(first, TripleSpec) else tuple(x_obj.value.shape)
+        self.store.check_quota(caller.principal, 8 * math.prod(out_shape))
+        if self.store.exists(request.result):
+            raise BadRequest(f"result id {request.result:#x} is already in use", {})
+        peers = {j: (p.node, p.fingerprint) for j, p in enumerate(parties) if j != i}
+        policy = combine([*(obj.policy for obj in used), Policy.own(caller.principal)])
+        deadline = self.clock() + request.timeout
+        return _Plan(request, caller, x_obj.value, y, specs, peers, deadline, policy)
+
+    def _check_provider(self, request: MpcStepRequest) -> None:
+        """PermissionDenied unless the operator trusts this step's provider with restricted shares.
+
+        This party sends its share masked by the provider's material to the
+        other parties; a provider that colludes with one of them (or a
+        network member playing both roles) unmasks it, and with that party's
+        own share has the value.  For shares of data the client may read,
+        the client chose whom to trust; for data it may not read (another
+        principal's private tensor, an operator dataset), the operator does.
+        """
+        assert request.dealer is not None
+        fingerprint = request.dealer.fingerprint
+        if self.transfers.is_self(fingerprint) or fingerprint in self.trusted_providers:
+            return
+        raise PermissionDenied(
+            f"this step uses shares of data you may not read: {self.node_id} computes on them "
+            f"only with a crypto provider its operator trusts (--trust-crypto-provider), "
+            f"and {request.dealer.node!r} is not one",
+            {"node": request.dealer.node},
+        )
+
+    # -- the step, on the loop ---------------------------------------------
+
+    async def run(self, plan: _Plan) -> None:
+        """Run the step; on failure tell the other parties, then re-raise."""
+        request = plan.request
+        self.mailbox.begin(request.session, plan.caller.principal, plan.peers)
+        try:
+            z = await self._compute(plan)
+            self.store.put(plan.caller.principal, request.result, z, plan.policy)
+        except TesseraError as exc:
+            # The reason goes to other nodes: screened like any reply.
+            await self._abort(plan, screen("mpc_step", exc, current()).message)
+            raise
+        except asyncio.CancelledError:
+            await self._abort(plan, "the party stopped")
+            raise
+        finally:
+            self.mailbox.end(request.session)
+
+    async def _compute(self, plan: _Plan) -> torch.Tensor:
+        request = plan.request
+        seed: bytes | None = None
+        if plan.specs:
+            seed = await self._seed(plan)
+        z = plan.x
+        spec_index = 0
+        local = request.truncation is TruncationScheme.LOCAL
+        if request.op is not StepOp.TRUNCATE:
+            assert seed is not None and plan.y is not None
+            # Local truncation runs in the same worker call as the product.
+            z = await self._beaver(plan, seed, request.bits if local else 0)
+            if local:
+                return z
+            spec_index = 1
+        if request.bits:
+            if local:
+                z = await sized_work(z.numel(), truncate_local, z, request.party, 2, request.bits)
+            else:
+                assert seed is not None
+                z = await self._truncate(plan, seed, z, spec_index)
+        return z
+
+    async def _seed(self, plan: _Plan) -> bytes:
+        request = plan.request
+        assert request.dealer is not None
+        dealer = (request.dealer.node, request.dealer.fingerprint)
+        letter = await self.mailbox.take(
+            (request.session, Slot.SEED, 0), dealer, plan.deadline, "material"
+        )
+        assert isinstance(letter, MpcMaterialRequest)
+        if (letter.party, letter.n_parties) != (request.party, plan.n) or letter.specs != plan.specs:
+            raise MaterialError(
+                "the crypto provider dealt material for another step than this one", {}
+            )
+        assert letter.seed is not None
+        return letter.seed
+
+    async def _explicit(self, plan: _Plan) -> tuple[torch.Tensor, ...]:
+        if plan.explicit is not None:
+            return plan.explicit
+        request = plan.request
+        assert request.dealer is not None
+        dealer = (request.dealer.node, request.dealer.fingerprint)
+        letter = await self.mailbox.take(
+            (request.session, Slot.EXPLICIT, 0), dealer, plan.deadline, "material"
+        )
+        assert isinstance(letter, MpcMaterialRequest)
+        shapes = explicit_shapes(material_specs(plan.specs))
+        got = [tuple(t.shape) for t in letter.explicit]
+        if letter.specs != plan.specs or got != shapes:
+            raise MaterialError("the crypto provider's explicit material does not fit this step", {})
+        plan.explicit = letter.explicit
+        return letter.explicit
+
+    async def _beaver(self, plan: _Plan, seed: bytes, local_bits: int) -> torch.Tensor:
+        request, x, y = plan.request, plan.x, plan.y
+        assert y is not None
+        spec = material_specs(plan.specs[:1])[0]
+        assert isinstance(spec, TripleSpec)
+        explicit = asyncio.ensure_future(self._explicit(plan)) if plan.last else None
+        try:
+            def masks() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                a = expand_seed(seed, spec.x_shape, stream_of(0, 0))
+                b = expand_seed(seed, spec.y_shape, stream_of(0, 1))
+                return a, b, x - a, y - b
+
+            a, b, eps, delta = await sized_work(x.numel() + y.numel(), masks)
+            await self._send(plan, OpenRound.BEAVER, (eps, delta))
+            parts = await self._collect(plan, Slot.OPEN_BEAVER, 2)
+            if explicit is not None:
+                c = (await explicit)[0]
+            else:
+                c = None
+
+            def product() -> torch.Tensor:
+                own = c if c is not None else expand_seed(seed, spec.z_shape, stream_of(0, 2))
+                masked = [Masked(*v) for v in _in_order(parts, request.party, (eps, delta))]
+                opened = open_masked(masked, spec)
+                z = finish(spec, opened, TripleShares(a, b, own), request.party, plan.n)
+                return truncate_local(z, request.party, 2, local_bits) if local_bits else z
+
+            return await sized_work(math.prod(spec.z_shape) + x.numel() + y.numel(), product)
+        finally:
+            if explicit is not None and not explicit.done():
+                explicit.cancel()
+
+    async def _truncate(self, plan: _Plan, seed: bytes, z: torch.Tensor, index: int) -> torch.Tensor:
+        request = plan.request
+        spec = material_specs(plan.specs[index : index + 1])[0]
+        assert isinstance(spec, TruncationSpec)
+        explicit = (await self._explicit(plan))[-2:] if plan.last else None
+
+        def mask() -> tuple[TruncationShares, torch.Tensor]:
+            r = expand_seed(seed, spec.shape, stream_of(index, 0))
+            if explicit is not None:
+                top, low = explicit
+            else:
+                top = expand_seed(seed, spec.shape, stream_of(index, 1))
+                low = expand_seed(seed, spec.shape, stream_of(index, 2))
+            shares = TruncationShares(r, top, low)
+            return shares, truncation_mask(z, request.party, shares)
+
+        shares, masked = await sized_work(3 * z.numel(), mask)
+        await self._send(plan, OpenRound.TRUNCATION, (masked,))
+        parts = await self._collect(plan, Slot.OPEN_TRUNCATION, 1)
+
+        def finish_truncation() -> torch.Tensor:
+            ordered = [v[0] for v in _in_order(parts, request.party, (masked,))]
+            opened = open_truncation(ordered, spec.shape)
+            return truncation_finish(opened, request.party, plan.n, shares, spec.bits)
+
+        return await sized_work(3 * z.numel(), finish_truncation)
+
+    # -- peers ---------------------------------------------------------------
+
+    async def _send(self, plan: _Plan, round: OpenRound, values: tuple[torch.Tensor, ...]) -> None:
+        """Post this party's masked values to every other party (not awaited: peers answer only errors)."""
+        request = plan.request
+        for j, peer in enumerate(request.parties):
+            if j == request.party:
+                continue
+            link = self.transfers.pooled(peer.url, peer.fingerprint)
+            try:
+                if link is None:
+                    link = await asyncio.wait_for(
+                        self.transfers.link(peer.url, peer.fingerprint),
+                        max(0.0, plan.deadline - self.clock()),
+                    )
+            except Exception as exc:
+                log.info("cannot reach party %d (%s): %s", j, peer.node, exc)
+                raise _unreachable(j, peer.node) from None
+            _forget_failures(link)
+            message = MpcOpenRequest(link.tracker.next_id(), request.session, request.party, round, values)
+            link.post(message, f"mpc_open to {peer.node}")
+
+    async def _collect(self, plan: _Plan, slot: Slot, width: int) -> dict[int, tuple[torch.Tensor, ...]]:
+        request = plan.request
+        takes = [
+            self.mailbox.take((request.session, slot, j), sender, plan.deadline, "masked values")
+            for j, sender in plan.peers.items()
+        ]
+        # One peer (two parties): awaited directly, without gather's task.
+        letters = [await takes[0]] if len(takes) == 1 else await asyncio.gather(*takes)
+        parts: dict[int, tuple[torch.Tensor, ...]] = {}
+        for j, letter in zip(plan.peers, letters):
+            assert isinstance(letter, MpcOpenRequest)
+            if len(letter.values) != width:
+                raise BadRequest(f"party {j} sent {len(letter.values)} masked tensors, not {width}", {})
+            parts[j] = letter.values
+        return parts
+
+    async def _abort(self, plan: _Plan, reason: str) -> None:
+        """Best effort: tell every reachable peer this party gave up."""
+        request = plan.request
+        for j, peer in enumerate(request.parties):
+            if j == request.party:
+                continue
+            try:
+                link = await asyncio.wait_for(self.transfers.link(peer.url, peer.fingerprint), 5.0)
+                message = MpcOpenRequest(
+                    link.tracker.next_id(), request.session, request.party, OpenRound.BEAVER, (),
+                    reason[:500],
+                )
+                link.post(message, f"mpc_open abort to {peer.node}")
+            except Exception as exc:  # the peer will reach its own deadline
+                log.info("could not tell party %d (%s) about the abort: %s", j, peer.node, exc)
+
+
+def _in_order(
+    parts: dict[int, tuple[torch.Tensor, ...]], own: int, mine: tuple[torch.Tensor, ...]
+) -> list[tuple[torch.Tensor, ...]]:
+    """Every party's masked values in party order, this party's own included."""
+    return [mine if j == own else parts[j] for j in range(len(parts) + 1)]
+
+
+
+def _unreachable(index: int, node: NodeId) -> TesseraError:
+    return PeerUnavailable(
+        f"cannot reach party {index} ({node}): unreachable, not in this node's network, "
+        "or it did not present the expected certificate",
+        {"node": node, "party": index},
+    )
+
+
+async def sized_work(elements: int, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on the loop below :data:`INLINE_ELEMENTS` elements, else in a worker thread."""
+    if elements < INLINE_ELEMENTS:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
+def _forget_failures(link: Any) -> None:
+    """Errors peers answer to posted openings are logged, not kept forever."""
+    failure = link.tracker.take_failure()
+    if failure is not None:
+        log.info("a peer refused an earlier opening: %s", failure)

@@ -1,0 +1,80 @@
+"""Secret-sharing specs between their wire form and the core's.
+
+Owns the translation of :mod:`protocol.mpc`'s wire specs (``WireTriple``,
+``WireTruncation``, ``WireConv``) into :mod:`node.mpc`'s material specs,
+which check shapes, and the specs a party expects for one ``mpc_step``
+(so it can check the crypto provider dealt what the client asked for).
+Pure; must not import asyncio or the transport.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from protocol.mpc import (
+    BilinearKind,
+    MpcStepRequest,
+    StepOp,
+    TruncationScheme,
+    WireConv,
+    WireSpec,
+    WireTriple,
+    WireTruncation,
+)
+
+from node.mpc import BilinearOp, ConvParams, TripleSpec, TruncationSpec
+from node.mpc.material import MaterialSpec
+
+__all__ = ["conv_params", "material_specs", "step_wire_specs", "product_shape"]
+
+_OPS = {
+    BilinearKind.MUL: BilinearOp.MUL,
+    BilinearKind.MATMUL: BilinearOp.MATMUL,
+    BilinearKind.CONV2D: BilinearOp.CONV2D,
+}
+
+
+def conv_params(conv: WireConv | None) -> ConvParams | None:
+    """The core's conv parameters (checked), or None."""
+    if conv is None:
+        return None
+    return ConvParams(conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def material_specs(specs: Sequence[WireSpec]) -> list[MaterialSpec]:
+    """The core's specs for wire specs; MaterialError for shapes that do not fit."""
+    out: list[MaterialSpec] = []
+    for spec in specs:
+        if isinstance(spec, WireTriple):
+            # TripleSpec refuses conv parameters for another op, naming the problem.
+            out.append(TripleSpec(_OPS[spec.op], spec.x_shape, spec.y_shape, conv_params(spec.conv)))
+        else:
+            out.append(TruncationSpec(spec.shape, spec.bits))
+    return out
+
+
+def product_shape(op: StepOp, x_shape: tuple[int, ...], y_shape: tuple[int, ...], conv: WireConv | None) -> tuple[int, ...]:
+    """Shape of a step's product (checked on meta tensors)."""
+    triple = material_specs([WireTriple(BilinearKind(op.value), x_shape, y_shape, conv)])[0]
+    assert isinstance(triple, TripleSpec)
+    return triple.z_shape
+
+
+def step_wire_specs(
+    request: MpcStepRequest, x_shape: tuple[int, ...], y_shape: tuple[int, ...] | None
+) -> tuple[WireSpec, ...]:
+    """The specs the dealer must have dealt for this step, in order.
+
+    A Beaver triple for a product step, then masks for a dealer truncation
+    of the product (or of ``x`` for a truncation step).
+    """
+    specs: list[WireSpec] = []
+    shape = x_shape
+    if request.op is not StepOp.TRUNCATE:
+        assert y_shape is not None
+        conv = request.conv if request.op is StepOp.CONV2D else None
+        specs.append(WireTriple(BilinearKind(request.op.value), x_shape, y_shape, conv))
+        shape = product_shape(request.op, x_shape, y_shape, conv)
+    if request.bits and request.truncation is TruncationScheme.DEALER:
+        specs.append(WireTruncation(shape, request.bits))
+    return tuple(specs)

@@ -1,0 +1,24 @@
+"""Errors a peer raises in its own process that never travel on the wire.
+
+Wire errors (``NotFound``, ``OpFailed``...) come from :mod:`protocol.errors`;
+these are about the connection itself: the peer cannot be reached, the
+channel was closed, a connection is not encrypted.  ``node`` re-exports them.
+"""
+
+from __future__ import annotations
+
+from protocol.errors import TesseraError
+
+__all__ = ["NodeUnavailable", "ClientClosed", "InsecureConnectionWarning"]
+
+
+class NodeUnavailable(TesseraError):
+    """The node cannot be reached, or the connection dropped mid-request."""
+
+
+class ClientClosed(TesseraError):
+    """The client handle was closed and cannot be used any more."""
+
+
+class InsecureConnectionWarning(UserWarning):
+    """A connection without TLS: traffic and credentials travel in plaintext."""

@@ -1,0 +1,1 @@
+"""TLS identity and trust: key pairs and certificates, pinning, node proofs and user tokens."""
