@@ -39,7 +39,7 @@ from examples.encrypted_training import (  # noqa: E402
     train_plain,
 )
 from examples.local_network import LocalNetwork  # noqa: E402
-from node.client.shared import SharedTensor  # noqa: E402
+from node.client.mpc.shared import SharedTensor  # noqa: E402
 
 __all__ = ["Inference", "infer_encrypted", "report_inference"]
 

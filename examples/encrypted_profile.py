@@ -30,7 +30,7 @@ import torch
 from examples.encrypted_training import (
     BATCH_SIZE, FEATURE_SCALE, LEARNING_RATE, Data, Parties, SigmoidPolynomial, sgd_step, slices,
 )
-from node.client.shared import SharedTensor
+from node.client.mpc.shared import SharedTensor
 
 __all__ = ["profile_training", "naive_step"]
 

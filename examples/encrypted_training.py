@@ -80,8 +80,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import node  # noqa: E402
 from examples.local_network import LocalNetwork  # noqa: E402
-from node.client.shared import SharedTensor  # noqa: E402
-from node.client.sharing import share_pointer  # noqa: E402
+from node.client.mpc.shared import SharedTensor  # noqa: E402
+from node.client.mpc.sharing import share_pointer  # noqa: E402
 
 __all__ = [
     "Data", "SigmoidPolynomial", "Parties", "load_data", "epoch_orders", "slices", "exact_sigmoid", "sgd_step", "train_plain",

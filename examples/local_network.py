@@ -29,8 +29,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from node.server.users import UserDirectory  # noqa: E402
-from node.transport.identity import ensure_identity  # noqa: E402
-from node.transport.tokens import new_network_token, new_user_token, parse_user_token  # noqa: E402
+from peer.security.identity import ensure_identity  # noqa: E402
+from peer.security.tokens import new_network_token, new_user_token, parse_user_token  # noqa: E402
 
 STARTUP = re.compile(r"^(\S+) .*listening on (\S+) fingerprint (\S+)")
 
