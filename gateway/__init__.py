@@ -9,9 +9,10 @@
 - :mod:`.server`: the asyncio server tying them to the node's transport.
 - :mod:`.settings`, :mod:`.__main__`: configuration and ``python -m gateway``.
 
-Depends on ``protocol/`` and, for transport, TLS identity, node proofs and the
-session ``Outcome``, on ``peer.transport`` and ``node.server``'s auth and
-session modules; never on the node's store, executor or client.
+Depends on ``protocol/`` and the shared peer layer (``peer/``: transport,
+TLS identity, node proofs, the conversation state machine and its
+``Outcome``) only: never on ``node/``, and a gateway process never loads
+torch (``tests/test_layering.py``, ``tests/gateway/test_gateway_footprint.py``).
 """
 
 from __future__ import annotations

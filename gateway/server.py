@@ -14,9 +14,9 @@ survives a crash.  The operator's edits (``python -m gateway bindings``) are
 adopted at each sweep and at once after a request refused for a binding, so
 the refused node's next retry already sees them.
 
-Unlike the DESIGN sketch ("depends on protocol/ only"), the gateway reuses
-the node's transport, authenticator and session ``Outcome`` rather than
-duplicate them; it never imports the node's store, executor or client.
+The transport, authenticator and conversation ``Outcome`` come from the
+shared peer layer (``peer/``), which nodes use too; the gateway imports
+nothing of ``node/``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One connection's conversation with the gateway, without I/O.
 
-Frames in, :class:`~node.server.session.Outcome`s out, like the node's
-session (whose ``Outcome`` and close codes this reuses).  The connection
+Frames in, :class:`~peer.server.conversation.Outcome`s out, like the node's
+session (both build on the shared conversation and its close codes).  The connection
 opens with ``hello``, authenticated by the injected authenticator (the
 server passes a ``CredentialAuthenticator`` that accepts anonymous clients
 and proven nodes).  Then:
@@ -20,7 +20,7 @@ and proven nodes).  Then:
 so the server can mark it offline the moment the connection drops.
 
 Decoding, the hello gate and the one error translation point are the
-node's :class:`~peer.server.conversation.Conversation`.  Must not import
+shared :class:`~peer.server.conversation.Conversation`.  Must not import
 asyncio or websockets.
 """
 
