@@ -67,7 +67,7 @@ from node.mpc import (
     truncation_mask,
 )
 from node.mpc.material import TripleSpec, TruncationSpec, explicit_shapes
-from node.mpc.prg import Seed
+from node.mpc.prg import Seed, check_seed
 from node.mpc.ring import RING_DTYPE
 from peer.server.auth import Caller
 from node.server.mpc.mailbox import Mailbox, Sender, Slot
@@ -249,7 +249,7 @@ class PartyRunner:
                 "the crypto provider dealt material for another step than this one", {}
             )
         assert letter.seed is not None
-        return Seed(letter.seed)
+        return check_seed(letter.seed)  # peer input: a SeedError before anything is expanded
 
     async def _explicit(self, plan: _Plan) -> tuple[torch.Tensor, ...]:
         if plan.explicit is not None:
