@@ -10,7 +10,9 @@ or ``node.client``):
 - :mod:`.shares`: split, reconstruct, and local share arithmetic.
 - :mod:`.scalars`: multiplication and division by public reals, mean.
 - :mod:`.material`: what parties ask the dealer for and what they receive.
-- :mod:`.dealer`: :class:`TripleProvider` and the trusted :class:`Dealer`.
+- :mod:`.provider`: kinds of material, the :class:`MaterialProvider`
+  interface, and :class:`Providers` (kinds mapped to providers).
+- :mod:`.dealer`: the trusted :class:`Dealer` of Beaver material.
 - :mod:`.beaver`: Beaver's mask / open / finish steps for mul, matmul, conv2d.
 - :mod:`.truncation`: truncating fixed-point products, with error bounds.
 
@@ -21,7 +23,7 @@ functions around its openings (sending masked shares, summing received ones).
 from __future__ import annotations
 
 from .beaver import Masked, finish, mask, open_masked
-from .dealer import Dealer, TripleProvider
+from .dealer import Dealer
 from .encoding import DEFAULT_PRECISION_BITS, FixedPointEncoder, encoder_for
 from .errors import (
     EncodingError,
@@ -44,8 +46,12 @@ from .material import (
     as_triple,
     as_truncation,
     expand_material,
+    expand_triple_masks,
+    expand_triple_product,
+    expand_truncation,
 )
 from .prg import Seed, expand_seed, fresh_seed, random_ring
+from .provider import MaterialKind, MaterialProvider, Providers, kind_of
 from .ring import RING_BITS, RING_DTYPE, BilinearOp, ConvParams
 from .shares import reconstruct, split
 from .truncation import (
@@ -65,16 +71,18 @@ __all__ = [
     "InvalidPrecision",
     "Masked",
     "MaterialError",
+    "MaterialKind",
+    "MaterialProvider",
     "MpcError",
     "NonFiniteValue",
     "PartyError",
     "PartyMaterial",
+    "Providers",
     "RING_BITS",
     "RING_DTYPE",
     "RingError",
     "Seed",
     "SeedError",
-    "TripleProvider",
     "TripleShares",
     "TripleSpec",
     "TruncationShares",
@@ -85,9 +93,13 @@ __all__ = [
     "as_truncation",
     "encoder_for",
     "expand_material",
+    "expand_triple_masks",
+    "expand_triple_product",
+    "expand_truncation",
     "expand_seed",
     "finish",
     "fresh_seed",
+    "kind_of",
     "mask",
     "open_masked",
     "open_truncation",

@@ -1,16 +1,19 @@
 """Beaver multiplication of two shared tensors, as pure per-party steps.
 
-Owns the two local halves of Beaver's protocol (D. Beaver, "Efficient
-multiparty protocols using circuit randomization", CRYPTO 1991) for any
-bilinear map ``op`` (elementwise product, matmul, conv2d); the networked
-layer runs the opening in between.  Must not import asyncio, websockets, or
+Owns every step of Beaver's protocol (D. Beaver, "Efficient multiparty
+protocols using circuit randomization", CRYPTO 1991) that a party computes,
+for any bilinear map ``op`` (elementwise product, matmul, conv2d): the
+networked party (:mod:`node.server.mpc.party`) only sends, waits and calls
+these, and the in-process tests call the same functions.  Must not import asyncio, websockets, or
 anything of ``node.server`` / ``node.client``.
 
 Protocol for [z] = op([x], [y]) with n parties and a triple
 ([a], [b], [c]) where c = op(a, b) (dealt by :mod:`node.mpc.dealer`):
 
 1. :func:`mask` (local): party i computes eps_i = x_i - a_i and
-   delta_i = y_i - b_i.
+   delta_i = y_i - b_i.  It needs a_i and b_i only, which every party
+   expands from its seed (:func:`node.mpc.material.expand_triple_masks`),
+   so it masks before the dealer has sent the last party its c.
 2. Opening (network): every party sends (eps_i, delta_i) to every other
    party and adds up what it holds: :func:`open_masked` gives
    eps = x - a and delta = y - b.  These reveal nothing: a and b are
@@ -55,11 +58,11 @@ def _same_shape(tensor: torch.Tensor, like: torch.Tensor, what: str) -> torch.Te
     return tensor
 
 
-def mask(x_share: torch.Tensor, y_share: torch.Tensor, triple: TripleShares) -> Masked:
+def mask(x_share: torch.Tensor, y_share: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> Masked:
     """Step 1: this party's (x_i - a_i, y_i - b_i), the values it sends to every party."""
-    _same_shape(x_share, triple.a, "x share")
-    _same_shape(y_share, triple.b, "y share")
-    return Masked(x_share - triple.a, y_share - triple.b)
+    _same_shape(x_share, a, "x share")
+    _same_shape(y_share, b, "y share")
+    return Masked(x_share - a, y_share - b)
 
 
 def open_masked(parts: Sequence[Masked], spec: TripleSpec) -> Masked:

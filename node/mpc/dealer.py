@@ -1,13 +1,14 @@
-"""The crypto provider: deals Beaver triples and truncation masks in batches.
+"""The crypto provider's Beaver material: triples and truncation masks in batches.
 
-Owns :class:`TripleProvider` (the interface a party's runtime is given, so
-a dealer can be swapped for another source of correlated randomness) and
-:class:`Dealer`, the trusted-dealer implementation.  The dealer sees shapes
-only, never an input.  Must not import asyncio, websockets, or anything of
-``node.server`` / ``node.client``.
+Owns :class:`Dealer`, the trusted-dealer :class:`~node.mpc.provider.MaterialProvider`
+of :attr:`~node.mpc.provider.MaterialKind.BEAVER` material.  The dealer sees
+shapes only, never an input.  Must not import asyncio, websockets, or
+anything of ``node.server`` / ``node.client``.
 
-For each batch the dealer draws one fresh seed per party and expands, from
-each seed, exactly what that party will expand (:mod:`node.mpc.material`):
+For each batch the dealer draws one fresh seed per party (phase 1, sent at
+once) and expands, from each seed, exactly what that party will expand
+(:mod:`node.mpc.material`), to compute the last party's dependent tensors
+(phase 2):
 
 - triple ``(a, b, c)``: a = sum of the parties' seeded a_i, likewise b;
   c = op(a, b); parties 0..n-2 expand c_i from their seed, the last party
@@ -27,58 +28,75 @@ semi-honest crypto provider of PySyft/SPDZ-style deployments, with no MACs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from .material import (
-    MaterialSpec,
-    PartyMaterial,
-    TripleSpec,
-    TruncationSpec,
-    stream_of,
-)
+from .material import MaterialSpec, PartyMaterial, TripleSpec, TruncationSpec, stream_of
 from .prg import Seed, expand_seed, fresh_seed
+from .provider import MaterialKind
 from .ring import BilinearOp, apply_bilinear, logical_shift, low_bits, top_bit
 from .shares import check_party_count
 
-__all__ = ["TripleProvider", "Dealer"]
-
-
-class TripleProvider(Protocol):
-    """A source of correlated randomness for a group of parties."""
-
-    def deal(self, specs: Sequence[MaterialSpec], n_parties: int) -> list[PartyMaterial]:
-        """One bundle per party (index i goes to party i) covering ``specs`` in order."""
-        ...
+__all__ = ["Dealer"]
 
 
 @dataclass(frozen=True, slots=True)
 class Dealer:
-    """The trusted crypto provider; ``seed_source`` defaults to the OS CSPRNG."""
+    """The trusted crypto provider of Beaver material; ``seed_source`` defaults to the OS CSPRNG."""
 
     seed_source: Callable[[], Seed] = field(default=fresh_seed)
 
-    def deal(self, specs: Sequence[MaterialSpec], n_parties: int) -> list[PartyMaterial]:
-        """One bundle per party (index i goes to party i) covering ``specs`` in order."""
+    @property
+    def kind(self) -> MaterialKind:
+        return MaterialKind.BEAVER
+
+    def seeds(self, n_parties: int) -> tuple[Seed, ...]:
+        """Phase 1: one fresh seed per party (index i goes to party i)."""
         check_party_count(n_parties)
-        batch = tuple(specs)
-        seeds = [self.seed_source() for _ in range(n_parties)]
+        return tuple(self.seed_source() for _ in range(n_parties))
+
+    def dependent(
+        self, specs: Sequence[MaterialSpec], seeds: Sequence[Seed]
+    ) -> dict[int, tuple[torch.Tensor, ...]]:
+        """Phase 2: the last party's explicit tensors, in spec order (the others need none)."""
+        check_party_count(len(seeds))
         explicit: list[torch.Tensor] = []
-        for j, spec in enumerate(batch):
+        for j, spec in enumerate(specs):
             if isinstance(spec, TripleSpec):
                 explicit.append(_last_c(spec, j, seeds))
             else:
                 explicit.extend(_last_truncation(spec, j, seeds))
-        last = n_parties - 1
+        return {len(seeds) - 1: tuple(explicit)}
+
+    def cost(self, specs: Sequence[MaterialSpec]) -> int:
+        """The input elements of ``specs`` (a triple's x and y, a mask's shape)."""
+        total = 0
+        for spec in specs:
+            if isinstance(spec, TripleSpec):
+                total += math.prod(spec.x_shape) + math.prod(spec.y_shape)
+            else:
+                total += math.prod(spec.shape)
+        return total
+
+    def deal(self, specs: Sequence[MaterialSpec], n_parties: int) -> list[PartyMaterial]:
+        """Both phases in one call: one bundle per party (index i goes to party i), ``specs`` in order.
+
+        For parties in one process (tests, simulations); a node's service
+        runs the phases apart, sending the seeds before computing the rest.
+        """
+        batch = tuple(specs)
+        seeds = self.seeds(n_parties)
+        dependent = self.dependent(batch, seeds)
         return [
             PartyMaterial(
                 party=i,
                 n_parties=n_parties,
                 specs=batch,
                 seed=seeds[i],
-                explicit=tuple(explicit) if i == last else (),
+                explicit=dependent.get(i, ()),
             )
             for i in range(n_parties)
         ]

@@ -3,8 +3,11 @@
 Owns the material specs (:class:`TripleSpec` for a Beaver triple of an
 elementwise product, matmul or conv2d; :class:`TruncationSpec` for a
 truncation mask), the per-party bundle the dealer sends
-(:class:`PartyMaterial`), and :func:`expand_material`, which turns a bundle
-into this party's tensors.  Specs carry shapes only: the dealer never sees
+(:class:`PartyMaterial`), and the expansion of a party's seed into its
+tensors: all at once (:func:`expand_material`, a whole bundle) or in the
+order a networked party needs them (:func:`expand_triple_masks` before it
+masks, :func:`expand_triple_product` once the opening is in,
+:func:`expand_truncation`).  Specs carry shapes only: the dealer never sees
 an input.  Must not import asyncio, websockets, or anything of
 ``node.server`` / ``node.client``.
 
@@ -28,7 +31,7 @@ kind the protocol step expects.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence, Union
+from typing import Sequence, Union
 
 import torch
 
@@ -50,6 +53,9 @@ __all__ = [
     "PartyMaterial",
     "stream_of",
     "explicit_shapes",
+    "expand_triple_masks",
+    "expand_triple_product",
+    "expand_truncation",
     "expand_material",
     "as_triple",
     "as_truncation",
@@ -215,30 +221,56 @@ def explicit_shapes(specs: Sequence[MaterialSpec]) -> list[Shape]:
     return shapes
 
 
+def expand_triple_masks(seed: Seed, spec: TripleSpec, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """This party's a_i and b_i of spec number ``index``: all Beaver's first step needs.
+
+    Every party expands them from its own seed, so it can mask before the
+    dealer has computed the products.
+    """
+    a = expand_seed(seed, spec.x_shape, stream_of(index, 0))
+    b = expand_seed(seed, spec.y_shape, stream_of(index, 1))
+    return a, b
+
+
+def expand_triple_product(seed: Seed, spec: TripleSpec, index: int) -> torch.Tensor:
+    """This party's c_i of spec number ``index`` (parties 0..n-2; the last one receives its c)."""
+    return expand_seed(seed, spec.z_shape, stream_of(index, 2))
+
+
+def expand_truncation(
+    seed: Seed,
+    spec: TruncationSpec,
+    index: int,
+    explicit: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> TruncationShares:
+    """This party's truncation mask of spec number ``index``.
+
+    r_i comes from the seed; the top bit's and shifted low bits' shares too,
+    unless given (the last party's ``explicit`` pair, checked by the caller).
+    """
+    r = expand_seed(seed, spec.shape, stream_of(index, 0))
+    if explicit is not None:
+        top, low = explicit
+    else:
+        top = expand_seed(seed, spec.shape, stream_of(index, 1))
+        low = expand_seed(seed, spec.shape, stream_of(index, 2))
+    return TruncationShares(r, top, low)
+
+
 def expand_material(material: PartyMaterial) -> list[Material]:
     """This party's tensors for each spec of the batch, in order."""
     explicit = iter(_checked_explicit(material))
+    last, seed = material.is_last, material.seed
     out: list[Material] = []
     for j, spec in enumerate(material.specs):
         if isinstance(spec, TripleSpec):
-            a = expand_seed(material.seed, spec.x_shape, stream_of(j, 0))
-            b = expand_seed(material.seed, spec.y_shape, stream_of(j, 1))
-            c = _dependent(material, explicit, spec.z_shape, stream_of(j, 2))
+            a, b = expand_triple_masks(seed, spec, j)
+            c = next(explicit) if last else expand_triple_product(seed, spec, j)
             out.append(TripleShares(a, b, c))
         else:
-            r = expand_seed(material.seed, spec.shape, stream_of(j, 0))
-            top = _dependent(material, explicit, spec.shape, stream_of(j, 1))
-            low = _dependent(material, explicit, spec.shape, stream_of(j, 2))
-            out.append(TruncationShares(r, top, low))
+            pair = (next(explicit), next(explicit)) if last else None
+            out.append(expand_truncation(seed, spec, j, pair))
     return out
-
-
-def _dependent(
-    material: PartyMaterial, explicit: Iterator[torch.Tensor], shape: Shape, stream: int
-) -> torch.Tensor:
-    if material.is_last:
-        return next(explicit)
-    return expand_seed(material.seed, shape, stream)
 
 
 def _checked_explicit(material: PartyMaterial) -> tuple[torch.Tensor, ...]:

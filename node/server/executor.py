@@ -29,22 +29,15 @@ from protocol.ops import result_count
 from protocol.values import PointerRef, Value
 
 from .disclosure import check_disclosure, tensors_in
+from .offload import runs_inline
 from .ops import estimated_cost, run_op
 from .policy import Policy, combine
 from .sizing import Spec, bytes_bound, meta_specs, spec_bytes
 from .store import Hold, ObjectStore, Principal, Reservation, StoredObject
 
-__all__ = ["Executor", "PreparedCommand", "INLINE_COST_LIMIT"]
+__all__ = ["Executor", "PreparedCommand"]
 
 _NONE_HIDDEN: frozenset[int] = frozenset()
-
-INLINE_COST_LIMIT = 1 << 16
-"""Commands touching fewer tensor elements than this run on the event loop.
-
-Handing a tiny op to a worker thread costs more than the op; anything
-bigger goes off the loop so one client's matmul never stalls another's
-small commands.
-"""
 
 
 class Executor:
@@ -170,7 +163,8 @@ class PreparedCommand:
 
     @property
     def heavy(self) -> bool:
-        return self.cost >= INLINE_COST_LIMIT
+        """Runs in a worker thread (:mod:`node.server.offload`), not on the event loop."""
+        return not runs_inline(self.cost)
 
     @property
     def needs_meta(self) -> bool:

@@ -2,7 +2,11 @@
 
 Owns the store and executor shared by all connections, the TLS identity,
 the users directory (whose revocations it enforces on live connections),
-and the lifetime of every connection task.  Heavy commands run in worker
+and the lifetime of every connection task.  It is the one core module that
+wires the subrooms in: it builds the secret-sharing service
+(:mod:`node.server.mpc`) with the material providers this node deals from
+as a crypto provider (:class:`node.mpc.Providers`), and the federated
+services (:mod:`node.server.fl`).  Heavy commands run in worker
 threads via ``asyncio.to_thread`` so the loop keeps serving heartbeats and
 other clients.  Objects of a principal with no live connection are freed
 after ``orphan_ttl`` seconds (a reconnect within that window finds them).
@@ -22,6 +26,7 @@ from protocol.errors import MessageTooLarge, QuotaExceeded, TesseraError
 from protocol.messages import ErrorReply, Reply
 from protocol.records import NodeRecord, Role
 
+from node.mpc import Dealer, Providers
 from ..settings import NodeSettings
 from peer.client.async_channel import Credentials, Endpoint
 from peer.security.identity import Identity, ensure_identity
@@ -119,7 +124,11 @@ class NodeServer:
             settings.node_id, self.store, credentials, settings.max_message_bytes,
             network=self._network, fingerprint=None if settings.insecure else identity.fingerprint,
         )
-        self.mpc = MpcService(settings.node_id, self.store, self.transfers, settings.trusted_providers)
+        # The material this node deals as a crypto provider, one provider per kind.
+        providers = Providers(Dealer())
+        self.mpc = MpcService(
+            settings.node_id, self.store, self.transfers, providers, settings.trusted_providers
+        )
         self.secagg = SecureAggregation(settings.node_id, identity.fingerprint, self.transfers, self.datasets.pending)
         await asyncio.to_thread(self.datasets.load, settings.datasets, settings.tags)
         self.jobs = TrainerJobs(settings.node_id, settings.roles, self.transfers, self.store)

@@ -47,20 +47,18 @@ from node.mpc.prg import check_seed
 from peer.client.tracker import rebuild_error
 from peer.security.trust import TrustError
 from node.server.fl.secagg_mailbox import PendingUpdates, Sender, Share, ShareMailbox
+from node.server.offload import offload, runs_inline
 from node.server.transfers import TransferService
 
 if TYPE_CHECKING:
     from node.server.session import Session, Step
 
-__all__ = ["SecureAggregation", "SHARE_TIMEOUT", "INLINE_ELEMENTS"]
+__all__ = ["SecureAggregation", "SHARE_TIMEOUT"]
 
 log = logging.getLogger("tessera.node.secagg")
 
 SHARE_TIMEOUT = 60.0
 """Seconds an owner may take to reach every party and have its share acknowledged."""
-
-INLINE_ELEMENTS = 65_536
-"""Below this many elements a split or a sum runs on the event loop; above, in a worker thread."""
 
 
 class SecureAggregation:
@@ -111,7 +109,7 @@ class SecureAggregation:
             return Outcome(request.reply(missing, {}))
         shares = self.mailbox.take(session.principal, request.round, request.owners)
         elements = sum(_elements(shapes) for shapes, _ in shares)
-        if elements < INLINE_ELEMENTS:
+        if runs_inline(elements):
             return Outcome(request.reply((), _total(shares)))
         return Work(lambda: session.guarded(request, lambda: Outcome(request.reply((), _total(shares)))))
 
@@ -141,10 +139,7 @@ class SecureAggregation:
                        min_owners: int = 2) -> AckReply:
         parties = request.parties
         shapes = shapes_of(update)
-        if _elements(shapes) * len(parties) >= INLINE_ELEMENTS:
-            parts = await asyncio.to_thread(split_update, update, len(parties), own)
-        else:
-            parts = split_update(update, len(parties), own)
+        parts = await offload(_elements(shapes) * len(parties), split_update, update, len(parties), own)
         for index, (party, part) in enumerate(zip(parties, parts)):
             if index == own:
                 share = SecaggShareRequest(request.id, request.round, request.owner, shapes, None, part.values)

@@ -1,25 +1,29 @@
 """A party's side of one ``mpc_step``: Beaver product and truncation over peer links.
 
-For party i of n, on its shares [x]_i and [y]_i (the steps of
-:mod:`node.mpc.beaver` and :mod:`node.mpc.truncation`):
+For party i of n, on its shares [x]_i and [y]_i.  Every computation is a
+step of :mod:`node.mpc.beaver` or :mod:`node.mpc.truncation`, on material
+expanded by :mod:`node.mpc.material`; this module only sends, waits and
+calls them:
 
 1. wait for the crypto provider's seed letter (from the provider the
-   client named) and expand a_i, b_i from it;
-2. send (eps_i, delta_i) = (x_i - a_i, y_i - b_i) to every other party as
-   ``mpc_open`` over this node's pinned node-to-node links: the client never
-   sees them;
+   client named) and expand a_i, b_i from it (``expand_triple_masks``);
+2. send (eps_i, delta_i) = (x_i - a_i, y_i - b_i) (``beaver.mask``) to
+   every other party as ``mpc_open`` over this node's pinned node-to-node
+   links: the client never sees them;
 3. take every other party's masks (each only from the node and certificate
-   the client named for that index), and c_i (expanded from the seed, or
-   for the last party the crypto provider's explicit letter); open
-   eps and delta and finish z_i;
-4. truncate: SecureML locally (2 parties, no round), or the dealer scheme
-   (one more opening of c_i = z_i + r_i);
+   the client named for that index), and c_i (``expand_triple_product``,
+   or for the last party the crypto provider's explicit letter); open eps
+   and delta (``beaver.open_masked``) and finish z_i (``beaver.finish``);
+4. truncate: SecureML locally (``truncate_local``: 2 parties, no round),
+   or the dealer scheme (``truncation_mask``, one more opening of
+   c_i = z_i + r_i with ``open_truncation``, ``truncation_finish``);
 5. store z_i under the client's result id with the combined policy of x, y
    and the caller.
 
 Any failure after the session began is sent to the other parties as an
 abort, so they fail at once instead of waiting for their deadline.  Heavy
-tensor work runs on worker threads; waits and sends on the event loop.
+tensor work runs on worker threads (:mod:`node.server.offload`); waits and
+sends on the event loop.
 Must not import websockets.
 """
 
@@ -30,7 +34,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 import torch
 
@@ -51,32 +55,32 @@ from node.mpc import (
     MaterialError,
     TripleShares,
     TruncationShares,
-    expand_seed,
+    expand_triple_masks,
+    expand_triple_product,
+    expand_truncation,
     finish,
+    mask,
     open_masked,
     open_truncation,
     truncate_local,
     truncation_finish,
     truncation_mask,
 )
-from node.mpc.material import TripleSpec, TruncationSpec, explicit_shapes, stream_of
+from node.mpc.material import TripleSpec, TruncationSpec, explicit_shapes
+from node.mpc.prg import Seed, check_seed
 from node.mpc.ring import RING_DTYPE
 from peer.server.auth import Caller
 from node.server.mpc.mailbox import Mailbox, Sender, Slot
 from node.server.mpc.specs import material_specs, step_wire_specs
+from node.server.offload import offload
 from node.server.policy import Policy, combine
 from peer.server.redaction import current, screen
 from node.server.store import ObjectStore
 from node.server.transfers import TransferService
 
-__all__ = ["PartyRunner", "INLINE_ELEMENTS", "sized_work"]
+__all__ = ["PartyRunner"]
 
 log = logging.getLogger("tessera.node.mpc")
-
-INLINE_ELEMENTS = 1 << 15
-"""Below this many elements tensor work runs on the loop (a thread hop costs more)."""
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -211,7 +215,7 @@ class PartyRunner:
 
     async def _compute(self, plan: _Plan) -> torch.Tensor:
         request = plan.request
-        seed: bytes | None = None
+        seed: Seed | None = None
         if plan.specs:
             seed = await self._seed(plan)
         z = plan.x
@@ -226,13 +230,13 @@ class PartyRunner:
             spec_index = 1
         if request.bits:
             if local:
-                z = await sized_work(z.numel(), truncate_local, z, request.party, 2, request.bits)
+                z = await offload(z.numel(), truncate_local, z, request.party, 2, request.bits)
             else:
                 assert seed is not None
                 z = await self._truncate(plan, seed, z, spec_index)
         return z
 
-    async def _seed(self, plan: _Plan) -> bytes:
+    async def _seed(self, plan: _Plan) -> Seed:
         request = plan.request
         assert request.dealer is not None
         dealer = (request.dealer.node, request.dealer.fingerprint)
@@ -245,7 +249,7 @@ class PartyRunner:
                 "the crypto provider dealt material for another step than this one", {}
             )
         assert letter.seed is not None
-        return letter.seed
+        return check_seed(letter.seed)  # peer input: a SeedError before anything is expanded
 
     async def _explicit(self, plan: _Plan) -> tuple[torch.Tensor, ...]:
         if plan.explicit is not None:
@@ -264,20 +268,20 @@ class PartyRunner:
         plan.explicit = letter.explicit
         return letter.explicit
 
-    async def _beaver(self, plan: _Plan, seed: bytes, local_bits: int) -> torch.Tensor:
+    async def _beaver(self, plan: _Plan, seed: Seed, local_bits: int) -> torch.Tensor:
         request, x, y = plan.request, plan.x, plan.y
         assert y is not None
         spec = material_specs(plan.specs[:1])[0]
         assert isinstance(spec, TripleSpec)
+        # The last party's c comes from the provider after the seed: taken while this party masks.
         explicit = asyncio.ensure_future(self._explicit(plan)) if plan.last else None
         try:
-            def masks() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-                a = expand_seed(seed, spec.x_shape, stream_of(0, 0))
-                b = expand_seed(seed, spec.y_shape, stream_of(0, 1))
-                return a, b, x - a, y - b
+            def masks() -> tuple[torch.Tensor, torch.Tensor, Masked]:
+                a, b = expand_triple_masks(seed, spec, 0)
+                return a, b, mask(x, y, a, b)
 
-            a, b, eps, delta = await sized_work(x.numel() + y.numel(), masks)
-            await self._send(plan, OpenRound.BEAVER, (eps, delta))
+            a, b, mine = await offload(x.numel() + y.numel(), masks)
+            await self._send(plan, OpenRound.BEAVER, (mine.epsilon, mine.delta))
             parts = await self._collect(plan, Slot.OPEN_BEAVER, 2)
             if explicit is not None:
                 c = (await explicit)[0]
@@ -285,34 +289,31 @@ class PartyRunner:
                 c = None
 
             def product() -> torch.Tensor:
-                own = c if c is not None else expand_seed(seed, spec.z_shape, stream_of(0, 2))
-                masked = [Masked(*v) for v in _in_order(parts, request.party, (eps, delta))]
-                opened = open_masked(masked, spec)
+                own = c if c is not None else expand_triple_product(seed, spec, 0)
+                ordered = _in_order(parts, request.party, (mine.epsilon, mine.delta))
+                opened = open_masked([Masked(*v) for v in ordered], spec)
                 z = finish(spec, opened, TripleShares(a, b, own), request.party, plan.n)
                 return truncate_local(z, request.party, 2, local_bits) if local_bits else z
 
-            return await sized_work(math.prod(spec.z_shape) + x.numel() + y.numel(), product)
+            return await offload(math.prod(spec.z_shape) + x.numel() + y.numel(), product)
         finally:
             if explicit is not None and not explicit.done():
                 explicit.cancel()
 
-    async def _truncate(self, plan: _Plan, seed: bytes, z: torch.Tensor, index: int) -> torch.Tensor:
+    async def _truncate(self, plan: _Plan, seed: Seed, z: torch.Tensor, index: int) -> torch.Tensor:
         request = plan.request
         spec = material_specs(plan.specs[index : index + 1])[0]
         assert isinstance(spec, TruncationSpec)
-        explicit = (await self._explicit(plan))[-2:] if plan.last else None
+        explicit = None
+        if plan.last:
+            top, low = (await self._explicit(plan))[-2:]
+            explicit = (top, low)
 
-        def mask() -> tuple[TruncationShares, torch.Tensor]:
-            r = expand_seed(seed, spec.shape, stream_of(index, 0))
-            if explicit is not None:
-                top, low = explicit
-            else:
-                top = expand_seed(seed, spec.shape, stream_of(index, 1))
-                low = expand_seed(seed, spec.shape, stream_of(index, 2))
-            shares = TruncationShares(r, top, low)
+        def masks() -> tuple[TruncationShares, torch.Tensor]:
+            shares = expand_truncation(seed, spec, index, explicit)
             return shares, truncation_mask(z, request.party, shares)
 
-        shares, masked = await sized_work(3 * z.numel(), mask)
+        shares, masked = await offload(3 * z.numel(), masks)
         await self._send(plan, OpenRound.TRUNCATION, (masked,))
         parts = await self._collect(plan, Slot.OPEN_TRUNCATION, 1)
 
@@ -321,7 +322,7 @@ class PartyRunner:
             opened = open_truncation(ordered, spec.shape)
             return truncation_finish(opened, request.party, plan.n, shares, spec.bits)
 
-        return await sized_work(3 * z.numel(), finish_truncation)
+        return await offload(3 * z.numel(), finish_truncation)
 
     # -- peers ---------------------------------------------------------------
 
@@ -385,20 +386,12 @@ def _in_order(
     return [mine if j == own else parts[j] for j in range(len(parts) + 1)]
 
 
-
 def _unreachable(index: int, node: NodeId) -> TesseraError:
     return PeerUnavailable(
         f"cannot reach party {index} ({node}): unreachable, not in this node's network, "
         "or it did not present the expected certificate",
         {"node": node, "party": index},
     )
-
-
-async def sized_work(elements: int, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` on the loop below :data:`INLINE_ELEMENTS` elements, else in a worker thread."""
-    if elements < INLINE_ELEMENTS:
-        return fn(*args)
-    return await asyncio.to_thread(fn, *args)
 
 
 def _forget_failures(link: Any) -> None:

@@ -7,9 +7,12 @@ role a node may play for a client's secret computation:
   additive shares (:func:`node.mpc.split`) and deliver each over a pinned
   node-to-node link into the reservation the client made on its party,
   with the source object's read policy (a share's policy is its source's);
-- crypto provider (``mpc_deal``): draw one fresh seed per party, send each
-  party its seed at once, then compute the last party's dependent tensors
-  (:class:`node.mpc.Dealer`) and send them; the provider sees shapes only;
+- crypto provider (``mpc_deal``): look the batch's
+  :class:`~node.mpc.MaterialProvider` up by the kind of its specs in the
+  :class:`~node.mpc.Providers` the runtime injected (today the Beaver
+  :class:`~node.mpc.Dealer`), send each party the seed the provider drew
+  for it at once, then compute the dependent tensors off the loop and send
+  each to its party; the provider sees shapes only;
 - party (``mpc_step``): :class:`~node.server.mpc.party.PartyRunner`;
 - receiver of node-to-node letters (``mpc_material``, ``mpc_open``): only
   from a caller that proved a node identity (a user is refused
@@ -24,10 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from typing import TYPE_CHECKING, Any, Callable, Mapping
-
-import torch
+from typing import Any, Callable, Mapping, Sequence
 
 from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied
 from protocol.ids import NodeId, RequestId
@@ -42,19 +42,18 @@ from protocol.mpc import (
 )
 from protocol.tensors import DTYPE_NAMES
 
-from node.mpc import Dealer, encoder_for, fresh_seed, split
-from node.mpc.prg import Seed
+from node.mpc import MaterialProvider, Providers, encoder_for, split
+from node.mpc.material import MaterialSpec
 from peer.client.async_channel import AsyncChannel
 from peer.server.auth import Caller
 from node.server.mpc.mailbox import Mailbox, Slot
-from node.server.mpc.party import PartyRunner, sized_work
+from node.server.mpc.party import PartyRunner
 from node.server.mpc.specs import material_specs
+from node.server.offload import offload
 from node.server.policy import MOVER
+from node.server.session import Outcome, Session
 from node.server.store import ObjectStore
 from node.server.transfers import TransferService
-
-if TYPE_CHECKING:
-    from node.server.session import Session
 
 __all__ = ["MpcService"]
 
@@ -72,11 +71,14 @@ class MpcService:
         node_id: NodeId,
         store: ObjectStore,
         transfers: TransferService,
+        providers: Providers,
         trusted_providers: frozenset[str] = frozenset(),
     ) -> None:
         self.node_id = node_id
         self.store = store
         self.transfers = transfers
+        self.providers = providers
+        """The material this node deals as a crypto provider, by kind."""
         self.mailbox = Mailbox()
         self.party = PartyRunner(node_id, store, self.mailbox, transfers, trusted_providers)
 
@@ -93,8 +95,6 @@ class MpcService:
     # -- node-to-node letters (synchronous, on the loop) --------------------
 
     def _material(self, session: Session, request: MpcMaterialRequest) -> Any:
-        from node.server.session import Outcome
-
         assert session.caller is not None
         sender = session.caller.node_sender("mpc_material")
         slot = Slot.SEED if request.seed is not None else Slot.EXPLICIT
@@ -103,8 +103,6 @@ class MpcService:
         return Outcome()
 
     def _open(self, session: Session, request: MpcOpenRequest) -> Any:
-        from node.server.session import Outcome
-
         assert session.caller is not None
         sender = session.caller.node_sender("mpc_open")
         if request.abort is not None:
@@ -124,9 +122,10 @@ class MpcService:
 
     def _deal(self, session: Session, request: MpcDealRequest) -> Any:
         _caller(session)
-        material_specs(request.specs)  # MaterialError for shapes that do not fit
+        specs = material_specs(request.specs)  # MaterialError for shapes that do not fit
+        provider = self.providers.for_specs(specs)  # MaterialError for a kind not dealt here
         self.transfers.check_recipients(request.parties, "parties of a deal")
-        return session.guarded_async(request, lambda: self._send_material(request))
+        return session.guarded_async(request, lambda: self._send_material(request, provider, specs))
 
     def _split(self, session: Session, request: MpcSplitRequest) -> Any:
         caller = _caller(session)
@@ -148,7 +147,7 @@ class MpcService:
 
         async def run() -> Reply:
             value = stored.value
-            shares = await sized_work(value.numel(), lambda: split(encoder.encode(value), len(request.parties)))
+            shares = await offload(value.numel(), lambda: split(encoder.encode(value), len(request.parties)))
             policy = stored.policy.renamed({caller.principal: MOVER})
             await asyncio.gather(
                 *(
@@ -167,11 +166,12 @@ class MpcService:
 
         return session.guarded_async(request, run)
 
-    async def _send_material(self, request: MpcDealRequest) -> None:
-        """Seeds to every party first, then the last party's dependent tensors."""
+    async def _send_material(
+        self, request: MpcDealRequest, provider: MaterialProvider, specs: Sequence[MaterialSpec]
+    ) -> None:
+        """The provider's two phases: seeds to every party first, then the dependent tensors."""
         n = len(request.parties)
-        specs = material_specs(request.specs)
-        seeds = [fresh_seed() for _ in range(n)]
+        seeds = provider.seeds(n)
         pooled = [self.transfers.pooled(p.url, p.fingerprint) for p in request.parties]
         links: list[AsyncChannel | BaseException]
         if all(link is not None for link in pooled):
@@ -194,6 +194,7 @@ class MpcService:
                 ),
                 "mpc_material seed",
             )
+        reached: list[AsyncChannel] = []
         for index, link in enumerate(links):
             if isinstance(link, BaseException):
                 party = request.parties[index]
@@ -202,29 +203,18 @@ class MpcService:
                     f"the crypto provider cannot reach party {index} ({party.node})",
                     {"node": party.node, "party": index},
                 )
-        supply = iter(seeds)
-
-        def deal() -> tuple[torch.Tensor, ...]:
-            bundles = Dealer(seed_source=lambda: Seed(next(supply))).deal(specs, n)
-            return bundles[-1].explicit
-
-        elements = sum(_spec_elements(s) for s in specs)
-        explicit = await sized_work(elements, deal)
-        last = links[-1]
-        assert isinstance(last, AsyncChannel)
-        last.post(
-            MpcMaterialRequest(
-                last.tracker.next_id(), request.session, n - 1, n, request.specs, None, explicit
-            ),
-            "mpc_material explicit",
-        )
-        await asyncio.wait_for(last.drained(), DEAL_TIMEOUT)
-
-
-def _spec_elements(spec: Any) -> int:
-    """Input elements of one spec (what its dealing costs), from the shapes alone."""
-    shapes = [spec.x_shape, spec.y_shape] if hasattr(spec, "x_shape") else [spec.shape]
-    return sum(math.prod(shape) for shape in shapes)
+            reached.append(link)
+        dependent = await offload(provider.cost(specs), provider.dependent, specs, seeds)
+        for index, explicit in dependent.items():
+            target = reached[index]
+            target.post(
+                MpcMaterialRequest(
+                    target.tracker.next_id(), request.session, index, n, request.specs, None, explicit
+                ),
+                "mpc_material explicit",
+            )
+        for index in dependent:
+            await asyncio.wait_for(reached[index].drained(), DEAL_TIMEOUT)
 
 
 def _caller(session: Session) -> Caller:

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 
 from node.mpc.beaver import finish, mask, open_masked
-from node.mpc.dealer import Dealer, TripleProvider
+from node.mpc.dealer import Dealer
 from node.mpc.encoding import FixedPointEncoder
 from node.mpc.material import (
     PartyMaterial,
@@ -50,13 +50,13 @@ def beaver(
     xs: Sequence[torch.Tensor],
     ys: Sequence[torch.Tensor],
     conv: ConvParams | None = None,
-    provider: TripleProvider | None = None,
+    dealer: Dealer | None = None,
 ) -> Shares:
     """Shares of op(x, y) (no truncation), running all three Beaver steps."""
     n = len(xs)
     spec = TripleSpec(op, tuple(xs[0].shape), tuple(ys[0].shape), conv)
-    triples = [_triple(bundle) for bundle in (provider or Dealer()).deal([spec], n)]
-    masked = [mask(x, y, t) for x, y, t in zip(xs, ys, triples)]
+    triples = [_triple(bundle) for bundle in (dealer or Dealer()).deal([spec], n)]
+    masked = [mask(x, y, t.a, t.b) for x, y, t in zip(xs, ys, triples)]
     opened = open_masked(masked, spec)
     return [finish(spec, opened, t, i, n) for i, t in enumerate(triples)]
 

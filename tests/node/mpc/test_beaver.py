@@ -144,10 +144,10 @@ def test_peer_input_is_checked() -> None:
     triple = _triples(spec, 2)[0]
     x = torch.zeros(3, dtype=torch.int64)
     with pytest.raises(RingError):
-        mask(torch.zeros(4, dtype=torch.int64), x, triple)
+        mask(torch.zeros(4, dtype=torch.int64), x, triple.a, triple.b)
     with pytest.raises(RingError):
-        mask(x, torch.zeros(3), triple)
-    good = mask(x, x, triple)
+        mask(x, torch.zeros(3), triple.a, triple.b)
+    good = mask(x, x, triple.a, triple.b)
     with pytest.raises(RingError, match="epsilon from party 1"):
         open_masked([good, Masked(torch.zeros(2, dtype=torch.int64), x)], spec)
     with pytest.raises(RingError, match="delta from party 1"):
@@ -164,7 +164,7 @@ def test_openings_reveal_only_uniform_values() -> None:
     spec = TripleSpec(BilinearOp.MUL, (size,), (size,))
     zeros = split(torch.zeros(size, dtype=torch.int64), n)
     triples = _triples(spec, n)
-    opened = open_masked([mask(s, s, t) for s, t in zip(zeros, triples)], spec)
+    opened = open_masked([mask(s, s, t.a, t.b) for s, t in zip(zeros, triples)], spec)
     assert looks_uniform(opened.epsilon) and looks_uniform(opened.delta)
 
 

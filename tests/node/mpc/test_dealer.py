@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from node.mpc.dealer import Dealer, TripleProvider
+from node.mpc.dealer import Dealer
 from node.mpc.errors import MaterialError, PartyError, RingError, SeedError
 from node.mpc.material import (
     MAX_MATERIAL_ELEMENTS,
@@ -19,6 +19,9 @@ from node.mpc.material import (
     as_triple,
     as_truncation,
     expand_material,
+    expand_triple_masks,
+    expand_triple_product,
+    expand_truncation,
 )
 from node.mpc.prg import Seed, fresh_seed
 from node.mpc.ring import BilinearOp, ConvParams, apply_bilinear, logical_shift, low_bits, top_bit
@@ -34,9 +37,9 @@ SPECS = (
 
 
 def _expanded(
-    n: int, provider: TripleProvider | None = None
+    n: int, dealer: Dealer | None = None
 ) -> list[list[TripleShares | TruncationShares]]:
-    bundles = (provider or Dealer()).deal(SPECS, n)
+    bundles = (dealer or Dealer()).deal(SPECS, n)
     return [expand_material(bundle) for bundle in bundles]
 
 
@@ -151,3 +154,24 @@ def test_bundle_validation() -> None:
     floats = (good.explicit[0].double(),) + good.explicit[1:]
     with pytest.raises(RingError):
         expand_material(dataclasses.replace(good, explicit=floats))
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_staged_expansion_matches_the_bundle(n: int) -> None:
+    """A networked party's staged expansion (masks, product, truncation) equals expand_material's."""
+    for bundle in Dealer().deal(SPECS, n):
+        whole = expand_material(bundle)
+        explicit = iter(bundle.explicit)
+        for j, spec in enumerate(SPECS):
+            if isinstance(spec, TripleSpec):
+                triple = as_triple(whole[j])
+                a, b = expand_triple_masks(bundle.seed, spec, j)
+                c = next(explicit) if bundle.is_last else expand_triple_product(bundle.seed, spec, j)
+                assert torch.equal(a, triple.a) and torch.equal(b, triple.b) and torch.equal(c, triple.c)
+            else:
+                mask = as_truncation(whole[j])
+                pair = (next(explicit), next(explicit)) if bundle.is_last else None
+                staged = expand_truncation(bundle.seed, spec, j, pair)
+                assert torch.equal(staged.r, mask.r)
+                assert torch.equal(staged.r_top, mask.r_top)
+                assert torch.equal(staged.r_low_shifted, mask.r_low_shifted)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from peer.server.auth import AnonymousAuthenticator
-from node.server.executor import INLINE_COST_LIMIT, Executor
+from node.server.executor import Executor
+from node.server.offload import INLINE_ELEMENTS
 from node.server.session import CLOSE_POLICY, CLOSE_PROTOCOL, Outcome, Session, SessionState, Work
 from node.server.store import MemoryStore, StoredObject
 from protocol.codec import ExtCode, decode_message, encode_message_bytes
@@ -305,10 +306,10 @@ def test_bytes_kwarg_key_is_a_bad_message() -> None:
 
 
 def test_heavy_command_comes_back_as_work_and_small_ones_run_inline() -> None:
-    """Inputs of INLINE_COST_LIMIT elements make a Work whose run() stores the result; fewer run inline."""
+    """Inputs of INLINE_ELEMENTS elements make a Work whose run() stores the result; fewer run inline."""
     store = MemoryStore()
     session = opened(store)
-    big = torch.arange(INLINE_COST_LIMIT, dtype=torch.float32)
+    big = torch.arange(INLINE_ELEMENTS, dtype=torch.float32)
     put(session, 1, big)
     put(session, 2, big[1:], rid=11)
     assert send(session, command("neg", ref(2), (), (3,))) == Outcome()
@@ -324,19 +325,19 @@ def test_heavy_command_counts_tensors_in_kwargs() -> None:
     """A large tensor passed as a keyword argument makes the command heavy too."""
     session = opened()
     put(session, 1, torch.ones(1))
-    put(session, 2, torch.ones(INLINE_COST_LIMIT), rid=11)
+    put(session, 2, torch.ones(INLINE_ELEMENTS), rid=11)
     request = command("add", ref(1), (), (3,), kwargs={"other": ref(2)})
     assert isinstance(session.receive(encode_message_bytes(request)), Work)
 
 
-@pytest.mark.parametrize("rows", [2, INLINE_COST_LIMIT], ids=["inline", "heavy"])
+@pytest.mark.parametrize("rows", [2, INLINE_ELEMENTS], ids=["inline", "heavy"])
 def test_op_raising_inside_torch_is_op_failed_naming_the_op(rows: int) -> None:
     """An op torch rejects is OP_FAILED naming the op, inline or from Work.run(); nothing stored."""
     store = MemoryStore()
     session = opened(store)
     put(session, 1, torch.ones(rows, 3))
     step = session.receive(encode_message_bytes(command("matmul", ref(1), (ref(1),), (3,), rid=32)))
-    assert isinstance(step, Work) == (rows >= INLINE_COST_LIMIT // 3)
+    assert isinstance(step, Work) == (rows >= INLINE_ELEMENTS // 3)
     error = error_of(step.run() if isinstance(step, Work) else step)
     assert error.code == "OP_FAILED" and error.id == 32
     assert "matmul" in error.message and error.details["op"] == "matmul"

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from peer.server.auth import AnonymousAuthenticator
-from node.server.executor import INLINE_COST_LIMIT, Executor
+from node.server.executor import Executor
+from node.server.offload import INLINE_ELEMENTS
 from node.server.policy import Policy
 from peer.server.redaction import Exposure, REFUSALS, current, exposed, note_restricted, screen, withheld
 from node.server.session import Outcome, Session, Work
@@ -66,7 +67,7 @@ def ref(object_id: int) -> PointerRef:
     return PointerRef(NODE, ObjectId(object_id))
 
 
-@pytest.mark.parametrize("size", [4, INLINE_COST_LIMIT + 1], ids=["inline", "worker-thread"])
+@pytest.mark.parametrize("size", [4, INLINE_ELEMENTS + 1], ids=["inline", "worker-thread"])
 def test_a_failed_command_on_private_data_says_nothing_of_it(size: int) -> None:
     """Out-of-range index on a private tensor: OP_FAILED, the index and the size are not echoed."""
     session = opened(store_with_private(torch.arange(float(size))))
