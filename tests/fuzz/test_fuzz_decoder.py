@@ -8,6 +8,7 @@ exception fails the test.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 import tempfile
@@ -16,12 +17,13 @@ from typing import Any
 
 import msgpack
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from protocol.codec import decode_message
-from protocol.errors import MessageTooLarge, RemoteProtocolError
+from protocol.errors import MessageTooLarge, RemoteProtocolError, TensorRefused
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from protocol.tensors import DTYPES
 from tests.fuzz.corpus import (
@@ -216,3 +218,56 @@ def test_too_large_tensor_error_is_reportable() -> None:
     result = check_decoder(TOO_LARGE_2_64)
     assert isinstance(result, MessageTooLarge)
     check_reportable(result)
+
+
+def _plain_id(frame: bytes) -> int | None:
+    """The id a plain msgpack reading of a complete body finds (None if it finds none)."""
+    if len(frame) < 4:
+        return None
+    (size,) = struct.unpack_from("<I", frame)
+    if 4 + size > len(frame):
+        return None
+    try:
+        body = msgpack.unpackb(frame[4 : 4 + size], ext_hook=msgpack.ExtType, raw=False, strict_map_key=False)
+    except Exception:
+        return None
+    request_id = body.get("id") if isinstance(body, dict) else None
+    valid = type(request_id) is int and 0 <= request_id < 2**64
+    return request_id if valid else 0
+
+
+@fast(400)
+@given(structured_frames() | st.tuples(st.sampled_from(SEEDS), st.sampled_from(MUTATIONS), st.integers(0, 2**20),
+                                      st.integers(0, 255)).map(lambda t: mutate(*t)))
+def test_errors_carry_the_id_a_plain_reading_finds(frame: bytes) -> None:
+    """Whenever the body is complete msgpack, a decode error carries exactly the id it holds (PROTOCOL.md 4)."""
+    result = check_decoder(frame)
+    expected = _plain_id(frame)
+    if isinstance(result, RemoteProtocolError) and expected is not None:
+        assert result.request_id == expected
+
+
+@fast(300)
+@given(structured_frames())
+def test_the_no_tensor_decoder_builds_no_tensor(frame: bytes) -> None:
+    """With tensors=False any frame decodes to a message without tensors or raises RemoteProtocolError."""
+    try:
+        message = decode_message(frame, tensors=False)
+    except TensorRefused as exc:
+        assert exc.code is not None and exc.code.value == "BAD_REQUEST"
+        return
+    except RemoteProtocolError:
+        return
+    assert not _holds_torch(message), message
+
+
+def _holds_torch(value: Any) -> bool:
+    if isinstance(value, (torch.Tensor, torch.dtype)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_torch(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_torch(v) for v in value.values())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_holds_torch(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False
