@@ -237,7 +237,9 @@ _E = TypeVar("_E", bound=enum.Enum)
 
 
 def choice(cls: type[_E], value: object, field: str) -> _E:
-    """The member of enum ``cls`` whose value is ``value``."""
+    """The member of enum ``cls`` whose value is ``value`` (a boolean is never an integer's)."""
+    if isinstance(value, bool):
+        raise bad(field, "one of " + ", ".join(repr(m.value) for m in cls))
     try:
         return cls(value)
     except (ValueError, TypeError):

@@ -682,6 +682,42 @@ def test_bool_where_int_expected_is_bad_message(frame: bytes) -> None:
     assert_bad(frame, MalformedMessage, ErrorCode.BAD_MESSAGE)
 
 
+def _scalar_fields(kind: type[bool] | type[int]) -> list[tuple[MessageKind, str]]:
+    """(kind, field) of every top-level field whose example value is exactly of type ``kind``."""
+    return [
+        (message.KIND, field)
+        for message in EXAMPLES.values()
+        for field, value in split_frame(encode_message_bytes(message))[0].items()
+        if type(value) is kind and field not in ("v", "id")
+    ]
+
+
+@pytest.mark.parametrize("kind,field", _scalar_fields(int), ids=lambda v: getattr(v, "value", v))
+def test_every_integer_field_refuses_a_boolean(kind: MessageKind, field: str) -> None:
+    """An integer (or number) field given true or false is BAD_MESSAGE naming it (PROTOCOL.md 4)."""
+    message = EXAMPLES[kind]
+    for value in (True, False):
+        exc = assert_bad(rewrite(message, lambda b: b.__setitem__(field, value)), MalformedMessage,
+                         ErrorCode.BAD_MESSAGE)
+        assert str(exc.details.get("field", "")).startswith(field)
+
+
+@pytest.mark.parametrize("kind,field", _scalar_fields(bool), ids=lambda v: getattr(v, "value", v))
+def test_every_boolean_field_refuses_an_integer(kind: MessageKind, field: str) -> None:
+    """A boolean field given 1 or 0 is BAD_MESSAGE naming it: integers never stand for booleans (PROTOCOL.md 4)."""
+    message = EXAMPLES[kind]
+    for value in (1, 0):
+        exc = assert_bad(rewrite(message, lambda b: b.__setitem__(field, value)), MalformedMessage,
+                         ErrorCode.BAD_MESSAGE)
+        assert exc.details.get("field") == field
+
+
+def test_the_boolean_and_integer_cases_are_not_empty() -> None:
+    """The two tests above see the fields they are about (get.delete among the booleans)."""
+    assert (MessageKind.GET, "delete") in _scalar_fields(bool)
+    assert (MessageKind.GET, "object_id") in _scalar_fields(int)
+
+
 def test_bool_tensor_dimension_is_bad_tensor() -> None:
     """A boolean in a tensor shape is BAD_TENSOR."""
     assert_bad(put_frame(tensor_ext("int32", [True], 0, 4), bytes(8)), BadTensor, ErrorCode.BAD_TENSOR)

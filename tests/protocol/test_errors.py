@@ -154,9 +154,10 @@ def test_local_protocol_error_has_no_wire_code() -> None:
 
 
 def test_local_protocol_error_is_answered_internal_not_as_the_peers_fault() -> None:
-    """An error reply made from a local error is INTERNAL, never a code blaming the peer's frame."""
-    reply = ErrorReply.from_exception(RequestId(3), LocalProtocolError("dtype torch.complex64 cannot be sent", {}))
-    assert reply.code == ErrorCode.INTERNAL.value
+    """An error reply made from a local error is a bare INTERNAL, never a code blaming the peer's frame."""
+    local = LocalProtocolError("dtype torch.complex64 cannot be sent", {"dtype": "torch.complex64"})
+    reply = ErrorReply.from_exception(RequestId(3), local)
+    assert (reply.code, reply.message, reply.details) == (ErrorCode.INTERNAL.value, "internal error", {})
 
 
 def test_tensor_refused_is_a_bad_request_from_the_decoder() -> None:
