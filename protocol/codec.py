@@ -48,6 +48,7 @@ from .errors import (
 )
 from .fields import body_of, message_from
 from .ids import RequestId, is_request_id
+from .kinds import NO_REQUEST
 from .limits import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_CONTAINER_LEN,
@@ -55,7 +56,6 @@ from .limits import (
     PAYLOAD_ALIGNMENT,
     PROTOCOL_VERSION,
 )
-from .kinds import NO_REQUEST
 from .messages import Message, MessageKind
 from .salvage import salvage_request_id
 from .validate import check_values, node_id, object_id, optional_int, uint
@@ -195,7 +195,7 @@ def decode_message(
     The returned message's tensors share memory with ``data``.  With
     ``tensors=False`` a tensor or dtype value is :class:`TensorRefused`
     (``BAD_REQUEST``) and torch is never loaded.  The error's ``request_id``
-    is the frame's id whenever it can be read (:mod:`protocol.request_ids`).
+    is the frame's id whenever it can be read (:mod:`protocol.salvage`).
     """
     view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
     if view.nbytes > max_bytes:
