@@ -3,7 +3,7 @@
     python -m benchmarks.fuzz [--inputs 100000] [--seed N] [--connections 4] [--json PATH]
 
 Every input goes to ``protocol.codec.decode_message`` in this process (it
-must return a message that round-trips, or raise ``ProtocolError``) and to a
+must return a message that round-trips, or raise ``RemoteProtocolError``) and to a
 live node over raw TLS WebSockets, in batches each followed by a ``sync``
 that must be answered within 10 s.  Reports inputs tried, decoder crashes
 (first reproducers saved to ``artifacts/fuzz-crashes/``), hangs, INTERNAL
@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from benchmarks.memory import rss
-from protocol.errors import ProtocolError
+from protocol.errors import RemoteProtocolError
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 from tests.fuzz.corpus import field_names, random_input, seed_frames
 from tests.fuzz.oracle import Unreportable, check_decoder, check_reportable
@@ -88,8 +88,8 @@ def fuzz_decoder(inputs: list[bytes], rng: random.Random, findings: Findings) ->
         signal.setitimer(signal.ITIMER_REAL, 10.0)
         try:
             result = check_decoder(data, max_bytes)
-            outcomes["error" if isinstance(result, ProtocolError) else "message"] += 1
-            if isinstance(result, ProtocolError):
+            outcomes["error" if isinstance(result, RemoteProtocolError) else "message"] += 1
+            if isinstance(result, RemoteProtocolError):
                 check_reportable(result)
         except DecoderHang:
             findings.add("decoder-hang", data, f"max_bytes={max_bytes}: no answer within 10 s")

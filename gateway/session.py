@@ -86,7 +86,11 @@ class GatewaySession(Conversation):
         peer: str = "local",
         source: str = "local",
     ) -> None:
-        super().__init__(GATEWAY_ID, GATEWAY_ROLES, authenticator, max_message_bytes, peer)
+        # No tensors: a tensor or dtype value is BAD_REQUEST before anything is
+        # built, so no peer can make the gateway import torch.
+        super().__init__(
+            GATEWAY_ID, GATEWAY_ROLES, authenticator, max_message_bytes, peer, tensors=False
+        )
         self.registry = registry
         self.clock = clock
         self.source_limiter = source_limiter

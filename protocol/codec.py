@@ -14,29 +14,41 @@ encoder hands the tensor's own memory to the transport and the decoder wraps
 the received frame with ``torch.frombuffer``.
 
 The decoder's contract: any byte string either becomes a valid
-:data:`~protocol.messages.Message` or raises :class:`~protocol.errors.ProtocolError`.
+:data:`~protocol.messages.Message` or raises
+:class:`~protocol.errors.RemoteProtocolError` (the peer broke the protocol).
+The encoder raises :class:`~protocol.errors.LocalProtocolError` for a message
+the protocol cannot carry (this side broke it).
+
+Torch is loaded on first use: :mod:`protocol.tensors` is imported when the
+encoder meets a tensor or the decoder a tensor or dtype ext, never at module
+level.  ``decode_message(..., tensors=False)`` refuses those exts before
+building anything (``BAD_REQUEST``), so a peer cannot make a process that
+takes no tensors (the gateway) import torch.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar, Union
 
 import msgpack
-import torch
 
-from . import fields as f
-from . import validate as v
+from .dtypes import check_dtype_name
 from .errors import (
     BadTensor,
+    LocalProtocolError,
     MalformedMessage,
     MessageTooLarge,
     ProtocolError,
+    RemoteProtocolError,
+    TensorRefused,
     UnknownKind,
     VersionMismatch,
 )
-from .ids import RequestId
+from .fields import body_of, message_from
+from .ids import RequestId, is_request_id
+from .kinds import NO_REQUEST
 from .limits import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_CONTAINER_LEN,
@@ -45,8 +57,12 @@ from .limits import (
     PROTOCOL_VERSION,
 )
 from .messages import Message, MessageKind
-from .tensors import DTYPE_NAMES, dtype_from_name, tensor_from_payload, tensor_payload
-from .values import PointerRef
+from .salvage import salvage_request_id
+from .validate import check_values, node_id, object_id, optional_int, uint
+from .values import PointerRef, is_dtype, is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "Frame",
@@ -103,7 +119,9 @@ class _Encoder:
         self.region = 0
 
     def default(self, obj: object) -> object:
-        if isinstance(obj, torch.Tensor):
+        if is_tensor(obj):
+            from .tensors import tensor_payload  # first tensor: torch is loaded already
+
             name, shape, view, owner = tensor_payload(obj)
             offset = self.region
             self.payloads.append(view)
@@ -116,12 +134,14 @@ class _Encoder:
             return msgpack.ExtType(ExtCode.SLICE, _pack([obj.start, obj.stop, obj.step]))
         if obj is Ellipsis:
             return msgpack.ExtType(ExtCode.ELLIPSIS, b"")
-        if isinstance(obj, torch.dtype):
+        if is_dtype(obj):
+            from .tensors import DTYPE_NAMES
+
             dtype_name = DTYPE_NAMES.get(obj)
             if dtype_name is None:
-                raise MalformedMessage(f"dtype {obj} cannot be sent", {"dtype": str(obj)})
+                raise LocalProtocolError(f"dtype {obj} cannot be sent", {"dtype": str(obj)})
             return msgpack.ExtType(ExtCode.DTYPE, dtype_name.encode())
-        raise MalformedMessage(
+        raise LocalProtocolError(
             f"a value of type {type(obj).__name__} cannot be sent",
             {"type": type(obj).__name__},
         )
@@ -132,16 +152,21 @@ def _pack(obj: object) -> bytes:
 
 
 def encode_message(message: Message) -> Frame:
-    """Encode ``message`` into a :class:`Frame` without copying tensor data."""
-    body = f.body_of(message)
+    """Encode ``message`` into a :class:`Frame` without copying tensor data.
+
+    A message the protocol cannot carry raises :class:`LocalProtocolError`
+    (carrying the message's id), and nothing is sent.
+    """
+    body = body_of(message)
     body["v"] = PROTOCOL_VERSION
     encoder = _Encoder()
     try:
         packed = msgpack.packb(body, default=encoder.default, use_bin_type=True)
-    except ProtocolError:
-        raise
+    except LocalProtocolError as exc:
+        raise _with_request(exc, message.id) from None
     except (TypeError, ValueError, OverflowError, RuntimeError, NotImplementedError) as exc:
-        raise MalformedMessage(f"cannot encode {message.KIND.value}: {exc}", {}) from exc
+        failed = LocalProtocolError(f"cannot encode {message.KIND.value}: {exc}", {})
+        raise _with_request(failed, message.id) from exc
     head = _HEADER.pack(len(packed)) + packed
     if not encoder.payloads:
         return Frame((head,), len(head))
@@ -162,10 +187,15 @@ def encode_message_bytes(message: Message) -> bytes:
     return encode_message(message).to_bytes()
 
 
-def decode_message(data: Buffer, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
-    """Decode and validate one frame.  Raises only :class:`ProtocolError`.
+def decode_message(
+    data: Buffer, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *, tensors: bool = True
+) -> Message:
+    """Decode and validate one frame.  Raises only :class:`RemoteProtocolError`.
 
-    The returned message's tensors share memory with ``data``.
+    The returned message's tensors share memory with ``data``.  With
+    ``tensors=False`` a tensor or dtype value is :class:`TensorRefused`
+    (``BAD_REQUEST``) and torch is never loaded.  The error's ``request_id``
+    is the frame's id whenever it can be read (:mod:`protocol.salvage`).
     """
     view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
     if view.nbytes > max_bytes:
@@ -182,14 +212,16 @@ def decode_message(data: Buffer, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> 
     region = view[region_start:] if region_start <= view.nbytes else view[0:0]
     raw = view[_HEADER.size : _HEADER.size + body_len]
     try:
-        body = _unpack_body(raw, region, max_bytes)
-    except ProtocolError as exc:
-        raise _with_request(exc, RequestId(_salvage_request_id(raw))) from None
+        body = _unpack_body(raw, region, max_bytes, tensors)
+    except RemoteProtocolError as exc:
+        raise _with_request(exc, salvage_request_id(raw)) from None
     return _message_from_body(body)
 
 
-def _unpack_body(raw: memoryview, region: memoryview, max_bytes: int) -> dict[str, Any]:
-    hook = _ext_hook(region, max_bytes)
+def _unpack_body(
+    raw: memoryview, region: memoryview, max_bytes: int, tensors: bool
+) -> dict[str, Any]:
+    hook = _ext_hook(region, max_bytes, tensors)
     try:
         body = msgpack.unpackb(
             raw,
@@ -203,65 +235,45 @@ def _unpack_body(raw: memoryview, region: memoryview, max_bytes: int) -> dict[st
             max_map_len=MAX_CONTAINER_LEN,
             max_ext_len=4096,
         )
-    except ProtocolError:
+    except RemoteProtocolError:
         raise
-    except Exception as exc:  # msgpack raises many types; the contract is ProtocolError
+    except Exception as exc:  # msgpack raises many types; the contract is RemoteProtocolError
         raise MalformedMessage(f"body is not valid msgpack ({type(exc).__name__})", {}) from None
     if not isinstance(body, dict):
         raise MalformedMessage("message body must be a map", {})
-    v.check_values(body)
+    check_values(body)
     return body
 
 
-def _salvage_request_id(raw: memoryview) -> int:
-    """Best-effort request id of a body whose values failed validation (else 0).
-
-    Lets the receiver correlate its error reply even when, say, a tensor in
-    the request was invalid.  Ext values are skipped, not built.
-    """
-    try:
-        body = msgpack.unpackb(
-            raw,
-            ext_hook=lambda code, data: None,
-            raw=False,
-            strict_map_key=False,
-            max_str_len=MAX_STRING_BYTES,
-            max_bin_len=raw.nbytes,
-            max_array_len=MAX_CONTAINER_LEN,
-            max_map_len=MAX_CONTAINER_LEN,
-            max_ext_len=4096,
-        )
-    except Exception:
-        return 0
-    request_id = body.get("id") if isinstance(body, dict) else None
-    if isinstance(request_id, int) and not isinstance(request_id, bool) and 0 <= request_id < 2**64:
-        return request_id
-    return 0
-
-
-def _ext_hook(region: memoryview, max_bytes: int) -> Callable[[int, bytes], object]:
+def _ext_hook(region: memoryview, max_bytes: int, tensors: bool) -> Callable[[int, bytes], object]:
     def hook(code: int, data: bytes) -> object:
         if code == ExtCode.TENSOR:
+            if not tensors:
+                raise TensorRefused.for_ext("tensor")
             return _decode_tensor(data, region, max_bytes)
         if code == ExtCode.POINTER:
-            node, object_id = _small_array(data, 2, "pointer")
-            return PointerRef(v.node_id(node, "pointer.node"), v.object_id(object_id, "pointer.id"))
+            node, oid = _small_array(data, 2, "pointer")
+            return PointerRef(node_id(node, "pointer.node"), object_id(oid, "pointer.id"))
         if code == ExtCode.SLICE:
             start, stop, step = _small_array(data, 3, "slice")
             return slice(
-                v.optional_int(start, "slice.start"),
-                v.optional_int(stop, "slice.stop"),
-                v.optional_int(step, "slice.step"),
+                optional_int(start, "slice.start"),
+                optional_int(stop, "slice.stop"),
+                optional_int(step, "slice.step"),
             )
         if code == ExtCode.ELLIPSIS:
             if data:
                 raise MalformedMessage("ellipsis ext must be empty", {})
             return Ellipsis
         if code == ExtCode.DTYPE:
+            if not tensors:
+                raise TensorRefused.for_ext("dtype")
             try:
                 name = data.decode("ascii")
             except UnicodeDecodeError:
                 raise MalformedMessage("dtype ext must be an ASCII name", {}) from None
+            from .tensors import dtype_from_name  # the first dtype value loads torch
+
             return dtype_from_name(name)
         raise MalformedMessage(f"unknown ext type {code}", {"ext": code})
 
@@ -279,13 +291,15 @@ def _small_array(data: bytes, length: int, what: str) -> Sequence[Any]:
 
 
 def _decode_tensor(data: bytes, region: memoryview, max_bytes: int) -> torch.Tensor:
+    from .tensors import tensor_from_payload  # the first tensor loads torch
+
     dtype, shape, offset, nbytes = _small_array(data, 4, "tensor")
-    offset = v.uint(offset, "tensor.offset")
-    nbytes = v.uint(nbytes, "tensor.nbytes")
+    offset = uint(offset, "tensor.offset")
+    nbytes = uint(nbytes, "tensor.nbytes")
     if offset % PAYLOAD_ALIGNMENT:
         raise BadTensor("tensor payload offset must be 8-aligned", {"offset": offset})
     if offset + nbytes > region.nbytes:
-        dtype_from_name(dtype)  # report a bad dtype before a bad length
+        check_dtype_name(dtype)  # report a bad dtype before a bad length
         raise BadTensor(
             "tensor payload lies outside the frame",
             {"offset": offset, "nbytes": nbytes, "region": region.nbytes},
@@ -294,11 +308,13 @@ def _decode_tensor(data: bytes, region: memoryview, max_bytes: int) -> torch.Ten
 
 
 def _message_from_body(body: dict[str, Any]) -> Message:
+    readable = body.get("id")
+    # Every error from here on carries the id when it is valid (PROTOCOL.md 4).
+    known_id = RequestId(readable) if is_request_id(readable) else NO_REQUEST
     kind = body.get("kind")
-    request_id = body.get("id")
     if not isinstance(kind, str):
-        raise MalformedMessage("message has no string 'kind'", {})
-    rid = RequestId(v.uint(request_id, "id"))
+        raise _with_request(MalformedMessage("message has no string 'kind'", {}), known_id)
+    rid = RequestId(uint(readable, "id"))
     version = body.get("v")
     if isinstance(version, bool) or not isinstance(version, int):
         raise _with_request(MalformedMessage("message has no integer 'v'", {}), rid)
@@ -309,12 +325,15 @@ def _message_from_body(body: dict[str, Any]) -> Message:
     if version != PROTOCOL_VERSION:
         raise _with_request(VersionMismatch.for_versions(PROTOCOL_VERSION, version), rid)
     try:
-        return f.message_from(known, rid, body)
-    except ProtocolError as exc:
+        return message_from(known, rid, body)
+    except RemoteProtocolError as exc:
         raise _with_request(exc, rid) from None
 
 
-def _with_request(exc: ProtocolError, request_id: RequestId) -> ProtocolError:
-    """Attach the request id so the receiver can correlate its error reply."""
+_E = TypeVar("_E", bound=ProtocolError)
+
+
+def _with_request(exc: _E, request_id: int) -> _E:
+    """Attach the message's id: the receiver correlates its error reply with it."""
     exc.request_id = request_id
     return exc

@@ -4,7 +4,16 @@ One root, :class:`TesseraError`.  Every subclass that can travel on the wire
 declares its :class:`ErrorCode`; :data:`ERROR_CLASSES` maps each code to
 exactly one class so a client can rebuild the same exception a node raised.
 Errors that only ever happen locally (a dropped connection, a certificate
-mismatch) live in ``node/`` and have no code.
+mismatch) live in ``peer/`` and ``node/`` and have no code.
+
+Protocol violations are split the way h11 splits them, by who broke the
+protocol.  :class:`RemoteProtocolError` (a peer's frame is not a valid
+message: the decoder raises only this family, and the receiver answers it
+with the subclass's code) and :class:`LocalProtocolError` (this side built a
+message the protocol cannot carry: our bug or the caller's value, raised by
+the encoder).  A local error has no wire code, so it can never be answered
+to a peer as if the peer were at fault: a server's translation point answers
+it ``INTERNAL``, as any other bug.
 
 Messages are built from structured fields (``details``) so they stay useful
 after a round trip.  Nothing here imports anything of ours.
@@ -22,11 +31,14 @@ __all__ = [
     "DetailValue",
     "TesseraError",
     "ProtocolError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
     "MalformedMessage",
     "UnknownKind",
     "BadTensor",
     "MessageTooLarge",
     "VersionMismatch",
+    "TensorRefused",
     "Unauthenticated",
     "BadRequest",
     "NotFound",
@@ -148,23 +160,45 @@ def _rebuild(
 
 
 class ProtocolError(TesseraError):
-    """A frame could not be decoded into a valid message.
+    """A message breaks the protocol: the root of the local and the remote family.
 
-    The decoder raises only this family for bad input, whatever the bytes.
+    Catch :class:`RemoteProtocolError` to answer a peer; this root only to
+    handle both directions alike.
+    """
+
+    request_id: int = 0
+    """Id of the message concerned: the one a peer's frame carried, when it
+    could be read (else 0), or the one this side failed to encode."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side built a message the protocol cannot carry (h11's ``LocalProtocolError``).
+
+    A value outside the grammar, a dtype outside the allowlist, a sparse or
+    meta tensor, an integer beyond 64 bits: raised by the encoder, before
+    anything is sent.  No wire code: the peer did nothing wrong.
+    """
+
+
+class RemoteProtocolError(ProtocolError):
+    """A peer's frame is not a valid message (h11's ``RemoteProtocolError``).
+
+    The decoder raises only this family for bad input, whatever the bytes;
+    each subclass declares the code the receiver answers with.
+    ``MessageTooLarge`` is also raised by a sender refusing, before sending,
+    a frame its peer would refuse for its size.
     """
 
     code = ErrorCode.BAD_MESSAGE
-    request_id: int = 0
-    """Id of the request the frame carried, when it could be read (else 0)."""
 
 
-class MalformedMessage(ProtocolError):
+class MalformedMessage(RemoteProtocolError):
     """Not msgpack, not a map, a missing or mistyped field, limits exceeded."""
 
     code = ErrorCode.BAD_MESSAGE
 
 
-class UnknownKind(ProtocolError):
+class UnknownKind(RemoteProtocolError):
     """The envelope is valid but names a kind this version does not define."""
 
     code = ErrorCode.UNKNOWN_KIND
@@ -174,13 +208,13 @@ class UnknownKind(ProtocolError):
         return cls(f"unknown message kind {kind[:64]!r}", {"kind": kind[:64]})
 
 
-class BadTensor(ProtocolError):
+class BadTensor(RemoteProtocolError):
     """A tensor value is invalid (dtype, shape, payload bounds)."""
 
     code = ErrorCode.BAD_TENSOR
 
 
-class MessageTooLarge(ProtocolError):
+class MessageTooLarge(RemoteProtocolError):
     """The frame, or a value declared in it, exceeds a size limit."""
 
     code = ErrorCode.TOO_LARGE
@@ -193,7 +227,7 @@ class MessageTooLarge(ProtocolError):
         )
 
 
-class VersionMismatch(ProtocolError):
+class VersionMismatch(RemoteProtocolError):
     """The peer speaks another protocol version."""
 
     code = ErrorCode.VERSION_MISMATCH
@@ -216,6 +250,20 @@ class BadRequest(TesseraError):
     """Well formed, but cannot be honoured as asked."""
 
     code = ErrorCode.BAD_REQUEST
+
+
+class TensorRefused(RemoteProtocolError, BadRequest):
+    """A tensor or dtype value sent to a receiver that takes none (the gateway).
+
+    Well formed, but not served: the decoder of such a receiver refuses the
+    ext before building anything, so a peer cannot make it import torch.
+    """
+
+    code = ErrorCode.BAD_REQUEST
+
+    @classmethod
+    def for_ext(cls, what: str) -> TensorRefused:
+        return cls(f"{what} values are not accepted here", {"value": what})
 
 
 class NotFound(TesseraError, LookupError):

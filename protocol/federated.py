@@ -23,14 +23,15 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
-from typing import ClassVar, Mapping, Tuple
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Mapping, Tuple
 
 from .ids import ObjectId, RequestId
 from .kinds import MessageKind, RequestBase
 from .secagg import SecureJob, SecureTrain
 from .values import Value
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "TrainRequest",
@@ -85,7 +86,7 @@ MAX_JOB_SEED = 2**63 - 1
 MAX_REASON_CHARS = 512
 """Longest text explaining why an owner dropped out of a round."""
 
-State = Mapping[str, torch.Tensor]
+State = Mapping[str, "torch.Tensor"]
 
 
 def dataset_object_ids(dataset: str) -> Tuple[ObjectId, ObjectId]:

@@ -10,9 +10,7 @@ layer names and arguments against its allowlist.  Pure.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .federated import (
     MAX_HYPERPARAMETERS,
@@ -44,6 +42,9 @@ from .kinds import MessageKind
 from .record_fields import amount, fingerprint, node_url, optional_amount
 from .secagg_fields import secure_job_body, secure_job_from, secure_train_body, secure_train_from
 from .validate import Builder, Parser, array, bad, choice, name, node_id, number, required, seconds, string_map, tensor, text, uint
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["FEDERATED_BODIES", "FEDERATED_PARSERS"]
 

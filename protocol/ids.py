@@ -6,9 +6,9 @@ is expected without the type checker noticing.  This module imports nothing.
 
 from __future__ import annotations
 
-from typing import NewType
+from typing import NewType, TypeGuard
 
-__all__ = ["NodeId", "ObjectId", "RequestId", "MAX_OBJECT_ID", "MAX_REQUEST_ID"]
+__all__ = ["NodeId", "ObjectId", "RequestId", "MAX_OBJECT_ID", "MAX_REQUEST_ID", "is_request_id"]
 
 NodeId = NewType("NodeId", str)
 """Name of a node on the network (``alice``); chosen by its operator."""
@@ -25,3 +25,8 @@ RequestId = NewType("RequestId", int)
 
 MAX_OBJECT_ID = 2**64 - 1
 MAX_REQUEST_ID = 2**64 - 1
+
+
+def is_request_id(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is a valid request id: an int (not a bool) in ``0 .. 2^64-1``."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_REQUEST_ID

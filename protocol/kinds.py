@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import ClassVar, Mapping
 
-from .errors import DetailValue, TesseraError
+from .errors import DetailValue, ErrorCode, LocalProtocolError, TesseraError
 from .ids import RequestId
 
 __all__ = ["MessageKind", "RequestBase", "ErrorReply", "AckReply", "NO_REQUEST"]
@@ -96,7 +96,15 @@ class ErrorReply:
 
     @classmethod
     def from_exception(cls, request_id: RequestId, exc: TesseraError) -> ErrorReply:
-        code = exc.code.value if exc.code is not None else "INTERNAL"
+        """The reply reporting ``exc``; an error without a wire code is ``INTERNAL``.
+
+        A :class:`~protocol.errors.LocalProtocolError` (this side failed to
+        encode a message) is a bare ``INTERNAL``: the peer is not at fault
+        and learns nothing of what this side was sending.
+        """
+        if isinstance(exc, LocalProtocolError):
+            return cls(request_id, ErrorCode.INTERNAL.value, "internal error", {})
+        code = exc.code.value if exc.code is not None else ErrorCode.INTERNAL.value
         return cls(request_id, code, exc.message, _wire_details(exc.details))
 
 

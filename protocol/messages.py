@@ -11,9 +11,7 @@ before it has been processed.  Pure: no I/O, nothing from ``node/``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Tuple, Union, get_args
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Mapping, Tuple, Union, get_args
 
 from .discovery import (
     DeregisterRequest,
@@ -53,6 +51,9 @@ from .secagg import (
 from .streams import PutChunkRequest, ReadReply, ReadRequest
 from .transfers import DeliverRequest, ExpectRequest, TransferRequest
 from .values import PointerRef, Value
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "MessageKind",

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar, Tuple, Union
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Tuple, Union
 
 from .ids import NodeId, ObjectId, RequestId
 from .kinds import MessageKind, RequestBase
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "SESSION_BYTES",

@@ -9,9 +9,7 @@ receiving node's business.  Pure.
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import BadTensor
 from .kinds import MessageKind
@@ -60,9 +58,13 @@ from .validate import (
     shape,
     string_map,
     tensor,
+    tensor_dtype,
     text,
     uint,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["MPC_BODIES", "MPC_PARSERS"]
 
@@ -191,7 +193,7 @@ def _bits(value: object, field: str, low: int) -> int:
 def _ring_tensors(value: object, field: str, max_len: int) -> tuple[torch.Tensor, ...]:
     items = tuple(tensor(t, field) for t in array(value, field, max_len))
     for item in items:
-        if item.dtype != torch.int64:
+        if tensor_dtype(item) != "int64":
             raise BadTensor(f"field {field!r} must hold int64 ring tensors", {"field": field})
     return items
 

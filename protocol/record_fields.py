@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Mapping, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from .discovery import (
     DeregisterRequest,
@@ -20,6 +18,7 @@ from .discovery import (
     RegisterReply,
     RegisterRequest,
 )
+from .dtypes import DTYPE_ITEMSIZES, check_dtype_name
 from .errors import BadTensor, MalformedMessage
 from .ids import NodeId
 from .kinds import AckReply, MessageKind
@@ -37,7 +36,6 @@ from .records import (
     validate_node_url,
 )
 from .streams import PutChunkRequest, ReadReply, ReadRequest
-from .tensors import dtype_from_name
 from .transfers import (
     MAX_POLICY_PRINCIPALS,
     TICKET_BYTES,
@@ -61,9 +59,13 @@ from .validate import (
     required,
     string_map,
     tensor,
+    tensor_dtype,
     text,
     uint,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "NETWORK_BODIES",
@@ -410,19 +412,18 @@ def _restrictions(value: object, field: str) -> tuple[WireRestriction, ...] | No
 
 def _chunk_data(value: object, field: str) -> torch.Tensor:
     data = tensor(value, field)
-    if data.dtype != torch.uint8 or data.dim() != 1:
+    if tensor_dtype(data) != "uint8" or data.dim() != 1:
         raise BadTensor(f"field {field!r} must be a 1-d uint8 tensor of raw bytes", {"field": field})
     return data
 
 
 def chunk_from(body: Mapping[str, Any]) -> tuple[str, tuple[int, ...], int, torch.Tensor, bool]:
     """Validated (dtype, shape, offset, data, last) of a chunk; the bytes must fit the shape."""
-    dtype_name = text(required(body, "dtype"), "dtype")
-    dtype = dtype_from_name(dtype_name)
+    dtype_name = check_dtype_name(text(required(body, "dtype"), "dtype"))
     dims = tuple(uint(d, "shape") for d in array(required(body, "shape"), "shape", MAX_TENSOR_DIMS))
     offset = uint(required(body, "offset"), "offset")
     data = _chunk_data(required(body, "data"), "data")
-    total = math.prod(dims) * dtype.itemsize
+    total = math.prod(dims) * DTYPE_ITEMSIZES[dtype_name]
     if offset + data.numel() > total:
         raise BadTensor(
             f"chunk [{offset}, {offset + data.numel()}) lies outside the {total}-byte tensor",

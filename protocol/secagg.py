@@ -23,12 +23,13 @@ owners.  Pure: no I/O, nothing from ``node/``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Tuple
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Mapping, Tuple
 
 from .ids import NodeId, RequestId
 from .kinds import MessageKind, RequestBase
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "SecureTrain",

@@ -11,9 +11,7 @@ tensors (anything else is ``BAD_TENSOR``).  Pure.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import BadTensor
 from .ids import RequestId
@@ -37,7 +35,10 @@ from .secagg import (
     SecureTrain,
     ShareSender,
 )
-from .validate import Builder, Parser, array, bad, blob, boolean, node_id, required, seconds, seed, shape, string_map, tensor, uint
+from .validate import Builder, Parser, array, bad, blob, boolean, node_id, required, seconds, seed, shape, string_map, tensor, tensor_dtype, uint
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "SECAGG_BODIES",
@@ -97,7 +98,7 @@ def _ring_map(value: object, field: str) -> dict[str, torch.Tensor]:
         raise bad(field, f"a map of at most {MAX_SHARE_TENSORS} tensors")
     for key, item in items.items():
         _key(key, field)
-        if tensor(item, f"{field}.{key[:64]}").dtype != torch.int64:
+        if tensor_dtype(tensor(item, f"{field}.{key[:64]}")) != "int64":
             raise BadTensor(f"field {field!r} must hold int64 ring tensors", {"field": field})
     return items
 

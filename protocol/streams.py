@@ -20,12 +20,13 @@ Both ends hold the tensor once plus a few chunks in flight.  Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Tuple
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Tuple
 
 from .ids import ObjectId, RequestId
 from .kinds import MessageKind, RequestBase
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "PutChunkRequest",

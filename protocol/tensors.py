@@ -1,11 +1,15 @@
-"""Tensor payloads: the dtype allowlist and zero-copy conversion to and from bytes.
+"""Tensor payloads: the allowlisted torch dtypes and zero-copy conversion to and from bytes.
 
 A tensor travels as a header (dtype name, shape) plus its raw little-endian
 bytes.  Encoding hands out a ``memoryview`` of the tensor's own memory (no
 copy); decoding wraps the received frame with ``torch.frombuffer`` (no copy).
 Only the dtypes in :data:`DTYPES` are accepted, and the shape must account
-for every payload byte.  This module uses torch for the buffer conversion
-only; it must not import asyncio, websockets or anything from ``node/``.
+for every payload byte.
+
+The one module of ``protocol/`` that imports torch.  The codec loads it on
+the first tensor or dtype value it meets, so a process that never handles
+one (the gateway) never imports torch; nothing imports it at module level.
+Must not import asyncio, websockets or anything from ``node/``.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from typing import Mapping
 
 import torch
 
-from .errors import BadTensor, MessageTooLarge
+from .dtypes import check_dtype_name
+from .errors import BadTensor, LocalProtocolError, MessageTooLarge
 from .limits import MAX_TENSOR_DIMS
 
 __all__ = [
     "DTYPES",
     "DTYPE_NAMES",
     "dtype_from_name",
+    "dtype_name_of",
     "tensor_payload",
     "tensor_from_payload",
 ]
@@ -44,17 +50,20 @@ DTYPES: Mapping[str, torch.dtype] = {
     "float32": torch.float32,
     "float64": torch.float64,
 }
-"""Wire name -> dtype.  Anything else is refused with ``BAD_TENSOR``."""
+"""Wire name -> dtype: the names of :data:`~protocol.dtypes.DTYPE_ITEMSIZES`."""
+
 
 DTYPE_NAMES: Mapping[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
 
 
 def dtype_from_name(name: object) -> torch.dtype:
     """The allowlisted dtype called ``name``, or ``BadTensor``."""
-    if not isinstance(name, str) or name not in DTYPES:
-        shown = name[:32] if isinstance(name, str) else type(name).__name__
-        raise BadTensor(f"dtype {shown!r} is not allowed", {"dtype": str(shown)})
-    return DTYPES[name]
+    return DTYPES[check_dtype_name(name)]
+
+
+def dtype_name_of(tensor: torch.Tensor) -> str | None:
+    """The wire name of ``tensor``'s dtype, or None outside the allowlist."""
+    return DTYPE_NAMES.get(tensor.dtype)
 
 
 def tensor_payload(tensor: torch.Tensor) -> tuple[str, list[int], memoryview, torch.Tensor]:
@@ -63,18 +72,21 @@ def tensor_payload(tensor: torch.Tensor) -> tuple[str, list[int], memoryview, to
     Returns the dtype name, the shape, a byte view of the data and the
     tensor that owns that memory; the caller must keep that tensor alive for
     as long as the view is in use.  Non-contiguous, conjugated or non-CPU
-    tensors are materialised first (that one copy is unavoidable).
+    tensors are materialised first (that one copy is unavoidable).  A
+    tensor the wire cannot carry is a :class:`LocalProtocolError`.
     """
     name = DTYPE_NAMES.get(tensor.dtype)
     if name is None:
-        raise BadTensor(f"dtype {tensor.dtype} cannot be sent", {"dtype": str(tensor.dtype)})
+        raise LocalProtocolError(
+            f"dtype {tensor.dtype} cannot be sent", {"dtype": str(tensor.dtype)}
+        )
     if tensor.layout != torch.strided:
-        raise BadTensor(
+        raise LocalProtocolError(
             f"{tensor.layout} tensors cannot be sent; convert with .to_dense() first",
             {"layout": str(tensor.layout)},
         )
     if tensor.device.type == "meta":
-        raise BadTensor("meta tensors have no data to send", {"device": "meta"})
+        raise LocalProtocolError("meta tensors have no data to send", {"device": "meta"})
     owner = tensor.detach()
     if owner.device.type != "cpu":
         owner = owner.cpu()

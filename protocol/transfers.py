@@ -16,12 +16,13 @@ The source acknowledges ``transfer`` only once the destination acknowledged
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Tuple
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Tuple
 
 from .ids import NodeId, ObjectId, RequestId
 from .kinds import MessageKind, RequestBase
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "ExpectRequest",

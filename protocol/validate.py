@@ -2,20 +2,24 @@
 
 Every validator raises :class:`~protocol.errors.MalformedMessage` naming the
 offending field.  Used by the codec and by the per-kind field tables.
+Torch-free: tensors are recognised without importing torch
+(:func:`~protocol.values.is_tensor`), and :mod:`protocol.tensors` is loaded
+only to name the dtype of a tensor that exists.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from typing import Any, Callable, Mapping, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from .errors import MalformedMessage
 from .ids import MAX_OBJECT_ID, NodeId, ObjectId, RequestId
 from .limits import MAX_NESTING_DEPTH, MAX_TENSOR_DIMS
-from .values import PointerRef
+from .values import PointerRef, is_dtype, is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "MAX_NAME_CHARS",
@@ -28,6 +32,7 @@ __all__ = [
     "text",
     "boolean",
     "tensor",
+    "tensor_dtype",
     "array",
     "string_map",
     "check_values",
@@ -114,9 +119,20 @@ def boolean(value: object, field: str) -> bool:
 
 
 def tensor(value: object, field: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
+    if not is_tensor(value):
         raise bad(field, "a tensor")
     return value
+
+
+def tensor_dtype(value: torch.Tensor) -> str | None:
+    """The wire name of a decoded tensor's dtype (None outside the allowlist).
+
+    Loads :mod:`protocol.tensors`, and so torch, which a tensor's existence
+    proves is loaded already.
+    """
+    from .tensors import dtype_name_of
+
+    return dtype_name_of(value)
 
 
 def array(value: object, field: str, max_len: int | None = None) -> list[Any]:
@@ -132,10 +148,12 @@ def string_map(value: object, field: str) -> dict[str, Any]:
     return value
 
 
-_LEAF_TYPES = frozenset(
-    {type(None), bool, int, float, str, bytes, torch.Tensor, PointerRef, slice, torch.dtype,
-     type(Ellipsis)}
-)
+_LEAF_TYPES = frozenset({type(None), bool, int, float, str, bytes, PointerRef, slice, type(Ellipsis)})
+"""Leaves that need no torch; tensors and dtypes are checked apart (:func:`_torch_leaf`)."""
+
+
+def _torch_leaf(value: object) -> bool:
+    return is_tensor(value) or is_dtype(value)
 
 
 def check_values(root: object) -> None:
@@ -166,7 +184,7 @@ def check_values(root: object) -> None:
             kind = type(child)
             if kind is dict or kind is list:
                 push((child, depth + 1))
-            elif kind not in _LEAF_TYPES:
+            elif kind not in _LEAF_TYPES and not _torch_leaf(child):
                 raise MalformedMessage(
                     f"a {kind.__name__} is not a wire value", {"type": kind.__name__}
                 )
@@ -219,7 +237,9 @@ _E = TypeVar("_E", bound=enum.Enum)
 
 
 def choice(cls: type[_E], value: object, field: str) -> _E:
-    """The member of enum ``cls`` whose value is ``value``."""
+    """The member of enum ``cls`` whose value is ``value`` (a boolean is never an integer's)."""
+    if isinstance(value, bool):
+        raise bad(field, "one of " + ", ".join(repr(m.value) for m in cls))
     try:
         return cls(value)
     except (ValueError, TypeError):

@@ -4,20 +4,28 @@ A wire value is one of: ``None``, ``bool``, ``int`` (signed or unsigned
 64-bit), ``float``, ``str``, ``bytes``, a list of values, a map from strings
 to values, a tensor, a :class:`PointerRef`, a ``slice`` of integers or
 ``None``, ``Ellipsis``, or a ``torch.dtype`` from the allowlist.  Tuples
-encode as lists.  This module is pure: no I/O, nothing from ``node/``.
+encode as lists.
+
+Torch-free: a tensor or a dtype can only exist in a process that imported
+torch, so :func:`is_tensor` and :func:`is_dtype` look torch up in
+``sys.modules`` rather than import it (a gateway never loads it).  This
+module is pure: no I/O, nothing from ``node/``.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from types import EllipsisType
-from typing import Dict, List, Union
-
-import torch
+from types import EllipsisType, ModuleType
+from typing import TYPE_CHECKING, Dict, List, TypeGuard, Union
 
 from .ids import NodeId, ObjectId
 
-__all__ = ["PointerRef", "Value", "EllipsisType"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["PointerRef", "Value", "EllipsisType", "is_tensor", "is_dtype"]
+
 
 @dataclass(frozen=True, slots=True)
 class PointerRef:
@@ -39,9 +47,26 @@ Value = Union[
     bytes,
     List["Value"],
     Dict[str, "Value"],
-    torch.Tensor,
+    "torch.Tensor",
     PointerRef,
     slice,
     EllipsisType,
-    torch.dtype,
+    "torch.dtype",
 ]
+
+
+def _torch() -> ModuleType | None:
+    """torch if this process has imported it (then tensors may exist), else None."""
+    return sys.modules.get("torch")
+
+
+def is_tensor(value: object) -> TypeGuard[torch.Tensor]:
+    """Whether ``value`` is a ``torch.Tensor``, without importing torch."""
+    torch = _torch()
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def is_dtype(value: object) -> TypeGuard[torch.dtype]:
+    """Whether ``value`` is a ``torch.dtype``, without importing torch."""
+    torch = _torch()
+    return torch is not None and isinstance(value, torch.dtype)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol
 from urllib.parse import urlsplit
 
 from protocol.codec import Frame, decode_message, encode_message
-from protocol.errors import MessageTooLarge, ProtocolError, TesseraError, Unauthenticated
+from protocol.errors import MessageTooLarge, RemoteProtocolError, TesseraError, Unauthenticated
 from protocol.ids import NodeId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from protocol.messages import (
@@ -121,7 +121,7 @@ def dispatch_reply(
     """
     try:
         reply = decode_message(data, endpoint.max_message_bytes)
-    except ProtocolError as exc:
+    except RemoteProtocolError as exc:
         log.warning("undecodable frame from %s: %s", endpoint.url, exc)
         return
     if not isinstance(reply, REPLY_TYPES):

@@ -44,6 +44,7 @@ __all__ = [
     "parse_user_token",
     "user_key",
     "user_credentials",
+    "user_payload",
     "user_mac",
     "network_key",
     "new_network_token",
@@ -101,10 +102,15 @@ def user_key(token: UserToken) -> bytes:
     return hashlib.sha256(b"tessera-user-key-v1\0" + token.text.encode("ascii")).digest()
 
 
+def user_payload(user: str, server: str, timestamp: int, nonce: bytes) -> bytes:
+    """The bytes a user's MAC covers (PROTOCOL.md 6.1; 15.4 is an example)."""
+    payload: bytes = msgpack.packb([USER_CONTEXT, user, server, timestamp, nonce], use_bin_type=True)
+    return payload
+
+
 def user_mac(key: bytes, user: str, server: str, timestamp: int, nonce: bytes) -> bytes:
     """MAC binding a user's hello to one server and one moment."""
-    payload = msgpack.packb([USER_CONTEXT, user, server, timestamp, nonce], use_bin_type=True)
-    return hmac.new(key, payload, hashlib.sha256).digest()
+    return hmac.new(key, user_payload(user, server, timestamp, nonce), hashlib.sha256).digest()
 
 
 def user_credentials(

@@ -86,12 +86,16 @@ class Authenticator(Protocol):
         ...
 
 
-def _scheme_of(hello: HelloRequest) -> str:
+def _scheme_of(hello: HelloRequest) -> str | None:
+    """The credentials' scheme (at most 32 characters), or None without a str ``scheme``."""
     scheme = hello.credentials.get("scheme")
-    return scheme[:32] if isinstance(scheme, str) else type(scheme).__name__
+    return scheme[:32] if isinstance(scheme, str) else None
 
 
-def _refuse_scheme(scheme: str) -> Unauthenticated:
+def _refuse_scheme(scheme: str | None) -> Unauthenticated:
+    if scheme is None:
+        # nil in the details, not a type name: a client in any language can read it.
+        return Unauthenticated("hello credentials need a str 'scheme'", {"scheme": None})
     return Unauthenticated(
         f"credential scheme {scheme!r} is not accepted here", {"scheme": scheme}
     )
@@ -178,7 +182,7 @@ class CredentialAuthenticator:
             return None
         return welcome_mac(network, server_node_id, self.server, nonce)
 
-    def _refuse(self, scheme: str) -> Unauthenticated:
+    def _refuse(self, scheme: str | None) -> Unauthenticated:
         if scheme == ANONYMOUS_SCHEME and self.users is not None:
             return Unauthenticated(
                 "this node does not accept anonymous clients: connect with a user token "

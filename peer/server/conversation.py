@@ -5,10 +5,13 @@ python-websockets "sans-I/O" shape).  It decodes each frame, lets nothing
 but a ``hello`` through until the caller is authenticated, dispatches by
 message kind through the subclass's handler table, and is the one place
 where errors become replies: a :class:`~protocol.errors.TesseraError`
-becomes an error reply with its code; anything else is logged with its
-traceback and answered ``INTERNAL`` with no detail.  The node's
+becomes an error reply with its code; anything else, a
+:class:`~protocol.errors.LocalProtocolError` included (this side built a
+message wrong: the peer is not at fault), is logged with its traceback and
+answered ``INTERNAL`` with no detail.  The node's
 :class:`~node.server.session.Session` and the gateway's session are its
-two subclasses.  Must not import asyncio or websockets.
+two subclasses; the gateway's decodes with ``tensors=False``, so no frame
+can make it import torch.  Must not import asyncio or websockets.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from protocol.codec import decode_message
 from protocol.errors import (
     BadRequest,
     InternalError,
-    ProtocolError,
+    LocalProtocolError,
+    RemoteProtocolError,
     TesseraError,
     Unauthenticated,
     VersionMismatch,
@@ -73,12 +77,16 @@ class Conversation:
         authenticator: Authenticator,
         max_message_bytes: int,
         peer: str,
+        *,
+        tensors: bool = True,
     ) -> None:
         self.node_id = node_id
         self.roles = roles
         self.authenticator = authenticator
         self.max_message_bytes = max_message_bytes
         self.peer = peer
+        self.tensors = tensors
+        """Whether frames may carry tensor and dtype values (``False``: BAD_REQUEST, torch never loaded)."""
         self.state = SessionState.AWAITING_HELLO
         self.caller: Caller | None = None
         self.handlers: Mapping[MessageKind, Callable[[Any], Any]] = {}
@@ -94,8 +102,8 @@ class Conversation:
         if self.state is SessionState.CLOSED:
             return _NOTHING
         try:
-            message = decode_message(frame, self.max_message_bytes)
-        except ProtocolError as exc:
+            message = decode_message(frame, self.max_message_bytes, tensors=self.tensors)
+        except RemoteProtocolError as exc:
             self.log.info("bad frame from %s: %s", self.peer, exc)
             reply = ErrorReply.from_exception(RequestId(exc.request_id), exc)
             if isinstance(exc, VersionMismatch):
@@ -154,12 +162,14 @@ class Conversation:
 
         A :class:`~protocol.errors.TesseraError` keeps its code unless the
         request touched data its caller may not read (then only refusals
-        pass: :func:`~peer.server.redaction.screen`); anything else is
-        logged and answered ``INTERNAL`` with no detail.
+        pass: :func:`~peer.server.redaction.screen`); anything else, and a
+        :class:`~protocol.errors.LocalProtocolError` (a message this side
+        failed to encode: its bug, not the caller's), is logged and answered
+        ``INTERNAL`` with no detail.
         """
         exposure = current()
         kind = request.KIND.value
-        if isinstance(exc, TesseraError):
+        if isinstance(exc, TesseraError) and not isinstance(exc, LocalProtocolError):
             self.log.debug("%s from %s failed: %s", kind, self.peer, log_text(exc, exposure))
             return request.error(screen(kind, exc, exposure))
         if exposure is not None and exposure.restricted:

@@ -1,4 +1,4 @@
-"""What a fuzz input must do to the decoder: decode or raise ProtocolError, and round-trip."""
+"""What a fuzz input must do to the decoder: decode or raise RemoteProtocolError, and round-trip."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from protocol.codec import decode_message, encode_message_bytes
-from protocol.errors import ProtocolError, TesseraError
+from protocol.errors import RemoteProtocolError, TesseraError
 from protocol.ids import RequestId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 from protocol.messages import ErrorReply, Message
@@ -48,15 +48,15 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def check_decoder(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message | ProtocolError:
+def check_decoder(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message | RemoteProtocolError:
     """Decode ``data``; a decoded message must re-encode and decode to an equal message.
 
-    Returns the message or the ProtocolError; any other exception propagates
+    Returns the message or the RemoteProtocolError; any other exception propagates
     (that is a finding), and a round-trip difference raises RoundTripMismatch.
     """
     try:
         message = decode_message(data, max_bytes)
-    except ProtocolError as exc:
+    except RemoteProtocolError as exc:
         return exc
     encoded = encode_message_bytes(message)
     again = decode_message(encoded, max(max_bytes, len(encoded)))
@@ -65,7 +65,7 @@ def check_decoder(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Me
     return message
 
 
-def check_reportable(exc: ProtocolError) -> None:
+def check_reportable(exc: RemoteProtocolError) -> None:
     """The error reply a node builds from ``exc`` must encode and decode unchanged."""
     reply = ErrorReply.from_exception(RequestId(exc.request_id), exc)
     try:

@@ -1,13 +1,14 @@
-"""Property tests: ``decode_message`` turns any input into a message or a ProtocolError, and round-trips.
+"""Property tests: ``decode_message`` turns any input into a message or a RemoteProtocolError, and round-trips.
 
 The fast slice of the fuzzing (``benchmarks.fuzz`` is the long run): every
 input must either decode to a message that re-encodes and decodes to an
-equal message, or raise a :class:`~protocol.errors.ProtocolError`; any other
+equal message, or raise a :class:`~protocol.errors.RemoteProtocolError`; any other
 exception fails the test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 import tempfile
@@ -16,12 +17,13 @@ from typing import Any
 
 import msgpack
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from protocol.codec import decode_message
-from protocol.errors import MessageTooLarge, ProtocolError
+from protocol.errors import MessageTooLarge, RemoteProtocolError, TensorRefused
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_VERSION
 from protocol.tensors import DTYPES
 from tests.fuzz.corpus import (
@@ -139,21 +141,21 @@ def test_seed_round_trips(frame: bytes) -> None:
 @fast(400)
 @given(st.binary(max_size=300), MAX_BYTES)
 def test_arbitrary_bytes(data: bytes, max_bytes: int) -> None:
-    """Arbitrary bytes decode to a message or raise ProtocolError."""
+    """Arbitrary bytes decode to a message or raise RemoteProtocolError."""
     check_decoder(data, max_bytes)
 
 
 @fast(400)
 @given(st.binary(max_size=300), st.binary(max_size=40))
 def test_arbitrary_body_behind_a_valid_header(body: bytes, region: bytes) -> None:
-    """Arbitrary body bytes behind a correct length header decode or raise ProtocolError."""
+    """Arbitrary body bytes behind a correct length header decode or raise RemoteProtocolError."""
     check_decoder(assemble(body, region))
 
 
 @fast(600)
 @given(structured_frames(), MAX_BYTES)
 def test_structured_frames(frame: bytes, max_bytes: int) -> None:
-    """Random msgpack maps with envelope keys, exts 1-5, deep and wide values decode or raise ProtocolError."""
+    """Random msgpack maps with envelope keys, exts 1-5, deep and wide values decode or raise RemoteProtocolError."""
     check_decoder(frame, max_bytes)
 
 
@@ -161,7 +163,7 @@ def test_structured_frames(frame: bytes, max_bytes: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS, ids=SEED_IDS)
 @given(ops=st.lists(st.tuples(st.sampled_from(MUTATIONS), st.integers(0, 2**20), st.integers(0, 255)), min_size=1, max_size=4))
 def test_mutated_seeds(seed: bytes, ops: list[tuple[str, int, int]]) -> None:
-    """Bit flips, truncations, insertions, header and field tweaks of every kind decode or raise ProtocolError."""
+    """Bit flips, truncations, insertions, header and field tweaks of every kind decode or raise RemoteProtocolError."""
     frame = seed
     for op, a, b in ops:
         frame = mutate(frame, op, a, b)
@@ -171,14 +173,14 @@ def test_mutated_seeds(seed: bytes, ops: list[tuple[str, int, int]]) -> None:
 @fast(300)
 @given(st.sampled_from(TENSOR_SEEDS), st.integers(0, 3), INTS | st.lists(INTS, max_size=3) | TEXT | st.none(), MAX_BYTES)
 def test_tensor_header_tweaks(seed: bytes, item: int, new: Any, max_bytes: int) -> None:
-    """A tensor header with any dtype, shape, offset or nbytes decodes or raises ProtocolError."""
+    """A tensor header with any dtype, shape, offset or nbytes decodes or raises RemoteProtocolError."""
     check_decoder(_retensor(seed, item, new), max_bytes)
 
 
 @fast(200)
 @given(st.sampled_from(SEEDS), st.integers(-64, 64) | st.sampled_from([0, 2**32 - 1, 2**31]))
 def test_header_length_tweaks(seed: bytes, delta: int) -> None:
-    """A body length header off by any amount decodes or raises ProtocolError."""
+    """A body length header off by any amount decodes or raises RemoteProtocolError."""
     (size,) = struct.unpack_from("<I", seed)
     check_decoder(struct.pack("<I", (size + delta) % 2**32) + seed[4:])
 
@@ -200,7 +202,7 @@ def test_floats_in_value_maps_round_trip(seed: tuple[bytes, str], number: float)
 def test_decode_errors_are_reportable(frame: bytes, max_bytes: int) -> None:
     """The error reply a node builds from a decode error encodes and decodes unchanged."""
     result = check_decoder(frame, max_bytes)
-    if isinstance(result, ProtocolError):
+    if isinstance(result, RemoteProtocolError):
         check_reportable(result)
 
 
@@ -216,3 +218,56 @@ def test_too_large_tensor_error_is_reportable() -> None:
     result = check_decoder(TOO_LARGE_2_64)
     assert isinstance(result, MessageTooLarge)
     check_reportable(result)
+
+
+def _plain_id(frame: bytes) -> int | None:
+    """The id a plain msgpack reading of a complete body finds (None if it finds none)."""
+    if len(frame) < 4:
+        return None
+    (size,) = struct.unpack_from("<I", frame)
+    if 4 + size > len(frame):
+        return None
+    try:
+        body = msgpack.unpackb(frame[4 : 4 + size], ext_hook=msgpack.ExtType, raw=False, strict_map_key=False)
+    except Exception:
+        return None
+    request_id = body.get("id") if isinstance(body, dict) else None
+    valid = type(request_id) is int and 0 <= request_id < 2**64
+    return request_id if valid else 0
+
+
+@fast(400)
+@given(structured_frames() | st.tuples(st.sampled_from(SEEDS), st.sampled_from(MUTATIONS), st.integers(0, 2**20),
+                                      st.integers(0, 255)).map(lambda t: mutate(*t)))
+def test_errors_carry_the_id_a_plain_reading_finds(frame: bytes) -> None:
+    """Whenever the body is complete msgpack, a decode error carries exactly the id it holds (PROTOCOL.md 4)."""
+    result = check_decoder(frame)
+    expected = _plain_id(frame)
+    if isinstance(result, RemoteProtocolError) and expected is not None:
+        assert result.request_id == expected
+
+
+@fast(300)
+@given(structured_frames())
+def test_the_no_tensor_decoder_builds_no_tensor(frame: bytes) -> None:
+    """With tensors=False any frame decodes to a message without tensors or raises RemoteProtocolError."""
+    try:
+        message = decode_message(frame, tensors=False)
+    except TensorRefused as exc:
+        assert exc.code is not None and exc.code.value == "BAD_REQUEST"
+        return
+    except RemoteProtocolError:
+        return
+    assert not _holds_torch(message), message
+
+
+def _holds_torch(value: Any) -> bool:
+    if isinstance(value, (torch.Tensor, torch.dtype)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_torch(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_torch(v) for v in value.values())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_holds_torch(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return False

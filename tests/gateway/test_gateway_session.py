@@ -15,6 +15,7 @@ from gateway.flood import RateLimiter
 from gateway.registry import Registry
 from gateway.session import GATEWAY_ID, GatewaySession
 from peer.server.auth import CredentialAuthenticator
+from peer.server.conversation import SessionState
 from node.server.session import CLOSE_POLICY, CLOSE_PROTOCOL, Outcome
 from peer.security.identity import Identity, ensure_identity
 from peer.security.proof import node_credentials
@@ -23,7 +24,7 @@ from protocol.codec import decode_message, encode_message_bytes
 from protocol.ids import NodeId, ObjectId, RequestId
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import (
-    AckReply, DeregisterRequest, ErrorReply, GetRequest, HeartbeatRequest, HelloReply,
+    AckReply, CommandRequest, DeregisterRequest, ErrorReply, GetRequest, HeartbeatRequest, HelloReply,
     HelloRequest, ListRequest, Message, NodesReply, NodesRequest, PutRequest, RegisterReply,
     RegisterRequest, SyncRequest,
 )
@@ -220,7 +221,6 @@ def test_nodes_lists_and_searches_by_tag(gw: Harness) -> None:
         SyncRequest(RequestId(11)),
         ListRequest(RequestId(11)),
         GetRequest(RequestId(11), ObjectId(1)),
-        PutRequest(RequestId(11), ObjectId(1), torch.zeros(2)),
         AckReply(RequestId(11)),
     ],
     ids=lambda m: m.KIND.value,
@@ -232,6 +232,32 @@ def test_other_kinds_are_not_served(gw: Harness, message: Message) -> None:
     assert (error.id, error.code) == (11, "BAD_REQUEST")
     assert f"{message.KIND.value} is not served by the gateway" in error.message
     assert isinstance(send(session, NodesRequest(RequestId(12))).reply, NodesReply)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        PutRequest(RequestId(11), ObjectId(1), torch.zeros(2)),
+        CommandRequest(RequestId(11), "to", None, (torch.float64,), {}, (ObjectId(2),)),
+    ],
+    ids=["tensor", "dtype"],
+)
+def test_tensor_and_dtype_values_are_refused_by_the_decoder(gw: Harness, message: Message) -> None:
+    """The gateway decodes without tensors: a tensor or dtype value is BAD_REQUEST with the frame's id."""
+    session = gw.anonymous()
+    outcome = send(session, message)
+    error = error_of(outcome)
+    assert (error.id, error.code, outcome.close_code) == (11, "BAD_REQUEST", None)
+    assert "values are not accepted here" in error.message
+    assert isinstance(send(session, NodesRequest(RequestId(12))).reply, NodesReply)
+
+
+def test_a_tensor_before_hello_is_refused_and_the_hello_gate_stays(gw: Harness) -> None:
+    """A tensor frame before the hello is a decoder error: BAD_REQUEST, the connection still awaits its hello."""
+    session = gw.session()
+    outcome = send(session, PutRequest(RequestId(4), ObjectId(1), torch.zeros(2)))
+    assert error_of(outcome).code == "BAD_REQUEST" and outcome.close_code is None
+    assert session.state is SessionState.AWAITING_HELLO
 
 
 def test_garbage_is_bad_message_and_the_session_goes_on(gw: Harness) -> None:

@@ -24,9 +24,10 @@ from protocol.codec import ExtCode, decode_message, encode_message, encode_messa
 from protocol.errors import (
     BadTensor,
     ErrorCode,
+    LocalProtocolError,
     MalformedMessage,
     MessageTooLarge,
-    ProtocolError,
+    RemoteProtocolError,
     UnknownKind,
     VersionMismatch,
 )
@@ -122,8 +123,8 @@ def command_frame(args: list[Any], request_id: int = 3, **extra: Any) -> bytes:
     return build_frame(body)
 
 
-def decode_error(data: bytes, max_bytes: int | None = None) -> ProtocolError:
-    with pytest.raises(ProtocolError) as info:
+def decode_error(data: bytes, max_bytes: int | None = None) -> RemoteProtocolError:
+    with pytest.raises(RemoteProtocolError) as info:
         if max_bytes is None:
             decode_message(data)
         else:
@@ -131,7 +132,9 @@ def decode_error(data: bytes, max_bytes: int | None = None) -> ProtocolError:
     return info.value
 
 
-def assert_bad(data: bytes, cls: type[ProtocolError], code: ErrorCode, **kw: Any) -> ProtocolError:
+def assert_bad(
+    data: bytes, cls: type[RemoteProtocolError], code: ErrorCode, **kw: Any
+) -> RemoteProtocolError:
     exc = decode_error(data, **kw)
     assert type(exc) is cls, f"{type(exc).__name__}: {exc}"
     assert exc.code is code
@@ -453,25 +456,25 @@ def test_header_only_frame_is_bad_message() -> None:
     assert_bad(struct.pack("<I", 0), MalformedMessage, ErrorCode.BAD_MESSAGE)
 
 
-def test_random_bytes_raise_only_protocol_error() -> None:
-    """Hundreds of seeded random byte strings all raise ProtocolError, nothing else."""
+def test_random_bytes_raise_only_remote_protocol_error() -> None:
+    """Hundreds of seeded random byte strings all raise RemoteProtocolError, nothing else."""
     rng = random.Random(0x7E55E7A)
     for _ in range(400):
         data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
-        with pytest.raises(ProtocolError):
+        with pytest.raises(RemoteProtocolError):
             decode_message(data)
 
 
-def test_random_bodies_behind_a_valid_header_raise_only_protocol_error() -> None:
-    """Random msgpack bodies with a correct length header raise ProtocolError only."""
+def test_random_bodies_behind_a_valid_header_raise_only_remote_protocol_error() -> None:
+    """Random msgpack bodies with a correct length header raise RemoteProtocolError only."""
     rng = random.Random(1234)
     for _ in range(400):
         body = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
-        with pytest.raises(ProtocolError):
+        with pytest.raises(RemoteProtocolError):
             decode_message(struct.pack("<I", len(body)) + body)
 
 
-def test_mutated_valid_frames_decode_or_raise_protocol_error() -> None:
+def test_mutated_valid_frames_decode_or_raise_remote_protocol_error() -> None:
     """Valid frames with random byte flips, cuts and insertions never raise anything else."""
     rng = random.Random(99)
     frames = [encode_message_bytes(m) for m in EXAMPLES.values()]
@@ -492,7 +495,7 @@ def test_mutated_valid_frames_decode_or_raise_protocol_error() -> None:
                 data.insert(rng.randrange(len(data) + 1), rng.randrange(256))
         try:
             decode_message(bytes(data))
-        except ProtocolError:
+        except RemoteProtocolError:
             pass
 
 
@@ -522,13 +525,16 @@ def test_map_with_integer_keys_is_bad_message() -> None:
                ErrorCode.BAD_MESSAGE)
 
 
-@pytest.mark.parametrize("missing", ["kind", "id"])
-def test_missing_kind_or_id_is_bad_message_without_request_id(missing: str) -> None:
-    """Without a readable kind or id the error is BAD_MESSAGE with request id 0."""
-    body = {"v": 1, "kind": "sync", "id": 5}
-    del body[missing]
-    exc = assert_bad(build_frame(body), MalformedMessage, ErrorCode.BAD_MESSAGE)
+def test_missing_id_is_bad_message_without_request_id() -> None:
+    """Without an id the error is BAD_MESSAGE with request id 0."""
+    exc = assert_bad(build_frame({"v": 1, "kind": "sync"}), MalformedMessage, ErrorCode.BAD_MESSAGE)
     assert exc.request_id == 0
+
+
+def test_missing_kind_is_bad_message_with_request_id() -> None:
+    """Without a kind the error is BAD_MESSAGE, still carrying the readable id (PROTOCOL.md 4)."""
+    exc = assert_bad(build_frame({"v": 1, "id": 5}), MalformedMessage, ErrorCode.BAD_MESSAGE)
+    assert exc.request_id == 5
 
 
 def test_missing_version_is_bad_message_with_request_id() -> None:
@@ -676,6 +682,42 @@ def test_bool_where_int_expected_is_bad_message(frame: bytes) -> None:
     assert_bad(frame, MalformedMessage, ErrorCode.BAD_MESSAGE)
 
 
+def _scalar_fields(kind: type[bool] | type[int]) -> list[tuple[MessageKind, str]]:
+    """(kind, field) of every top-level field whose example value is exactly of type ``kind``."""
+    return [
+        (message.KIND, field)
+        for message in EXAMPLES.values()
+        for field, value in split_frame(encode_message_bytes(message))[0].items()
+        if type(value) is kind and field not in ("v", "id")
+    ]
+
+
+@pytest.mark.parametrize("kind,field", _scalar_fields(int), ids=lambda v: getattr(v, "value", v))
+def test_every_integer_field_refuses_a_boolean(kind: MessageKind, field: str) -> None:
+    """An integer (or number) field given true or false is BAD_MESSAGE naming it (PROTOCOL.md 4)."""
+    message = EXAMPLES[kind]
+    for value in (True, False):
+        exc = assert_bad(rewrite(message, lambda b: b.__setitem__(field, value)), MalformedMessage,
+                         ErrorCode.BAD_MESSAGE)
+        assert str(exc.details.get("field", "")).startswith(field)
+
+
+@pytest.mark.parametrize("kind,field", _scalar_fields(bool), ids=lambda v: getattr(v, "value", v))
+def test_every_boolean_field_refuses_an_integer(kind: MessageKind, field: str) -> None:
+    """A boolean field given 1 or 0 is BAD_MESSAGE naming it: integers never stand for booleans (PROTOCOL.md 4)."""
+    message = EXAMPLES[kind]
+    for value in (1, 0):
+        exc = assert_bad(rewrite(message, lambda b: b.__setitem__(field, value)), MalformedMessage,
+                         ErrorCode.BAD_MESSAGE)
+        assert exc.details.get("field") == field
+
+
+def test_the_boolean_and_integer_cases_are_not_empty() -> None:
+    """The two tests above see the fields they are about (get.delete among the booleans)."""
+    assert (MessageKind.GET, "delete") in _scalar_fields(bool)
+    assert (MessageKind.GET, "object_id") in _scalar_fields(int)
+
+
 def test_bool_tensor_dimension_is_bad_tensor() -> None:
     """A boolean in a tensor shape is BAD_TENSOR."""
     assert_bad(put_frame(tensor_ext("int32", [True], 0, 4), bytes(8)), BadTensor, ErrorCode.BAD_TENSOR)
@@ -821,8 +863,8 @@ def test_zero_element_tensor_with_unrepresentable_shape_is_bad_tensor() -> None:
                ErrorCode.BAD_TENSOR)
 
 
-def test_zero_element_tensor_with_unrepresentable_shape_raises_protocol_error() -> None:
-    """Even a shape torch refuses to build yields a ProtocolError, nothing else."""
+def test_zero_element_tensor_with_unrepresentable_shape_raises_remote_protocol_error() -> None:
+    """Even a shape torch refuses to build yields a RemoteProtocolError, nothing else."""
     decode_error(put_frame(tensor_ext("float32", [0, 2**61, 2**61], 0, 0)))
 
 
@@ -998,22 +1040,24 @@ def test_bad_tensor_error_carries_the_request_id() -> None:
     ids=["object", "set", "complex", "int-2^64", "int-below-i64", "dtype-complex", "dtype-quint8",
          "tensor-complex", "type", "class", "device"],
 )
-def test_encoding_unsupported_value_raises_protocol_error(value: object) -> None:
-    """Encoding a value outside the grammar raises a ProtocolError subclass."""
+def test_encoding_unsupported_value_raises_local_protocol_error(value: object) -> None:
+    """Encoding a value outside the grammar raises LocalProtocolError (no wire code: our mistake)."""
     message = CommandRequest(RequestId(1), "add", None, (value,), {}, (ObjectId(2),))  # type: ignore[arg-type]
-    with pytest.raises(ProtocolError):
+    with pytest.raises(LocalProtocolError) as caught:
         encode_message(message)
+    assert caught.value.code is None and caught.value.request_id == 1
 
 
-def test_encoding_a_complex_tensor_put_is_bad_tensor() -> None:
-    """A put of a complex tensor raises BadTensor on encode."""
-    with pytest.raises(BadTensor):
-        encode_message(PutRequest(RequestId(1), ObjectId(2), torch.zeros(2, dtype=torch.complex64)))
+def test_encoding_a_complex_tensor_put_is_a_local_error() -> None:
+    """A put of a complex tensor raises LocalProtocolError on encode, carrying the put's id."""
+    with pytest.raises(LocalProtocolError) as caught:
+        encode_message(PutRequest(RequestId(9), ObjectId(2), torch.zeros(2, dtype=torch.complex64)))
+    assert caught.value.request_id == 9 and caught.value.code is None
 
 
-def test_encoding_a_sparse_tensor_raises_protocol_error() -> None:
-    """A sparse tensor cannot be sent and raises a ProtocolError, not a RuntimeError."""
-    with pytest.raises(ProtocolError):
+def test_encoding_a_sparse_tensor_raises_local_protocol_error() -> None:
+    """A sparse tensor cannot be sent and raises LocalProtocolError, not a RuntimeError."""
+    with pytest.raises(LocalProtocolError):
         encode_message(PutRequest(RequestId(1), ObjectId(2), torch.zeros(3).to_sparse()))
 
 

@@ -15,7 +15,10 @@ from protocol.errors import (
     ErrorCode,
     InternalError,
     NotFound,
+    LocalProtocolError,
     ProtocolError,
+    RemoteProtocolError,
+    TensorRefused,
     TesseraError,
     error_class_for,
 )
@@ -72,9 +75,9 @@ def test_unknown_code_gives_internal_error(code: str) -> None:
     assert error_class_for(code) is InternalError
 
 
-def test_protocol_error_family_is_the_decoder_codes() -> None:
-    """Exactly the decoder's codes belong to ProtocolError subclasses."""
-    family = {code for code, cls in ERROR_CLASSES.items() if issubclass(cls, ProtocolError)}
+def test_remote_protocol_error_family_is_the_decoder_codes() -> None:
+    """Exactly the decoder's codes belong to RemoteProtocolError subclasses."""
+    family = {code for code, cls in ERROR_CLASSES.items() if issubclass(cls, RemoteProtocolError)}
     assert family == {
         ErrorCode.BAD_MESSAGE,
         ErrorCode.UNKNOWN_KIND,
@@ -135,3 +138,30 @@ def test_error_without_code_is_sent_as_internal() -> None:
     """A TesseraError without a wire code becomes an INTERNAL error reply."""
     reply = ErrorReply.from_exception(RequestId(1), TesseraError("local only", {}))
     assert reply.code == ErrorCode.INTERNAL.value
+
+
+def test_local_and_remote_protocol_errors_share_the_protocol_root() -> None:
+    """Both directions are ProtocolErrors; neither is the other."""
+    assert issubclass(LocalProtocolError, ProtocolError) and issubclass(RemoteProtocolError, ProtocolError)
+    assert not issubclass(LocalProtocolError, RemoteProtocolError)
+    assert not issubclass(RemoteProtocolError, LocalProtocolError)
+
+
+def test_local_protocol_error_has_no_wire_code() -> None:
+    """A local error (we built the message wrong) has no code and is no wire class."""
+    assert LocalProtocolError.code is None
+    assert LocalProtocolError not in ERROR_CLASSES.values()
+
+
+def test_local_protocol_error_is_answered_internal_not_as_the_peers_fault() -> None:
+    """An error reply made from a local error is a bare INTERNAL, never a code blaming the peer's frame."""
+    local = LocalProtocolError("dtype torch.complex64 cannot be sent", {"dtype": "torch.complex64"})
+    reply = ErrorReply.from_exception(RequestId(3), local)
+    assert (reply.code, reply.message, reply.details) == (ErrorCode.INTERNAL.value, "internal error", {})
+
+
+def test_tensor_refused_is_a_bad_request_from_the_decoder() -> None:
+    """The no-tensor decoder's refusal travels as BAD_REQUEST and is rebuilt as BadRequest."""
+    exc = TensorRefused.for_ext("tensor")
+    assert isinstance(exc, RemoteProtocolError) and exc.code is ErrorCode.BAD_REQUEST
+    assert error_class_for(ErrorReply.from_exception(RequestId(1), exc).code) is ERROR_CLASSES[ErrorCode.BAD_REQUEST]

@@ -1,7 +1,8 @@
 """protocol/ is pure: it imports only pure stdlib modules, msgpack and torch.
 
 Scans the AST of every module, so an import hidden in a function body is
-caught as well as one at the top.
+caught as well as one at the top.  Torch is imported by ``tensors.py`` alone;
+everyone else names it only for the type checker.
 """
 
 from __future__ import annotations
@@ -104,3 +105,34 @@ def test_importing_protocol_loads_none_of_our_other_rooms() -> None:
         check=True,
     )
     assert result.stdout.strip() == ""
+
+
+def _runtime_imports(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, top-level module) of every import outside an ``if TYPE_CHECKING:`` block."""
+    found: list[tuple[int, str]] = []
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+                for other in child.orelse:
+                    visit(other)
+                continue
+            if isinstance(child, ast.Import):
+                found.extend((child.lineno, alias.name.split(".")[0]) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                found.append((child.lineno, child.module.split(".")[0]))
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+def test_only_tensors_imports_torch(path: Path) -> None:
+    """torch is imported at run time by protocol/tensors.py only; other modules name it for mypy alone."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    torch_lines = [line for line, top in _runtime_imports(tree) if top == "torch"]
+    if path.name == "tensors.py":
+        assert torch_lines
+    else:
+        assert not torch_lines, f"{path.name} imports torch at lines {torch_lines}"

@@ -9,7 +9,7 @@ from unittest.mock import patch
 import pytest
 import torch
 
-import protocol.fields
+import protocol.codec
 from protocol.codec import decode_message, encode_message_bytes
 from protocol.errors import BadTensor, MalformedMessage
 from protocol.fields import body_of
@@ -48,7 +48,7 @@ def _mutated(message: Message, **changes: Any) -> bytes:
     """``message`` encoded by the real encoder with some body fields replaced."""
     body = body_of(message)
     body.update(changes)
-    with patch.object(protocol.fields, "body_of", lambda _: dict(body)):
+    with patch.object(protocol.codec, "body_of", lambda _: dict(body)):
         return encode_message_bytes(message)
 
 

@@ -7,13 +7,13 @@ the hex dumps cannot drift from the wire format.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
 from protocol import limits
 from tests.protocol.federated_examples import EXAMPLES as FEDERATED_EXAMPLES
+from tests.protocol.spec_text import contains_dump, sections, spec_text
 from tests.protocol.mpc_examples import EXAMPLES as MPC_EXAMPLES
 from tests.protocol.secagg_examples import EXAMPLES as SECAGG_EXAMPLES
 from protocol.codec import ExtCode, encode_message_bytes
@@ -56,7 +56,6 @@ from protocol.records import DatasetPolicy, DatasetSummary, NodeRecord, NodeStat
 from protocol.tensors import DTYPES
 from protocol.values import PointerRef
 
-PROTOCOL_MD = Path(__file__).resolve().parents[2] / "protocol" / "PROTOCOL.md"
 ENVELOPE = ("v", "kind", "id")
 
 _T = torch.zeros(2)
@@ -116,30 +115,13 @@ SPEC_EXAMPLES.update(SECAGG_EXAMPLES)
 
 @pytest.fixture(scope="module")
 def spec() -> str:
-    return PROTOCOL_MD.read_text(encoding="utf-8")
-
-
-def _sections(text: str, level: str = "### ") -> dict[str, str]:
-    """Heading line -> the text up to the next heading of the same or a higher level."""
-    sections: dict[str, str] = {}
-    heading: str | None = None
-    lines: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("#") and len(line) - len(line.lstrip("#")) <= len(level) - 1:
-            if heading is not None:
-                sections[heading] = "\n".join(lines)
-            heading, lines = (line if line.startswith(level) else None), []
-        elif heading is not None:
-            lines.append(line)
-    if heading is not None:
-        sections[heading] = "\n".join(lines)
-    return sections
+    return spec_text()
 
 
 def _section_of(text: str, kind: MessageKind) -> str:
     found = [
         body
-        for heading, body in _sections(text).items()
+        for heading, body in sections(text).items()
         if re.match(r"### 6\.\d+ ", heading) and f"`{kind.value}`" in heading
     ]
     assert len(found) == 1, f"PROTOCOL.md needs exactly one section 6.x naming `{kind.value}`"
@@ -183,7 +165,7 @@ def test_every_wire_field_is_documented_in_its_section(spec: str, kind: MessageK
 
 def test_envelope_fields_are_documented(spec: str) -> None:
     """v, kind and id have rows in the envelope table, and body_of emits kind and id."""
-    envelope = next(body for heading, body in _sections(spec, "## ").items() if "Envelope" in heading)
+    envelope = next(body for heading, body in sections(spec, "## ").items() if "Envelope" in heading)
     for field in ENVELOPE:
         _table_row(envelope, field)
     assert {"kind", "id"} <= set(body_of(SyncRequest(RequestId(1))))
@@ -200,7 +182,7 @@ def test_object_info_fields_are_documented(spec: str) -> None:
 def test_node_record_maps_are_documented(spec: str) -> None:
     """Every field of NodeRecord, DatasetSummary and NodeStatus has a row in the records section."""
     section = next(
-        body for heading, body in _sections(spec).items() if re.match(r"### 6\.\d+ ", heading) and "NodeRecord" in heading
+        body for heading, body in sections(spec).items() if re.match(r"### 6\.\d+ ", heading) and "NodeRecord" in heading
     )
     status = body_of(SPEC_EXAMPLES[MessageKind.NODES_REPLY])["nodes"][0]
     record = status["record"]
@@ -240,7 +222,7 @@ def test_no_undocumented_ops_are_listed(spec: str) -> None:
 @pytest.mark.parametrize("name", list(DTYPES))
 def test_every_dtype_is_documented_with_its_itemsize(spec: str, name: str) -> None:
     """The dtype allowlist table (section 5.1) lists each wire name with its item size."""
-    tensor = next(body for heading, body in _sections(spec).items() if "ext type 1" in heading)
+    tensor = next(body for heading, body in sections(spec).items() if "ext type 1" in heading)
     cells = _cells(_table_row(tensor, name))
     assert cells[1] == str(torch.empty((), dtype=DTYPES[name]).element_size())
 
@@ -259,16 +241,6 @@ def test_every_limit_is_documented_with_its_value(spec: str, name: str) -> None:
     assert str(getattr(limits, name)) in row
 
 
-def _hexdump(data: bytes) -> list[str]:
-    lines = []
-    for start in range(0, len(data), 16):
-        chunk = data[start : start + 16]
-        hexed = " ".join(f"{byte:02x}" for byte in chunk).ljust(48)
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{start:04x}  {hexed}  {text}".rstrip())
-    return lines
-
-
 @pytest.mark.parametrize(
     "message",
     [
@@ -280,8 +252,59 @@ def _hexdump(data: bytes) -> list[str]:
 def test_worked_examples_match_the_encoder(spec: str, message: Message) -> None:
     """The hex dumps in PROTOCOL.md are exactly what the encoder produces."""
     data = encode_message_bytes(message)
-    spec_lines = [line.rstrip() for line in spec.splitlines()]
-    dump = _hexdump(data)
-    start = spec_lines.index(dump[0])
-    assert spec_lines[start : start + len(dump)] == dump
+    assert contains_dump(spec, data)
     assert f"({len(data)} bytes)" in spec
+
+
+def test_contents_name_every_section_in_order(spec: str) -> None:
+    """The contents paragraph names every numbered section, in order, by its heading's first word."""
+    contents = spec[spec.index("Contents:") : spec.index("---")]
+    contents = " ".join(contents.split())
+    headings = re.findall(r"^## (\d+)\. (\S+)", spec, re.MULTILINE)
+    positions = []
+    for number, word in headings:
+        match = re.search(rf"\b{number} {re.escape(word.lower())}", contents)
+        assert match, f"the contents omit section {number} ({word})"
+        positions.append(match.start())
+    assert positions == sorted(positions)
+    assert len(re.findall(r"(?:^|, )(\d+) ", contents.removeprefix("Contents: "))) == len(headings)
+
+
+def _summary_answers(spec: str) -> dict[str, str]:
+    """Kind -> the 'answered with' cell of section 6's summary table."""
+    rows = {}
+    for line in sections(spec, "## ")["## 6. Messages"].splitlines():
+        cells = _cells(line) if line.startswith("| `") else []
+        if len(cells) == 3:
+            rows[cells[0].strip("`")] = cells[2]
+    return rows
+
+
+def test_ack_section_lists_exactly_the_kinds_answered_with_ack(spec: str) -> None:
+    """6.12 names every kind the summary table answers with ack, and no other."""
+    acked = {kind for kind, answer in _summary_answers(spec).items() if answer.startswith("`ack`")}
+    ack_section = next(body for heading, body in sections(spec).items() if heading.startswith("### 6.12 "))
+    named = set(re.findall(r"`([a-z_]+)`", ack_section)) - {"ack", "id"}
+    assert acked == named
+    assert {"release", "secagg_setup", "secagg_split", "secagg_share"} <= named
+    assert all(MessageKind(kind) for kind in named)
+
+
+def test_the_envelope_states_both_directions_of_the_boolean_rule(spec: str) -> None:
+    """Section 4 says booleans are never integers and integers never booleans (get.delete = 1 refused)."""
+    envelope = " ".join(sections(spec, "## ")["## 4. Envelope"].split())
+    assert "Booleans and integers never stand for each other" in envelope
+    assert "`get.delete = 1`" in envelope
+
+
+def test_the_envelope_states_when_an_error_carries_the_frames_id(spec: str) -> None:
+    """Section 4 has the id rule tests/protocol/test_salvage.py checks: last id entry, read in order."""
+    envelope = " ".join(sections(spec, "## ")["## 4. Envelope"].split())
+    assert "**Which errors carry the frame's id.**" in envelope
+    assert "the value of the **last** entry it read whose key is the str `id`" in envelope
+
+
+def test_section_1_tells_clients_to_raise_their_receive_limit(spec: str) -> None:
+    """A client must receive messages as large as hello_reply.max_message_bytes (section 1)."""
+    transport = " ".join(sections(spec, "## ")["## 1. Transport"].split())
+    assert "at least `hello_reply.max_message_bytes` bytes" in transport

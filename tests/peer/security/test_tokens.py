@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from pathlib import Path
 from typing import Any, Mapping
 
 import pytest
@@ -22,9 +23,12 @@ from peer.security.tokens import (
     user_credentials,
     user_key,
     user_mac,
+    user_payload,
     validate_network_token,
 )
+from node.server.users import UserDirectory
 from protocol.errors import Unauthenticated
+from tests.protocol.spec_text import code_blocks, contains_dump, section, spec_text
 
 SERVER = "sha256:" + "5" * 64
 OTHER_SERVER = "sha256:" + "6" * 64
@@ -263,3 +267,46 @@ def test_validate_network_token_strips_blanks_before_counting() -> None:
         validate_network_token(" " * 10 + "x" * 15 + "\n")
     with pytest.raises(ValueError):
         validate_network_token(" " * 40)
+
+
+# -- PROTOCOL.md 15.4: the user token MAC, byte for byte ------------------------
+
+VECTOR_TIMESTAMP = 1764000000
+VECTOR_NONCE = bytes(range(16))
+VECTOR_SERVER = "sha256:" + "ab" * 32
+
+
+def _vector_section() -> tuple[str, dict[str, str]]:
+    """15.4's text and its ``name  hex`` lines (key, mac, mac insecure)."""
+    text = section(spec_text(), "### 15.4 ")
+    values: dict[str, str] = {}
+    for block in code_blocks(text):
+        for line in block.splitlines():
+            match = re.fullmatch(r"(key|mac|mac insecure)\s+([0-9a-f]{64})", line.strip())
+            if match:
+                values[match.group(1)] = match.group(2)
+    return text, values
+
+
+def test_the_spec_token_vector_is_what_the_code_computes() -> None:
+    """PROTOCOL.md 15.4's token, key, payload dump and MACs are exactly what tokens.py makes."""
+    text, values = _vector_section()
+    token = parse_user_token(code_blocks(text)[0])
+    assert token.user == "alice" and token.text.endswith("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8")
+    key = user_key(token)
+    assert values["key"] == key.hex()
+    payload = user_payload("alice", VECTOR_SERVER, VECTOR_TIMESTAMP, VECTOR_NONCE)
+    assert contains_dump(text, payload) and f"({len(payload)}-byte payload)" in spec_text()
+    assert values["mac"] == user_mac(key, "alice", VECTOR_SERVER, VECTOR_TIMESTAMP, VECTOR_NONCE).hex()
+    assert values["mac insecure"] == user_mac(key, "alice", INSECURE_SERVER, VECTOR_TIMESTAMP, VECTOR_NONCE).hex()
+
+
+def test_a_node_accepts_the_spec_token_vector(tmp_path: Path) -> None:
+    """The credentials 15.4 builds open a hello on a node that admitted the token, at that moment."""
+    text, values = _vector_section()
+    token = parse_user_token(code_blocks(text)[0])
+    users = UserDirectory(tmp_path, clock=lambda: float(VECTOR_TIMESTAMP))
+    users.add(token)
+    credentials = {"scheme": TOKEN_SCHEME, "user": "alice", "timestamp": VECTOR_TIMESTAMP,
+                   "nonce": VECTOR_NONCE, "mac": bytes.fromhex(values["mac"])}
+    assert users.authenticate(credentials, VECTOR_SERVER) == "user:alice"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from protocol.errors import Unauthenticated
 from protocol.ids import RequestId
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import HelloRequest
+from tests.protocol.spec_text import section, spec_text
 
 SECRET = bytes(range(32))
 
@@ -127,6 +129,20 @@ def test_refusal_does_not_echo_the_secret(credentials: dict[str, object]) -> Non
     secret = credentials["secret"]
     assert isinstance(secret, bytes)
     assert secret.hex() not in rendered and repr(secret) not in rendered
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{"secret": SECRET}, {"scheme": None}, {"scheme": 5}, {"scheme": b"anonymous"}, {"scheme": ["token"]}],
+    ids=["missing", "nil", "int", "bin", "array"],
+)
+def test_a_scheme_that_is_not_a_str_is_named_nil_in_the_details(credentials: dict[str, object]) -> None:
+    """No str scheme: details {"scheme": nil}, never a Python type name (PROTOCOL.md 6.1)."""
+    for authenticator in (AnonymousAuthenticator(), CredentialAuthenticator(SERVER, anonymous=True)):
+        with pytest.raises(Unauthenticated) as caught:
+            authenticator.authenticate(hello(credentials))
+        assert caught.value.details == {"scheme": None}
+        assert "NoneType" not in str(caught.value) and "bytes" not in str(caught.value)
 
 
 def test_long_scheme_is_truncated_in_the_error() -> None:
@@ -296,3 +312,36 @@ def test_anonymous_on_an_anonymous_node_keeps_the_anon_principal(users: UserDire
         hello({"scheme": ANONYMOUS_SCHEME, "secret": SECRET})
     )
     assert caller == Caller(principal_for(SECRET))
+
+
+# -- PROTOCOL.md says what the principals are ------------------------------------
+
+PRINCIPAL_FORMS = {
+    "token": ("`user:<user>`", r"user:bob"),
+    "node": ("`node:<node_id>@<first 16 hex digits of the certificate fingerprint>`", r"node:alice@[0-9a-f]{16}"),
+    "anonymous": ("`anon-<first 16 hex digits of SHA-256(secret)>`", r"anon-[0-9a-f]{16}"),
+}
+
+
+@pytest.mark.parametrize("scheme", list(PRINCIPAL_FORMS))
+def test_hello_reply_principals_are_the_forms_the_spec_names(
+    scheme: str, alice: Identity, bob_token: UserToken, users: UserDirectory
+) -> None:
+    """Each scheme's principal has the form PROTOCOL.md 6.2 gives for hello_reply.principal."""
+    documented, pattern = PRINCIPAL_FORMS[scheme]
+    row = next(
+        line for line in section(spec_text(), "### 6.2 ").splitlines() if line.startswith("| `principal` |")
+    )
+    assert f"{documented} (`{scheme}`)" in row
+    authenticator = CredentialAuthenticator(SERVER, network=NETWORK, users=users, anonymous=True)
+    principal = authenticator.authenticate(hello(credentials_for(scheme, alice, bob_token))).principal
+    assert re.fullmatch(pattern, principal), principal
+    if scheme == "node":
+        assert principal == "node:alice@" + alice.fingerprint[len("sha256:") :][:16]
+
+
+def test_the_spec_states_the_nil_scheme_detail() -> None:
+    """PROTOCOL.md 6.1 says a missing or non-str scheme is named nil in the details, as the node does."""
+    assert '`{"scheme": nil}` when `scheme` is missing or not a str' in " ".join(
+        section(spec_text(), "### 6.1 ").split()
+    )
