@@ -187,11 +187,9 @@ class MpcService:
         for index, link in enumerate(links):
             if isinstance(link, BaseException):
                 continue
-            link.tracker.take_failure()  # answers to earlier posted letters: nobody waits for them
+            link.take_failure()  # answers to earlier posted letters: nobody waits for them
             link.post(
-                MpcMaterialRequest(
-                    link.tracker.next_id(), request.session, index, n, request.specs, seeds[index]
-                ),
+                lambda rid: MpcMaterialRequest(rid, request.session, index, n, request.specs, seeds[index]),
                 "mpc_material seed",
             )
         for index, link in enumerate(links):
@@ -213,9 +211,7 @@ class MpcService:
         last = links[-1]
         assert isinstance(last, AsyncChannel)
         last.post(
-            MpcMaterialRequest(
-                last.tracker.next_id(), request.session, n - 1, n, request.specs, None, explicit
-            ),
+            lambda rid: MpcMaterialRequest(rid, request.session, n - 1, n, request.specs, None, explicit),
             "mpc_material explicit",
         )
         await asyncio.wait_for(last.drained(), DEAL_TIMEOUT)

@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from node.client.handle import DELETE_BATCH
+from node.client.pipeline import DELETE_BATCH
 from node.client.pointer import Pointer
 from node.client.virtual import VirtualNode
 from node.errors import MixedNodesError
