@@ -128,10 +128,6 @@ class LocalChannel:
         with self._lock:
             return self._core.settle(reply, expected, description)
 
-    def take_failure(self) -> TesseraError | None:
-        with self._lock:
-            return self._core.take_failure()
-
     def close(self) -> None:
         with self._lock:
             self._core.close()

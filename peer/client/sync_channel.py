@@ -70,8 +70,6 @@ class Channel(Protocol):
 
     def settle(self, reply: Reply, expected: type[R], description: str) -> R: ...
 
-    def take_failure(self) -> TesseraError | None: ...
-
     def close(self) -> None: ...
 
 
@@ -202,10 +200,6 @@ class SyncChannel:
         with self._mutex:
             return self._core.settle(reply, expected, description)
 
-    def take_failure(self) -> TesseraError | None:
-        with self._mutex:
-            return self._core.take_failure()
-
     def _write(self, connection: SyncConnection, frames: tuple[Frame, ...]) -> None:
         try:
             if all(frame.nbytes <= SINGLE_FRAME_LIMIT for frame in frames):
@@ -228,18 +222,14 @@ class SyncChannel:
                 waiter.set_result(reply)
 
     def _lost(self, connection: SyncConnection, exc: TesseraError) -> None:
-        with self._dialing:
+        error = connection_lost(self.endpoint, exc)
+        with self._dialing:  # the core learns of the loss before anyone may dial again
             if self._connection is not connection:
                 return
             self._connection = None
-        self._fail(connection_lost(self.endpoint, exc))
-
-    def _fail(self, error: TesseraError) -> None:
-        with self._mutex:
-            waiters = self._core.lost(error)
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_exception(error)
+            with self._mutex:
+                waiters = self._core.lost(error)
+        _fail(waiters, error)
 
     def close(self) -> None:
         with self._mutex:
@@ -247,7 +237,16 @@ class SyncChannel:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-        self._fail(ClientClosed("this client was closed", {}))
+        error = ClientClosed("this client was closed", {})
+        with self._mutex:
+            waiters = self._core.lost(error)
+        _fail(waiters, error)
+
+
+def _fail(waiters: list[Waiter], error: TesseraError) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_exception(error)
 
 
 class _Sink:
