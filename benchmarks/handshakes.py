@@ -166,11 +166,11 @@ def client_runs(kind: Kind, count: int, threads: int, connect: Callable[[], Any]
 
 async def node_runs(kind: Kind, count: int, tasks: int, url: str, fingerprint: str, state_dir: Path) -> None:
     """``count`` node-to-node handshakes from ``tasks`` tasks on this loop."""
-    from peer.client.async_channel import AsyncChannel, Endpoint
+    from peer.client.async_channel import AsyncChannel
+    from peer.client.endpoint import Endpoint
     from peer.security.identity import ensure_identity
     from peer.security.proof import node_credentials
     from peer.security.tokens import network_key
-    from peer.client.tracker import RequestTracker
     from peer.security.trust import TrustPolicy
 
     identity = ensure_identity(state_dir, "dialer", ("127.0.0.1",))
@@ -187,7 +187,7 @@ async def node_runs(kind: Kind, count: int, tasks: int, url: str, fingerprint: s
     async def work() -> None:
         while left[0] > 0:
             left[0] -= 1
-            channel = AsyncChannel(endpoint, RequestTracker(url))
+            channel = AsyncChannel(endpoint)
             started = time.perf_counter()
             try:
                 await channel.open()

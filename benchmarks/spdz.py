@@ -42,7 +42,7 @@ import node
 from benchmarks.credentials import admit_benchmark_user
 from protocol.codec import encode_message
 from protocol.ids import RequestId
-from protocol.messages import SyncRequest
+from protocol.messages import SyncReply, SyncRequest
 from protocol.mpc import SESSION_BYTES, BilinearKind, MpcMaterialRequest, MpcOpenRequest, OpenRound, WireTriple
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,10 +83,10 @@ def frame_bytes(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple[in
 
 def sync_all(handles: list[node.RemoteNode]) -> None:
     """Wait for every handle's node to finish what was sent, in parallel."""
-    futures = [h._channel.call_async(SyncRequest(h._channel.tracker.next_id())) for h in handles]
+    futures = [h.call_async(SyncRequest) for h in handles]
     concurrent.futures.wait(futures)
-    for h in handles:
-        h._channel.tracker.raise_failures()
+    for h, future in zip(handles, futures):
+        h.settle(future.result(), SyncReply, "sync")
 
 
 def median_ms(samples: list[float]) -> float:

@@ -37,7 +37,7 @@ __all__ = ["profile_training", "naive_step"]
 
 
 def _requests(parties: Parties) -> list[int]:
-    return [handle._channel.tracker._next for handle in (parties.alice, parties.bob, parties.charlie)]
+    return [handle.requests_sent for handle in (parties.alice, parties.bob, parties.charlie)]
 
 
 def naive_step(poly: SigmoidPolynomial) -> Callable[[SharedTensor, SharedTensor, SharedTensor, SharedTensor],

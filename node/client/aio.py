@@ -2,31 +2,32 @@
 
 Ops on pointers are still plain expressions (``z = x + y`` posts a command
 and returns at once); the synchronisation points are coroutines:
-``await ptr.get()``, ``await remote.sync()``, ``await remote.objects()``,
-``await remote.describe(ptr)``.  Everything runs on the caller's loop; no
-thread is started.
+``await ptr.get()``, ``await ptr.release(p)``, ``await remote.sync()``,
+``await remote.objects()``, ``await remote.describe(ptr)``.  Everything runs
+on the caller's loop; no thread is started.
+
+:class:`AsyncRemoteNode` is not a synchronous handle: it wraps an
+:class:`~peer.client.async_channel.AsyncChannel` (the same channel core as
+``node.connect``'s) and shares with the synchronous handle, by composition,
+the posting half (:class:`~node.client.pipeline.Pipeline`) and the pure
+``get``/download helpers (:mod:`node.client.streaming`).  Its pointers,
+:class:`AsyncPointer`, await where a synchronous pointer blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence, TypeVar
 
 import torch
 
-from protocol.errors import BadRequest
-from protocol.ids import ObjectId
+from protocol.ids import NodeId, ObjectId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 from protocol.messages import (
     AckReply,
-    DeleteRequest,
     DescribeReply,
     DescribeRequest,
-    ErrorReply,
-    GetReply,
-    GetRequest,
     ListReply,
     ListRequest,
     ObjectInfo,
@@ -35,114 +36,154 @@ from protocol.messages import (
     SyncReply,
     SyncRequest,
 )
-from protocol.streams import CHUNK_BYTES, READ_WINDOW, STREAM_THRESHOLD, ReadReply, ReadRequest
-from protocol.tensors import DTYPES
 
 from peer.client.async_channel import AsyncChannel
-from .handle import NodeHandle, R
-from .pointer import Pointer
+from peer.client.core import Build
+
+from .pipeline import Pipeline
+from .pointer import BasePointer
 from .remote import endpoint_for
-from .streaming import raw_bytes
-from peer.client.tracker import RequestTracker, rebuild_error
+from .streaming import Download, fetched, get_reply_type, get_request
 
-__all__ = ["AsyncRemoteNode", "connect_async"]
+__all__ = ["AsyncRemoteNode", "AsyncPointer", "connect_async"]
+
+R = TypeVar("R", bound=Reply)
 
 
-class AsyncRemoteNode(NodeHandle):
+class AsyncPointer(BasePointer):
+    """A pointer on an asyncio node: ``get`` and ``release`` are awaited."""
+
+    __slots__ = ()
+
+    node: AsyncRemoteNode
+
+    def __init__(
+        self, node: AsyncRemoteNode, object_id: ObjectId, info: ObjectInfo | None = None, owned: bool = True
+    ) -> None:
+        super().__init__(node, object_id, info, owned)
+
+    async def get(self, delete: bool = False) -> torch.Tensor:
+        """Bring the value back.  ``delete=True`` frees it on the node."""
+        return await self.node.fetch(self, delete)
+
+    async def release(self, principal: str) -> None:
+        """Let ``principal`` read the object (PermissionDenied unless our data is in it)."""
+        await self.node.grant(self, principal)
+
+
+class AsyncRemoteNode:
     """A node reached over a WebSocket from asyncio code."""
 
-    _channel: AsyncChannel  # type: ignore[assignment]
-
-    async def _acall(self, request: Any, expected: type[R], description: str) -> R:
-        self._flush_released()
-        reply = await self._channel.call(request)
-        self._channel.tracker.raise_failures()
-        if isinstance(reply, ErrorReply):
-            raise rebuild_error(reply, description, self._channel.tracker.peer)
-        if not isinstance(reply, expected):
-            raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
-        return reply
-
-    async def _get(self, pointer: Pointer, delete: bool) -> torch.Tensor:  # type: ignore[override]
-        description = f"get({pointer!r})"
-        request = GetRequest(
-            self._channel.tracker.next_id(), pointer.object_id, delete, STREAM_THRESHOLD
+    def __init__(self, channel: AsyncChannel) -> None:
+        self._channel = channel
+        self._pipeline: Pipeline[AsyncPointer] = Pipeline(
+            self, channel.post, AsyncPointer,
+            lambda object_id, info, owned: AsyncPointer(self, object_id, info, owned),
         )
-        reply = await self._channel.call(request)
-        self._channel.tracker.raise_failures()
-        if isinstance(reply, ErrorReply):
-            raise rebuild_error(reply, description, self._channel.tracker.peer)
-        if isinstance(reply, GetReply):
-            return reply.value
-        if not isinstance(reply, DescribeReply):
-            raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
-        value = await self._download(reply.objects[0], description)
-        if delete:
-            pointer.delete()
-        return value
 
-    async def _download(self, info: ObjectInfo, description: str) -> torch.Tensor:
-        """Async twin of :func:`node.client.streaming.download`."""
-        result = torch.empty(info.shape, dtype=DTYPES[info.dtype])
-        target = raw_bytes(result)
-        total, next_offset = target.numel(), 0
-        loop = asyncio.get_running_loop()
-        pending: collections.deque[tuple[int, asyncio.Future[Reply]]] = collections.deque()
-        while next_offset < total or pending:
-            while next_offset < total and len(pending) < READ_WINDOW:
-                size = min(CHUNK_BYTES, total - next_offset)
-                request = ReadRequest(self._channel.tracker.next_id(), info.object_id, next_offset, size)
-                future: asyncio.Future[Reply] = loop.create_future()
-                self._channel.submit(request, self._channel.encode(request), future)
-                pending.append((next_offset, future))
-                next_offset += size
-            offset, waiting = pending.popleft()
-            reply = await waiting
-            if isinstance(reply, ErrorReply):
-                raise rebuild_error(reply, description, self.id)
-            if not isinstance(reply, ReadReply):
-                raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
-            target[offset : offset + reply.data.numel()].copy_(reply.data)
-        return result
+    @property
+    def id(self) -> NodeId:
+        """The node's id, as it announced itself in the handshake."""
+        return self._channel.node_id
 
-    async def describe(self, pointer: Pointer) -> ObjectInfo:
-        """Dtype and shape of a pointer's object; cached on the pointer."""
-        request = DescribeRequest(self._channel.tracker.next_id(), (pointer.object_id,))
-        reply = await self._acall(request, DescribeReply, f"describe({pointer!r})")
-        pointer._info = reply.objects[0]
-        return reply.objects[0]
+    @property
+    def fingerprint(self) -> str | None:
+        """Fingerprint of the certificate this connection verified (None without TLS)."""
+        return self._channel.peer_fingerprint
 
-    async def pointer(self, object_id: int) -> Pointer:  # type: ignore[override]
-        """Async twin of :meth:`NodeHandle.pointer`."""
-        request = DescribeRequest(self._channel.tracker.next_id(), (ObjectId(object_id),))
-        reply = await self._acall(request, DescribeReply, f"pointer({object_id:#x})")
-        info = reply.objects[0]
-        return Pointer(self, info.object_id, info, owned=info.owner in ("", self.principal))
+    @property
+    def principal(self) -> str:
+        """Who this node thinks we are."""
+        return self._channel.principal
 
-    async def _grant(self, pointer: Pointer, principal: str) -> None:  # type: ignore[override]
-        """Async twin of :meth:`NodeHandle._grant`: ``await ptr.release(principal)``."""
-        request = ReleaseRequest(self._channel.tracker.next_id(), pointer.object_id, principal)
-        await self._acall(request, AckReply, f"release({pointer!r}, {principal!r})")
+    @property
+    def url(self) -> str:
+        """The URL this client dialed."""
+        return self._channel.url
 
-    def _describe(self, pointer: Pointer) -> ObjectInfo:
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id}>"
+
+    # -- posting (as on a synchronous handle) ---------------------------------
+
+    def send(self, tensor: torch.Tensor, private: bool = False) -> AsyncPointer:
+        """Store ``tensor`` on the node; returns a pointer at once (see ``RemoteNode.send``)."""
+        return self._pipeline.send(tensor, private)
+
+    def command(
+        self, op: str, target: BasePointer | None, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> AsyncPointer | tuple[AsyncPointer, ...]:
+        """Post op ``op`` (pointers' ops come here); pointers to its results at once."""
+        return self._pipeline.command(op, target, args, kwargs)
+
+    def drop(self, object_id: ObjectId) -> None:
+        """A pointer we own was dropped: queue the delete."""
+        self._pipeline.drop(object_id)
+
+    def flush_drops(self) -> None:
+        """Post the deletes of dropped pointers now."""
+        self._pipeline.flush_drops()
+
+    def object_info(self, pointer: BasePointer) -> ObjectInfo:
         raise TypeError(
             "shape and dtype need a round trip; with an async node use "
             "`await remote.describe(ptr)` first"
         )
 
-    async def sync(self) -> None:  # type: ignore[override]
-        """Wait until the node processed everything sent; raise earlier failures."""
-        await self._acall(SyncRequest(self._channel.tracker.next_id()), SyncReply, "sync")
+    # -- synchronisation points --------------------------------------------
 
-    async def objects(self) -> list[ObjectInfo]:  # type: ignore[override]
-        reply = await self._acall(ListRequest(self._channel.tracker.next_id()), ListReply, "objects")
-        return list(reply.objects)
+    async def call(self, build: Build, expected: type[R], description: str) -> R:
+        """A synchronisation point: wait, raise earlier failures, then this request's error."""
+        self.flush_drops()
+        return self._channel.settle(await self._channel.call(build), expected, description)
+
+    async def fetch(self, pointer: BasePointer, delete: bool) -> torch.Tensor:
+        """The value; objects above STREAM_THRESHOLD come back in chunks (no flush of deletes)."""
+        description = f"get({pointer!r})"
+        reply = await self._channel.call(get_request(pointer.object_id, delete))
+        outcome = fetched(self._channel.settle(reply, get_reply_type(reply), description))
+        if isinstance(outcome, torch.Tensor):
+            return outcome
+        download: Download[asyncio.Future[Reply]] = Download(outcome, description, self.id)
+        while not download.complete:
+            download.accept(await download.issue(self._channel.submit))
+        if delete:  # a streamed object stays on the node for the reads
+            pointer.delete()
+        return download.result
+
+    async def grant(self, pointer: BasePointer, principal: str) -> None:
+        """Let ``principal`` read the object: ``await ptr.release(principal)``."""
+        object_id = pointer.object_id
+        await self.call(
+            lambda rid: ReleaseRequest(rid, object_id, principal), AckReply, f"release({pointer!r}, {principal!r})"
+        )
+
+    async def describe(self, pointer: BasePointer) -> ObjectInfo:
+        """Dtype and shape of a pointer's object; cached on the pointer."""
+        objects = (pointer.object_id,)
+        reply = await self.call(lambda rid: DescribeRequest(rid, objects), DescribeReply, f"describe({pointer!r})")
+        pointer.remember(reply.objects[0])
+        return reply.objects[0]
+
+    async def pointer(self, object_id: int) -> AsyncPointer:
+        """A pointer to an object we can see but did not create (see ``RemoteNode.pointer``)."""
+        objects = (ObjectId(object_id),)
+        reply = await self.call(lambda rid: DescribeRequest(rid, objects), DescribeReply, f"pointer({object_id:#x})")
+        return self._pipeline.adopt(reply.objects[0])
+
+    async def sync(self) -> None:
+        """Wait until the node processed everything sent; raise earlier failures."""
+        await self.call(SyncRequest, SyncReply, "sync")
+
+    async def objects(self) -> list[ObjectInfo]:
+        """What this client can see on the node (see ``RemoteNode.objects``)."""
+        return list((await self.call(ListRequest, ListReply, "objects")).objects)
+
+    # -- closing -------------------------------------------------------------
 
     async def aclose(self) -> None:
-        ids = list(self._released)
-        self._released.clear()
-        if ids:
-            self._channel.post(DeleteRequest(self._channel.tracker.next_id(), tuple(ids)), "delete")
+        """Send pending deletes, then close the connection."""
+        self.flush_drops()
         await self._channel.aclose()
 
     def close(self) -> None:
@@ -177,6 +218,6 @@ async def connect_async(
         timeout=timeout,
         token=token,
     )
-    channel = AsyncChannel(endpoint, RequestTracker(url))
+    channel = AsyncChannel(endpoint)
     await channel.open()
-    return AsyncRemoteNode(channel)  # type: ignore[arg-type]
+    return AsyncRemoteNode(channel)

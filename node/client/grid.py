@@ -16,25 +16,22 @@ import datetime
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from protocol.errors import BadRequest
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
-from protocol.messages import ErrorReply, NodesReply, NodesRequest, Reply
+from protocol.messages import NodesReply, NodesRequest
 from protocol.records import DatasetSummary, NodeStatus, normalize_tag
 
-from ..errors import NodeUnavailable
-from peer.server.auth import ANONYMOUS_SCHEME
-from peer.client.async_channel import Endpoint, fixed_credentials
-from peer.client.tracker import rebuild_error
-from peer.security.trust import TrustPolicy
+from peer.client.endpoint import Endpoint, fixed_credentials
 from peer.client.sync_channel import SyncChannel
-from node.client.fl.jobs import DatasetPointer
+from peer.security.trust import TrustPolicy
+from peer.server.auth import ANONYMOUS_SCHEME
+
+from ..errors import NodeUnavailable
+from .fl.jobs import DatasetPointer
 from .remote import RemoteNode, connect
 
 __all__ = ["Gateway", "GridNode", "GridMatch"]
-
-R = TypeVar("R", bound=Reply)
 
 
 @dataclass(frozen=True)
@@ -109,17 +106,9 @@ class Gateway:
             Endpoint(url, trust, client_name, credentials, DEFAULT_MAX_MESSAGE_BYTES, timeout)
         )
 
-    def _call(self, request: Any, expected: type[R]) -> R:
-        reply = self._channel.call(request)
-        if isinstance(reply, ErrorReply):
-            raise rebuild_error(reply, request.KIND.value, self.url)
-        if not isinstance(reply, expected):
-            raise BadRequest(f"gateway answered {request.KIND.value} with {reply.KIND.value}", {})
-        return reply
-
     def _statuses(self, tag: str | None) -> tuple[NodeStatus, ...]:
-        request = NodesRequest(self._channel.tracker.next_id(), tag)
-        return self._call(request, NodesReply).nodes
+        reply = self._channel.call(lambda rid: NodesRequest(rid, tag))
+        return self._channel.settle(reply, NodesReply, NodesRequest.KIND.value).nodes
 
     def nodes(self) -> list[GridNode]:
         """Every node the gateway knows: id, URL, roles, datasets, last seen, online."""

@@ -1,16 +1,18 @@
-"""The client's handle on one node: the API behind ``RemoteNode`` and ``VirtualNode``.
+"""The client's synchronous handle on one node: the API behind ``RemoteNode`` and ``VirtualNode``.
 
 Turns user calls into requests on a :class:`~peer.client.sync_channel.Channel`:
-``send`` and ops are posted without waiting (pipelining; the client picks
-object ids at random from a 64-bit space so results can be named before the
-node answers), while ``get``, ``sync``, ``objects`` and ``describe`` wait
-for their reply and first raise any failure of earlier posted requests.
+``send`` and ops are posted without waiting (pipelining, through a
+:class:`~node.client.pipeline.Pipeline`), while ``get``, ``sync``,
+``objects`` and ``describe`` wait for their reply and first raise any
+failure of earlier posted requests (the channel core's synchronisation-point
+rule).  :class:`NodeHandle` implements :class:`~node.client.host.Handle`,
+the interface pointers, shared tensors and jobs use; it never hands out a
+request id (the channel does).
 """
 
 from __future__ import annotations
 
-import collections
-import random
+import concurrent.futures
 import secrets
 from typing import Any, Mapping, Sequence, TypeVar
 
@@ -18,55 +20,36 @@ import torch
 
 from protocol.errors import BadRequest
 from protocol.ids import NodeId, ObjectId
-from protocol.limits import MAX_DELETE_BATCH
 from protocol.messages import (
     AckReply,
-    CommandRequest,
-    DeleteRequest,
     DescribeReply,
     DescribeRequest,
-    ErrorReply,
     ExpectRequest,
-    GetReply,
-    GetRequest,
     ListReply,
     ListRequest,
     ObjectInfo,
-    PutRequest,
     ReleaseRequest,
     Reply,
     SyncReply,
     SyncRequest,
     TransferRequest,
 )
-from protocol.ops import result_count
-from protocol.streams import STREAM_THRESHOLD
-from protocol.tensors import DTYPE_NAMES
 from protocol.transfers import TICKET_BYTES
-from protocol.values import PointerRef
 
-from ..errors import MixedNodesError
+from peer.client.core import Build
 from peer.client.sync_channel import Channel
-from .pointer import Pointer
-from .streaming import download, upload_chunks
-from peer.client.tracker import rebuild_error
 
-__all__ = ["NodeHandle", "DELETE_BATCH"]
+from .host import Handle
+from .ids import new_object_id
+from .mpc.shared import SharedTensor
+from .mpc.sharing import share_pointer
+from .pipeline import Pipeline
+from .pointer import BasePointer, Pointer
+from .streaming import Download, fetched, get_reply_type, get_request
 
-DELETE_BATCH = 256
-"""Released objects are deleted in batches of this size (or at the next sync point)."""
+__all__ = ["NodeHandle"]
 
 R = TypeVar("R", bound=Reply)
-
-
-_ids = random.Random(secrets.randbits(128))
-"""Object ids need to be unique, not secret (the store checks who may see what):
-a PRNG seeded from the OS avoids a system call per command."""
-
-
-def new_object_id() -> ObjectId:
-    """A random non-zero 64-bit id; collisions are negligible (birthday bound 2^32)."""
-    return ObjectId(_ids.getrandbits(64) or 1)
 
 
 class NodeHandle:
@@ -74,7 +57,9 @@ class NodeHandle:
 
     def __init__(self, channel: Channel) -> None:
         self._channel = channel
-        self._released: collections.deque[ObjectId] = collections.deque()
+        self._pipeline: Pipeline[Pointer] = Pipeline(
+            self, channel.post, Pointer, lambda object_id, info, owned: Pointer(self, object_id, info, owned)
+        )
 
     @property
     def id(self) -> NodeId:
@@ -84,13 +69,30 @@ class NodeHandle:
     @property
     def fingerprint(self) -> str | None:
         """Fingerprint of the certificate this connection verified (None in-process or without TLS)."""
-        fingerprint: str | None = getattr(self._channel, "peer_fingerprint", None)
-        return fingerprint
+        return self._channel.peer_fingerprint
 
     @property
     def principal(self) -> str:
         """Who this node thinks we are."""
         return self._channel.principal
+
+    @property
+    def url(self) -> str:
+        """The URL this client dialed (what a peer node should dial too)."""
+        url = self._channel.url
+        if url is None:
+            raise BadRequest(f"{self.id} is an in-process node and has no URL", {})
+        return url
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the node runs in this process (no network between us)."""
+        return self._channel.url is None
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests sent on this connection so far (a profile's count of messages)."""
+        return self._channel.requests_sent
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
@@ -104,22 +106,87 @@ class NodeHandle:
         the node may compute on it through pointers, nobody but us may read
         it, or anything computed from it, until we release it.
         """
-        if isinstance(tensor, Pointer):
-            if tensor.node is self:
-                return tensor
-            raise MixedNodesError.for_nodes("send", tensor.node.id, self.id)
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"send() takes a torch.Tensor, not {type(tensor).__name__}")
-        object_id = new_object_id()
-        info = _info_of(object_id, tensor, self.principal, private)
-        description = f"send({_short(tensor)}{', private=True' if private else ''})"
-        if tensor.numel() * tensor.element_size() > STREAM_THRESHOLD and info is not None:
-            for chunk in upload_chunks(tensor, object_id, self._channel.tracker.next_id, private):
-                self._post(chunk, description)
-        else:
-            request = PutRequest(self._channel.tracker.next_id(), object_id, tensor.detach(), private)
-            self._post(request, description)
-        return Pointer(self, object_id, info)
+        return self._pipeline.send(tensor, private)
+
+    def command(
+        self, op: str, target: BasePointer | None, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Pointer | tuple[Pointer, ...]:
+        """Post op ``op`` (pointers' ops come here); pointers to its results at once."""
+        return self._pipeline.command(op, target, args, kwargs)
+
+    def command_one(
+        self, op: str, target: BasePointer | None, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> Pointer:
+        """:meth:`command` for an op with one result."""
+        return self._pipeline.command_one(op, target, args, kwargs)
+
+    def post(self, build: Build, description: str) -> None:
+        """Send ``build(request_id)`` without waiting; its failure surfaces at the next sync point."""
+        self._pipeline.post(build, description)
+
+    def drop(self, object_id: ObjectId) -> None:
+        """A pointer we own was dropped (any thread): queue the delete."""
+        self._pipeline.drop(object_id)
+
+    def flush_drops(self) -> None:
+        """Post the deletes of dropped pointers now."""
+        self._pipeline.flush_drops()
+
+    # -- synchronisation points --------------------------------------------
+
+    def call(self, build: Build, expected: type[R], description: str) -> R:
+        """A synchronisation point: wait, raise earlier failures, then this request's error.
+
+        First sends the deletes of dropped pointers.
+        """
+        self.flush_drops()
+        return self._channel.settle(self._channel.call(build), expected, description)
+
+    def call_async(self, build: Build) -> concurrent.futures.Future[Reply]:
+        """Send now; the future resolves with the raw reply (settle it with :meth:`settle`)."""
+        return self._channel.call_async(build)
+
+    def settle(self, reply: Reply, expected: type[R], description: str) -> R:
+        """A :meth:`call_async` reply at a synchronisation point (see :meth:`call`)."""
+        return self._channel.settle(reply, expected, description)
+
+    def fetch(self, pointer: BasePointer, delete: bool) -> torch.Tensor:
+        """The value; objects above STREAM_THRESHOLD come back in chunks.
+
+        A synchronisation point that does not flush dropped pointers' deletes
+        (one message less per round trip; they go out in batches of
+        DELETE_BATCH, or at the next sync/objects/close).
+        """
+        description = f"get({pointer!r})"
+        reply = self._channel.call(get_request(pointer.object_id, delete))
+        value = self.value_of(reply, description)
+        if delete and isinstance(reply, DescribeReply):  # streamed: the object stayed for the reads
+            pointer.delete()
+        return value
+
+    def value_of(self, reply: Reply, description: str) -> torch.Tensor:
+        """A ``get``'s reply (from :meth:`call_async`) settled into the value, streamed if large."""
+        outcome = fetched(self.settle(reply, get_reply_type(reply), description))
+        return outcome if isinstance(outcome, torch.Tensor) else self._download(outcome, description)
+
+    def _download(self, info: ObjectInfo, description: str) -> torch.Tensor:
+        download: Download[concurrent.futures.Future[Reply]] = Download(info, description, self.id)
+        while not download.complete:
+            download.accept(download.issue(self._channel.call_async).result())
+        return download.result
+
+    def grant(self, pointer: BasePointer, principal: str) -> None:
+        """Let ``principal`` read the object, as far as our restriction on it goes."""
+        object_id = pointer.object_id
+        self.call(
+            lambda rid: ReleaseRequest(rid, object_id, principal), AckReply, f"release({pointer!r}, {principal!r})"
+        )
+
+    def object_info(self, pointer: BasePointer) -> ObjectInfo:
+        """Dtype, shape and owner of the pointer's object (one round trip, no data)."""
+        objects = (pointer.object_id,)
+        reply = self.call(lambda rid: DescribeRequest(rid, objects), DescribeReply, f"describe({pointer!r})")
+        return reply.objects[0]
 
     def pointer(self, object_id: int) -> Pointer:
         """A pointer to an object we can see on the node but did not create here.
@@ -128,74 +195,30 @@ class NodeHandle:
         (one round trip: ``describe``).  Dropping it never deletes the
         object unless we own it.
         """
-        request = DescribeRequest(self._channel.tracker.next_id(), (ObjectId(object_id),))
-        reply = self._call(request, DescribeReply, f"pointer({object_id:#x})")
-        info = reply.objects[0]
-        return Pointer(self, info.object_id, info, owned=info.owner in ("", self.principal))
+        objects = (ObjectId(object_id),)
+        reply = self.call(lambda rid: DescribeRequest(rid, objects), DescribeReply, f"pointer({object_id:#x})")
+        return self._pipeline.adopt(reply.objects[0])
 
-    def _command(
-        self, op: str, target: Pointer | None, args: Sequence[Any], kwargs: Mapping[str, Any]
-    ) -> Pointer | tuple[Pointer, ...]:
-        wire_target = self._wire(op, target) if target is not None else None
-        wire_args = tuple(self._wire(op, a) for a in args)
-        wire_kwargs = {str(k): self._wire(op, v) for k, v in kwargs.items()}
-        count = result_count(op, target is not None, wire_args, wire_kwargs)
-        results = tuple(new_object_id() for _ in range(count))
-        request = CommandRequest(
-            self._channel.tracker.next_id(), op, wire_target, wire_args, wire_kwargs, results
-        )
-        self._post(request, _describe_command(op, target, args))
-        pointers = tuple(Pointer(self, object_id) for object_id in results)
-        return pointers[0] if count == 1 else pointers
+    def sync(self) -> None:
+        """Wait until the node has processed everything sent so far.
 
-    def _command_one(
-        self, op: str, target: Pointer | None, args: Sequence[Any], kwargs: Mapping[str, Any]
-    ) -> Pointer:
-        result = self._command(op, target, args, kwargs)
-        assert isinstance(result, Pointer), f"{op} yields one tensor"
-        return result
+        Raises the first failure among earlier pipelined commands, naming it.
+        """
+        self.call(SyncRequest, SyncReply, "sync")
 
-    def _wire(self, op: str, value: Any) -> Any:
-        """Convert an argument to the wire grammar, checking pointers are ours."""
-        if isinstance(value, Pointer):
-            if value.node is not self:
-                raise MixedNodesError.for_nodes(op, self.id, value.node.id)
-            return PointerRef(self.id, value.object_id)
-        if isinstance(value, torch.Size):
-            return [int(d) for d in value]
-        if isinstance(value, (list, tuple)):
-            return [self._wire(op, item) for item in value]
-        if isinstance(value, dict):
-            return {str(k): self._wire(op, v) for k, v in value.items()}
-        if isinstance(value, torch.Tensor):
-            return value.detach()
-        return value
+    def objects(self) -> list[ObjectInfo]:
+        """What this client can see on the node; no data moves.
 
-    def _post(self, request: Any, description: str) -> None:
-        if len(self._released) >= DELETE_BATCH:
-            self._flush_released()
-        self._channel.post(request, description)
-
-    def _release(self, object_id: ObjectId) -> None:
-        """Called by ``Pointer.__del__`` (any thread): queue the delete."""
-        self._released.append(object_id)
-
-    def _flush_released(self) -> None:
-        """Post deletes for released pointers, at most MAX_DELETE_BATCH ids each."""
-        while self._released:
-            ids: list[ObjectId] = []
-            while self._released and len(ids) < MAX_DELETE_BATCH:
-                try:
-                    ids.append(self._released.popleft())
-                except IndexError:  # drained by another thread meanwhile
-                    break
-            if ids:
-                request = DeleteRequest(self._channel.tracker.next_id(), tuple(ids))
-                self._channel.post(request, f"delete({len(ids)} objects)")
+        Its own objects, results derived from its data, objects released to
+        it and every principal's private datasets, each with dtype, shape,
+        owner, whether we may ``get`` it and whether it is private.  Use
+        :meth:`pointer` to compute on one we did not create.
+        """
+        return list(self.call(ListRequest, ListReply, "objects").objects)
 
     # -- node to node --------------------------------------------------------
 
-    def _transfer(self, pointer: Pointer, dest: NodeHandle, delete_source: bool) -> ObjectId:
+    def transfer(self, pointer: BasePointer, dest: Handle, delete_source: bool) -> ObjectId:
         """Have this node send ``pointer``'s object straight to ``dest``; the new id there.
 
         The destination first reserves the id for us and for this node's
@@ -211,108 +234,35 @@ class NodeHandle:
                 {},
             )
         object_id, ticket = new_object_id(), secrets.token_bytes(TICKET_BYTES)
-        expect = ExpectRequest(dest._channel.tracker.next_id(), object_id, self.id, source_fp, ticket)
-        dest._call(expect, AckReply, f"expect({pointer!r})")
-        transfer = TransferRequest(
-            self._channel.tracker.next_id(),
-            pointer.object_id,
-            dest.id,
-            dest.url,
-            dest_fp,
-            object_id,
-            ticket,
-            delete_source,
+        source_id, dest_id, dest_url = self.id, dest.id, dest.url
+        dest.call(
+            lambda rid: ExpectRequest(rid, object_id, source_id, source_fp, ticket), AckReply, f"expect({pointer!r})"
         )
         verb = "move" if delete_source else "copy_to"
-        self._call(transfer, AckReply, f"{verb}({pointer!r}, {dest.id})")
+        source = pointer.object_id
+        self.call(
+            lambda rid: TransferRequest(rid, source, dest_id, dest_url, dest_fp, object_id, ticket, delete_source),
+            AckReply,
+            f"{verb}({pointer!r}, {dest_id})",
+        )
         return object_id
 
-    @property
-    def url(self) -> str:
-        """The URL this client dialed (what a peer node should dial too)."""
-        endpoint = getattr(self._channel, "endpoint", None)
-        if endpoint is None:
-            raise BadRequest(f"{self.id} is an in-process node and has no URL", {})
-        return str(endpoint.url)
+    def share_pointer(
+        self,
+        pointer: Pointer,
+        parties: Sequence[Handle],
+        crypto_provider: Handle | None,
+        options: Mapping[str, Any],
+    ) -> SharedTensor:
+        """Have this node split ``pointer``'s object and deliver each share to its party."""
+        return share_pointer(pointer, *parties, crypto_provider=crypto_provider, **options)
 
-    # -- synchronisation points --------------------------------------------
-
-    def _call_reply(self, request: Any, description: str, flush: bool = True) -> Reply:
-        """A synchronisation point: wait, raise earlier failures, then this request's error.
-
-        ``flush`` first sends the deletes of released pointers.  ``get`` and
-        ``describe`` skip it (one message less per round trip); deletes then
-        go out in batches of DELETE_BATCH, or at the next sync/objects/close.
-        """
-        if flush:
-            self._flush_released()
-        reply = self._channel.call(request)
-        self._channel.tracker.raise_failures()
-        if isinstance(reply, ErrorReply):
-            raise rebuild_error(reply, description, self._channel.tracker.peer)
-        return reply
-
-    def _call(self, request: Any, expected: type[R], description: str) -> R:
-        reply = self._call_reply(request, description)
-        if not isinstance(reply, expected):
-            raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
-        return reply
-
-    def _get(self, pointer: Pointer, delete: bool) -> torch.Tensor:
-        """The value; objects above STREAM_THRESHOLD come back in chunks."""
-        description = f"get({pointer!r})"
-        request = GetRequest(
-            self._channel.tracker.next_id(), pointer.object_id, delete, STREAM_THRESHOLD
-        )
-        reply = self._call_reply(request, description, flush=False)
-        return self._value_of(reply, pointer, delete, description)
-
-    def _value_of(self, reply: Reply, pointer: Pointer, delete: bool, description: str) -> torch.Tensor:
-        """A ``get``'s value: in the reply, or streamed when the reply only describes the object."""
-        if isinstance(reply, GetReply):
-            return reply.value
-        if not isinstance(reply, DescribeReply):
-            raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
-        value = download(
-            self, reply.objects[0], self._channel.call_async, self._channel.tracker.next_id,
-            description,
-        )
-        if delete:
-            pointer.delete()
-        return value
-
-    def _grant(self, pointer: Pointer, principal: str) -> None:
-        """Let ``principal`` read the object, as far as our restriction on it goes."""
-        request = ReleaseRequest(self._channel.tracker.next_id(), pointer.object_id, principal)
-        self._call(request, AckReply, f"release({pointer!r}, {principal!r})")
-
-    def _describe(self, pointer: Pointer) -> ObjectInfo:
-        request = DescribeRequest(self._channel.tracker.next_id(), (pointer.object_id,))
-        reply = self._call(request, DescribeReply, f"describe({pointer!r})")
-        return reply.objects[0]
-
-    def sync(self) -> None:
-        """Wait until the node has processed everything sent so far.
-
-        Raises the first failure among earlier pipelined commands, naming it.
-        """
-        self._call(SyncRequest(self._channel.tracker.next_id()), SyncReply, "sync")
-
-    def objects(self) -> list[ObjectInfo]:
-        """What this client can see on the node; no data moves.
-
-        Its own objects, results derived from its data, objects released to
-        it and every principal's private datasets, each with dtype, shape,
-        owner, whether we may ``get`` it and whether it is private.  Use
-        :meth:`pointer` to compute on one we did not create.
-        """
-        reply = self._call(ListRequest(self._channel.tracker.next_id()), ListReply, "objects")
-        return list(reply.objects)
+    # -- closing -------------------------------------------------------------
 
     def close(self) -> None:
         """Flush pending deletes and close the connection."""
         try:
-            self._flush_released()
+            self.flush_drops()
         finally:
             self._channel.close()
 
@@ -321,30 +271,3 @@ class NodeHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _info_of(
-    object_id: ObjectId, tensor: torch.Tensor, owner: str, private: bool
-) -> ObjectInfo | None:
-    name = DTYPE_NAMES.get(tensor.dtype)
-    if name is None:
-        return None
-    return ObjectInfo(object_id, name, tuple(tensor.shape), owner, True, private)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, Pointer):
-        return f"<{value.object_id:#x}>"
-    if isinstance(value, torch.Tensor):
-        return f"tensor{list(value.shape)}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_short(v) for v in value[:4]) + (", ...]" if len(value) > 4 else "]")
-    text = repr(value)
-    return text if len(text) <= 24 else text[:21] + "..."
-
-
-def _describe_command(op: str, target: Pointer | None, args: Sequence[Any]) -> str:
-    shown = ", ".join(_short(a) for a in args[:4]) + (", ..." if len(args) > 4 else "")
-    if target is not None:
-        return f"{_short(target)}.{op}({shown})"
-    return f"{op}({shown})"

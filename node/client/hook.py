@@ -10,21 +10,20 @@ from typing import Any
 
 import torch
 
-from .handle import NodeHandle
+from .host import Handle
+from .mpc.sharing import share
 from .pointer import Pointer
 
 __all__ = ["hook_torch"]
 
 
-def _send(self: torch.Tensor, node: NodeHandle) -> Pointer:
+def _send(self: torch.Tensor, node: Handle) -> Pointer:
     """Send this tensor to ``node``; returns a :class:`~node.Pointer`."""
     return node.send(self)
 
 
-def _share(self: torch.Tensor, *parties: NodeHandle, **options: Any) -> Any:
+def _share(self: torch.Tensor, *parties: Handle, **options: Any) -> Any:
     """Secret-share this tensor between ``parties`` (see :func:`node.share`)."""
-    from node.client.mpc.sharing import share
-
     return share(self, *parties, **options)
 
 

@@ -1,12 +1,19 @@
 """Pointers: handles on tensors that live on a node.
 
-A :class:`Pointer` behaves like the tensor it names for every op in the
-allowlist: Python operators, the allowlisted tensor methods (generated from
+A pointer behaves like the tensor it names for every op in the allowlist:
+Python operators, the allowlisted tensor methods (generated from
 :data:`protocol.ops.OPS`), and ``torch.*`` / ``torch.nn.functional.*`` calls
 through ``__torch_function__`` (so ``torch.cat([p, q])`` works without
 patching torch).  Each op is sent as a command and returns new pointers at
 once; the data never moves until :meth:`Pointer.get`.  Dropping the last
 reference to a pointer frees the remote object (deletes are batched).
+
+:class:`BasePointer` is what every pointer shares (ops, metadata, freeing);
+:class:`Pointer` adds the blocking methods of a synchronous node (``get``,
+``release``, ``move``, ``copy_to``, ``share``); the asyncio client's
+pointers await instead (:mod:`node.client.aio`).  A pointer talks to its
+node only through the :mod:`~node.client.host` protocols, so this module
+imports no handle, and nothing of secret sharing.
 
 Nothing here blocks except ``get``, ``release``, ``shape``/``dtype`` (one
 round trip, then cached) and iteration.  Printing a pointer never asks the
@@ -28,20 +35,20 @@ from protocol.tensors import DTYPES
 from .torch_functions import route_for_torch_function, wire_index, wire_kwargs
 
 if TYPE_CHECKING:
-    from .handle import NodeHandle
-    from node.client.mpc.shared import SharedTensor
+    from .host import Handle, Host
+    from .mpc.shared import SharedTensor
 
-__all__ = ["Pointer"]
+__all__ = ["BasePointer", "Pointer"]
 
 
-class Pointer:
-    """A remote tensor on ``node``, named by ``object_id``."""
+class BasePointer:
+    """A remote tensor on ``node``, named by ``object_id``: what every pointer shares."""
 
     __slots__ = ("node", "object_id", "_info", "_owned", "__weakref__")
 
     def __init__(
         self,
-        node: NodeHandle,
+        node: Host,
         object_id: ObjectId,
         info: ObjectInfo | None = None,
         owned: bool = True,
@@ -53,68 +60,19 @@ class Pointer:
         """Whether dropping the pointer frees the object (not for others' objects)."""
 
     def __del__(self) -> None:
-        node = getattr(self, "node", None)
-        if node is not None and getattr(self, "_owned", False):
-            node._release(self.object_id)
+        if getattr(self, "_owned", False):
+            self.node.drop(self.object_id)
 
-    # -- data and metadata -------------------------------------------------
+    # -- metadata ------------------------------------------------------------
 
-    def get(self, delete: bool = False) -> torch.Tensor:
-        """Bring the value back (blocking).  ``delete=True`` frees it on the node."""
-        return self.node._get(self, delete)
-
-    def release(self, principal: str) -> None:
-        """Let ``principal`` read the object (blocking; PermissionDenied unless our data is in it).
-
-        For a result computed from several principals' data, each of them
-        must release it before ``principal`` can ``get`` it.  With an async
-        node, await it.
-        """
-        return self.node._grant(self, principal)
+    def remember(self, info: ObjectInfo) -> None:
+        """Cache the object's metadata, as a ``describe`` answered it."""
+        self._info = info
 
     def delete(self) -> None:
         """Free the remote object now instead of when the pointer is dropped."""
-        self.node._release(self.object_id)
-        self.node._flush_released()
-
-    def move(self, node: NodeHandle) -> Pointer:
-        """Move the object to ``node``, node to node; this pointer then points there.
-
-        The data goes straight from the current node to ``node`` over a
-        node-to-node TLS link; it never passes through this process.
-        """
-        if node is self.node:
-            return self
-        if _in_process(self.node) or _in_process(node):
-            value = self.get()
-            new = node.send(value, private=self._private)
-            self.node._release(self.object_id)
-        else:
-            new = Pointer(node, self.node._transfer(self, node, delete_source=True), self._info)
-        # Take over the new object's identity; ``new`` must not free it on drop.
-        self.node, self.object_id, self._info = new.node, new.object_id, new._info
-        self._owned = True
-        new.node = None  # type: ignore[assignment]
-        return self
-
-    def share(
-        self, *parties: NodeHandle, crypto_provider: NodeHandle | None = None, **options: Any
-    ) -> SharedTensor:
-        """Secret-share the object between ``parties``: its node splits it and sends each share.
-
-        The data never passes through this process (see :func:`node.share`
-        for ``precision``, ``truncation`` and ``timeout``); returns a
-        :class:`~node.SharedTensor`.
-        """
-        from node.client.mpc.sharing import share_pointer
-
-        return share_pointer(self, *parties, crypto_provider=crypto_provider, **options)
-
-    def copy_to(self, node: NodeHandle) -> Pointer:
-        """Copy the object to ``node``, node to node; returns a pointer to the copy."""
-        if _in_process(self.node) or _in_process(node):
-            return node.send(self.get(), private=self._private)
-        return Pointer(node, self.node._transfer(self, node, delete_source=False), self._info)
+        self.node.drop(self.object_id)
+        self.node.flush_drops()
 
     @property
     def _private(self) -> bool:
@@ -123,7 +81,7 @@ class Pointer:
     def describe(self) -> ObjectInfo:
         """Dtype and shape, fetched once without moving the data."""
         if self._info is None:
-            self._info = self.node._describe(self)
+            self._info = self.node.object_info(self)
         return self._info
 
     @property
@@ -157,7 +115,7 @@ class Pointer:
             raise TypeError("len() of a 0-d tensor")
         return shape[0]
 
-    def __iter__(self) -> Iterator[Pointer]:
+    def __iter__(self) -> Iterator[Any]:
         for index in range(len(self)):
             yield self[index]
 
@@ -182,10 +140,10 @@ class Pointer:
                 detail += " unreadable"
         return f"<Pointer {self.node.id}:{self.object_id:#018x}{detail}>"
 
-    def __copy__(self) -> Pointer:
+    def __copy__(self) -> BasePointer:
         return self
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> Pointer:
+    def __deepcopy__(self, memo: dict[int, Any]) -> BasePointer:
         return self
 
     def __reduce__(self) -> Any:
@@ -193,16 +151,16 @@ class Pointer:
 
     # -- ops ---------------------------------------------------------------
 
-    def __getitem__(self, index: Any) -> Pointer:
-        return self.node._command_one("getitem", self, (wire_index(index),), {})
+    def __getitem__(self, index: Any) -> Any:
+        return self.node.command("getitem", self, (wire_index(index),), {})
 
     @property
-    def T(self) -> Pointer:  # noqa: N802 - torch's name
-        return self.node._command_one("t", self, (), {})
+    def T(self) -> Any:  # noqa: N802 - torch's name
+        return self.node.command("t", self, (), {})
 
     @property
-    def mT(self) -> Pointer:  # noqa: N802 - torch's name
-        return self.node._command_one("mT", self, (), {})
+    def mT(self) -> Any:  # noqa: N802 - torch's name
+        return self.node.command("mT", self, (), {})
 
     @classmethod
     def __torch_function__(
@@ -226,25 +184,81 @@ class Pointer:
         pointer = _first_pointer((args, kwargs or {}))
         if pointer is None:
             return NotImplemented
-        handle, wire = pointer.node, wire_kwargs(kwargs)
+        host, wire = pointer.node, wire_kwargs(kwargs)
         if form is OpForm.METHOD:
             first, rest = args[0], tuple(args[1:])
-            if isinstance(first, Pointer):
-                return handle._command(op, first, rest, wire)
+            if isinstance(first, BasePointer):
+                return host.command(op, first, rest, wire)
             if not OPS[op].function:
-                return handle._command(op, handle.send(first), rest, wire)
-        return handle._command(op, None, tuple(args), wire)
+                return host.command(op, host.send(first), rest, wire)
+        return host.command(op, None, tuple(args), wire)
 
     if TYPE_CHECKING:  # generated methods, one per METHOD-form op in OPS
 
         def __getattr__(self, name: str) -> Callable[..., Any]: ...
 
 
-def _in_process(node: NodeHandle) -> bool:
-    """VirtualNodes share this process: moving through it costs nothing extra."""
-    from .virtual import VirtualNode
+class Pointer(BasePointer):
+    """A pointer on a synchronous node (``node.connect``, ``VirtualNode``): blocking methods."""
 
-    return isinstance(node, VirtualNode)
+    __slots__ = ()
+
+    node: Handle
+
+    def __init__(
+        self,
+        node: Handle,
+        object_id: ObjectId,
+        info: ObjectInfo | None = None,
+        owned: bool = True,
+    ) -> None:
+        super().__init__(node, object_id, info, owned)
+
+    def get(self, delete: bool = False) -> torch.Tensor:
+        """Bring the value back (blocking).  ``delete=True`` frees it on the node."""
+        return self.node.fetch(self, delete)
+
+    def release(self, principal: str) -> None:
+        """Let ``principal`` read the object (blocking; PermissionDenied unless our data is in it).
+
+        For a result computed from several principals' data, each of them
+        must release it before ``principal`` can ``get`` it.  With an async
+        node, await it.
+        """
+        self.node.grant(self, principal)
+
+    def move(self, node: Handle) -> Pointer:
+        """Move the object to ``node``, node to node; this pointer then points there.
+
+        The data goes straight from the current node to ``node`` over a
+        node-to-node TLS link; it never passes through this process.
+        """
+        if node is self.node:
+            return self
+        if self.node.in_process or node.in_process:
+            new = node.send(self.get(), private=self._private)
+            self.node.drop(self.object_id)
+        else:
+            new = Pointer(node, self.node.transfer(self, node, delete_source=True), self._info)
+        # Take over the new object's identity; ``new`` must not free it on drop.
+        self.node, self.object_id, self._info = new.node, new.object_id, new._info
+        self._owned, new._owned = True, False
+        return self
+
+    def copy_to(self, node: Handle) -> Pointer:
+        """Copy the object to ``node``, node to node; returns a pointer to the copy."""
+        if self.node.in_process or node.in_process:
+            return node.send(self.get(), private=self._private)
+        return Pointer(node, self.node.transfer(self, node, delete_source=False), self._info)
+
+    def share(self, *parties: Handle, crypto_provider: Handle | None = None, **options: Any) -> SharedTensor:
+        """Secret-share the object between ``parties``: its node splits it and sends each share.
+
+        The data never passes through this process (see :func:`node.share`
+        for ``precision``, ``truncation`` and ``timeout``); returns a
+        :class:`~node.SharedTensor`.
+        """
+        return self.node.share_pointer(self, parties, crypto_provider, options)
 
 
 def _unsupported(name: str) -> Any:
@@ -254,8 +268,8 @@ def _unsupported(name: str) -> Any:
     )
 
 
-def _first_pointer(value: Any) -> Pointer | None:
-    if isinstance(value, Pointer):
+def _first_pointer(value: Any) -> BasePointer | None:
+    if isinstance(value, BasePointer):
         return value
     if isinstance(value, (list, tuple)):
         for item in value:
@@ -270,8 +284,8 @@ def _first_pointer(value: Any) -> Pointer | None:
 def _method(spec: OpSpec) -> Callable[..., Any]:
     name = spec.name
 
-    def method(self: Pointer, *args: Any, **kwargs: Any) -> Any:
-        return self.node._command(name, self, args, kwargs)
+    def method(self: BasePointer, *args: Any, **kwargs: Any) -> Any:
+        return self.node.command(name, self, args, kwargs)
 
     method.__name__ = name
     method.__qualname__ = f"Pointer.{name}"
@@ -316,16 +330,16 @@ _OPERATORS: dict[str, str] = {
 
 def _install() -> None:
     for spec in OPS.values():
-        if spec.method and not hasattr(Pointer, spec.name):
-            setattr(Pointer, spec.name, _method(spec))
+        if spec.method and not hasattr(BasePointer, spec.name):
+            setattr(BasePointer, spec.name, _method(spec))
     for dunder, op in _OPERATORS.items():
         if op not in OPS or not OPS[op].method:
             raise RuntimeError(f"operator {dunder} maps to {op}, which is not a method op")
         spec = OPS[op]
         method = _method(spec)
         method.__name__ = dunder
-        setattr(Pointer, dunder, method)
-    setattr(Pointer, "__pos__", lambda self: self)
+        setattr(BasePointer, dunder, method)
+    setattr(BasePointer, "__pos__", lambda self: self)
 
 
 _install()

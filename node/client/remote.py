@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 
-from peer.security.trust import TrustPolicy
-from peer.client.async_channel import Endpoint
-from peer.client.sync_channel import SyncChannel
 from peer.client.credentials import client_credentials
+from peer.client.endpoint import Endpoint
+from peer.client.sync_channel import SyncChannel
+from peer.security.trust import TrustPolicy
+
 from .handle import NodeHandle
 
 if TYPE_CHECKING:

@@ -3,8 +3,11 @@
 It is a real node (store, executor, session) driven through a channel that
 encodes every request and every reply with the wire codec, so code that runs
 against a ``VirtualNode`` exercises the same validation, allowlist and error
-paths as a remote one; only the socket is missing.  Heavy commands run
-inline: there is no event loop to protect.
+paths as a remote one; only the socket is missing.  That channel is a third
+driver of the same :class:`~peer.client.core.ChannelCore` as the network
+channels (hello, request ids, correlation, barriers), with the session in
+place of a connection.  Heavy commands run inline: there is no event loop
+to protect.
 """
 
 from __future__ import annotations
@@ -12,24 +15,28 @@ from __future__ import annotations
 import concurrent.futures
 import secrets
 import threading
+from typing import TypeVar
 
-from protocol.codec import decode_message, encode_message
+from protocol.codec import Frame, encode_message
 from protocol.errors import TesseraError
-from protocol.ids import NodeId, RequestId
+from protocol.ids import NodeId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
-from protocol.messages import REPLY_TYPES, ErrorReply, HelloReply, Reply, Request
+from protocol.messages import Reply
 
-from ..errors import ClientClosed
+from peer.client.core import Build, Built, ChannelCore
 from peer.server.auth import ANONYMOUS_SCHEME, AnonymousAuthenticator
+
 from ..server.executor import Executor
 from ..server.session import Outcome, Session, Work
 from ..server.store import MemoryStore
 from ..settings import validate_node_id
-from peer.client.async_channel import hello_request
 from .handle import NodeHandle
-from peer.client.tracker import RequestTracker, rebuild_error
 
-__all__ = ["VirtualNode"]
+__all__ = ["VirtualNode", "LocalChannel"]
+
+R = TypeVar("R", bound=Reply)
+
+Waiter = concurrent.futures.Future[Reply]
 
 
 class LocalChannel:
@@ -38,59 +45,92 @@ class LocalChannel:
     def __init__(self, session: Session, client_name: str) -> None:
         self._session = session
         self._lock = threading.Lock()
-        self._closed = False
-        self.tracker = RequestTracker(session.node_id)
+        """One request at a time through the session and the core."""
+        self._core: ChannelCore[Waiter] = ChannelCore(session.node_id, DEFAULT_MAX_MESSAGE_BYTES)
         credentials = {"scheme": ANONYMOUS_SCHEME, "secret": secrets.token_bytes(32)}
-        reply = self._roundtrip(hello_request(self.tracker, client_name, credentials))
-        if isinstance(reply, ErrorReply):
-            raise rebuild_error(reply, "hello", session.node_id)
-        assert isinstance(reply, HelloReply)
-        self.node_id: NodeId = reply.node_id
-        self.principal: str = reply.principal
-
-    def _roundtrip(self, request: Request) -> Reply | None:
-        if self._closed:
-            raise ClientClosed("this virtual node was closed", {})
-        frame = encode_message(request).to_bytes()
         with self._lock:
-            step = self._session.receive(frame)
-            outcome = step.run() if isinstance(step, Work) else step
-            # A virtual node has no TransferService, so no AsyncWork is ever produced.
-            assert isinstance(outcome, Outcome)
+            data = self._roundtrip(self._core.hello(client_name, ("client",), credentials))
+            assert data is not None, "a session answers every hello"
+            self._core.welcome(data, None, None)
+
+    @property
+    def node_id(self) -> NodeId:
+        return self._core.node_id
+
+    @property
+    def principal(self) -> str:
+        return self._core.principal
+
+    @property
+    def peer_fingerprint(self) -> None:
+        """An in-process node has no certificate to vouch for."""
+        return None
+
+    @property
+    def url(self) -> None:
+        """Nothing to dial: the node is in this process."""
+        return None
+
+    @property
+    def requests_sent(self) -> int:
+        return self._core.issued
+
+    def _roundtrip(self, frame: Frame) -> bytes | None:
+        """The session's answer to one frame, encoded as the wire would carry it."""
+        step = self._session.receive(frame.to_bytes())
+        outcome = step.run() if isinstance(step, Work) else step
+        # A virtual node has no TransferService, so no AsyncWork is ever produced.
+        assert isinstance(outcome, Outcome)
         if outcome.reply is None:
             return None
-        reply = decode_message(encode_message(outcome.reply).to_bytes())
-        if not isinstance(reply, REPLY_TYPES):
-            raise TesseraError(f"session answered with a {reply.KIND.value}", {})
-        return reply
+        return encode_message(outcome.reply).to_bytes()
 
-    def post(self, request: Request, description: str) -> None:
-        self.tracker.posted(request.id, description)
-        try:
-            reply = self._roundtrip(request)
-        except TesseraError as exc:
-            self.tracker.failed_locally(exc, description)
-            return
-        if isinstance(reply, ErrorReply):
-            self.tracker.on_error(reply)
-        self.tracker.barrier(RequestId(request.id + 1))
+    def post(self, build: Build, description: str) -> None:
+        """Run the request now; a failure, even to encode it, is reported at the next sync point."""
+        with self._lock:
+            try:
+                frames = self._core.post(build, description)
+            except TesseraError as exc:
+                self._core.failed_locally(exc, description)
+                return
+            for frame in frames:
+                try:
+                    data = self._roundtrip(frame)
+                except TesseraError as exc:
+                    self._core.failed_locally(exc, description)
+                    return
+                if data is not None:
+                    self._core.receive(data)  # an error, or a barrier's confirmation
 
-    def call(self, request: Request) -> Reply:
-        reply = self._roundtrip(request)
-        if reply is None:
-            raise TesseraError(f"{request.KIND.value} got no reply", {})
-        return reply
+    def call(self, build: Build) -> Reply:
+        waiter: Waiter = concurrent.futures.Future()
+        built = Built(build)
+        with self._lock:
+            request_id, frame = self._core.call(built, waiter)
+            try:
+                data = self._roundtrip(frame)
+                answer = self._core.receive(data) if data is not None else None
+            finally:
+                self._core.forget(request_id)
+        if answer is None:
+            raise TesseraError(f"{built.kind} got no reply", {})
+        return answer[1]
 
-    def call_async(self, request: Request) -> concurrent.futures.Future[Reply]:
+    def call_async(self, build: Build) -> concurrent.futures.Future[Reply]:
         future: concurrent.futures.Future[Reply] = concurrent.futures.Future()
         try:
-            future.set_result(self.call(request))
+            future.set_result(self.call(build))
         except TesseraError as exc:
             future.set_exception(exc)
         return future
 
+    def settle(self, reply: Reply, expected: type[R], description: str) -> R:
+        with self._lock:
+            return self._core.settle(reply, expected, description)
+
     def close(self) -> None:
-        self._closed = True
+        with self._lock:
+            self._core.close()
 
 
 class VirtualNode(NodeHandle):

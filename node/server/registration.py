@@ -33,8 +33,10 @@ from protocol.messages import (
 from protocol.records import NodeRecord
 
 from peer.transport.backoff import backoff_delay
-from peer.client.async_channel import AsyncChannel, Endpoint
-from peer.client.tracker import RequestTracker, rebuild_error
+from peer.client.async_channel import AsyncChannel
+from peer.client.core import Build, Built
+from peer.client.endpoint import Endpoint
+from peer.client.tracker import rebuild_error
 
 __all__ = ["GatewayRegistration"]
 
@@ -91,10 +93,10 @@ class GatewayRegistration:
 
     async def _session(self) -> None:
         """One connection: register, then heartbeat until something fails."""
-        channel = AsyncChannel(self.endpoint, RequestTracker(self.endpoint.url))
+        channel = AsyncChannel(self.endpoint)
         self._channel = channel
         await channel.open()
-        reply = await self._call(channel, RegisterRequest(channel.tracker.next_id(), self.record))
+        reply = await self._call(channel, lambda rid: RegisterRequest(rid, self.record))
         assert isinstance(reply, RegisterReply)
         interval = max(0.1, reply.heartbeat_interval)
         self._announced = time.monotonic()
@@ -104,10 +106,10 @@ class GatewayRegistration:
             await asyncio.sleep(interval)
             changed = self._changed(max(MIN_REANNOUNCE_INTERVAL, REANNOUNCE_HEARTBEATS * interval))
             if changed is not None:
-                await self._call(channel, RegisterRequest(channel.tracker.next_id(), changed), 3 * interval)
+                await self._call(channel, lambda rid: RegisterRequest(rid, changed), 3 * interval)
                 self.record, self._announced = changed, time.monotonic()
                 continue
-            await self._call(channel, HeartbeatRequest(channel.tracker.next_id()), 3 * interval)
+            await self._call(channel, HeartbeatRequest, 3 * interval)
 
     def _changed(self, spacing: float) -> NodeRecord | None:
         """The node's record, if it changed since it was announced ``spacing`` or more seconds ago."""
@@ -116,14 +118,13 @@ class GatewayRegistration:
         record = self.refresh()
         return None if record == self.record else record
 
-    async def _call(
-        self, channel: AsyncChannel, request: RegisterRequest | HeartbeatRequest, timeout: float = 10.0
-    ) -> Reply:
-        reply = await asyncio.wait_for(channel.call(request), timeout)
+    async def _call(self, channel: AsyncChannel, build: Build, timeout: float = 10.0) -> Reply:
+        built = Built(build)
+        reply = await asyncio.wait_for(channel.call(built), timeout)
         if isinstance(reply, ErrorReply):
-            raise rebuild_error(reply, request.KIND.value, self.endpoint.url)
+            raise rebuild_error(reply, built.kind, self.endpoint.url)
         if not isinstance(reply, (RegisterReply, AckReply)):
-            raise TesseraError(f"gateway answered {request.KIND.value} with {reply.KIND.value}", {})
+            raise TesseraError(f"gateway answered {built.kind} with {reply.KIND.value}", {})
         return reply
 
     async def _drop_channel(self) -> None:
@@ -138,8 +139,7 @@ class GatewayRegistration:
         # before its reply arrives, and it handles the deregister after it.
         if channel is not None and (self.registered.is_set() or channel.connected):
             try:
-                request = DeregisterRequest(channel.tracker.next_id())
-                await asyncio.wait_for(channel.call(request), DEREGISTER_TIMEOUT)
+                await asyncio.wait_for(channel.call(DeregisterRequest), DEREGISTER_TIMEOUT)
                 log.info("deregistered from gateway %s", self.endpoint.url)
             except (TesseraError, OSError, asyncio.TimeoutError, TimeoutError) as exc:
                 log.info("could not deregister: %s", exc)

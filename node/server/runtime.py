@@ -28,7 +28,7 @@ from protocol.records import NodeRecord, Role
 
 from node.mpc import Dealer, Providers
 from ..settings import NodeSettings
-from peer.client.async_channel import Credentials, Endpoint
+from peer.client.endpoint import Credentials, Endpoint
 from peer.security.identity import Identity, ensure_identity
 from peer.security.proof import node_credentials
 from peer.security.tokens import network_key

@@ -54,8 +54,9 @@ from protocol.streams import CHUNK_BYTES
 from protocol.tensors import DTYPE_NAMES
 
 from ..errors import NodeUnavailable
-from peer.client.async_channel import AsyncChannel, Credentials, Endpoint
-from peer.client.tracker import RequestTracker, rebuild_error
+from peer.client.async_channel import AsyncChannel
+from peer.client.endpoint import Credentials, Endpoint
+from peer.client.tracker import rebuild_error
 from peer.security.trust import TrustError, TrustPolicy
 from peer.server.auth import Caller
 from .policy import MOVER, Policy
@@ -280,22 +281,25 @@ class TransferService:
         total = data.numel()
         offsets = list(range(0, total, CHUNK_BYTES)) or [0]
         for offset in offsets[:-1]:
-            chunk = DeliverRequest(
-                link.tracker.next_id(), request.dest_object_id, request.ticket, dtype, shape,
-                offset, data[offset : offset + CHUNK_BYTES], False,
+            link.post(
+                lambda rid: DeliverRequest(
+                    rid, request.dest_object_id, request.ticket, dtype, shape,
+                    offset, data[offset : offset + CHUNK_BYTES], False,
+                ),
+                f"deliver chunk at {offset}",
             )
-            link.post(chunk, f"deliver chunk at {offset}")
             await link.drained(keep=2)
         last = offsets[-1]
         restrictions = tuple((g, tuple(sorted(r))) for g, r in policy.restrictions)
-        final = DeliverRequest(
-            link.tracker.next_id(), request.dest_object_id, request.ticket, dtype, shape,
-            last, data[last:], True, restrictions, policy.shared,
+        reply = await link.call(
+            lambda rid: DeliverRequest(
+                rid, request.dest_object_id, request.ticket, dtype, shape,
+                last, data[last:], True, restrictions, policy.shared,
+            )
         )
-        reply = await link.call(final)
         # The last chunk's answer speaks for the transfer; failures of earlier
         # chunks must not pile up on this pooled link (nobody else reads them).
-        link.tracker.take_failure()
+        link.take_failure()
         return reply
 
     def require_network(self) -> None:
@@ -359,7 +363,7 @@ class TransferService:
                         roles=("node",),
                         network=self.network,
                     )
-                    link = AsyncChannel(endpoint, RequestTracker(url))
+                    link = AsyncChannel(endpoint)
                 await link.open()
                 self._links.pop(key, None)
                 self._links[key] = link  # most recently used last

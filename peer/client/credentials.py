@@ -15,7 +15,7 @@ import secrets
 from typing import Any
 
 from peer.server.auth import ANONYMOUS_SCHEME
-from peer.client.async_channel import Credentials, fixed_credentials
+from peer.client.endpoint import Credentials, fixed_credentials
 from peer.security.tokens import UserToken, parse_user_token, user_credentials
 
 __all__ = ["client_credentials", "TOKEN_ENV"]

@@ -1,11 +1,12 @@
-"""The synchronous client channel: requests written from the caller's thread.
+"""The threaded driver of the channel core: requests written from the caller's thread.
 
 :class:`SyncChannel` backs ``node.connect`` and ``node.Gateway``.  A request
-is encoded and written in the thread that makes it, with no hand-off to an
-event loop; replies arrive on websockets' background reader thread, which
-routes them (:func:`~peer.client.async_channel.dispatch_reply`) to the waiting
-caller or, for failed pipelined requests, to the tracker.  Scripts and
-notebooks (whose own loop may be running) never see an event loop.
+is built, encoded and written in the thread that makes it, with no hand-off
+to an event loop; replies arrive on websockets' background reader thread,
+which feeds them to the :class:`~peer.client.core.ChannelCore` and resolves
+the waiting caller's future.  Scripts and notebooks (whose own loop may be
+running) never see an event loop.  Every decision (hello, ids, correlation,
+barriers) is the core's; this module only dials, writes, reads and waits.
 
 A dropped connection fails what was in flight with :class:`NodeUnavailable`;
 the next request dials again with the same credentials, which reach the
@@ -16,36 +17,31 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-import warnings
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from protocol.codec import Frame, decode_message, encode_message
-from protocol.errors import MessageTooLarge, TesseraError
-from protocol.ids import NodeId
-from protocol.messages import Reply, Request, SyncRequest
+from protocol.codec import Frame
+from protocol.errors import TesseraError
+from protocol.ids import NodeId, RequestId
+from protocol.messages import Reply
 
-from peer.errors import ClientClosed, InsecureConnectionWarning, NodeUnavailable
-from peer.client.async_channel import (
-    CALL_TIMEOUT,
-    Endpoint,
-    Waiter,
-    check_hello_reply,
-    dispatch_reply,
-    hello_request,
-)
-from peer.transport.sync_websocket import SyncConnection, dial_sync
-from peer.transport.tls import client_ssl_context
-from peer.client.tracker import RequestTracker
+from peer.errors import ClientClosed, NodeUnavailable
 from peer.security.trust import verify_peer
+from peer.transport.sync_websocket import SyncConnection, dial_sync
 from peer.transport.websocket import SINGLE_FRAME_LIMIT, Buffer, ConnectionLost
+
+from .core import Build, ChannelCore, LinkState
+from .dialing import connection_lost, handshake_failed, tls_context, unreachable
+from .endpoint import CALL_TIMEOUT, Endpoint
 
 __all__ = ["Channel", "SyncChannel"]
 
+R = TypeVar("R", bound=Reply)
+
+Waiter = concurrent.futures.Future[Reply]
+
 
 class Channel(Protocol):
-    """What a client handle needs: ordered posts and blocking calls."""
-
-    tracker: RequestTracker
+    """What a synchronous client handle needs: ordered posts, blocking and windowed calls."""
 
     @property
     def node_id(self) -> NodeId: ...
@@ -53,11 +49,26 @@ class Channel(Protocol):
     @property
     def principal(self) -> str: ...
 
-    def post(self, request: Request, description: str) -> None: ...
+    @property
+    def peer_fingerprint(self) -> str | None:
+        """The certificate this connection verified (None in-process or without TLS)."""
+        ...
 
-    def call(self, request: Request) -> Reply: ...
+    @property
+    def url(self) -> str | None:
+        """The URL dialed; None for a channel into a node in this very process."""
+        ...
 
-    def call_async(self, request: Request) -> concurrent.futures.Future[Reply]: ...
+    @property
+    def requests_sent(self) -> int: ...
+
+    def post(self, build: Build, description: str) -> None: ...
+
+    def call(self, build: Build) -> Reply: ...
+
+    def call_async(self, build: Build) -> concurrent.futures.Future[Reply]: ...
+
+    def settle(self, reply: Reply, expected: type[R], description: str) -> R: ...
 
     def close(self) -> None: ...
 
@@ -67,16 +78,38 @@ class SyncChannel:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.tracker = RequestTracker(endpoint.url)
-        self.node_id = NodeId("")
-        self.principal = ""
-        self.peer_fingerprint: str | None = None
-        self.max_message_bytes = endpoint.max_message_bytes
-        self._connection: SyncConnection | None = None
-        self._waiters: dict[int, Waiter] = {}
+        self._core: ChannelCore[Waiter] = ChannelCore(endpoint.url, endpoint.max_message_bytes)
+        self._mutex = threading.Lock()
+        """Guards the core: callers' threads and the reader thread both use it."""
+        self._sending = threading.Lock()
+        """Held from issuing an id to writing its frame, so frames go out in id order."""
         self._dialing = threading.Lock()
-        self._closed = False
+        self._connection: SyncConnection | None = None
         self._open()
+
+    @property
+    def node_id(self) -> NodeId:
+        return self._core.node_id
+
+    @property
+    def principal(self) -> str:
+        return self._core.principal
+
+    @property
+    def peer_fingerprint(self) -> str | None:
+        return self._core.peer_fingerprint
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._core.max_message_bytes
+
+    @property
+    def url(self) -> str:
+        return self.endpoint.url
+
+    @property
+    def requests_sent(self) -> int:
+        return self._core.issued
 
     # -- connecting --------------------------------------------------------
 
@@ -86,7 +119,7 @@ class SyncChannel:
             connection = self._connection
             if connection is not None:
                 return connection
-            if self._closed:
+            if self._core.state is LinkState.CLOSED:
                 raise ClientClosed("this client was closed", {})
             connection = self._dial()
             self._connection = connection
@@ -94,88 +127,80 @@ class SyncChannel:
             return connection
 
     def _dial(self) -> SyncConnection:
+        """Dial, verify the certificate, then hello: the order :mod:`.dialing` describes."""
         endpoint = self.endpoint
-        if not endpoint.secure:
-            warnings.warn(
-                f"{endpoint.url} is not TLS: traffic and credentials travel in plaintext",
-                InsecureConnectionWarning,
-                stacklevel=5,
-            )
-        context = client_ssl_context(endpoint.trust) if endpoint.secure else None
+        context = tls_context(endpoint, stacklevel=5)
         try:
             connection = dial_sync(endpoint.url, context, endpoint.max_message_bytes, endpoint.open_timeout)
         except (OSError, ConnectionLost) as exc:
-            reason = exc.message if isinstance(exc, TesseraError) else (exc.strerror or str(exc))
-            raise NodeUnavailable(f"cannot reach {endpoint.url}: {str(reason).lower()}", {}) from exc
+            raise unreachable(endpoint, exc) from exc
         try:
             fingerprint = None
             if endpoint.secure:
                 fingerprint = verify_peer(endpoint.trust, endpoint.address, connection.peer_certificate())
-            hello = hello_request(
-                self.tracker, endpoint.client_name, endpoint.credentials(fingerprint), endpoint.roles
-            )
-            connection.send(encode_message(hello))
-            reply = check_hello_reply(
-                decode_message(connection.recv(endpoint.open_timeout), endpoint.max_message_bytes),
-                endpoint,
-            )
-        except ConnectionLost as exc:
+            credentials = endpoint.credentials(fingerprint)
+            with self._mutex:
+                hello = self._core.hello(endpoint.client_name, endpoint.roles, credentials)
+            connection.send(hello)
+            data = connection.recv(endpoint.open_timeout)
+            with self._mutex:
+                self._core.welcome(data, fingerprint, endpoint.network)
+        except BaseException as exc:
+            with self._mutex:
+                if self._core.state is LinkState.GREETING:
+                    self._core.hello_failed()
             connection.close()
-            raise NodeUnavailable(f"handshake with {endpoint.url} failed: {exc.message}", {}) from exc
-        except BaseException:
-            connection.close()
+            if isinstance(exc, ConnectionLost):
+                raise handshake_failed(endpoint, exc) from exc
             raise
-        self.node_id, self.principal = reply.node_id, reply.principal
-        self.peer_fingerprint = fingerprint
-        self.max_message_bytes = min(endpoint.max_message_bytes, reply.max_message_bytes)
         return connection
 
     # -- requests ------------------------------------------------------------
 
-    def encode(self, request: Request) -> Frame:
-        """Encode, refusing frames the node would reject for their size."""
-        frame = encode_message(request)
-        if frame.nbytes > self.max_message_bytes:
-            raise MessageTooLarge.for_size(
-                f"{request.KIND.value} message", frame.nbytes, self.max_message_bytes
-            )
-        return frame
-
-    def post(self, request: Request, description: str) -> None:
+    def post(self, build: Build, description: str) -> None:
         """Send without waiting; a failure on the node surfaces at the next sync point."""
-        frame = self.encode(request)
-        connection = self._open()
-        if self.tracker.posted(request.id, description):
-            barrier = SyncRequest(self.tracker.next_id())
-            self._write(connection, frame, encode_message(barrier))
-        else:
-            self._write(connection, frame)
+        connection = self._connection or self._open()
+        with self._sending:
+            with self._mutex:
+                frames = self._core.post(build, description)
+            self._write(connection, frames)
 
-    def call_async(self, request: Request) -> concurrent.futures.Future[Reply]:
+    def call_async(self, build: Build) -> concurrent.futures.Future[Reply]:
         """Send now; the future resolves with the reply (for windows of calls)."""
-        frame = self.encode(request)
-        connection = self._open()
-        future: concurrent.futures.Future[Reply] = concurrent.futures.Future()
-        self._waiters[request.id] = future
-        try:
-            self._write(connection, frame)
-        except BaseException:
-            self._waiters.pop(request.id, None)
-            raise
-        return future
+        return self._submit(build)[1]
 
-    def call(self, request: Request) -> Reply:
+    def _submit(self, build: Build) -> tuple[RequestId, Waiter]:
+        connection = self._connection or self._open()
+        future: Waiter = concurrent.futures.Future()
+        with self._sending:
+            with self._mutex:
+                request_id, frame = self._core.call(build, future)
+            try:
+                self._write(connection, (frame,))
+            except BaseException:
+                with self._mutex:
+                    self._core.forget(request_id)
+                raise
+        return request_id, future
+
+    def call(self, build: Build) -> Reply:
         """Send and block until the reply (an ErrorReply included)."""
-        future = self.call_async(request)
+        request_id, future = self._submit(build)
         try:
             return future.result(timeout=CALL_TIMEOUT)
         except concurrent.futures.TimeoutError:
-            self._waiters.pop(request.id, None)
+            with self._mutex:
+                self._core.forget(request_id)
             raise NodeUnavailable(
                 f"no reply from {self.endpoint.url} in {CALL_TIMEOUT:.0f}s", {}
             ) from None
 
-    def _write(self, connection: SyncConnection, *frames: Frame) -> None:
+    def settle(self, reply: Reply, expected: type[R], description: str) -> R:
+        """A reply at a synchronisation point (:meth:`ChannelCore.settle`)."""
+        with self._mutex:
+            return self._core.settle(reply, expected, description)
+
+    def _write(self, connection: SyncConnection, frames: tuple[Frame, ...]) -> None:
         try:
             if all(frame.nbytes <= SINGLE_FRAME_LIMIT for frame in frames):
                 connection.send_many(*(frame.to_bytes() for frame in frames))
@@ -184,30 +209,44 @@ class SyncChannel:
                     connection.send(frame)
         except ConnectionLost as exc:
             self._lost(connection, exc)
-            raise NodeUnavailable(f"connection to {self.endpoint.url} lost: {exc.message}", {}) from None
+            raise connection_lost(self.endpoint, exc) from None
 
     # -- replies (websockets' reader thread) -------------------------------------
 
     def frame_received(self, data: Buffer) -> None:
-        dispatch_reply(data, self.endpoint, self.tracker, self._waiters)
+        with self._mutex:
+            answer = self._core.receive(data)
+        if answer is not None:
+            waiter, reply = answer
+            if not waiter.done():
+                waiter.set_result(reply)
 
     def _lost(self, connection: SyncConnection, exc: TesseraError) -> None:
-        with self._dialing:
+        error = connection_lost(self.endpoint, exc)
+        with self._dialing:  # the core learns of the loss before anyone may dial again
             if self._connection is not connection:
                 return
             self._connection = None
-        error = NodeUnavailable(f"connection to {self.endpoint.url} lost: {exc.message}", {})
-        self.tracker.lost(error)
-        waiters, self._waiters = self._waiters, {}
-        for waiter in waiters.values():
-            if not waiter.done():
-                waiter.set_exception(error)
+            with self._mutex:
+                waiters = self._core.lost(error)
+        _fail(waiters, error)
 
     def close(self) -> None:
-        self._closed = True
+        with self._mutex:
+            self._core.close()
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
+        error = ClientClosed("this client was closed", {})
+        with self._mutex:
+            waiters = self._core.lost(error)
+        _fail(waiters, error)
+
+
+def _fail(waiters: list[Waiter], error: TesseraError) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_exception(error)
 
 
 class _Sink:
@@ -225,4 +264,3 @@ class _Sink:
 
     def connection_lost(self) -> None:
         self.channel._lost(self.connection, ConnectionLost.from_close(None, ""))
-

@@ -1,15 +1,16 @@
-"""Bookkeeping for pipelined requests, without I/O.
+"""Bookkeeping for pipelined requests, without I/O: part of the channel core.
 
 ``put``, ``delete`` and ``command`` are posted without waiting; the node only
 answers them when they fail.  The tracker remembers a description of every
 posted request until a later barrier (a ``sync`` reply) proves it was
 processed, records failures as they arrive, and hands them to the next
 synchronisation point as the exception the node raised, naming the command.
+
+Not thread-safe, like the :class:`~peer.client.core.ChannelCore` that owns
+it: drivers serialise access to the core.  Imports :mod:`protocol` only.
 """
 
 from __future__ import annotations
-
-import threading
 
 from protocol.errors import TesseraError, error_class_for
 from protocol.ids import RequestId
@@ -28,67 +29,53 @@ def rebuild_error(reply: ErrorReply, command: str | None, peer: str) -> TesseraE
 
 
 class RequestTracker:
-    """Request ids, posted-request descriptions and pending failures.  Thread-safe."""
+    """Posted-request descriptions and pending failures, for one channel."""
 
     def __init__(self, peer: str) -> None:
         self.peer = peer
-        self._next = 1
         self._posted: dict[RequestId, str] = {}
         self._failures: list[TesseraError] = []
-        self._lock = threading.Lock()
-
-    def next_id(self) -> RequestId:
-        with self._lock:
-            rid = RequestId(self._next)
-            self._next += 1
-            return rid
 
     def posted(self, request_id: RequestId, description: str) -> bool:
         """Record a posted request; True when a pruning barrier is due."""
-        with self._lock:
-            self._posted[request_id] = description
-            return len(self._posted) % AUTO_BARRIER_EVERY == 0
+        self._posted[request_id] = description
+        return len(self._posted) % AUTO_BARRIER_EVERY == 0
 
     def on_error(self, reply: ErrorReply) -> None:
         """A posted request failed: keep the error for the next sync point."""
-        with self._lock:
-            description = self._posted.pop(reply.id, None)
-            self._failures.append(rebuild_error(reply, description, self.peer))
+        description = self._posted.pop(reply.id, None)
+        self._failures.append(rebuild_error(reply, description, self.peer))
 
     def barrier(self, request_id: RequestId) -> None:
         """Everything posted before ``request_id`` has been processed."""
-        with self._lock:
-            done = [rid for rid in self._posted if rid < request_id]
-            for rid in done:
-                del self._posted[rid]
+        done = [rid for rid in self._posted if rid < request_id]
+        for rid in done:
+            del self._posted[rid]
 
     def lost(self, reason: TesseraError) -> None:
         """The connection dropped: every unconfirmed posted request may be lost."""
-        with self._lock:
-            for rid, description in sorted(self._posted.items()):
-                cls = type(reason)
-                self._failures.append(
-                    cls(
-                        f"not confirmed before the connection dropped ({reason.message})",
-                        reason.details,
-                        command=description,
-                        peer=self.peer,
-                    )
+        for rid, description in sorted(self._posted.items()):
+            cls = type(reason)
+            self._failures.append(
+                cls(
+                    f"not confirmed before the connection dropped ({reason.message})",
+                    reason.details,
+                    command=description,
+                    peer=self.peer,
                 )
-            self._posted.clear()
+            )
+        self._posted.clear()
 
     def failed_locally(self, exc: TesseraError, description: str) -> None:
         """A request could not even be posted; report it at the next sync point."""
-        with self._lock:
-            self._failures.append(exc.with_context(command=description, peer=self.peer))
+        self._failures.append(exc.with_context(command=description, peer=self.peer))
 
     def take_failure(self) -> TesseraError | None:
         """The first pending failure (the root cause), clearing all of them."""
-        with self._lock:
-            if not self._failures:
-                return None
-            first, later = self._failures[0], len(self._failures) - 1
-            self._failures.clear()
+        if not self._failures:
+            return None
+        first, later = self._failures[0], len(self._failures) - 1
+        self._failures.clear()
         if later:
             first.details["later_failures"] = later
             first.args = (f"{first.args[0]} (and {later} later command(s) failed)",)

@@ -259,32 +259,25 @@ def test_a_party_refuses_single_owner_sums_strangers_and_shares_from_the_wrong_n
     round_id = os.urandom(16)
     try:
         senders = tuple(ShareSender(i, NodeId(p.node_id), p.fingerprint) for i, p in enumerate(owners[:2]))
-        charlie._call(SecaggSetupRequest(charlie._channel.tracker.next_id(), round_id, senders, 60.0), AckReply, "setup")
+        charlie.call(lambda rid: SecaggSetupRequest(rid, round_id, senders, 60.0), AckReply, "setup")
         with pytest.raises(PermissionDenied, match="only a node"):
-            share = SecaggShareRequest(charlie._channel.tracker.next_id(), round_id, 0, {"w": (2,)}, bytes(16))
-            charlie._call(share, AckReply, "share")
+            charlie.call(lambda rid: SecaggShareRequest(rid, round_id, 0, {"w": (2,)}, bytes(16)), AckReply, "share")
         # hospital_2 trains as owner 0 and tries to pass its update off as hospital_0's share.
-        impostor._call(SecaggSetupRequest(impostor._channel.tracker.next_id(), round_id,
-                                          (ShareSender(0, NodeId(owners[2].node_id), owners[2].fingerprint),), 60.0),
-                       AckReply, "setup")
+        impostor_sender = (ShareSender(0, NodeId(owners[2].node_id), owners[2].fingerprint),)
+        impostor.call(lambda rid: SecaggSetupRequest(rid, round_id, impostor_sender, 60.0), AckReply, "setup")
         spec, state = model_to_spec(_model())
         hyper = Hyperparameters(0.1, 1, 32, "sgd", "bce_with_logits", 0)  # type: ignore[arg-type]
         task = replace(TrainTask.create(spec, state, hyper, SEED, 0, 0), secure=SecureTrain(round_id, PRECISION))
-        reply = impostor._call(train_request(impostor._channel.tracker.next_id(), "breast_cancer", task),
-                               TrainReply, "train")
+        reply = impostor.call(lambda rid: train_request(rid, "breast_cancer", task), TrainReply, "train")
         assert dict(reply.state) == {} and reply.samples > 0
         parties = tuple(AggregationParty(NodeId(p.node_id), p.url, p.fingerprint) for p in (charlie_proc, owners[2]))
         with pytest.raises(PermissionDenied, match="expected from 'hospital_0'"):
-            impostor._call(SecaggSplitRequest(impostor._channel.tracker.next_id(), round_id, 0, parties),
-                           AckReply, "split")
+            impostor.call(lambda rid: SecaggSplitRequest(rid, round_id, 0, parties), AckReply, "split")
         with pytest.raises(BadRequest, match="at least 2 owners"):
-            charlie._call(SecaggSumRequest(charlie._channel.tracker.next_id(), round_id, (0,), False),
-                          SecaggSumReply, "sum")
+            charlie.call(lambda rid: SecaggSumRequest(rid, round_id, (0,), False), SecaggSumReply, "sum")
         with pytest.raises(NotFound):
-            stranger._call(SecaggSumRequest(stranger._channel.tracker.next_id(), round_id, (0, 1), False),
-                           SecaggSumReply, "sum")
-        missing = charlie._call(SecaggSumRequest(charlie._channel.tracker.next_id(), round_id, (0, 1), False),
-                                SecaggSumReply, "sum")
+            stranger.call(lambda rid: SecaggSumRequest(rid, round_id, (0, 1), False), SecaggSumReply, "sum")
+        missing = charlie.call(lambda rid: SecaggSumRequest(rid, round_id, (0, 1), False), SecaggSumReply, "sum")
         assert missing.missing == (0, 1) and dict(missing.sum) == {}
     finally:
         for handle in (charlie, impostor, stranger):

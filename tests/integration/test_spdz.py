@@ -212,9 +212,8 @@ def test_bad_input_is_refused_before_sending(nodes: dict[str, node.RemoteNode]) 
 def test_openings_are_refused_from_users(nodes: dict[str, node.RemoteNode]) -> None:
     """A user principal cannot inject masked values: mpc_open from a client is PERMISSION_DENIED."""
     bob = nodes["bob"]
-    channel = bob._channel
-    request = MpcOpenRequest(channel.tracker.next_id(), bytes(16), 0, OpenRound.BEAVER, (torch.zeros(1, dtype=torch.int64),))
-    reply = channel.call(request)
+    values = (torch.zeros(1, dtype=torch.int64),)
+    reply = bob.call_async(lambda rid: MpcOpenRequest(rid, bytes(16), 0, OpenRound.BEAVER, values)).result()
     assert isinstance(reply, ErrorReply) and reply.code == PermissionDenied.code.value
 
 

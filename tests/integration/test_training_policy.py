@@ -94,8 +94,7 @@ def _train(handle: Any, model: torch.nn.Sequential, **hyper: Any) -> TrainReply:
     spec, state = model_to_spec(model)
     settings = {"lr": 0.1, "batch_size": 32, "loss": "bce_with_logits", **hyper}
     task = TrainTask.create(spec, state, Hyperparameters(**settings), 0, 0, 0)
-    request = train_request(handle._channel.tracker.next_id(), "cancer", task)
-    reply = handle._call(request, TrainReply, "train")
+    reply = handle.call(lambda rid: train_request(rid, "cancer", task), TrainReply, "train")
     assert isinstance(reply, TrainReply)
     return reply
 

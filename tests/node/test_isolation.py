@@ -42,10 +42,7 @@ def test_object_ids_cannot_be_hijacked(shared_node: NodeProcess) -> None:
         alice.sync()
         from protocol.messages import PutRequest
 
-        bob._channel.post(
-            PutRequest(bob._channel.tracker.next_id(), original.object_id, torch.tensor([666])),
-            "hijack",
-        )
+        bob.post(lambda rid: PutRequest(rid, original.object_id, torch.tensor([666])), "hijack")
         with pytest.raises(node.AlreadyExists):
             bob.sync()
         assert torch.equal(original.get(), torch.tensor([1]))

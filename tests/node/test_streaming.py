@@ -37,11 +37,12 @@ def test_big_get_with_delete_frees_it(shared_node: NodeProcess) -> None:
 
 
 def _post_chunk(remote: Any, object_id: int, shape: tuple[int, ...], offset: int, size: int, last: bool) -> None:
-    request = PutChunkRequest(
-        remote._channel.tracker.next_id(), ObjectId(object_id), "uint8", shape, offset,
-        torch.zeros(size, dtype=torch.uint8), last,
+    remote.post(
+        lambda rid: PutChunkRequest(
+            rid, ObjectId(object_id), "uint8", shape, offset, torch.zeros(size, dtype=torch.uint8), last,
+        ),
+        f"chunk at {offset}",
     )
-    remote._channel.post(request, f"chunk at {offset}")
 
 
 def test_out_of_order_chunks_are_refused(shared_node: NodeProcess) -> None:

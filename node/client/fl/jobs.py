@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from typing import Any, Callable, MutableMapping
+from typing import Any, Callable, MutableMapping, TypeVar
 
 import torch
 from tqdm.auto import tqdm
@@ -46,6 +46,7 @@ from node.fl.results import LocalResult
 from node.fl.rounds import DatasetRef
 from node.fl.spec import State, build_model
 from node.fl.wire import TrainTask, result_from_reply, train_request
+from peer.client.core import Built
 from peer.client.tracker import rebuild_error
 from node.client.fl.dialing import BackgroundDial
 from node.client.handle import NodeHandle
@@ -54,6 +55,8 @@ from node.client.pointer import Pointer
 __all__ = [
     "DatasetPointer", "OwnerLink", "HandleParty", "RemoteJob", "submit_job", "describe_policy", "POLL_INTERVAL",
 ]
+
+R = TypeVar("R", bound=Reply)
 
 POLL_INTERVAL = 0.2
 """Seconds between status polls while waiting for a trainer node's job."""
@@ -74,10 +77,9 @@ class OwnerLink:
         return HandleParty(self.remote(), AggregationParty(NodeId(ref.node_id), ref.url, ref.fingerprint))
 
     def train(self, task: TrainTask) -> concurrent.futures.Future[LocalResult]:
-        channel = self.remote()._channel
-        request = train_request(channel.tracker.next_id(), self.ref.name, task)
+        remote = self.remote()
         result: concurrent.futures.Future[LocalResult] = concurrent.futures.Future()
-        reply = channel.call_async(request)
+        reply = remote.call_async(lambda rid: train_request(rid, self.ref.name, task))
         reply.add_done_callback(lambda done: self._settle(done, result))
         return result
 
@@ -117,22 +119,20 @@ class HandleParty:
         return cls(handle, AggregationParty(NodeId(handle.id), handle.url, fingerprint))
 
     def call(self, build: Callable[[RequestId], Request]) -> concurrent.futures.Future[Reply]:
-        channel = self.handle._channel
-        request = build(channel.tracker.next_id())
+        built = Built(build)
         result: concurrent.futures.Future[Reply] = concurrent.futures.Future()
-        what = f"{request.KIND.value}({self.address.node})"
 
         def settle(done: concurrent.futures.Future[Reply]) -> None:
             try:
                 reply = done.result()
                 if isinstance(reply, ErrorReply):
-                    raise rebuild_error(reply, what, self.address.node)
+                    raise rebuild_error(reply, f"{built.kind}({self.address.node})", self.address.node)
             except BaseException as exc:  # handed to the round loop, which decides
                 _settle_once(result, exc=exc)
                 return
             _settle_once(result, value=reply)
 
-        channel.call_async(request).add_done_callback(settle)
+        self.handle.call_async(built).add_done_callback(settle)
         return result
 
 
@@ -245,21 +245,20 @@ class RemoteJob:
         self.job_id = job_id
         self.job = job
 
-    def _ask(self, request: Any, expected: type[Reply]) -> Any:
-        return self.trainer._call(request, expected, f"{request.KIND.value}({self.job_id[:8]})")
+    def _ask(self, request: type[JobStatusRequest | JobResultRequest], expected: type[R]) -> R:
+        job_id = self.job_id
+        return self.trainer.call(lambda rid: request(rid, job_id), expected, f"{request.KIND.value}({job_id[:8]})")
 
     def status(self) -> JobStatusReply:
         """Where the job is: status, rounds, history so far, error if it failed."""
-        reply = self._ask(JobStatusRequest(self.trainer._channel.tracker.next_id(), self.job_id), JobStatusReply)
-        assert isinstance(reply, JobStatusReply)  # _call checked the reply's type
-        return reply
+        return self._ask(JobStatusRequest, JobStatusReply)
 
     def history(self) -> History:
         return History(self.status().history)
 
     def state(self) -> State:
         """The global model's state as of the job's last good round."""
-        reply = self._ask(JobResultRequest(self.trainer._channel.tracker.next_id(), self.job_id), JobResultReply)
+        reply = self._ask(JobResultRequest, JobResultReply)
         return {k: v.clone() for k, v in reply.state.items()}
 
     def model(self) -> torch.nn.Sequential:
@@ -310,6 +309,5 @@ def _job_error(code: str, message: str, peer: str) -> TesseraError:
 
 def submit_job(trainer: NodeHandle, job: FedAvg) -> RemoteJob:
     """Hand ``job`` to ``trainer`` (a node started with ``--role trainer``); returns at once."""
-    request = job.plan.submit_request(trainer._channel.tracker.next_id())
-    reply = trainer._call(request, JobSubmitReply, f"job_submit({job!r})")
+    reply = trainer.call(job.plan.submit_request, JobSubmitReply, f"job_submit({job!r})")
     return RemoteJob(trainer, reply.job_id, job)

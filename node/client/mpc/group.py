@@ -1,8 +1,8 @@
 """The parties of a secret sharing, and the requests the client sends them.
 
 Runs in the user's process.  A :class:`PartyGroup` is the ordered computing
-parties plus the crypto provider, each a connected :class:`NodeHandle`
-reached over TLS: the node ids and certificate fingerprints the client's own
+parties plus the crypto provider, each a connected synchronous node
+(:class:`~node.client.host.Handle`) reached over TLS: the node ids and certificate fingerprints the client's own
 connections verified are what every node is told to pin and to accept
 letters from.  It posts, without waiting (pipelined like pointer ops):
 
@@ -13,7 +13,8 @@ letters from.  It posts, without waiting (pipelined like pointer ops):
 and reconstructs: it fetches every party's share in parallel (each ``get``
 subject to that node's read policy), failing at the first error, and adds
 them up.  It never sends or receives a masked value.  Also the client's
-typed errors for secret sharing.
+typed errors for secret sharing.  Uses handles through the
+:class:`~node.client.host.Handle` protocol only, never a handle class.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from __future__ import annotations
 import concurrent.futures
 import secrets
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 from protocol.errors import PeerUnavailable
-from protocol.messages import ErrorReply, GetRequest, Reply
+from protocol.messages import Reply
 from protocol.mpc import (
     DEFAULT_STEP_TIMEOUT,
     SESSION_BYTES,
@@ -39,14 +40,15 @@ from protocol.mpc import (
     WireConv,
     WireSpec,
 )
-from protocol.streams import STREAM_THRESHOLD
 
 from node.errors import NodeUnavailable
 from node.mpc.errors import EncodingError, MpcError, PartyError
 from node.mpc.shares import MAX_PARTIES
-from peer.client.tracker import rebuild_error
-from node.client.handle import NodeHandle, new_object_id
-from node.client.pointer import Pointer
+
+from ..host import Handle
+from ..ids import new_object_id
+from ..pointer import Pointer
+from ..streaming import get_request
 
 __all__ = [
     "PartyGroup",
@@ -83,8 +85,8 @@ class CryptoProviderUnavailable(PeerUnavailable):
 class PartyGroup:
     """Ordered parties, a crypto provider, and how products are truncated."""
 
-    parties: tuple[NodeHandle, ...]
-    crypto_provider: NodeHandle
+    parties: tuple[Handle, ...]
+    crypto_provider: Handle
     truncation: TruncationScheme
     timeout: float = DEFAULT_STEP_TIMEOUT
     addresses: tuple[PartyAddress, ...] = field(default=())
@@ -123,33 +125,26 @@ class PartyGroup:
         session = secrets.token_bytes(SESSION_BYTES)
         if specs:
             self._deal(session, specs)
+        dealer = self.dealer if specs else None
         results = []
         for index, party in enumerate(self.parties):
             result = new_object_id()
-            request = MpcStepRequest(
-                party._channel.tracker.next_id(),
-                session,
-                index,
-                self.addresses,
-                self.dealer if specs else None,
-                op,
-                x[index].object_id,
-                None if y is None else y[index].object_id,
-                conv,
-                bits,
-                self.truncation,
-                result,
-                self.timeout,
+            party.post(
+                lambda rid: MpcStepRequest(
+                    rid, session, index, self.addresses, dealer, op, x[index].object_id,
+                    None if y is None else y[index].object_id, conv, bits, self.truncation, result, self.timeout,
+                ),
+                f"mpc_step {op.value} (party {index})",
             )
-            party._post(request, f"mpc_step {op.value} (party {index})")
             results.append(Pointer(party, result))
         return tuple(results)
 
     def _deal(self, session: bytes, specs: tuple[WireSpec, ...]) -> None:
-        provider = self.crypto_provider
-        request = MpcDealRequest(provider._channel.tracker.next_id(), session, self.addresses, specs)
+        provider, addresses = self.crypto_provider, self.addresses
         try:
-            provider._post(request, f"mpc_deal ({len(specs)} spec(s))")
+            provider.post(
+                lambda rid: MpcDealRequest(rid, session, addresses, specs), f"mpc_deal ({len(specs)} spec(s))"
+            )
         except NodeUnavailable as exc:
             raise CryptoProviderUnavailable(
                 f"crypto provider {provider.id} is unavailable: {exc.message}; "
@@ -162,20 +157,14 @@ class PartyGroup:
     def fetch(self, shares: Sequence[Pointer]) -> list[torch.Tensor]:
         """Every party's share, fetched in parallel; the first failure is raised at once."""
         futures: dict[concurrent.futures.Future[Reply], int] = {}
-        for index, pointer in enumerate(shares):
-            channel = pointer.node._channel
-            request = GetRequest(channel.tracker.next_id(), pointer.object_id, False, STREAM_THRESHOLD)
-            futures[channel.call_async(request)] = index
+        for index, (party, pointer) in enumerate(zip(self.parties, shares)):
+            futures[party.call_async(get_request(pointer.object_id, False))] = index
         values: list[torch.Tensor | None] = [None] * len(shares)
         for future in concurrent.futures.as_completed(futures, timeout=self.timeout + 30):
             index = futures[future]
-            pointer = shares[index]
-            reply = future.result()
-            pointer.node._channel.tracker.raise_failures()  # a failed step is the root cause
-            description = f"get({pointer!r}) (party {index})"
-            if isinstance(reply, ErrorReply):
-                raise rebuild_error(reply, description, pointer.node.id)
-            values[index] = pointer.node._value_of(reply, pointer, False, description)  # large: streamed
+            # A failed step is the root cause (raised first); large shares are streamed.
+            description = f"get({shares[index]!r}) (party {index})"
+            values[index] = self.parties[index].value_of(future.result(), description)
         # The crypto provider's own failures are not raised here: a result whose
         # parties all succeeded got its material, and a party that did not is
         # the root cause above ("no material from ..."); they surface at the
@@ -189,8 +178,8 @@ class PartyGroup:
 
 
 def group_of(
-    parties: Sequence[NodeHandle],
-    crypto_provider: NodeHandle | None,
+    parties: Sequence[Handle],
+    crypto_provider: Handle | None,
     truncation: str | TruncationScheme | None = None,
     timeout: float = DEFAULT_STEP_TIMEOUT,
 ) -> PartyGroup:
@@ -201,7 +190,7 @@ def group_of(
         raise PartyError.for_count(len(parties), "secret sharing", 2, MAX_PARTIES)
     handles = (*parties, crypto_provider)
     for handle in handles:
-        if not isinstance(handle, NodeHandle):
+        if not _is_handle(handle):
             raise SharingError(
                 f"parties and the crypto provider must be connected nodes, not {type(handle).__name__}",
                 {},
@@ -242,7 +231,12 @@ def _scheme(truncation: str | TruncationScheme | None, n: int) -> TruncationSche
     return scheme
 
 
-def _address(handle: NodeHandle) -> PartyAddress:
+def _is_handle(value: Any) -> bool:
+    """A connected synchronous node (an async node, a pointer or a name is not one)."""
+    return callable(getattr(type(value), "call_async", None)) and callable(getattr(type(value), "post", None))
+
+
+def _address(handle: Handle) -> PartyAddress:
     fingerprint = handle.fingerprint
     if fingerprint is None:
         raise SharingError(

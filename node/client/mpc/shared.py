@@ -33,9 +33,11 @@ from node.mpc import FixedPointEncoder, reconstruct
 from node.mpc.encoding import FLOAT_DTYPES
 from node.mpc.ring import RING_DTYPE, BilinearOp, ConvParams
 from node.mpc.shapes import bilinear_shape, broadcast_shape, reduced_shape
-from node.client.mpc.group import PartyGroup, PrecisionMismatch, ShapeMismatch, SharingError
-from node.client.pointer import Pointer
-from node.client.torch_functions import wire_index
+
+from ..pointer import BasePointer, Pointer
+from ..torch_functions import wire_index
+from .group import PartyGroup, PrecisionMismatch, ShapeMismatch, SharingError
+from .shared_torch import dispatch
 
 __all__ = ["SharedTensor"]
 
@@ -151,7 +153,7 @@ class SharedTensor:
 
     def _encode(self, value: Public, op: str) -> torch.Tensor:
         """A public operand as a ring tensor with this value's precision."""
-        if isinstance(value, Pointer):
+        if isinstance(value, BasePointer):
             raise SharingError(f"{op}: a pointer cannot meet a shared tensor; share it first", {})
         tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
         if self.precision == 0 and tensor.dtype in FLOAT_DTYPES:
@@ -359,7 +361,7 @@ class SharedTensor:
         return self._each(lambda s: _op("permute", s, list(reversed(range(self.dim())))), new)
 
     def __getitem__(self, index: Any) -> SharedTensor:
-        if isinstance(index, (SharedTensor, Pointer)):
+        if isinstance(index, (SharedTensor, BasePointer)):
             raise SharingError("indexes of a shared tensor must be public", {})
         new = self._shape_of("getitem", lambda: _index_probe(self.shape)[index])
         return self._each(lambda s: _op("getitem", s, wire_index(index)), new)
@@ -369,19 +371,17 @@ class SharedTensor:
         cls, func: Callable[..., Any], types: Sequence[type], args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         """``torch.f(shared, ...)`` and ``tensor op shared`` for the ops above."""
-        from node.client.mpc.shared_torch import dispatch
-
-        return dispatch(func, tuple(args), kwargs or {})
+        return dispatch(cls, func, tuple(args), kwargs or {})
 
 
 def _op(op: str, target: Pointer, *args: Any, **kwargs: Any) -> Pointer:
     """Method-form command ``target.op(*args, **kwargs)`` on the share's node (ring arithmetic)."""
-    return target.node._command_one(op, target, args, kwargs)
+    return target.node.command_one(op, target, args, kwargs)
 
 
 def _function(op: str, share: Pointer, *args: Any, **kwargs: Any) -> Pointer:
     """Function-form command ``op(*args, **kwargs)`` on ``share``'s node."""
-    return share.node._command_one(op, None, args, kwargs)
+    return share.node.command_one(op, None, args, kwargs)
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:

@@ -5,7 +5,8 @@ arguments of ``torch.matmul``, ``torch.nn.functional.conv2d`` or a
 ``torch.Tensor`` operator (``t + x`` arrives as ``Tensor.add(t, x)``), it
 calls ``SharedTensor.__torch_function__``, which looks the callable up here.
 The table is written out by hand; anything else raises ``TypeError`` naming
-the callable.
+the callable.  The shared tensor class is handed in by the caller, so this
+module imports nothing of ours.
 """
 
 from __future__ import annotations
@@ -20,33 +21,33 @@ __all__ = ["dispatch"]
 _T = torch.Tensor
 
 
-def _binary(name: str, reflected: str) -> Callable[..., Any]:
-    def call(a: Any, b: Any, *rest: Any, **kwargs: Any) -> Any:
-        from node.client.mpc.shared import SharedTensor
+Handler = Callable[..., Any]
+"""Called as ``handler(shared_type, *args, **kwargs)``."""
 
+
+def _binary(name: str, reflected: str) -> Handler:
+    def call(shared: type[Any], a: Any, b: Any, *rest: Any, **kwargs: Any) -> Any:
         if rest or kwargs:
             raise TypeError(f"{name} of a shared tensor takes two operands only")
-        if isinstance(a, SharedTensor):
+        if isinstance(a, shared):
             return getattr(a, name)(b)
         return getattr(b, reflected)(a)
 
     return call
 
 
-def _method(name: str) -> Callable[..., Any]:
-    def call(x: Any, *args: Any, **kwargs: Any) -> Any:
+def _method(name: str) -> Handler:
+    def call(shared: type[Any], x: Any, *args: Any, **kwargs: Any) -> Any:
         return getattr(x, name)(*args, **kwargs)
 
     return call
 
 
 def _conv2d(
-    input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
+    shared: type[Any], input: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0,
     dilation: Any = 1, groups: int = 1,
 ) -> Any:
-    from node.client.mpc.shared import SharedTensor
-
-    if not isinstance(input, SharedTensor):
+    if not isinstance(input, shared):
         raise TypeError("conv2d with a shared weight needs a shared input too (share it first)")
     return input.conv2d(weight, bias, stride, padding, dilation, groups)
 
@@ -54,7 +55,7 @@ def _conv2d(
 _ADD, _SUB, _MUL = _binary("__add__", "__radd__"), _binary("__sub__", "__rsub__"), _binary("__mul__", "__rmul__")
 _MATMUL = _binary("__matmul__", "__rmatmul__")
 
-_TABLE: Mapping[Callable[..., Any], Callable[..., Any]] = {
+_TABLE: Mapping[Callable[..., Any], Handler] = {
     torch.add: _ADD, _T.add: _ADD, _T.__add__: _ADD, _T.__radd__: _binary("__radd__", "__add__"),
     torch.sub: _SUB, _T.sub: _SUB, _T.__sub__: _SUB, _T.__rsub__: _binary("__rsub__", "__sub__"),
     torch.rsub: _binary("__rsub__", "__sub__"),
@@ -73,10 +74,10 @@ _TABLE: Mapping[Callable[..., Any], Callable[..., Any]] = {
 }
 
 
-def dispatch(func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-    """Run ``func(*args, **kwargs)`` with a shared tensor among the arguments."""
+def dispatch(shared: type[Any], func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """Run ``func(*args, **kwargs)`` with a ``shared`` tensor among the arguments."""
     handler = _TABLE.get(func)
     if handler is None:
         name = getattr(func, "__qualname__", repr(func))
         raise TypeError(f"{name} is not supported on shared tensors")
-    return handler(*args, **dict(kwargs))
+    return handler(shared, *args, **dict(kwargs))

@@ -13,29 +13,32 @@ Runs in the user's process.
   party over pinned node-to-node links; the owner answers once every share
   is in place, with the value's dtype, shape and precision.  The client only
   ever holds pointers, and each share keeps its source's read policy.
+
+Uses handles through the :class:`~node.client.host.Handle` protocol only
+(``ptr.share`` reaches :func:`share_pointer` through its handle).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import secrets
-from typing import Any
 
 import torch
 
-from protocol.messages import AckReply, ErrorReply, ExpectRequest
+from protocol.messages import AckReply, ExpectRequest, Reply
 from protocol.mpc import DEFAULT_STEP_TIMEOUT, MpcSplitReply, MpcSplitRequest, SplitTarget
 from protocol.tensors import DTYPES
 from protocol.transfers import TICKET_BYTES
 
 from node.mpc import DEFAULT_PRECISION_BITS, encoder_for, split
-from node.mpc.encoding import FLOAT_DTYPES
+from node.mpc.encoding import FLOAT_DTYPES, FixedPointEncoder
 from node.mpc.ring import RING_DTYPE
-from peer.client.tracker import rebuild_error
-from node.client.handle import NodeHandle, new_object_id
-from node.client.mpc.group import SharingError, group_of
-from node.client.pointer import Pointer
-from node.client.mpc.shared import SharedTensor
+
+from ..host import Handle
+from ..ids import new_object_id
+from ..pointer import BasePointer, Pointer
+from .group import SharingError, group_of
+from .shared import SharedTensor
 
 __all__ = ["share", "share_pointer"]
 
@@ -47,8 +50,8 @@ def _decoded_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def share(
     value: torch.Tensor,
-    *parties: NodeHandle,
-    crypto_provider: NodeHandle | None = None,
+    *parties: Handle,
+    crypto_provider: Handle | None = None,
     precision: int = DEFAULT_PRECISION_BITS,
     truncation: str | None = None,
     timeout: float = DEFAULT_STEP_TIMEOUT,
@@ -61,7 +64,9 @@ def share(
     number, the default for 3 or more); see PROTOCOL.md section 19.
     ``timeout`` bounds each party's waits for material and openings.
     """
-    if isinstance(value, Pointer):
+    if isinstance(value, BasePointer):
+        if not isinstance(value, Pointer):
+            raise SharingError("secret sharing needs a pointer on a synchronous node (node.connect)", {})
         return share_pointer(value, *parties, crypto_provider=crypto_provider, precision=precision,
                              truncation=truncation, timeout=timeout)
     if not isinstance(value, torch.Tensor):
@@ -75,8 +80,8 @@ def share(
 
 def share_pointer(
     pointer: Pointer,
-    *parties: NodeHandle,
-    crypto_provider: NodeHandle | None = None,
+    *parties: Handle,
+    crypto_provider: Handle | None = None,
     precision: int = DEFAULT_PRECISION_BITS,
     truncation: str | None = None,
     timeout: float = DEFAULT_STEP_TIMEOUT,
@@ -87,26 +92,23 @@ def share_pointer(
     owner_fp = owner.fingerprint
     if owner_fp is None:
         raise SharingError(f"{owner.id}: the data owner must be reached over TLS", {})
-    from node.mpc.encoding import FixedPointEncoder
-
     FixedPointEncoder(precision)  # InvalidPrecision before anything is sent
     targets = []
-    pending: list[tuple[NodeHandle, concurrent.futures.Future[Any]]] = []
+    pending: list[tuple[Handle, concurrent.futures.Future[Reply]]] = []
     for party, address in zip(group.parties, group.addresses):
         object_id, ticket = new_object_id(), secrets.token_bytes(TICKET_BYTES)
-        expect = ExpectRequest(party._channel.tracker.next_id(), object_id, owner.id, owner_fp, ticket)
-        party._flush_released()
-        pending.append((party, party._channel.call_async(expect)))
+        party.flush_drops()
+        expect = party.call_async(lambda rid: ExpectRequest(rid, object_id, owner.id, owner_fp, ticket))
+        pending.append((party, expect))
         targets.append(SplitTarget(address.node, address.url, address.fingerprint, object_id, ticket))
     for party, future in pending:
-        reply = future.result(timeout=timeout + 30)
-        party._channel.tracker.raise_failures()
-        if isinstance(reply, ErrorReply):
-            raise rebuild_error(reply, f"expect (share of {pointer!r})", party.id)
-        if not isinstance(reply, AckReply):
-            raise SharingError(f"{party.id} answered expect with {reply.KIND.value}", {})
-    request = MpcSplitRequest(owner._channel.tracker.next_id(), pointer.object_id, precision, tuple(targets))
-    reply = owner._call(request, MpcSplitReply, f"share({pointer!r})")
+        party.settle(future.result(timeout=timeout + 30), AckReply, f"expect (share of {pointer!r})")
+    split_targets = tuple(targets)
+    reply = owner.call(
+        lambda rid: MpcSplitRequest(rid, pointer.object_id, precision, split_targets),
+        MpcSplitReply,
+        f"share({pointer!r})",
+    )
     dtype = DTYPES[reply.dtype]
     shares = [Pointer(party, t.object_id) for party, t in zip(group.parties, targets)]
     return SharedTensor(group, shares, reply.shape, reply.precision, _decoded_dtype(dtype))

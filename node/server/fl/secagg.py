@@ -164,10 +164,10 @@ class SecureAggregation:
                 f"cannot reach aggregation party {party.node}: unreachable, or it did not present "
                 "the expected certificate", {"node": party.node},
             ) from None
-        share = SecaggShareRequest(link.tracker.next_id(), request.round, request.owner, shapes, part.seed,
-                                   part.values)
         try:
-            reply = await link.call(share)
+            reply = await link.call(
+                lambda rid: SecaggShareRequest(rid, request.round, request.owner, shapes, part.seed, part.values)
+            )
         except (NodeUnavailable, OSError) as exc:
             raise PeerUnavailable(f"aggregation party {party.node} went away: {exc}", {"node": party.node}) from None
         if isinstance(reply, ErrorReply):

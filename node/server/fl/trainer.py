@@ -66,6 +66,7 @@ from node.fl.secure_rounds import SecureCollector
 from node.fl.spec import ModelSpec, State, build_model
 from node.fl.wire import TrainTask, result_from_reply, train_request
 from node.fl.results import LocalResult
+from peer.client.core import Built
 from peer.client.tracker import rebuild_error
 from node.server.session import Outcome, Session, Step
 from node.server.store import Hold, ObjectStore, Principal, Reservation
@@ -124,10 +125,10 @@ class _ChannelParty:
 
     async def _call(self, build: Callable[[RequestId], Request]) -> Reply:
         link = await self.transfers.link(self.address.url, self.address.fingerprint)
-        request = build(link.tracker.next_id())
-        reply = await link.call(request)
+        built = Built(build)
+        reply = await link.call(built)
         if isinstance(reply, ErrorReply):
-            raise rebuild_error(reply, f"{request.KIND.value}({self.address.node})", self.address.node)
+            raise rebuild_error(reply, f"{built.kind}({self.address.node})", self.address.node)
         return reply
 
 
@@ -150,8 +151,7 @@ class _LinkParticipant:
 
     async def _train(self, task: TrainTask) -> LocalResult:
         link = await self.transfers.link(self.owner.url, self.owner.fingerprint)
-        request = train_request(link.tracker.next_id(), self.owner.dataset, task)
-        reply = await link.call(request)
+        reply = await link.call(lambda rid: train_request(rid, self.owner.dataset, task))
         if isinstance(reply, ErrorReply):
             raise rebuild_error(reply, f"train({self.owner.dataset})", self.owner.node_id)
         if not isinstance(reply, TrainReply):

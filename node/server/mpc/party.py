@@ -343,8 +343,10 @@ class PartyRunner:
                 log.info("cannot reach party %d (%s): %s", j, peer.node, exc)
                 raise _unreachable(j, peer.node) from None
             _forget_failures(link)
-            message = MpcOpenRequest(link.tracker.next_id(), request.session, request.party, round, values)
-            link.post(message, f"mpc_open to {peer.node}")
+            link.post(
+                lambda rid: MpcOpenRequest(rid, request.session, request.party, round, values),
+                f"mpc_open to {peer.node}",
+            )
 
     async def _collect(self, plan: _Plan, slot: Slot, width: int) -> dict[int, tuple[torch.Tensor, ...]]:
         request = plan.request
@@ -370,11 +372,12 @@ class PartyRunner:
                 continue
             try:
                 link = await asyncio.wait_for(self.transfers.link(peer.url, peer.fingerprint), 5.0)
-                message = MpcOpenRequest(
-                    link.tracker.next_id(), request.session, request.party, OpenRound.BEAVER, (),
-                    reason[:500],
+                link.post(
+                    lambda rid: MpcOpenRequest(
+                        rid, request.session, request.party, OpenRound.BEAVER, (), reason[:500]
+                    ),
+                    f"mpc_open abort to {peer.node}",
                 )
-                link.post(message, f"mpc_open abort to {peer.node}")
             except Exception as exc:  # the peer will reach its own deadline
                 log.info("could not tell party %d (%s) about the abort: %s", j, peer.node, exc)
 
@@ -396,6 +399,6 @@ def _unreachable(index: int, node: NodeId) -> TesseraError:
 
 def _forget_failures(link: Any) -> None:
     """Errors peers answer to posted openings are logged, not kept forever."""
-    failure = link.tracker.take_failure()
+    failure = link.take_failure()
     if failure is not None:
         log.info("a peer refused an earlier opening: %s", failure)

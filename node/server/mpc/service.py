@@ -187,11 +187,9 @@ class MpcService:
         for index, link in enumerate(links):
             if isinstance(link, BaseException):
                 continue
-            link.tracker.take_failure()  # answers to earlier posted letters: nobody waits for them
+            link.take_failure()  # answers to earlier posted letters: nobody waits for them
             link.post(
-                MpcMaterialRequest(
-                    link.tracker.next_id(), request.session, index, n, request.specs, seeds[index]
-                ),
+                lambda rid: MpcMaterialRequest(rid, request.session, index, n, request.specs, seeds[index]),
                 "mpc_material seed",
             )
         reached: list[AsyncChannel] = []
@@ -208,9 +206,7 @@ class MpcService:
         for index, explicit in dependent.items():
             target = reached[index]
             target.post(
-                MpcMaterialRequest(
-                    target.tracker.next_id(), request.session, index, n, request.specs, None, explicit
-                ),
+                lambda rid: MpcMaterialRequest(rid, request.session, index, n, request.specs, None, explicit),
                 "mpc_material explicit",
             )
         for index in dependent:

@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from node.client.handle import DELETE_BATCH
+from node.client.pipeline import DELETE_BATCH
 from node.client.pointer import Pointer
 from node.client.virtual import VirtualNode
 from node.errors import MixedNodesError
@@ -221,3 +221,16 @@ def test_objects_lists_only_this_clients_objects() -> None:
     assert first.objects() == [ObjectInfo(pointer.object_id, "int32", (2, 3), first.principal)]
     assert second.objects() == []
     assert first.principal != second.principal
+
+
+def test_move_and_copy_between_in_process_nodes_go_through_the_client(bob: VirtualNode) -> None:
+    """In-process nodes move data through this process: move frees the source, copy_to keeps it."""
+    alice = VirtualNode("alice")
+    assert alice.in_process and bob.in_process
+    pointer = bob.send(torch.arange(3.0), private=True)
+    copy_ = pointer.copy_to(alice)
+    assert copy_.location == "alice" and torch.equal(copy_.get(), torch.arange(3.0))
+    assert pointer.move(alice) is pointer and pointer.location == "alice"
+    bob.sync()
+    assert stored(bob) == 0 and stored(alice) == 2
+    assert "private" in repr(pointer) and torch.equal(pointer.get(), torch.arange(3.0))

@@ -27,15 +27,9 @@ def error(rid: int, code: str = "OP_FAILED", message: str = "op 'matmul' failed:
 def tracker_with(*descriptions: str) -> RequestTracker:
     """A tracker with one posted request per description, ids 1, 2, ..."""
     tracker = RequestTracker(PEER)
-    for description in descriptions:
-        tracker.posted(tracker.next_id(), description)
+    for rid, description in enumerate(descriptions, 1):
+        tracker.posted(RequestId(rid), description)
     return tracker
-
-
-def test_request_ids_count_up_from_one() -> None:
-    """next_id hands out 1, 2, 3, ... without reuse."""
-    tracker = RequestTracker(PEER)
-    assert [tracker.next_id() for _ in range(4)] == [1, 2, 3, 4]
 
 
 def test_failure_is_rebuilt_naming_command_and_peer() -> None:
@@ -158,16 +152,17 @@ def test_local_failure_is_reported_at_the_next_sync_point() -> None:
 def test_auto_barrier_is_due_every_n_posts() -> None:
     """posted() returns True exactly on every AUTO_BARRIER_EVERY-th outstanding request."""
     tracker = RequestTracker(PEER)
-    due = [tracker.posted(tracker.next_id(), "x") for _ in range(2 * AUTO_BARRIER_EVERY)]
+    due = [tracker.posted(RequestId(rid), "x") for rid in range(1, 2 * AUTO_BARRIER_EVERY + 1)]
     assert [i + 1 for i, flag in enumerate(due) if flag] == [AUTO_BARRIER_EVERY, 2 * AUTO_BARRIER_EVERY]
 
 
 def test_auto_barrier_counts_outstanding_requests_not_posts() -> None:
     """After a barrier prunes the records, the next flag comes AUTO_BARRIER_EVERY posts later."""
     tracker = RequestTracker(PEER)
-    for _ in range(AUTO_BARRIER_EVERY - 1):
-        assert not tracker.posted(tracker.next_id(), "x")
-    tracker.barrier(tracker.next_id())
-    due = [tracker.posted(tracker.next_id(), "x") for _ in range(AUTO_BARRIER_EVERY)]
+    for rid in range(1, AUTO_BARRIER_EVERY):
+        assert not tracker.posted(RequestId(rid), "x")
+    tracker.barrier(RequestId(AUTO_BARRIER_EVERY))
+    start = AUTO_BARRIER_EVERY + 1
+    due = [tracker.posted(RequestId(rid), "x") for rid in range(start, start + AUTO_BARRIER_EVERY)]
     assert due.count(True) == 1 and due[-1]
 
