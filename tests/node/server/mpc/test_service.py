@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -35,18 +35,6 @@ DEAL = MpcDealRequest(
 )
 
 
-class Tracker:
-    def __init__(self) -> None:
-        self.last = 0
-
-    def next_id(self) -> RequestId:
-        self.last += 1
-        return RequestId(self.last)
-
-    def take_failure(self) -> TesseraError | None:
-        return None
-
-
 class Letters:
     """Stands in for pooled node-to-node links: records what is posted to whom, in order."""
 
@@ -57,10 +45,16 @@ class Letters:
         letters = self
 
         class Link:
-            tracker = Tracker()
+            """The two things the service asks of a pooled link: post a letter, wait until it is out."""
 
-            def post(self, message: MpcMaterialRequest, what: str) -> None:
-                letters.posted.append((url, message))
+            last = 0
+
+            def take_failure(self) -> TesseraError | None:
+                return None
+
+            def post(self, build: Callable[[RequestId], MpcMaterialRequest], what: str) -> None:
+                self.last += 1
+                letters.posted.append((url, build(RequestId(self.last))))
 
             async def drained(self) -> None:
                 return None
