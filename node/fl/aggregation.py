@@ -5,7 +5,7 @@ aggregation protocol, and the plain one:
 
 - :class:`Aggregation` starts an :class:`AggregationRound` per round.  The
   round adapts each owner's task (:meth:`~AggregationRound.task`), says how
-  many owners it needs (:meth:`~AggregationRound.required`), may ask
+  many owners it needs (:attr:`~AggregationRound.required`), may ask
   aggregation parties something while the owners train
   (:meth:`~AggregationRound.opening`), and after training
   :meth:`~AggregationRound.collect`\\ s the updates: a generator (sans-I/O,

@@ -1,7 +1,8 @@
 """The round loop: the one loop a client's ``FedAvg.fit()`` and a trainer node's jobs run.
 
-Owns :func:`run_rounds`, :func:`run_round` and :func:`aggregation_for`.
-The loop only sends and waits, through injected collaborators
+Owns :func:`run_rounds`, :func:`run_round`, :class:`Links` (what a job's
+rounds send through) and :func:`aggregation_for` (plain or secure, as the
+plan says).  The loop only sends and waits, through injected collaborators
 (:mod:`node.fl.links`: participants whose ``train`` returns a
 ``concurrent.futures.Future`` at once, party links whose ``call`` does the
 same): the synchronous client's futures and those a trainer node bridges
