@@ -96,7 +96,8 @@ class FedAvg:
     round ``r`` with seed ``owner_seed(seed, r, i)``, so a job is reproducible
     and equals :func:`node.fl.plain_fedavg` bit for bit.  ``min_participants``
     (default 1) answers per round are needed, each within ``round_timeout``
-    seconds; ``progress`` shows a progress bar per round.
+    seconds; ``progress`` shows the job round by round (a progress bar drawn by
+    the client the datasets came from).
 
     ``secure_aggregation=True`` (with ``crypto_provider``, a node handle):
     every owner secret-shares its sample-weighted update among the crypto
