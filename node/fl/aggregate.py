@@ -1,9 +1,9 @@
 """FedAvg as pure functions: weighted averages of states and of metrics.
 
-Owns :func:`fedavg`, :func:`weighted_metrics` and :func:`aggregate_round`.
-No I/O, no model building; the trainer's async layer hands the successful
-replies over here in owner-index order (the order matters bit-for-bit:
-floating-point sums are not associative).
+Owns :func:`fedavg`, :func:`weighted_metrics` and :func:`round_result`.
+No I/O, no model building; the strategies (:mod:`node.fl.strategy`) hand
+the owners' results over here in owner-index order (the order matters
+bit-for-bit: floating-point sums are not associative).
 
 The average of a state tensor over owners ``i`` with sample counts ``n_i``:
 
@@ -31,7 +31,7 @@ from .errors import AggregationError
 from .results import LocalResult, Metrics
 from .spec import State
 
-__all__ = ["RoundResult", "fedavg", "weighted_metrics", "aggregate_round"]
+__all__ = ["RoundResult", "fedavg", "weighted_metrics", "round_result"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -108,10 +108,8 @@ def weighted_metrics(metrics: Sequence[Optional[Metrics]]) -> Optional[Metrics]:
     return Metrics(loss, accuracy, samples)
 
 
-def aggregate_round(results: Sequence[LocalResult]) -> RoundResult:
-    """FedAvg over the owners' results, in the order given (owner-index order)."""
-    weights = [result.samples for result in results]
-    state = fedavg([result.state for result in results], weights)
-    total = sum(weights)
+def round_result(state: State, results: Sequence[LocalResult]) -> RoundResult:
+    """A round's outcome: its new global ``state`` and the owners' sample-weighted metrics, in the order given."""
+    total = sum(result.samples for result in results)
     train_loss = sum(r.train_loss * r.samples for r in results) / total
     return RoundResult(state, total, train_loss, weighted_metrics([r.heldout for r in results]))

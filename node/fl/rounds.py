@@ -1,30 +1,30 @@
-"""One FedAvg round over owners reached through injected participants, without asyncio.
+"""The round loop: the one loop a client's ``FedAvg.fit()`` and a trainer node's jobs run.
 
-Owns the collaborators a round needs, as ``Protocol``s (STYLE: injected,
-typed): :class:`Participant` (one owner's dataset: ``train(task)`` sends
-the round's work and returns a ``concurrent.futures.Future`` at once) and
-:class:`OwnerDataset` (what a search returns: a :class:`DatasetRef` and a
-way to reach it); and the step that turns a round's futures into a new
-global model, :class:`PlainCollector`.  The same loop drives a client's
-``FedAvg.fit()`` (futures from the synchronous client) and a trainer node's
-job (futures bridged from its event loop), so both give the same bits.
+Owns :func:`run_rounds`, :func:`run_round`, :class:`Links` (what a job's
+rounds send through) and :func:`aggregation_for` (plain or secure, as the
+plan says).  The loop only sends and waits, through injected collaborators
+(:mod:`node.fl.links`: participants whose ``train`` returns a
+``concurrent.futures.Future`` at once, party links whose ``call`` does the
+same): the synchronous client's futures and those a trainer node bridges
+from its event loop look alike here, so both give the same bits.
 
-A round: every participant gets its task at once (they train concurrently);
-the collector waits until all have answered or the deadline passes.  An
-owner that fails to answer in time, loses its connection or reports an
-internal problem is *dropped* from this round (logged, recorded with its
-reason) and asked again next round.  An owner that refuses the task itself
-(``BAD_REQUEST``, ``NOT_FOUND``, ``PERMISSION_DENIED``...: the job is wrong,
-not the owner unlucky) fails the job with that error.  Fewer answers than
-the minimum raise :class:`~node.fl.job_errors.RoundFailed`.  Successful
-updates are averaged in owner-index order (bit-for-bit reproducible).
+A round:
 
-**Secure aggregation hook**: :func:`collector_for` picks the collector.
-With ``secure=True`` it is :class:`~node.fl.secure_rounds.SecureCollector`:
-same ``run_round`` signature, but the owners secret-share their updates
-among aggregation parties and only the weighted average is reconstructed.
+1. the strategy configures it (:meth:`~node.fl.strategy.Strategy.configure_round`:
+   participants and tasks) and the aggregation protocol starts its round
+   (:meth:`~node.fl.aggregation.Aggregation.start_round`);
+2. every task goes out at once (the owners train concurrently), with the
+   protocol's opening requests; the loop waits until all have answered or
+   the round's deadline passes;
+3. the failures go to the dropout policy (:mod:`node.fl.failures`): an
+   owner's refusal fails the job, the rest are dropouts; too few answers
+   fail the round;
+4. the protocol's steps (:meth:`~node.fl.aggregation.AggregationRound.collect`)
+   run, each sent at once and waited for with its deadline;
+5. the strategy aggregates (:meth:`~node.fl.strategy.Strategy.aggregate_round`:
+   the updates and the failures, separately) into the next global state.
 
-Must not import asyncio, websockets, ``node.server`` or ``node.client``.
+Must not import asyncio, websockets, ``peer``, ``node.server`` or ``node.client``.
 """
 
 from __future__ import annotations
@@ -32,176 +32,190 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, MutableMapping, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Generator, Hashable, Mapping, Optional, Sequence, Tuple, TypeVar, Union, cast
 
-from protocol.errors import InternalError, PeerUnavailable, QuotaExceeded, TesseraError
 from protocol.federated import Dropout, RoundRecord
-from protocol.secagg import DEFAULT_SECAGG_PRECISION
+from protocol.messages import Reply
 
-from .aggregate import RoundResult, aggregate_round
-from .job_errors import RoundFailed
+from .aggregate import RoundResult
+from .aggregation import Aggregation, AggregationRound, Ask, Collected, Outcomes, PlainAggregation, Provider, Step
+from .failures import dropouts, require
+from .job_errors import JobError
+from .links import Participant, PartyLink, SecureParticipant
+from .plan import JobPlan
 from .results import LocalResult
+from .secure_rounds import SecureRounds
+from .spec import State
+from .strategy import Strategy
 from .wire import TrainTask, metrics_to_wire, privacy_to_wire
 
-__all__ = [
-    "DatasetRef",
-    "Participant",
-    "OwnerDataset",
-    "RoundCollector",
-    "PlainCollector",
-    "collector_for",
-    "is_dropout",
-    "describe_failure",
-]
+__all__ = ["run_rounds", "run_round", "aggregation_for", "Links"]
 
 log = logging.getLogger("tessera.fl")
 
-_DROPOUT_ERRORS: Tuple[type, ...] = (PeerUnavailable, InternalError, QuotaExceeded, TimeoutError, OSError)
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class DatasetRef:
-    """Where a dataset is and what it looks like (from the gateway's record)."""
-
-    node_id: str
-    url: str
-    fingerprint: str
-    name: str
-    feature_shape: Tuple[int, ...]
-    samples: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.node_id}/{self.name}"
+def aggregation_for(plan: JobPlan) -> Aggregation:
+    """The job's aggregation protocol: secure aggregation if the plan has its settings, else plain."""
+    if plan.secure is None:
+        return PlainAggregation()
+    return SecureRounds(plan.secure, plan.owners)
 
 
-class Participant(Protocol):
-    """One owner's dataset as a round sees it."""
+class Links:
+    """What a job's rounds send through: its participants (owner-index order) and the crypto provider."""
 
-    @property
-    def label(self) -> str: ...
+    def __init__(self, participants: Sequence[Participant], provider: Optional[PartyLink] = None) -> None:
+        self.participants = list(participants)
+        self.provider = provider
 
-    def train(self, task: TrainTask) -> concurrent.futures.Future[LocalResult]:
-        """Send the task now; the future resolves with the owner's result or its error."""
-        ...
+    def check_parties(self, labels: Sequence[str]) -> None:
+        """Every participant's node can act as an aggregation party (else the job cannot run securely)."""
+        for participant, label in zip(self.participants, labels):
+            if not callable(getattr(participant, "party", None)):
+                raise JobError.for_reason(f"{label} cannot take part in secure aggregation (no link to its node)")
+        if self.provider is None:
+            raise JobError.for_reason("secure_aggregation=True needs a crypto_provider node (an aggregation party)")
 
+    def party(self, key: Union[int, Provider]) -> PartyLink:
+        if isinstance(key, Provider):
+            assert self.provider is not None  # check_parties saw it
+            return self.provider
+        return cast(SecureParticipant, self.participants[key]).party()
 
-class OwnerDataset(Protocol):
-    """A dataset a job may train on: its reference, and how to reach its owner.
-
-    ``links`` is the job's cache of open connections, shared by the job's
-    datasets so that several datasets on one node share one connection.
-    """
-
-    @property
-    def ref(self) -> DatasetRef: ...
-
-    def participant(self, links: MutableMapping[str, Any]) -> Participant: ...
-
-
-def is_dropout(exc: BaseException) -> bool:
-    """Whether a failed answer leaves the owner out of the round (else the job fails).
-
-    Unreachable or vanished owners, timeouts, an owner's internal error or
-    full quota are dropouts; a refusal of the task itself is not.
-    """
-    if isinstance(exc, TesseraError) and exc.code is None:
-        return True  # local failures: connection lost, client closed
-    return isinstance(exc, _DROPOUT_ERRORS)
-
-
-def describe_failure(exc: BaseException) -> str:
-    text = exc.message if isinstance(exc, TesseraError) else (str(exc) or type(exc).__name__)
-    return " ".join(text.split())[:500]
-
-
-class RoundCollector(Protocol):
-    """Runs one round's tasks on the participants and returns the new global model."""
-
-    def run_round(
-        self,
-        round_index: int,
-        participants: Sequence[Participant],
-        task_for: Callable[[int], TrainTask],
-        timeout: float,
-        min_participants: int,
-    ) -> Tuple[RoundResult, RoundRecord]: ...
-
-
-class PlainCollector:
-    """Collects every owner's full update and averages them (the trainer sees each one)."""
-
-    def run_round(
-        self,
-        round_index: int,
-        participants: Sequence[Participant],
-        task_for: Callable[[int], TrainTask],
-        timeout: float,
-        min_participants: int,
-    ) -> Tuple[RoundResult, RoundRecord]:
-        started = time.monotonic()
-        futures: Dict[int, concurrent.futures.Future[LocalResult]] = {}
-        dropped: List[Tuple[int, str]] = []
-        for index, participant in enumerate(participants):
+    def ask(self, asks: Mapping[K, Ask]) -> Dict[K, concurrent.futures.Future[Reply]]:
+        """Send every request now; one that cannot even be sent (a dead connection) is a failed future."""
+        futures: Dict[K, concurrent.futures.Future[Reply]] = {}
+        for key, ask in asks.items():
             try:
-                futures[index] = participant.train(task_for(index))
-            except Exception as exc:  # cannot even send: treat like a failed answer
-                self._failed(round_index, index, participant, exc, dropped)
-        remaining = max(0.0, timeout - (time.monotonic() - started))
-        concurrent.futures.wait(list(futures.values()), timeout=remaining)
-        results: Dict[int, LocalResult] = {}
-        for index, future in futures.items():
-            if not future.done():
-                future.cancel()
-                reason = f"no answer within the {timeout:g} s round deadline"
-                log.warning("round %d: %s dropped: %s", round_index, participants[index].label, reason)
-                dropped.append((index, reason))
-                continue
-            failure = future.exception()
-            if failure is None:
-                results[index] = future.result()
-            else:
-                self._failed(round_index, index, participants[index], failure, dropped)
-        if len(results) < min_participants:
-            named = [(participants[i].label, why) for i, why in sorted(dropped)]
-            raise RoundFailed.for_round(round_index, len(results), min_participants, named)
-        order = sorted(results)
-        aggregated = aggregate_round([results[i] for i in order])
-        record = RoundRecord(
-            round_index,
-            tuple(order),
-            tuple(Dropout(i, why) for i, why in sorted(dropped)),
-            aggregated.samples,
-            aggregated.train_loss,
-            metrics_to_wire(aggregated.heldout),
-            time.monotonic() - started,
-            privacy_to_wire(results),
-        )
-        return aggregated, record
+                futures[key] = self.party(ask.party).call(ask.build)
+            except Exception as exc:
+                failed: concurrent.futures.Future[Reply] = concurrent.futures.Future()
+                failed.set_exception(exc)
+                futures[key] = failed
+        return futures
 
-    @staticmethod
-    def _failed(round_index: int, index: int, participant: Participant, exc: BaseException,
-                dropped: List[Tuple[int, str]]) -> None:
-        if not is_dropout(exc):
-            raise exc
-        reason = describe_failure(exc)
-        log.warning("round %d: %s dropped: %s", round_index, participant.label, reason)
-        dropped.append((index, reason))
+    def exchange(self, step: Step) -> Outcomes:
+        """A step's requests, sent together, and their outcomes within its deadline."""
+        return _settle(self.ask(step.asks), step.timeout, f"no answer within {step.timeout:g} s")
 
 
-def collector_for(secure: bool, crypto_provider: Optional[object] = None,
-                  precision: int = DEFAULT_SECAGG_PRECISION) -> RoundCollector:
-    """The round collector for a job: plain FedAvg, or secure aggregation.
+def run_rounds(
+    plan: JobPlan,
+    links: Links,
+    strategy: Strategy,
+    aggregation: Aggregation,
+    on_round: Callable[[RoundRecord, State], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> State:
+    """Run every round; ``on_round`` gets each good round's record and new state.
 
-    With ``secure``, the owners secret-share their updates among
-    ``crypto_provider`` (a node handle, or a
-    :class:`~node.fl.secure_rounds.PartyLink`) and their own nodes, and only
-    the weighted average is reconstructed (``precision`` fractional bits).
+    Raises :class:`~node.fl.job_errors.RoundFailed` (too few answers), the
+    error an owner refused the task with, or :class:`~node.fl.job_errors.JobError`
+    (a secure job whose participants cannot be parties); the state passed
+    to the last ``on_round`` is then the last good one.
     """
-    if secure:
-        from .secure import check_precision  # secure_rounds imports this module
-        from .secure_rounds import SecureCollector, as_party
+    labels = [ref.label for ref in plan.owners]
+    if aggregation.needs_parties:
+        links.check_parties(labels)
+    state = plan.state
+    for round_index in range(plan.rounds):
+        if should_stop():
+            break
+        result, record = run_round(round_index, state, links, strategy, aggregation,
+                                   float(plan.round_timeout), labels)
+        state = result.state
+        on_round(record, state)
+    return state
 
-        return SecureCollector(as_party(crypto_provider), check_precision(precision))
-    return PlainCollector()
+
+def run_round(
+    round_index: int,
+    state: State,
+    links: Links,
+    strategy: Strategy,
+    aggregation: Aggregation,
+    timeout: float,
+    labels: Sequence[str],
+) -> Tuple[RoundResult, RoundRecord]:
+    """One round (the module docstring's steps): the new global state and the round's record."""
+    started = time.monotonic()
+    config = strategy.configure_round(round_index, state)
+    protocol = aggregation.start_round(round_index, config.min_results, timeout)
+    opening = protocol.opening()
+    opened = links.ask(opening.asks) if opening is not None else {}
+    results, dropped = _train(round_index, links, protocol, config.tasks, started, timeout, labels)
+    require(round_index, len(results), protocol.required, dropped, labels)
+    answered = _settle(opened, opening.timeout, f"no answer within {opening.timeout:g} s") if opening else {}
+    collected = _drive(protocol.collect(results, dropped, answered), links)
+    _log_dropped(round_index, {i: why for i, why in collected.dropped.items() if i not in dropped}, labels)
+    aggregated = strategy.aggregate_round(config, collected.updates, collected.dropped)
+    return aggregated, _record(round_index, collected, aggregated, time.monotonic() - started)
+
+
+def _train(
+    round_index: int, links: Links, protocol: AggregationRound, tasks: Mapping[int, TrainTask],
+    started: float, timeout: float, labels: Sequence[str],
+) -> Tuple[Dict[int, LocalResult], Dict[int, str]]:
+    """Send every task, wait for the answers until the round's deadline; the results and the dropouts."""
+    sent: Dict[int, concurrent.futures.Future[LocalResult]] = {}
+    dropped: Dict[int, str] = {}
+    for index, task in tasks.items():
+        try:
+            sent[index] = links.participants[index].train(protocol.task(task))
+        except Exception as exc:  # cannot even send: like a failed answer (a refusal fails the job at once)
+            dropped.update(_log_dropped(round_index, dropouts({index: exc}), labels))
+    remaining = timeout - (time.monotonic() - started)
+    answers = _settle(sent, remaining, f"no answer within the {timeout:g} s round deadline")
+    results = {i: a for i, a in answers.items() if not isinstance(a, BaseException)}
+    failed = {i: a for i, a in answers.items() if isinstance(a, BaseException)}
+    dropped.update(_log_dropped(round_index, dropouts(failed), labels))
+    return results, dropped
+
+
+def _settle(futures: Mapping[K, concurrent.futures.Future[T]], timeout: float,
+            late: str) -> Dict[K, Union[T, BaseException]]:
+    """Every future's result or exception; those not done in time are cancelled, as ``TimeoutError(late)``."""
+    concurrent.futures.wait(list(futures.values()), timeout=max(0.0, timeout))
+    outcome: Dict[K, Union[T, BaseException]] = {}
+    for key, future in futures.items():
+        if not future.done():
+            future.cancel()
+            outcome[key] = TimeoutError(late)
+            continue
+        failure = future.exception()
+        outcome[key] = failure if failure is not None else future.result()
+    return outcome
+
+
+def _drive(steps: Generator[Step, Outcomes, Collected], links: Links) -> Collected:
+    """Run an aggregation protocol's steps: send each, hand its outcomes back, until it returns."""
+    outcomes: Optional[Outcomes] = None
+    while True:
+        try:
+            step = next(steps) if outcomes is None else steps.send(outcomes)
+        except StopIteration as done:
+            return cast(Collected, done.value)
+        outcomes = links.exchange(step)
+
+
+def _log_dropped(round_index: int, reasons: Mapping[int, str], labels: Sequence[str]) -> Mapping[int, str]:
+    for index, reason in reasons.items():
+        log.warning("round %d: %s dropped: %s", round_index, labels[index], reason)
+    return reasons
+
+
+def _record(round_index: int, collected: Collected, aggregated: RoundResult, seconds: float) -> RoundRecord:
+    results = collected.updates.results
+    return RoundRecord(
+        round_index,
+        tuple(sorted(results)),
+        tuple(Dropout(i, why) for i, why in sorted(collected.dropped.items())),
+        aggregated.samples,
+        aggregated.train_loss,
+        metrics_to_wire(aggregated.heldout),
+        seconds,
+        privacy_to_wire(results),
+    )

@@ -1,52 +1,51 @@
-"""One secure-aggregation round: the trainer's side, without asyncio.
+"""Secure aggregation, the trainer's side: an aggregation protocol the round loop drives.
 
-Owns :class:`SecureCollector`, the :class:`~node.fl.rounds.RoundCollector`
-that :func:`~node.fl.rounds.collector_for` returns for
-``secure_aggregation=True``, and the collaborators it needs as
-``Protocol``\\ s: :class:`PartyLink` (a node answering the ``secagg_*``
-kinds; ``call`` returns a ``concurrent.futures.Future`` of the reply, error
-replies already raised as typed errors) and :class:`SecureParticipant` (a
-round participant that also names its owner node and reaches it as a party).
+Owns :class:`SecureRounds` (the :class:`~node.fl.aggregation.Aggregation`
+of a job with ``secure_aggregation=True``), :class:`SecureRound` (one
+round, sans-I/O: it yields the requests to send and is handed their
+outcomes) and :class:`SecureUpdates` (what the strategy gets: the owners'
+metrics and the parties' summed shares, decoded into the weighted average
+by :func:`node.fl.secure.decode_average`).  The trainer never receives an
+owner's update, in the clear or as a share: only metrics and, from every
+aggregation party, a sum over two or more owners.
 
-A round (``PROTOCOL.md`` section 19.4), each wait with a deadline:
+A round (``PROTOCOL.md`` section 19.4), each step with a deadline:
 
 1. ``train`` with a ``secure`` section to every owner (the round's random
-   id and the precision) and, meanwhile, ``secagg_setup`` on the crypto
-   provider.  Owners keep their encoded update and answer metrics only;
-   failures are dropouts exactly as in plain FedAvg.
+   id and the precision, :meth:`SecureRound.task`) and, meanwhile,
+   ``secagg_setup`` on the crypto provider (:meth:`SecureRound.opening`).
+   Owners keep their encoded update and answer metrics only; failures are
+   dropouts exactly as in plain FedAvg (the loop and
+   :mod:`node.fl.failures`).
 2. The aggregation parties are the crypto provider plus every node of an
-   owner that answered.  ``secagg_setup`` on the owner nodes; an owner node
-   that cannot be set up is left out with its owners.
+   owner that answered.  ``secagg_setup`` on the owner nodes; an owner
+   node that cannot be set up is left out with its owners.
 3. ``secagg_split`` to every remaining owner: it secret-shares its update
    among the parties, straight to them; an owner whose split fails is
    left out.
 4. ``secagg_sum`` with ``check`` on every party: owners whose share is
    missing anywhere are left out (no party has summed anything yet).
 5. ``secagg_sum`` on every party, once: the trainer adds the parties'
-   summed shares and decodes the weighted average
-   (:func:`node.fl.secure.decode_average`).
+   summed shares (:class:`SecureUpdates`).
 
 Fewer than ``max(2, min_participants)`` owners at any step raise
 :class:`~node.fl.job_errors.RoundFailed` (a sum over one owner would be
 that owner's update); a party that fails in steps 4-5 (or the crypto
-provider in step 1-2) raises :class:`~node.fl.job_errors.AggregationFailed`.
-The trainer only ever receives metrics and per-party sums over two or more
-owners.  Must not import asyncio, websockets, ``node.server`` or ``node.client``.
+provider in step 1) raises :class:`~node.fl.job_errors.AggregationFailed`.
+Must not import asyncio, websockets, ``peer``, ``node.server`` or ``node.client``.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import logging
 import secrets
-import time
-from dataclasses import replace
-from typing import Any, Callable, Dict, List, Protocol, Sequence, Tuple, TypeVar, cast
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, Generator, List, Mapping, Sequence, Tuple, TypeVar
+
+import torch
 
 from protocol.errors import BadRequest
-from protocol.federated import Dropout, RoundRecord
-from protocol.ids import NodeId, RequestId
-from protocol.messages import AckReply, Reply, Request
+from protocol.ids import NodeId
+from protocol.messages import AckReply
 from protocol.secagg import (
     ROUND_ID_BYTES,
     AggregationParty,
@@ -59,16 +58,16 @@ from protocol.secagg import (
     ShareSender,
 )
 
-from .aggregate import RoundResult, weighted_metrics
-from .job_errors import AggregationFailed, JobError, RoundFailed
+from .aggregation import PROVIDER, Ask, Collected, Outcomes, PartyKey, Provider, Step
+from .failures import describe_failure, dropouts, require
+from .job_errors import AggregationFailed
+from .links import DatasetRef
 from .results import LocalResult
-from .rounds import DatasetRef, Participant, describe_failure, is_dropout
 from .secure import decode_average, reconstruct_sum
-from .wire import TrainTask, metrics_to_wire, privacy_to_wire
+from .spec import State
+from .wire import TrainTask
 
-__all__ = ["PartyLink", "SecureParticipant", "SecureCollector", "AGGREGATION_TIMEOUT", "as_party"]
-
-log = logging.getLogger("tessera.fl")
+__all__ = ["SecureRounds", "SecureRound", "SecureUpdates", "AGGREGATION_TIMEOUT"]
 
 AGGREGATION_TIMEOUT = 60.0
 """Seconds each aggregation step (setup, split, check, sum) may take after training."""
@@ -76,213 +75,138 @@ AGGREGATION_TIMEOUT = 60.0
 R = TypeVar("R")
 
 
-class PartyLink(Protocol):
-    """A node serving the ``secagg_*`` kinds, as the trainer reaches it."""
+@dataclass(frozen=True, slots=True, eq=False)
+class SecureUpdates:
+    """The owners' metrics and every party's summed share of their weighted updates."""
 
-    @property
-    def address(self) -> AggregationParty: ...
+    results: Mapping[int, LocalResult]
+    party_sums: Tuple[Mapping[str, torch.Tensor], ...]
+    precision: int
 
-    def call(self, build: Callable[[RequestId], Request]) -> concurrent.futures.Future[Reply]:
-        """Send ``build(request_id)``; the future raises the typed error of an error reply."""
-        ...
-
-
-class SecureParticipant(Participant, Protocol):
-    """A participant whose owner node also serves as an aggregation party."""
-
-    @property
-    def ref(self) -> DatasetRef: ...
-
-    def party(self) -> PartyLink: ...
+    def average(self, reference: State) -> State:
+        samples = sum(self.results[i].samples for i in sorted(self.results))
+        return decode_average(reconstruct_sum(self.party_sums), reference, samples, self.precision)
 
 
-def as_party(crypto_provider: object) -> PartyLink:
-    """The crypto provider as a party: a :class:`PartyLink`, or a node handle offering ``secagg_party()``."""
-    if crypto_provider is None:
-        raise JobError.for_reason("secure_aggregation=True needs a crypto_provider node (an aggregation party)")
-    make = getattr(crypto_provider, "secagg_party", None)
-    link = make() if callable(make) else crypto_provider
-    if not callable(getattr(link, "call", None)) or not isinstance(getattr(link, "address", None), AggregationParty):
-        raise JobError.for_reason(
-            f"crypto_provider must be a node handle (node.connect / grid.connect), got {type(crypto_provider).__name__}"
-        )
-    return cast(PartyLink, link)
+class SecureRounds:
+    """Secure aggregation among the crypto provider and the owners' nodes, round after round."""
+
+    needs_parties = True
+
+    def __init__(self, settings: SecureJob, owners: Sequence[DatasetRef],
+                 round_id: Callable[[int], bytes] = secrets.token_bytes) -> None:
+        self.settings = settings
+        self.owners = tuple(owners)
+        self._round_id = round_id
+        """Draws a round's random id (``ROUND_ID_BYTES`` bytes): fresh OS randomness unless a test injects it."""
+
+    def start_round(self, round_index: int, min_results: int, timeout: float) -> SecureRound:
+        return SecureRound(round_index, self.settings, self.owners, self._round_id(ROUND_ID_BYTES),
+                           max(2, min_results), timeout)
 
 
-def _wait(futures: Dict[Any, concurrent.futures.Future[R]], timeout: float) -> Dict[Any, R | BaseException]:
-    """Every future's result or exception; those not done in time are cancelled as TimeoutError."""
-    concurrent.futures.wait(list(futures.values()), timeout=max(0.0, timeout))
-    outcome: Dict[Any, R | BaseException] = {}
-    for key, future in futures.items():
-        if not future.done():
-            future.cancel()
-            outcome[key] = TimeoutError(f"no answer within {timeout:g} s")
-            continue
-        exc = future.exception()
-        outcome[key] = exc if exc is not None else future.result()
-    return outcome
+class SecureRound:
+    """One secure round's steps (see the module docstring); yields requests, never sends them."""
 
+    def __init__(self, round_index: int, settings: SecureJob, owners: Tuple[DatasetRef, ...], round_id: bytes,
+                 required: int, timeout: float) -> None:
+        self.round_index = round_index
+        self.settings = settings
+        self.owners = owners
+        self.round_id = round_id
+        self.required = required
+        """Owners needed at every step: a sum over one owner would be its update."""
+        self.senders = tuple(ShareSender(i, NodeId(r.node_id), r.fingerprint) for i, r in enumerate(owners))
+        self.keep = timeout + 4 * AGGREGATION_TIMEOUT
+        """Seconds the parties keep the round: its training and every aggregation step."""
 
-def _call(party: PartyLink, build: Callable[[RequestId], Request]) -> concurrent.futures.Future[Reply]:
-    """``party.call``, with a failure to even send (a dead connection) as a failed future."""
-    try:
-        return party.call(build)
-    except Exception as exc:
-        failed: concurrent.futures.Future[Reply] = concurrent.futures.Future()
-        failed.set_exception(exc)
-        return failed
+    def task(self, task: TrainTask) -> TrainTask:
+        return replace(task, secure=SecureTrain(self.round_id, self.settings.precision))
 
+    def opening(self) -> Step:
+        return Step({PROVIDER: self._setup(PROVIDER)}, AGGREGATION_TIMEOUT)
 
-def _expect(reply: Any, kind: type[R], who: str) -> R:
-    if not isinstance(reply, kind):
-        raise BadRequest(f"{who} answered with {type(reply).__name__}, not {kind.__name__}", {})
-    return reply
+    def collect(
+        self, results: Mapping[int, LocalResult], dropped: Mapping[int, str], opened: Outcomes,
+    ) -> Generator[Step, Outcomes, Collected]:
+        kept, left = dict(results), dict(dropped)
+        self._answer(PROVIDER, opened[PROVIDER], AckReply)
 
-
-class SecureCollector:
-    """Secure aggregation of a round's updates among the crypto provider and the owner nodes."""
-
-    def __init__(self, crypto_provider: PartyLink, precision: int) -> None:
-        self.provider = crypto_provider
-        self.settings = SecureJob(crypto_provider.address, precision)
-
-    def run_round(
-        self,
-        round_index: int,
-        participants: Sequence[Participant],
-        task_for: Callable[[int], TrainTask],
-        timeout: float,
-        min_participants: int,
-    ) -> Tuple[RoundResult, RoundRecord]:
-        started = time.monotonic()
-        parts = [self._secure(p) for p in participants]
-        need = max(2, min_participants)
-        round_id = secrets.token_bytes(ROUND_ID_BYTES)
-        section = SecureTrain(round_id, self.settings.precision)
-        senders = tuple(ShareSender(i, NodeId(p.ref.node_id), p.ref.fingerprint) for i, p in enumerate(parts))
-        keep = timeout + 4 * AGGREGATION_TIMEOUT
-        provider_setup = self._setup(self.provider, round_id, senders, keep)
-        reference = task_for(0).state
-        dropped: List[Tuple[int, str]] = []
-        futures: Dict[int, concurrent.futures.Future[LocalResult]] = {}
-        for index, part in enumerate(parts):
-            try:
-                futures[index] = part.train(replace(task_for(index), secure=section))
-            except Exception as exc:  # cannot even send: like a failed answer
-                self._drop(round_index, parts, index, exc, dropped)
-        results: Dict[int, LocalResult] = {}
-        for index, outcome in _wait(futures, timeout - (time.monotonic() - started)).items():
+        nodes = self._owner_nodes(kept)
+        outcomes = yield Step({key: self._setup(index) for key, index in nodes.items()}, AGGREGATION_TIMEOUT)
+        for key, outcome in outcomes.items():
             if isinstance(outcome, BaseException):
-                self._drop(round_index, parts, index, outcome, dropped)
-            else:
-                results[index] = outcome
-        self._enough(round_index, parts, results, need, dropped)
-        self._party_answer(round_index, self.provider, provider_setup, AckReply)
+                del nodes[key]
+                on_node = [i for i in sorted(kept) if self._node(i) == key]
+                self._leave_out(kept, left, dropouts(dict.fromkeys(on_node, outcome)))
+        self._require(kept, left)
 
-        nodes = self._owner_parties(round_index, parts, results, round_id, senders, keep, dropped)
-        self._enough(round_index, parts, results, need, dropped)
-        parties = [self.provider, *nodes.values()]
-        addresses = tuple(p.address for p in parties)
+        parties: List[PartyKey] = [PROVIDER, *nodes.values()]
+        addresses = tuple(self._address(p) for p in parties)
+        outcomes = yield Step({i: self._split(i, addresses) for i in sorted(kept)}, AGGREGATION_TIMEOUT)
+        failed = {i: o for i, o in outcomes.items() if isinstance(o, BaseException)}
+        self._leave_out(kept, left, dropouts(failed))
+        self._require(kept, left)
 
-        def split(owner: int) -> Callable[[RequestId], Request]:
-            return lambda rid: SecaggSplitRequest(rid, round_id, owner, addresses)
+        checks = yield from self._sums(parties, kept, check=True)
+        for party, reply in zip(parties, checks):
+            where = f"its share is missing at aggregation party {self._address(party).node}"
+            self._leave_out(kept, left, {i: where for i in reply.missing if i in kept})
+        self._require(kept, left)
 
-        splits = {i: _call(parts[i].party(), split(i)) for i in sorted(results)}
-        for index, answer in _wait(splits, AGGREGATION_TIMEOUT).items():
-            if isinstance(answer, BaseException):
-                self._drop(round_index, parts, index, answer, dropped, results)
-        self._enough(round_index, parts, results, need, dropped)
-
-        for party, reply in zip(parties, self._ask_sums(round_index, parties, round_id, results, check=True)):
-            for index in reply.missing:
-                if index in results:
-                    reason = f"its share is missing at aggregation party {party.address.node}"
-                    self._drop(round_index, parts, index, BadRequest(reason, {}), dropped, results, dropout=True)
-        self._enough(round_index, parts, results, need, dropped)
-        sums = self._ask_sums(round_index, parties, round_id, results, check=False)
+        sums = yield from self._sums(parties, kept, check=False)
         for party, reply in zip(parties, sums):
             if reply.missing:
-                raise AggregationFailed.for_party(round_index, party.address.node, "lost shares it had")
-        order = sorted(results)
-        samples = sum(results[i].samples for i in order)
-        state = decode_average(reconstruct_sum([r.sum for r in sums]), reference, samples, self.settings.precision)
-        train_loss = sum(results[i].train_loss * results[i].samples for i in order) / samples
-        heldout = weighted_metrics([results[i].heldout for i in order])
-        record = RoundRecord(
-            round_index, tuple(order), tuple(Dropout(i, why) for i, why in sorted(dropped)),
-            samples, train_loss, metrics_to_wire(heldout), time.monotonic() - started,
-            privacy_to_wire({i: results[i] for i in order}),
-        )
-        return RoundResult(state, samples, train_loss, heldout), record
+                raise AggregationFailed.for_party(self.round_index, self._address(party).node, "lost shares it had")
+        return Collected(SecureUpdates(kept, tuple(r.sum for r in sums), self.settings.precision), left)
 
     # -- steps ----------------------------------------------------------------
 
-    @staticmethod
-    def _secure(participant: Participant) -> SecureParticipant:
-        if not callable(getattr(participant, "party", None)) or not hasattr(participant, "ref"):
-            raise JobError.for_reason(
-                f"{participant.label} cannot take part in secure aggregation (no link to its node)"
-            )
-        return participant  # type: ignore[return-value]
+    def _setup(self, party: PartyKey) -> Ask:
+        round_id, senders, keep = self.round_id, self.senders, self.keep
+        return Ask(party, lambda rid: SecaggSetupRequest(rid, round_id, senders, keep))
 
-    @staticmethod
-    def _setup(party: PartyLink, round_id: bytes, senders: Tuple[ShareSender, ...],
-               keep: float) -> concurrent.futures.Future[Reply]:
-        return _call(party, lambda rid: SecaggSetupRequest(rid, round_id, senders, keep))
+    def _split(self, owner: int, addresses: Tuple[AggregationParty, ...]) -> Ask:
+        round_id = self.round_id
+        return Ask(owner, lambda rid: SecaggSplitRequest(rid, round_id, owner, addresses))
 
-    def _owner_parties(
-        self, round_index: int, parts: Sequence[SecureParticipant], results: Dict[int, LocalResult],
-        round_id: bytes, senders: Tuple[ShareSender, ...], keep: float, dropped: List[Tuple[int, str]],
-    ) -> Dict[Tuple[str, str], PartyLink]:
-        """Set up every answering owner's node (one party per node); leave out nodes that fail."""
-        provider = (self.provider.address.node, self.provider.address.fingerprint)
-        nodes: Dict[Tuple[str, str], PartyLink] = {}
-        for index in sorted(results):
-            key = (parts[index].ref.node_id, parts[index].ref.fingerprint)
+    def _sums(self, parties: Sequence[PartyKey], kept: Mapping[int, LocalResult],
+              check: bool) -> Generator[Step, Outcomes, List[SecaggSumReply]]:
+        round_id, owners = self.round_id, tuple(sorted(kept))
+        ask = {n: Ask(p, lambda rid: SecaggSumRequest(rid, round_id, owners, check)) for n, p in enumerate(parties)}
+        outcomes = yield Step(ask, AGGREGATION_TIMEOUT)
+        return [self._answer(party, outcomes[n], SecaggSumReply) for n, party in enumerate(parties)]
+
+    def _owner_nodes(self, kept: Mapping[int, LocalResult]) -> Dict[Tuple[str, str], int]:
+        """One party per answering owner's node (its first owner index), the provider's node excluded."""
+        provider = (self.settings.crypto_provider.node, self.settings.crypto_provider.fingerprint)
+        nodes: Dict[Tuple[str, str], int] = {}
+        for index in sorted(kept):
+            key = self._node(index)
             if key != provider and key not in nodes:
-                nodes[key] = parts[index].party()
-        setups = {key: self._setup(link, round_id, senders, keep) for key, link in nodes.items()}
-        for key, outcome in _wait(setups, AGGREGATION_TIMEOUT).items():
-            if isinstance(outcome, BaseException):
-                del nodes[key]
-                for index in [i for i in sorted(results) if (parts[i].ref.node_id, parts[i].ref.fingerprint) == key]:
-                    self._drop(round_index, parts, index, outcome, dropped, results)
+                nodes[key] = index
         return nodes
 
-    def _ask_sums(self, round_index: int, parties: Sequence[PartyLink], round_id: bytes,
-                  results: Dict[int, LocalResult], check: bool) -> List[SecaggSumReply]:
-        owners = tuple(sorted(results))
-        asks = {
-            n: _call(party, lambda rid: SecaggSumRequest(rid, round_id, owners, check))
-            for n, party in enumerate(parties)
-        }
-        outcomes = _wait(asks, AGGREGATION_TIMEOUT)
-        return [self._party_answer(round_index, parties[n], outcomes[n], SecaggSumReply) for n in range(len(parties))]
+    def _node(self, index: int) -> Tuple[str, str]:
+        return (self.owners[index].node_id, self.owners[index].fingerprint)
 
-    @staticmethod
-    def _party_answer(round_index: int, party: PartyLink, outcome: Any, kind: type[R]) -> R:
+    def _address(self, party: PartyKey) -> AggregationParty:
+        return self.settings.crypto_provider if isinstance(party, Provider) else self.owners[party].party
+
+    def _answer(self, party: PartyKey, outcome: object, kind: type[R]) -> R:
         """The party's reply of ``kind``; a failure fails the round (no dropout possible)."""
-        if isinstance(outcome, concurrent.futures.Future):
-            outcome = _wait({0: outcome}, AGGREGATION_TIMEOUT)[0]
+        who = self._address(party).node
         if isinstance(outcome, BaseException):
-            raise AggregationFailed.for_party(round_index, party.address.node, f"failed: {describe_failure(outcome)}")
-        return _expect(outcome, kind, party.address.node)
+            raise AggregationFailed.for_party(self.round_index, who, f"failed: {describe_failure(outcome)}")
+        if not isinstance(outcome, kind):
+            raise BadRequest(f"{who} answered with {type(outcome).__name__}, not {kind.__name__}", {})
+        return outcome
 
     @staticmethod
-    def _drop(round_index: int, parts: Sequence[Participant], index: int, exc: BaseException,
-              dropped: List[Tuple[int, str]], results: Dict[int, LocalResult] | None = None,
-              dropout: bool = False) -> None:
-        if not dropout and not is_dropout(exc):
-            raise exc
-        reason = describe_failure(exc)
-        log.warning("round %d: %s dropped: %s", round_index, parts[index].label, reason)
-        dropped.append((index, reason))
-        if results is not None:
-            results.pop(index, None)
+    def _leave_out(kept: Dict[int, LocalResult], left: Dict[int, str], reasons: Mapping[int, str]) -> None:
+        for index, reason in reasons.items():
+            kept.pop(index, None)
+            left[index] = reason
 
-    @staticmethod
-    def _enough(round_index: int, parts: Sequence[Participant], results: Dict[int, LocalResult], need: int,
-                dropped: List[Tuple[int, str]]) -> None:
-        if len(results) < need:
-            named = [(parts[i].label, why) for i, why in sorted(dropped)]
-            raise RoundFailed.for_round(round_index, len(results), need, named)
+    def _require(self, kept: Mapping[int, LocalResult], left: Mapping[int, str]) -> None:
+        require(self.round_index, len(kept), self.required, left, [r.label for r in self.owners])

@@ -222,6 +222,9 @@ def build_model(spec: ModelSpec, state: Mapping[str, torch.Tensor]) -> nn.Sequen
     checked = ModelSpec.from_wire(spec.to_wire())
     model = _skeleton(checked)
     _check_state(model, state)
-    model.to_empty(device="cpu")
-    model.load_state_dict(state, strict=True)
+    # The checked state's copies become the parameters and buffers (assign): ``to_empty``
+    # would allocate through torch's Python reference ops on meta tensors, whose first
+    # use imports sympy (0.3 s of a data owner's start-up, and of a client's first model).
+    copies = {key: tensor.detach().clone(memory_format=torch.contiguous_format) for key, tensor in state.items()}
+    model.load_state_dict(copies, strict=True, assign=True)
     return model

@@ -222,8 +222,6 @@ class _KillOnSend:
         outer = self
 
         class Participant:
-            label = inner.label
-
             def train(self, task: Any) -> Any:
                 future = inner.train(task)
                 if task.round == outer.at_round and outer.process.process.poll() is None:

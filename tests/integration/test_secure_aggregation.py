@@ -295,7 +295,7 @@ class _KillOnSend:
         outer = self
 
         class Participant:
-            label, ref = inner.label, inner.ref
+            ref = inner.ref
 
             def party(self) -> Any:
                 return inner.party()

@@ -2,14 +2,15 @@
 
 Owns :class:`DatasetPointer` (a dataset found through the gateway: its
 node entry, name, shape, sample count and the owner's training policy, and
-how to reach it; what ``node.fl.FedAvg`` trains on), :class:`OwnerLink` (the
-:class:`~node.fl.rounds.Participant` a job gets for it: ``train`` requests
-on the synchronous client, answered as ``concurrent.futures`` futures, so
-a round's owners train concurrently without threads of ours; its owner
-node also serves as a secure-aggregation party), :class:`HandleParty` (a
-node handle as a :class:`~node.fl.secure_rounds.PartyLink`: the crypto
-provider, or an owner node), and :class:`RemoteJob` (a job handed to a trainer node: status, history and
-result by job id, after a disconnect too).
+how to reach it; what ``node.fl.FedAvg`` trains on, and how it shows its
+progress), :class:`OwnerLink` (the :class:`~node.fl.links.Participant` a
+job gets for it: ``train`` requests on the synchronous client, answered as
+``concurrent.futures`` futures, so a round's owners train concurrently
+without threads of ours; its owner node also serves as a
+secure-aggregation party), :class:`HandleParty` (a node handle as a
+:class:`~node.fl.links.PartyLink`: the crypto provider, or an owner node),
+and :class:`RemoteJob` (a job handed to a trainer node: status, history
+and result by job id, after a disconnect too).
 
 The raw rows stay on their node: :meth:`DatasetPointer.features` gives a
 pointer to compute on, and its ``get`` is refused (``PERMISSION_DENIED``).
@@ -40,15 +41,17 @@ from protocol.messages import ErrorReply, Reply, Request
 from protocol.records import DatasetPolicy, DatasetSummary
 from protocol.secagg import AggregationParty
 
-from node.fl.fedavg import FedAvg, History
+from node.fl.fedavg import FedAvg
+from node.fl.history import History
 from node.fl.job_errors import RoundFailed
+from node.fl.links import DatasetRef
 from node.fl.results import LocalResult
-from node.fl.rounds import DatasetRef
 from node.fl.spec import State, build_model
 from node.fl.wire import TrainTask, result_from_reply, train_request
 from peer.client.core import Built
 from peer.client.tracker import rebuild_error
 from node.client.fl.dialing import BackgroundDial
+from node.client.fl.progress import ProgressBar
 from node.client.handle import NodeHandle
 from node.client.pointer import Pointer
 
@@ -69,12 +72,10 @@ class OwnerLink:
         self.remote = remote
         """The owner's connection, opened at the first task (a dead owner fails that task)."""
         self.ref = ref
-        self.label = ref.label
 
     def party(self) -> HandleParty:
         """The owner's node as a secure-aggregation party, over the same connection."""
-        ref = self.ref
-        return HandleParty(self.remote(), AggregationParty(NodeId(ref.node_id), ref.url, ref.fingerprint))
+        return HandleParty(self.remote(), self.ref.party)
 
     def train(self, task: TrainTask) -> concurrent.futures.Future[LocalResult]:
         remote = self.remote()
@@ -196,6 +197,10 @@ class DatasetPointer:
         if dial is None:
             dial = links[self.node_id] = BackgroundDial(self._connect, self.node_id)
         return OwnerLink(dial.handle, self.ref)
+
+    def progress(self, rounds: int) -> ProgressBar:
+        """A job's progress bar (``FedAvg(..., progress=True)``)."""
+        return ProgressBar(rounds, "FedAvg")
 
     def node(self) -> NodeHandle:
         """A connection to the dataset's node (opened once, kept by this pointer)."""

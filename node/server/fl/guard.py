@@ -176,13 +176,16 @@ class TrainingGuard:
         raise refusal
 
     def warm_up(self) -> None:
-        """Run one tiny plain and one tiny DP-SGD training (blocking), so lazy imports are paid at start."""
+        """Run one tiny plain training (blocking), so torch's lazy imports are paid at start.
+
+        DP-SGD's own imports (Opacus, with scipy: about a second of CPU) are
+        not paid here but by the node's first DP-SGD training: a node does
+        not need them to serve, and with them every node holding a DP
+        dataset (the default policy) announced itself a second or more later.
+        """
         toy = make_dataset("warm-up", torch.zeros(4, 1), torch.zeros(4, dtype=torch.int64), heldout_fraction=0)
         spec, state = model_to_spec(torch.nn.Sequential(torch.nn.Linear(1, 2)))
-        hyper = Hyperparameters(0.1, batch_size=2, loss=LossName.CROSS_ENTROPY)
-        train_locally(spec, state, toy, hyper)
-        if any(policy.dp is not None for policy in self.policies.values()):
-            train_privately(spec, state, toy, hyper, DpSgd(1.0, 1.0, 1e-5), seed=0)
+        train_locally(spec, state, toy, Hyperparameters(0.1, batch_size=2, loss=LossName.CROSS_ENTROPY))
 
 
 class _Audited:

@@ -115,7 +115,8 @@ class OwnerDatasets:
         (autograd, the loss functions); paying it before the node announces
         itself keeps it out of the first round.  (Our optimisers avoid
         ``torch.optim``, whose constructor imports ``torch._dynamo``: a second.)
-        With a DP dataset, a tiny DP-SGD run pays for Opacus' imports too.
+        Opacus is imported by the first DP-SGD training, not here
+        (:meth:`~node.server.fl.guard.TrainingGuard.warm_up`).
         """
         if self.datasets:
             self.guard.warm_up()

@@ -5,16 +5,17 @@ for ``job_submit``, ``job_status`` and ``job_result`` (served only by nodes
 started with ``--role trainer``; others answer ``BAD_REQUEST``).  A
 submitted job is checked at once (spec, state, hyperparameters, owners:
 ``BAD_REQUEST`` before any round) and answered with a random job id; its
-rounds then run in a worker thread through the same loop as a client's
-``FedAvg.fit()`` (:func:`node.fl.run_rounds`), each owner reached over a
+rounds then run in a worker thread through the same loop, strategy and
+aggregation protocol as a client's ``FedAvg.fit()``
+(:func:`node.fl.rounds.run_rounds`), each owner reached over a
 pooled node-to-node link (:meth:`~node.server.transfers.TransferService.link`):
 this node dials the owner's URL pinning the fingerprint the client took
 from the gateway and proves its own identity (a ``node:<id>@<fp>``
 principal, so owners must be members of the same network).  The link's calls run on the event loop and come back to the
 round loop as ``concurrent.futures`` futures.  A job with a ``secure``
-section runs :class:`~node.fl.secure_rounds.SecureCollector`: the crypto
-provider and the owners' nodes are its aggregation parties, reached over
-the same kind of links, and this node sees per-party sums only.
+section runs secure aggregation (:class:`~node.fl.secure_rounds.SecureRounds`):
+the crypto provider and the owners' nodes are its aggregation parties,
+reached over the same kind of links, and this node sees per-party sums only.
 
 A job belongs to the principal that submitted it: others get ``NOT_FOUND``
 for its id.  The client may disconnect; status and result stay queryable
@@ -58,12 +59,13 @@ from protocol.messages import ErrorReply, MessageKind, Reply, Request
 from protocol.records import Role
 from protocol.secagg import AggregationParty
 
-from node.fl.fedavg import JobPlan, run_rounds
 from node.fl.hyperparameters import Hyperparameters
-from node.fl.rounds import DatasetRef, PlainCollector, RoundCollector
+from node.fl.links import DatasetRef
+from node.fl.plan import JobPlan
+from node.fl.rounds import Links, aggregation_for, run_rounds
 from node.fl.secure import check_precision
-from node.fl.secure_rounds import SecureCollector
 from node.fl.spec import ModelSpec, State, build_model
+from node.fl.strategy import FedAvgStrategy
 from node.fl.wire import TrainTask, result_from_reply, train_request
 from node.fl.results import LocalResult
 from peer.client.core import Built
@@ -139,12 +141,10 @@ class _LinkParticipant:
         self.transfers = transfers
         self.loop = loop
         self.owner = owner
-        self.label = f"{owner.node_id}/{owner.dataset}"
         self.ref = DatasetRef(owner.node_id, owner.url, owner.fingerprint, owner.dataset, (), 0)
 
     def party(self) -> _ChannelParty:
-        address = AggregationParty(NodeId(self.owner.node_id), self.owner.url, self.owner.fingerprint)
-        return _ChannelParty(self.transfers, self.loop, address)
+        return _ChannelParty(self.transfers, self.loop, self.ref.party)
 
     def train(self, task: TrainTask) -> concurrent.futures.Future[LocalResult]:
         return asyncio.run_coroutine_threadsafe(self._train(task), self.loop)
@@ -261,13 +261,13 @@ class TrainerJobs:
             job.history.append(record)
             job.state = state
 
-        collector: RoundCollector = PlainCollector()
         secure = plan.secure
-        if secure is not None:
-            collector = SecureCollector(_ChannelParty(self.transfers, loop, secure.crypto_provider), secure.precision)
+        provider = None if secure is None else _ChannelParty(self.transfers, loop, secure.crypto_provider)
+        links = Links(participants, provider)
         try:
             await loop.run_in_executor(
-                self._runner, run_rounds, plan, participants, collector, on_round, lambda: job.stop
+                self._runner, run_rounds, plan, links, FedAvgStrategy(plan), aggregation_for(plan), on_round,
+                lambda: job.stop,
             )
             job.status = JobStatus.DONE
         except TesseraError as exc:

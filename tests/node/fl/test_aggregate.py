@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from node.fl.aggregate import aggregate_round, fedavg, weighted_metrics
+from node.fl.aggregate import fedavg, round_result, weighted_metrics
 from node.fl.errors import AggregationError
 from node.fl.results import LocalResult, Metrics
 
@@ -83,14 +83,14 @@ def test_weighted_metrics() -> None:
     assert weighted_metrics([None]) is None
 
 
-def test_aggregate_round_weights_training_loss() -> None:
+def test_round_result_weights_training_loss() -> None:
     """A round's training loss is weighted by each owner's training samples."""
     states = _states()
     results = [
         LocalResult(states[0], 1, 4.0, Metrics(1.0, 0.5, 2)),
         LocalResult(states[1], 3, 2.0, None),
     ]
-    outcome = aggregate_round(results)
+    outcome = round_result(fedavg([r.state for r in results], [r.samples for r in results]), results)
     assert outcome.samples == 4 and outcome.train_loss == 2.5
     assert outcome.heldout == Metrics(1.0, 0.5, 2)
     assert torch.allclose(outcome.state["w"], (states[0]["w"] + 3 * states[1]["w"]) / 4)

@@ -1,9 +1,8 @@
 """The plain-PyTorch FedAvg reference: accuracy near centralised training, and the
-spec-based path (train_locally + aggregate_round) reproduces it bit for bit."""
+spec-based path (FedAvgStrategy's tasks + train_locally + its aggregate_round) reproduces it bit for bit."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Dict, Tuple
 
 import pytest
@@ -11,13 +10,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from node.fl.aggregate import aggregate_round
+from node.fl.aggregation import PlainUpdates
 from node.fl.datasets import make_dataset
 from node.fl.hyperparameters import Hyperparameters, OptimizerName
+from node.fl.links import DatasetRef
 from node.fl.local import train_locally
+from node.fl.plan import JobPlan
 from node.fl.reference import plain_fedavg
 from node.fl.seeds import owner_seed
 from node.fl.spec import model_to_spec
+from node.fl.strategy import FedAvgStrategy
 
 Data = Tuple[torch.Tensor, torch.Tensor]
 
@@ -62,7 +64,7 @@ def test_fedavg_over_three_owners_matches_centralised_accuracy(breast_cancer: Da
 
 @pytest.mark.parametrize("optimizer", [OptimizerName.SGD, OptimizerName.ADAM])
 def test_spec_path_reproduces_reference_bit_for_bit(breast_cancer: Data, optimizer: OptimizerName) -> None:
-    """Specs + train_locally + aggregate_round with owner_seed give the reference's exact state."""
+    """FedAvgStrategy's tasks (owner_seed seeds) + train_locally + its aggregate_round give the reference's exact state."""
     x, y = breast_cancer
     owners = [make_dataset(f"owner{i}", x[i::3], y[i::3], heldout_fraction=0.2, split_seed=i) for i in range(3)]
     torch.manual_seed(1)
@@ -72,12 +74,13 @@ def test_spec_path_reproduces_reference_bit_for_bit(breast_cancer: Data, optimiz
     reference = plain_fedavg(model, [(d.features, d.labels) for d in owners], hyper, rounds=3)
 
     spec, state = model_to_spec(model)
+    refs = tuple(DatasetRef("n", "wss://n", "fp", d.info.name, (30,), d.train_samples) for d in owners)
+    strategy = FedAvgStrategy(JobPlan(spec, state, hyper, 3, refs, 3, 60.0))
     for round_index in range(3):
-        results = [
-            train_locally(spec, state, data, dataclasses.replace(hyper, seed=owner_seed(hyper.seed, round_index, i)))
-            for i, data in enumerate(owners)
-        ]
-        state = aggregate_round(results).state
+        config = strategy.configure_round(round_index, state)
+        assert [t.hyper.seed for t in config.tasks.values()] == [owner_seed(7, round_index, i) for i in range(3)]
+        results = {i: train_locally(t.spec, t.state, owners[i], t.hyper) for i, t in config.tasks.items()}
+        state = strategy.aggregate_round(config, PlainUpdates(results), {}).state
     assert list(state) == list(reference.state)
     assert all(torch.equal(state[k], reference.state[k]) for k in state)
 
