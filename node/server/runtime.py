@@ -59,8 +59,16 @@ REVOCATION_CHECK_INTERVAL = 1.0
 class NodeServer:
     """A running node.  ``await start()``, then ``await close()``."""
 
-    def __init__(self, settings: NodeSettings, authenticator: Authenticator | None = None) -> None:
+    def __init__(
+        self,
+        settings: NodeSettings,
+        authenticator: Authenticator | None = None,
+        providers: Providers | None = None,
+    ) -> None:
+        """``providers``: the material this node deals as a crypto provider, one provider per
+        kind (default: the Beaver :class:`~node.mpc.Dealer`)."""
         self.settings = settings
+        self.providers = providers if providers is not None else Providers(Dealer())
         self.store = MemoryStore(Quota(settings.max_objects, settings.max_bytes))
         self.executor = Executor(settings.node_id, self.store)
         self._authenticator = authenticator
@@ -124,10 +132,8 @@ class NodeServer:
             settings.node_id, self.store, credentials, settings.max_message_bytes,
             network=self._network, fingerprint=None if settings.insecure else identity.fingerprint,
         )
-        # The material this node deals as a crypto provider, one provider per kind.
-        providers = Providers(Dealer())
         self.mpc = MpcService(
-            settings.node_id, self.store, self.transfers, providers, settings.trusted_providers
+            settings.node_id, self.store, self.transfers, self.providers, settings.trusted_providers
         )
         self.secagg = SecureAggregation(settings.node_id, identity.fingerprint, self.transfers, self.datasets.pending)
         await asyncio.to_thread(self.datasets.load, settings.datasets, settings.tags)

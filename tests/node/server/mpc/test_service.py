@@ -1,75 +1,36 @@
-"""The crypto provider's side of mpc_deal: material comes from the injected providers, in two phases."""
+"""The crypto provider's side of mpc_deal: material comes from the injected providers, in two phases.
+
+Three real nodes in this process (TLS, network token, real links between
+them): charlie deals with the providers it was built with, alice and bob
+are the parties, and their mailboxes show what reached them and in which
+order.  A client asks charlie for the deal over its own TLS connection.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Mapping, Sequence
+import time
+from pathlib import Path
+from typing import AsyncIterator, Mapping, Sequence
 
+import pytest
 import torch
 
+import node
 from node.mpc import MaterialKind, Providers
 from node.mpc.material import MaterialSpec
 from node.mpc.prg import Seed
-from node.server.executor import Executor
-from node.server.mpc.service import MpcService
-from node.server.session import AsyncWork, Outcome, Session
-from node.server.store import MemoryStore
-from node.server.transfers import TransferService
-from peer.security.tokens import network_key
-from peer.server.auth import AnonymousAuthenticator
-from protocol.codec import decode_message, encode_message_bytes
-from protocol.errors import TesseraError
-from protocol.ids import NodeId, RequestId
-from protocol.limits import PROTOCOL_VERSION
-from protocol.messages import ErrorReply, HelloReply, HelloRequest, Message
+from node.server.mpc.mailbox import Slot
+from node.server.runtime import NodeServer
+from node.server.users import UserDirectory
+from node.settings import NodeSettings
+from peer.security.tokens import parse_user_token
+from protocol.errors import BadRequest
+from protocol.ids import NodeId
 from protocol.mpc import BilinearKind, MpcDealRequest, MpcMaterialRequest, PartyAddress, WireTriple
+from tests.support import NETWORK_TOKEN, USER_TOKEN
 
-NODE = NodeId("charlie")
-NETWORK = network_key("tsn1.the-network-of-these-tests-0123")
-PARTIES = (
-    PartyAddress(NodeId("bob"), "wss://b:1", "sha256:" + "b" * 64),
-    PartyAddress(NodeId("alice"), "wss://a:1", "sha256:" + "a" * 64),
-)
-DEAL = MpcDealRequest(
-    RequestId(7), bytes(16), PARTIES, (WireTriple(BilinearKind.MUL, (3,), (3,)),)
-)
-
-
-class Letters:
-    """Stands in for pooled node-to-node links: records what is posted to whom, in order."""
-
-    def __init__(self) -> None:
-        self.posted: list[tuple[str, MpcMaterialRequest]] = []
-
-    def link(self, url: str) -> Any:
-        letters = self
-
-        class Link:
-            """The two things the service asks of a pooled link: post a letter, wait until it is out."""
-
-            last = 0
-
-            def take_failure(self) -> TesseraError | None:
-                return None
-
-            def post(self, build: Callable[[RequestId], MpcMaterialRequest], what: str) -> None:
-                self.last += 1
-                letters.posted.append((url, build(RequestId(self.last))))
-
-            async def drained(self) -> None:
-                return None
-
-        return Link()
-
-
-class RecordingTransfers(TransferService):
-    def __init__(self, letters: Letters) -> None:
-        super().__init__(NODE, MemoryStore(), lambda fp: {}, 1 << 20, network=NETWORK,
-                         fingerprint="sha256:" + "c" * 64)
-        self.letters = letters
-
-    def pooled(self, url: str, fingerprint: str) -> Any:
-        return self.letters.link(url)
+SPECS = (WireTriple(BilinearKind.MUL, (3,), (3,)),)
 
 
 class EveryPartyProvider:
@@ -85,7 +46,7 @@ class EveryPartyProvider:
 
     def seeds(self, n_parties: int) -> tuple[Seed, ...]:
         self.calls.append("seeds")
-        self.seeds_dealt = tuple(Seed(bytes([i]) * 16) for i in range(n_parties))
+        self.seeds_dealt = tuple(Seed(bytes([i + 1]) * 16) for i in range(n_parties))
         return self.seeds_dealt
 
     def dependent(
@@ -99,44 +60,97 @@ class EveryPartyProvider:
         return 6
 
 
-def session_with(providers: Providers, letters: Letters) -> Session:
-    store = MemoryStore()
-    transfers = RecordingTransfers(letters)
-    service = MpcService(NODE, store, transfers, providers)
-    session = Session(NODE, ("node",), Executor(NODE, store), store, AnonymousAuthenticator(), 1 << 26,
-                      transfers=transfers, services=(service,))
-    hello = HelloRequest(RequestId(1), PROTOCOL_VERSION, "tests", ("client",),
-                         {"scheme": "anonymous", "secret": b"s" * 32})
-    assert isinstance(session.receive(encode_message_bytes(hello)).reply, HelloReply)
-    return session
+class Network:
+    """alice and bob (parties) and charlie (the crypto provider), started in this process."""
+
+    def __init__(self, tmp_path: Path, providers: Providers) -> None:
+        def settings(name: str) -> NodeSettings:
+            state = tmp_path / name
+            UserDirectory(state).add(parse_user_token(USER_TOKEN))
+            return NodeSettings(node_id=NodeId(name), state_dir=state, port=0, network_token=NETWORK_TOKEN)
+
+        self.alice, self.bob = NodeServer(settings("alice")), NodeServer(settings("bob"))
+        self.charlie = NodeServer(settings("charlie"), providers=providers)
+
+    @property
+    def servers(self) -> tuple[NodeServer, ...]:
+        return self.alice, self.bob, self.charlie
+
+    def parties(self) -> tuple[PartyAddress, ...]:
+        out = []
+        for server in (self.bob, self.alice):
+            assert server.identity is not None
+            out.append(PartyAddress(server.settings.node_id, server.url, server.identity.fingerprint))
+        return tuple(out)
+
+    def deal(self, session: bytes) -> None:
+        """What a client does: post mpc_deal to charlie, then sync (which raises the deal's error)."""
+        assert self.charlie.identity is not None
+        client = node.connect(self.charlie.url, cafile=self.charlie.identity.cert_path, token=USER_TOKEN)
+        try:
+            parties = self.parties()
+            client.post(lambda rid: MpcDealRequest(rid, session, parties, SPECS), "mpc_deal")
+            client.sync()
+        finally:
+            client.close()
 
 
-def answer(session: Session, message: Message) -> Any:
-    step = session.receive(encode_message_bytes(message))
-    if isinstance(step, AsyncWork):
-        step = asyncio.run(step.run())
-    assert isinstance(step, Outcome)
-    return None if step.reply is None else decode_message(encode_message_bytes(step.reply))
+@pytest.fixture
+async def network_of(tmp_path: Path) -> AsyncIterator[list[Network]]:
+    made: list[Network] = []
+    yield made
+    for network in made:
+        for server in network.servers:
+            await server.close()
 
 
-def test_a_deal_of_a_kind_this_node_does_not_deal_is_refused_before_sending() -> None:
-    """No provider for the specs' kind: BAD_REQUEST naming the kind, and nothing posted."""
-    letters = Letters()
-    reply = answer(session_with(Providers(), letters), DEAL)
-    assert isinstance(reply, ErrorReply) and reply.id == DEAL.id
-    assert reply.code == "BAD_REQUEST" and "no beaver material" in reply.message
-    assert letters.posted == []
+async def started(made: list[Network], tmp_path: Path, providers: Providers) -> Network:
+    network = Network(tmp_path, providers)
+    made.append(network)
+    for server in network.servers:
+        await server.start()
+    return network
 
 
-def test_the_injected_provider_deals_seeds_first_then_its_dependent_tensors() -> None:
-    """Every party gets its seed before the provider computes; dependent tensors go where it says."""
-    letters, provider = Letters(), EveryPartyProvider()
-    reply = answer(session_with(Providers(provider), letters), DEAL)
-    assert reply is None
+async def letter(party: NodeServer, dealer: NodeServer, session: bytes, slot: Slot) -> MpcMaterialRequest:
+    """The material letter ``party`` got from ``dealer`` in ``slot`` (waits up to 10 s)."""
+    assert party.mpc is not None and dealer.identity is not None
+    sender = (dealer.settings.node_id, dealer.identity.fingerprint)
+    got = await party.mpc.mailbox.take((session, slot, 0), sender, time.monotonic() + 10, "material")
+    assert isinstance(got, MpcMaterialRequest)
+    return got
+
+
+async def test_a_deal_of_a_kind_this_node_does_not_deal_is_refused_before_sending(
+    tmp_path: Path, network_of: list[Network]
+) -> None:
+    """No provider for the specs' kind: BAD_REQUEST naming the kind, and nothing reaches the parties."""
+    network = await started(network_of, tmp_path, Providers())
+    with pytest.raises(BadRequest, match="no beaver material"):
+        await asyncio.to_thread(network.deal, bytes(16))
+    await asyncio.sleep(0.2)
+    for party in (network.alice, network.bob):
+        assert party.mpc is not None and party.mpc.mailbox.buffered == 0
+
+
+async def test_the_injected_provider_deals_seeds_first_then_its_dependent_tensors(
+    tmp_path: Path, network_of: list[Network]
+) -> None:
+    """Every party gets its seed, then the tensors the provider's second phase gives it, over real links."""
+    provider = EveryPartyProvider()
+    network = await started(network_of, tmp_path, Providers(provider))
+    session = bytes(range(16))
+    await asyncio.to_thread(network.deal, session)
     assert provider.calls == ["seeds", "dependent"]
-    seeds = [(url, m.party, m.seed) for url, m in letters.posted[:2]]
-    assert seeds == [("wss://b:1", 0, bytes([0]) * 16), ("wss://a:1", 1, bytes([1]) * 16)]
-    rest = letters.posted[2:]
-    assert [(url, m.party, m.seed) for url, m in rest] == [("wss://b:1", 0, None), ("wss://a:1", 1, None)]
-    assert [m.explicit[0].tolist() for _, m in rest] == [[0, 0, 0], [1, 1, 1]]
-    assert all(m.specs == DEAL.specs and m.n_parties == 2 for _, m in letters.posted)
+    for index, party in enumerate((network.bob, network.alice)):
+        assert party.mpc is not None
+        party.mpc.mailbox.begin(session, "user:tester", {})
+        try:
+            seed = await letter(party, network.charlie, session, Slot.SEED)
+            explicit = await letter(party, network.charlie, session, Slot.EXPLICIT)
+        finally:
+            party.mpc.mailbox.end(session)
+        assert (seed.party, seed.n_parties, seed.seed, seed.explicit) == (index, 2, bytes([index + 1]) * 16, ())
+        assert (explicit.party, explicit.seed) == (index, None)
+        assert [t.tolist() for t in explicit.explicit] == [[index] * 3]
+        assert seed.specs == explicit.specs == SPECS
