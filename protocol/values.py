@@ -62,7 +62,7 @@ def _torch() -> ModuleType | None:
 
 def is_tensor(value: object) -> TypeGuard[torch.Tensor]:
     """Whether ``value`` is a ``torch.Tensor``, without importing torch."""
-    torch = _torch()
+    torch = sys.modules.get("torch")  # not _torch(): this runs for every value encoded
     return torch is not None and isinstance(value, torch.Tensor)
 
 

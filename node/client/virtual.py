@@ -36,7 +36,6 @@ __all__ = ["VirtualNode", "LocalChannel"]
 
 R = TypeVar("R", bound=Reply)
 
-Waiter = concurrent.futures.Future[Reply]
 
 
 class LocalChannel:
@@ -46,7 +45,9 @@ class LocalChannel:
         self._session = session
         self._lock = threading.Lock()
         """One request at a time through the session and the core."""
-        self._core: ChannelCore[Waiter] = ChannelCore(session.node_id, DEFAULT_MAX_MESSAGE_BYTES)
+        self._core: ChannelCore[object] = ChannelCore(session.node_id, DEFAULT_MAX_MESSAGE_BYTES)
+        self._waiter = object()
+        """Marks the one call in flight: the session answers it before the lock is released."""
         credentials = {"scheme": ANONYMOUS_SCHEME, "secret": secrets.token_bytes(32)}
         with self._lock:
             data = self._roundtrip(self._core.hello(client_name, ("client",), credentials))
@@ -103,10 +104,9 @@ class LocalChannel:
                     self._core.receive(data)  # an error, or a barrier's confirmation
 
     def call(self, build: Build) -> Reply:
-        waiter: Waiter = concurrent.futures.Future()
         built = Built(build)
         with self._lock:
-            request_id, frame = self._core.call(built, waiter)
+            request_id, frame = self._core.call(built, self._waiter)
             try:
                 data = self._roundtrip(frame)
                 answer = self._core.receive(data) if data is not None else None
