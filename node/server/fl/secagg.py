@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -48,10 +48,8 @@ from peer.client.tracker import rebuild_error
 from peer.security.trust import TrustError
 from node.server.fl.secagg_mailbox import PendingUpdates, Sender, Share, ShareMailbox
 from node.server.offload import offload, runs_inline
+from node.server.session import Outcome, Session, Step, Work
 from node.server.transfers import TransferService
-
-if TYPE_CHECKING:
-    from node.server.session import Session, Step
 
 __all__ = ["SecureAggregation", "SHARE_TIMEOUT"]
 
@@ -83,15 +81,11 @@ class SecureAggregation:
     # -- party ------------------------------------------------------------------
 
     def _setup(self, session: Session, request: SecaggSetupRequest) -> Step:
-        from node.server.session import Outcome
-
         assert session.principal is not None
         self.mailbox.setup(session.principal, request.round, request.owners, request.timeout)
         return Outcome(request.ack())
 
     def _share(self, session: Session, request: SecaggShareRequest) -> Step:
-        from node.server.session import Outcome
-
         assert session.caller is not None
         sender = session.caller.node_sender("secagg_share")
         if _elements(request.shapes) > MAX_MODEL_ELEMENTS:
@@ -101,8 +95,6 @@ class SecureAggregation:
         return Outcome(request.ack())
 
     def _sum(self, session: Session, request: SecaggSumRequest) -> Step:
-        from node.server.session import Outcome, Work
-
         assert session.principal is not None
         missing = self.mailbox.missing(session.principal, request.round, request.owners)
         if request.check or missing:
