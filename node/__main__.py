@@ -227,9 +227,9 @@ def _policies(parser: OneLineParser, args: argparse.Namespace, names: set[str]) 
     files: dict[str, TrainingPolicy] = {}
     for text in args.dataset_policy:
         try:
-            name, path = parse_dataset_spec(text)
+            name, path = parse_dataset_spec(text, "policy spec")
         except DatasetError as exc:
-            parser.error("--dataset-policy: " + exc.message.replace("dataset spec", "policy spec", 1))
+            parser.error("--dataset-policy: " + exc.message)
         if name not in names:
             parser.error(f"--dataset-policy {name}: no --dataset of that name")
         if name in files:

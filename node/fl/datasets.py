@@ -99,13 +99,16 @@ class Dataset:
         return int(self.heldout_features.shape[0])
 
 
-def parse_dataset_spec(text: str) -> Tuple[str, Path]:
-    """``"breast_cancer=./a.csv"`` -> ``("breast_cancer", Path("./a.csv"))``."""
+def parse_dataset_spec(text: str, what: str = "dataset spec") -> Tuple[str, Path]:
+    """``"breast_cancer=./a.csv"`` -> ``("breast_cancer", Path("./a.csv"))``.
+
+    ``what`` names the spec in errors (``--dataset-policy`` takes the same form).
+    """
     name, sep, path = text.partition("=")
     if not sep or not path:
-        raise DatasetError.for_spec(text, "expected NAME=PATH")
+        raise DatasetError.for_spec(text, "expected NAME=PATH", what)
     if not DATASET_NAME_PATTERN.fullmatch(name):
-        raise DatasetError.for_spec(text, "a name is 1-64 letters, digits, '_', '.', '-'")
+        raise DatasetError.for_spec(text, "a name is 1-64 letters, digits, '_', '.', '-'", what)
     return name, Path(path).expanduser()
 
 

@@ -57,9 +57,9 @@ class DatasetError(TesseraError, ValueError):
         return cls(f"dataset {str(path)!r}: {reason}", {"path": str(path), "reason": reason})
 
     @classmethod
-    def for_spec(cls, spec: str, reason: str) -> DatasetError:
+    def for_spec(cls, spec: str, reason: str, what: str = "dataset spec") -> DatasetError:
         shown = spec[:_SHOWN]
-        return cls(f"dataset spec {shown!r}: {reason}", {"spec": shown, "reason": reason})
+        return cls(f"{what} {shown!r}: {reason}", {"spec": shown, "reason": reason})
 
 
 class SpecError(BadRequest, ValueError):

@@ -256,6 +256,7 @@ def test_the_budget_persists_across_a_restart_and_refuses_past_it(network: dict[
     (("--secure-aggregation-min-owners", "1"), "--secure-aggregation-min-owners: must be 0"),
     (("--allowed-layers", "Linear,Lambda"), "--allowed-layers: unknown layer 'Lambda'"),
     (("--dataset-policy", "other=x.toml"), "--dataset-policy other: no --dataset of that name"),
+    (("--dataset-policy", "no-equals-sign"), "--dataset-policy: policy spec 'no-equals-sign': expected NAME=PATH"),
 ])
 def test_bad_policy_flags_stop_the_node_with_one_line(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     """A bad policy value is one line on stderr and a non-zero exit, before the node starts."""
