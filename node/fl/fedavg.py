@@ -178,7 +178,7 @@ class FedAvg:
         if callback is not None:
             callback(record)
         if observer is not None:
-            observer.round_done(record, round_summary(record, self.history.epsilon[-1]))
+            observer.round_done(record, round_summary(record, self.history.epsilon_spent))
 
     @property
     def model(self) -> nn.Sequential:

@@ -20,7 +20,13 @@ class History(Sequence[RoundRecord]):
     """Per-round records of a job, oldest first, with the usual curves as lists."""
 
     def __init__(self, records: Iterable[RoundRecord] = ()) -> None:
-        self._records: List[RoundRecord] = list(records)
+        self._records: List[RoundRecord] = []
+        self._spent: Dict[int, float] = {}
+        """Per owner index, the DP budget its answers have charged so far."""
+        self._epsilon: List[Optional[float]] = []
+        """The :attr:`epsilon` curve, extended by :meth:`append`."""
+        for record in records:
+            self.append(record)
 
     @overload
     def __getitem__(self, index: int) -> RoundRecord: ...
@@ -39,6 +45,9 @@ class History(Sequence[RoundRecord]):
 
     def append(self, record: RoundRecord) -> None:
         self._records.append(record)
+        for charge in record.privacy:
+            self._spent[charge.owner] = self._spent.get(charge.owner, 0.0) + charge.epsilon
+        self._epsilon.append(max(self._spent.values()) if self._spent else None)
 
     @property
     def train_loss(self) -> List[float]:
@@ -60,13 +69,12 @@ class History(Sequence[RoundRecord]):
         The owners' own accounting (each ``train_reply`` says what it charged);
         ``None`` until an owner with DP on has answered.
         """
-        spent: Dict[int, float] = {}
-        curve: List[Optional[float]] = []
-        for record in self._records:
-            for charge in record.privacy:
-                spent[charge.owner] = spent.get(charge.owner, 0.0) + charge.epsilon
-            curve.append(max(spent.values()) if spent else None)
-        return curve
+        return list(self._epsilon)
+
+    @property
+    def epsilon_spent(self) -> Optional[float]:
+        """The last value of :attr:`epsilon` (``None`` with no rounds yet), without copying the curve."""
+        return self._epsilon[-1] if self._epsilon else None
 
     @property
     def epsilon_remaining(self) -> List[Optional[float]]:
