@@ -30,10 +30,11 @@ from peer.cli import (
     bind_error,
     configure_logging,
     fail,
+    fingerprint_arg,
     network_token,
     port_arg,
 )
-from peer.security.identity import StateDirError, normalize_fingerprint
+from peer.security.identity import StateDirError
 from peer.security.tokens import new_network_token
 from protocol.ids import NodeId
 
@@ -166,7 +167,7 @@ def _bindings_parser() -> OneLineParser:
     )
     rebind.add_argument("node_id", metavar="ID", type=_node_id)
     rebind.add_argument(
-        "--fingerprint", required=True, type=_fingerprint,
+        "--fingerprint", required=True, type=fingerprint_arg,
         help="the node's certificate fingerprint, sha256:<64 hex> (its startup line prints it)",
     )
     for command in (listing, remove, rebind):
@@ -179,13 +180,6 @@ def _node_id(text: str) -> NodeId:
         return node_id_arg(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"invalid node id: {exc}") from None
-
-
-def _fingerprint(text: str) -> str:
-    try:
-        return normalize_fingerprint(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def bindings(argv: list[str]) -> None:
