@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Generator, List, Mapping, Sequence, Tuple, TypeVar
+from typing import Dict, Generator, List, Mapping, Sequence, Tuple, TypeVar
 
 import torch
 
@@ -93,15 +93,13 @@ class SecureRounds:
 
     needs_parties = True
 
-    def __init__(self, settings: SecureJob, owners: Sequence[DatasetRef],
-                 round_id: Callable[[int], bytes] = secrets.token_bytes) -> None:
+    def __init__(self, settings: SecureJob, owners: Sequence[DatasetRef]) -> None:
         self.settings = settings
         self.owners = tuple(owners)
-        self._round_id = round_id
-        """Draws a round's random id (``ROUND_ID_BYTES`` bytes): fresh OS randomness unless a test injects it."""
 
     def start_round(self, round_index: int, min_results: int, timeout: float) -> SecureRound:
-        return SecureRound(round_index, self.settings, self.owners, self._round_id(ROUND_ID_BYTES),
+        """A round with a fresh random id (``ROUND_ID_BYTES`` bytes of OS randomness)."""
+        return SecureRound(round_index, self.settings, self.owners, secrets.token_bytes(ROUND_ID_BYTES),
                            max(2, min_results), timeout)
 
 
