@@ -119,8 +119,7 @@ class SecureAggregation:
                 "this owner node must be one of the aggregation parties: it keeps a share of its own update",
                 {"node": self.node_id},
             )
-        min_owners = self.pending.min_owners(session.principal, request.round, request.owner)
-        update = self.pending.take(session.principal, request.round, request.owner)
+        update, min_owners = self.pending.take(session.principal, request.round, request.owner)
         return session.guarded_async(request, lambda: self._deliver(request, update, mine[0], min_owners))
 
     @property
@@ -128,7 +127,7 @@ class SecureAggregation:
         return (self.node_id, self.fingerprint)
 
     async def _deliver(self, request: SecaggSplitRequest, update: dict[str, torch.Tensor], own: int,
-                       min_owners: int = 2) -> AckReply:
+                       min_owners: int) -> AckReply:
         parties = request.parties
         shapes = shapes_of(update)
         parts = await offload(_elements(shapes) * len(parties), split_update, update, len(parties), own)

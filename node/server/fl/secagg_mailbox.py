@@ -123,13 +123,9 @@ class PendingUpdates:
                 )
             self._updates[key] = (update, now + PENDING_TTL, held, min_owners)
 
-    def min_owners(self, principal: Principal, round_id: bytes, owner: int) -> int:
-        """The fewest owners a round summing this waiting update must have (2 if none waits)."""
-        with self._lock:
-            found = self._updates.get((principal, round_id, owner))
-        return 2 if found is None else found[3]
-
-    def take(self, principal: Principal, round_id: bytes, owner: int) -> Ring:
+    def take(self, principal: Principal, round_id: bytes, owner: int) -> Tuple[Ring, int]:
+        """The waiting update and the fewest owners a round summing it must have, in one step
+        (read apart, a ``train`` finishing in between could pair the update with another K)."""
         with self._lock:
             found = self._updates.pop((principal, round_id, owner), None)
         if found is not None:
@@ -137,7 +133,7 @@ class PendingUpdates:
         if found is None or found[1] < self.clock():
             raise NotFound(f"no update of owner {owner} of that secure round is waiting here", {"owner": owner})
         note_restricted()  # an update trained on a private dataset: its sharing's errors are withheld
-        return found[0]
+        return found[0], found[3]
 
     def __len__(self) -> int:
         return len(self._updates)

@@ -126,7 +126,7 @@ def test_pending_updates_belong_to_their_principal_and_expire() -> None:
         pending.put("user:t", ROUND, 0, update, store.reserve("user:t", Hold.SECURE_UPDATE, 16))
     with pytest.raises(NotFound):
         pending.take("user:eve", ROUND, 0)
-    assert pending.take("user:t", ROUND, 0) is update
+    assert pending.take("user:t", ROUND, 0)[0] is update
     with pytest.raises(NotFound):
         pending.take("user:t", ROUND, 0)
     pending.put("user:t", ROUND, 1, update, store.reserve("user:t", Hold.SECURE_UPDATE, 16))
@@ -161,7 +161,7 @@ def test_one_principal_filling_its_share_does_not_lock_out_another() -> None:
     with pytest.raises(QuotaExceeded):
         pending.put("user:eve", ROUND, 999, update, store.reserve("user:eve", Hold.SECURE_UPDATE, 16))
     pending.put("user:t", ROUND, 0, update, store.reserve("user:t", Hold.SECURE_UPDATE, 16))
-    assert pending.take("user:t", ROUND, 0) is update
+    assert pending.take("user:t", ROUND, 0)[0] is update
 
 
 def test_shares_count_against_the_principal_that_opened_the_round() -> None:

@@ -9,7 +9,7 @@ from node.fl.policy import PolicyRefused
 from node.fl.secure import SharePart
 from node.server.fl.secagg_mailbox import PendingUpdates, ShareMailbox
 from node.server.store import Hold, MemoryStore
-from protocol.errors import ErrorCode
+from protocol.errors import ErrorCode, NotFound
 from protocol.ids import NodeId, RequestId
 from protocol.secagg import SecaggShareRequest, ShareSender
 
@@ -52,12 +52,14 @@ def test_a_peer_cannot_lower_or_raise_the_rule() -> None:
     assert len(mailbox.take("user:t", ROUND, (0, 1))) == 2
 
 
-def test_a_parked_update_remembers_its_rule_until_taken() -> None:
-    """PendingUpdates keeps the dataset's K with the update; 2 when nothing waits."""
+def test_a_parked_update_comes_back_with_its_rule() -> None:
+    """take hands over the update and the dataset's K together; another principal gets neither."""
     pending = PendingUpdates()
     held = MemoryStore().reserve("user:t", Hold.SECURE_UPDATE, 16)
-    pending.put("user:t", ROUND, 0, {"w": torch.zeros(2, dtype=torch.int64)}, held, min_owners=4)
-    assert pending.min_owners("user:t", ROUND, 0) == 4
-    assert pending.min_owners("user:eve", ROUND, 0) == 2
-    pending.take("user:t", ROUND, 0)
-    assert pending.min_owners("user:t", ROUND, 0) == 2
+    update = {"w": torch.zeros(2, dtype=torch.int64)}
+    pending.put("user:t", ROUND, 0, update, held, min_owners=4)
+    with pytest.raises(NotFound):
+        pending.take("user:eve", ROUND, 0)
+    assert pending.take("user:t", ROUND, 0) == (update, 4)
+    with pytest.raises(NotFound):
+        pending.take("user:t", ROUND, 0)
