@@ -96,25 +96,28 @@ class SecureRounds:
     def __init__(self, settings: SecureJob, owners: Sequence[DatasetRef]) -> None:
         self.settings = settings
         self.owners = tuple(owners)
+        self.senders = tuple(ShareSender(i, NodeId(r.node_id), r.fingerprint) for i, r in enumerate(self.owners))
+        """Every owner as a share sender, in owner-index order (each round's ``secagg_setup``)."""
+        self.labels = tuple(r.label for r in self.owners)
+        """Every owner's label, in owner-index order (a failed round names its dropouts by them)."""
 
     def start_round(self, round_index: int, min_results: int, timeout: float) -> SecureRound:
         """A round with a fresh random id (``ROUND_ID_BYTES`` bytes of OS randomness)."""
-        return SecureRound(round_index, self.settings, self.owners, secrets.token_bytes(ROUND_ID_BYTES),
-                           max(2, min_results), timeout)
+        return SecureRound(round_index, self, secrets.token_bytes(ROUND_ID_BYTES), max(2, min_results), timeout)
 
 
 class SecureRound:
     """One secure round's steps (see the module docstring); yields requests, never sends them."""
 
-    def __init__(self, round_index: int, settings: SecureJob, owners: Tuple[DatasetRef, ...], round_id: bytes,
-                 required: int, timeout: float) -> None:
+    def __init__(self, round_index: int, job: SecureRounds, round_id: bytes, required: int, timeout: float) -> None:
         self.round_index = round_index
-        self.settings = settings
-        self.owners = owners
+        self.settings = job.settings
+        self.owners = job.owners
+        self.senders = job.senders
+        self._labels = job.labels
         self.round_id = round_id
         self.required = required
         """Owners needed at every step: a sum over one owner would be its update."""
-        self.senders = tuple(ShareSender(i, NodeId(r.node_id), r.fingerprint) for i, r in enumerate(owners))
         self.keep = timeout + 4 * AGGREGATION_TIMEOUT
         """Seconds the parties keep the round: its training and every aggregation step."""
 
@@ -207,4 +210,4 @@ class SecureRound:
             left[index] = reason
 
     def _require(self, kept: Mapping[int, LocalResult], left: Mapping[int, str]) -> None:
-        require(self.round_index, len(kept), self.required, left, [r.label for r in self.owners])
+        require(self.round_index, len(kept), self.required, left, self._labels)
