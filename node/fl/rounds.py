@@ -76,12 +76,12 @@ class Links:
         for participant, label in zip(self.participants, labels):
             if not callable(getattr(participant, "party", None)):
                 raise JobError.for_reason(f"{label} cannot take part in secure aggregation (no link to its node)")
-        if self.provider is None:
-            raise JobError.for_reason("secure_aggregation=True needs a crypto_provider node (an aggregation party)")
 
     def party(self, key: Union[int, Provider]) -> PartyLink:
         if isinstance(key, Provider):
-            assert self.provider is not None  # check_parties saw it
+            # Only a secure plan's steps ask the provider, and both callers give a secure plan its provider
+            # (FedAvg: as_party refuses None; a trainer node: the plan's crypto_provider).
+            assert self.provider is not None
             return self.provider
         return cast(SecureParticipant, self.participants[key]).party()
 
