@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from peer.errors import reason_of
 from peer.security.identity import StateDirError, atomic_write, normalize_fingerprint
 from protocol.ids import NodeId
 from protocol.validate import MAX_NAME_CHARS
@@ -191,7 +192,7 @@ class BindingFile:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise self._error(f"cannot open {lock}: {_reason(exc)}") from None
+            raise self._error(f"cannot open {lock}: {reason_of(exc)}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -202,7 +203,7 @@ class BindingFile:
         try:
             self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise self._error(f"cannot create it: {_reason(exc)}") from None
+            raise self._error(f"cannot create it: {reason_of(exc)}") from None
 
     def _stat(self) -> _Stamp | None:
         try:
@@ -210,7 +211,7 @@ class BindingFile:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise self._error(f"cannot read {self.path}: {_reason(exc)}") from None
+            raise self._error(f"cannot read {self.path}: {reason_of(exc)}") from None
         return (info.st_ino, info.st_size, info.st_mtime_ns)
 
     def _read(self) -> Bindings:
@@ -219,7 +220,7 @@ class BindingFile:
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            raise self._error(f"cannot read {self.path}: {_reason(exc)}") from None
+            raise self._error(f"cannot read {self.path}: {reason_of(exc)}") from None
         try:
             return decode_bindings(raw)
         except ValueError as exc:
@@ -232,11 +233,7 @@ class BindingFile:
         try:
             atomic_write(self.path, encode_bindings(table), 0o600)
         except OSError as exc:
-            raise self._error(f"cannot write {self.path}: {_reason(exc)}") from None
+            raise self._error(f"cannot write {self.path}: {reason_of(exc)}") from None
 
     def _error(self, problem: str) -> StateDirError:
         return StateDirError.for_path(self.state_dir, problem)
-
-
-def _reason(exc: OSError) -> str:
-    return (exc.strerror or str(exc)).lower()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from protocol.errors import TesseraError
 
-__all__ = ["NodeUnavailable", "ClientClosed", "InsecureConnectionWarning"]
+__all__ = ["NodeUnavailable", "ClientClosed", "InsecureConnectionWarning", "reason_of"]
 
 
 class NodeUnavailable(TesseraError):
@@ -22,3 +22,17 @@ class ClientClosed(TesseraError):
 
 class InsecureConnectionWarning(UserWarning):
     """A connection without TLS: traffic and credentials travel in plaintext."""
+
+
+def reason_of(exc: BaseException) -> str:
+    """Why an operation failed, in one line for an error message.
+
+    A Tessera error's message; an ``OSError``'s strerror in lower case (without
+    the path or errno it repeats); otherwise the exception's text, or its type
+    name when it has none.
+    """
+    if isinstance(exc, TesseraError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__

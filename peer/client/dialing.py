@@ -16,7 +16,7 @@ import warnings
 
 from protocol.errors import TesseraError
 
-from peer.errors import InsecureConnectionWarning, NodeUnavailable
+from peer.errors import InsecureConnectionWarning, NodeUnavailable, reason_of
 from peer.transport.tls import client_ssl_context
 
 from .endpoint import Endpoint
@@ -38,22 +38,14 @@ def tls_context(endpoint: Endpoint, stacklevel: int) -> ssl.SSLContext | None:
 
 def unreachable(endpoint: Endpoint, exc: BaseException) -> NodeUnavailable:
     """The dial failed (TCP, TLS or the WebSocket upgrade)."""
-    return NodeUnavailable(f"cannot reach {endpoint.url}: {_reason(exc)}", {})
+    return NodeUnavailable(f"cannot reach {endpoint.url}: {reason_of(exc)}", {})
 
 
 def handshake_failed(endpoint: Endpoint, exc: BaseException) -> NodeUnavailable:
     """The connection dropped or timed out before the hello was answered."""
-    return NodeUnavailable(f"handshake with {endpoint.url} failed: {_reason(exc)}", {})
+    return NodeUnavailable(f"handshake with {endpoint.url} failed: {reason_of(exc)}", {})
 
 
 def connection_lost(endpoint: Endpoint, exc: TesseraError) -> NodeUnavailable:
     """An open connection dropped."""
     return NodeUnavailable(f"connection to {endpoint.url} lost: {exc.message}", {})
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TesseraError):
-        return exc.message
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__

@@ -33,6 +33,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocol.errors import TesseraError
 
+from peer.errors import reason_of
+
 __all__ = [
     "load_signing_key",
     "KEY_FILE",
@@ -130,7 +132,7 @@ def ensure_identity(
     try:
         return _ensure(state_dir, common_name, hostnames)
     except OSError as exc:  # a stat or mkdir the helpers did not translate
-        raise StateDirError.for_path(state_dir, f"is unusable: {_reason(exc)}") from exc
+        raise StateDirError.for_path(state_dir, f"is unusable: {reason_of(exc)}") from exc
 
 
 def _ensure(state_dir: Path, common_name: str, hostnames: Sequence[str]) -> Identity:
@@ -165,7 +167,7 @@ def _ensure_dir(state_dir: Path) -> None:
         state_dir.mkdir(mode=0o700, parents=True)
         os.chmod(state_dir, 0o700)  # mkdir's mode is filtered by the umask
     except OSError as exc:
-        raise StateDirError.for_path(state_dir, f"cannot create it: {_reason(exc)}") from exc
+        raise StateDirError.for_path(state_dir, f"cannot create it: {reason_of(exc)}") from exc
 
 
 def _load(state_dir: Path, key_path: Path, cert_path: Path) -> Identity:
@@ -211,14 +213,14 @@ def _read(state_dir: Path, path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise StateDirError.for_path(state_dir, f"cannot read {path}: {_reason(exc)}") from exc
+        raise StateDirError.for_path(state_dir, f"cannot read {path}: {reason_of(exc)}") from exc
 
 
 def _write(state_dir: Path, path: Path, data: bytes, mode: int) -> None:
     try:
         atomic_write(path, data, mode)
     except OSError as exc:
-        raise StateDirError.for_path(state_dir, f"cannot write {path}: {_reason(exc)}") from exc
+        raise StateDirError.for_path(state_dir, f"cannot write {path}: {reason_of(exc)}") from exc
 
 
 def atomic_write(path: Path, data: bytes, mode: int) -> None:
@@ -342,8 +344,3 @@ def _spki(public_key: PublicKeyTypes | CertificatePublicKeyTypes) -> bytes:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
-
-
-def _reason(exc: OSError) -> str:
-    """One line for an ``OSError``: its strerror, without the repeated path."""
-    return (exc.strerror or str(exc)).lower()

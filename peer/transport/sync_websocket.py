@@ -32,6 +32,7 @@ from websockets.version import version as websockets_version
 
 from protocol.codec import Frame
 
+from peer.errors import reason_of
 from peer.transport.tls_socket import TlsSocket
 from peer.transport.websocket import (
     SINGLE_FRAME_LIMIT,
@@ -108,7 +109,7 @@ class SyncConnection:
             except ConnectionClosed as exc:
                 raise _lost(exc) from None
             except (WebSocketException, OSError) as exc:
-                raise ConnectionLost(f"send failed: {_reason(exc)}", {}) from exc
+                raise ConnectionLost(f"send failed: {reason_of(exc)}", {}) from exc
 
     def send_many(self, *datas: Buffer) -> None:
         """Several small messages in one ``sendall``."""
@@ -122,7 +123,7 @@ class SyncConnection:
             except ConnectionClosed as exc:
                 raise _lost(exc) from None
             except (WebSocketException, OSError) as exc:
-                raise ConnectionLost(f"send failed: {_reason(exc)}", {}) from exc
+                raise ConnectionLost(f"send failed: {reason_of(exc)}", {}) from exc
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Closing handshake; a connection that is already broken is just dropped."""
@@ -190,9 +191,3 @@ def dial_sync(
         raise
     assert isinstance(ws, _SyncClientConnection)
     return SyncConnection(ws, tls)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__

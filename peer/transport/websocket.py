@@ -38,6 +38,8 @@ from websockets.version import version as websockets_version
 from protocol.codec import Frame
 from protocol.errors import TesseraError
 
+from peer.errors import reason_of
+
 __all__ = [
     "CloseCode",
     "Connection",
@@ -269,7 +271,7 @@ class Connection:
         except ConnectionClosed as exc:
             raise _lost(exc) from None
         except (WebSocketException, OSError) as exc:
-            raise ConnectionLost(f"send failed: {_reason(exc)}", {}) from exc
+            raise ConnectionLost(f"send failed: {reason_of(exc)}", {}) from exc
 
     async def send_bytes(self, data: bytes) -> None:
         """Send one already-encoded message, waiting for the socket if needed."""
@@ -278,7 +280,7 @@ class Connection:
         except ConnectionClosed as exc:
             raise _lost(exc) from None
         except (WebSocketException, OSError) as exc:
-            raise ConnectionLost(f"send failed: {_reason(exc)}", {}) from exc
+            raise ConnectionLost(f"send failed: {reason_of(exc)}", {}) from exc
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Closing handshake; a connection that is already broken is just dropped."""
@@ -297,13 +299,6 @@ def _lost(exc: ConnectionClosed) -> ConnectionLost:
     if close is None:
         return ConnectionLost.from_close(None, "")
     return ConnectionLost.from_close(close.code, close.reason)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
-
 
 Handler = Callable[[Connection], Awaitable[None]]
 
