@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, cast
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
 from websockets.sync.client import ClientConnection as SyncClientConnection
 from websockets.sync.client import connect as sync_connect
 from websockets.uri import parse_uri
@@ -184,7 +184,7 @@ def dial_sync(
         sock.close()
         if isinstance(exc, ConnectionClosed):
             raise _lost(exc) from exc
-        if isinstance(exc, (InvalidHandshake, WebSocketException)):
+        if isinstance(exc, WebSocketException):  # InvalidHandshake included
             raise ConnectionLost(f"WebSocket handshake failed: {exc}", {}) from exc
         if isinstance(exc, TimeoutError):
             raise ConnectionLost(f"timed out opening the WebSocket after {open_timeout:g}s", {}) from exc
