@@ -36,12 +36,12 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import LedgerError, PrivacyBudgetExhausted, PrivacyConfigError
 from .privacy import DpSgd, check_delta
 
-__all__ = ["Mechanism", "epsilon_of", "PrivacyLedger", "LEDGER_VERSION"]
+__all__ = ["Mechanism", "epsilon_of", "PrivacyLedger", "Charged", "LEDGER_VERSION"]
 
 LEDGER_VERSION = 1
 
@@ -140,8 +140,11 @@ class PrivacyLedger:
         _check_budget(budget)
         return max(0.0, budget - self.spent(dataset, delta))
 
-    def charge(self, dataset: str, budget: float, dp: DpSgd, sample_rate: float, steps: int) -> float:
-        """Record ``steps`` DP-SGD steps on ``dataset`` before they run; return the epsilon they add.
+    def charge(self, dataset: str, budget: float, dp: DpSgd, sample_rate: float, steps: int) -> Charged:
+        """Record ``steps`` DP-SGD steps on ``dataset`` before they run: the epsilon they add and the total.
+
+        Both come from the one accounting done under the lock, so the total is
+        exactly what this charge left (a concurrent charge cannot slip in).
 
         Raises :class:`PrivacyBudgetExhausted` and records nothing if the
         spent epsilon (at ``dp.delta``) would exceed ``budget``.  The record
@@ -162,7 +165,14 @@ class PrivacyLedger:
                 if self._path is not None:
                     _save(self._path, datasets)
                 self._datasets = datasets
-            return total - spent
+            return Charged(total - spent, total)
+
+
+class Charged(NamedTuple):
+    """What one charge added to a dataset's epsilon, and the dataset's total after it (at its delta)."""
+
+    added: float
+    total: float
 
 
 def _check_budget(budget: float) -> None:

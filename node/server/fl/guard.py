@@ -129,9 +129,9 @@ class TrainingGuard:
             return None
         name, budget = dataset.info.name, policy.dp.epsilon
         sample_rate, steps = dp_schedule(task.hyper, dataset.train_samples)
-        added = self.ledger.charge(name, budget, self._dp(dataset, policy), sample_rate, steps)
-        left = self._left[name] = self._remaining(dataset, policy)
-        return PrivacyCharge(added, left)
+        charged = self.ledger.charge(name, budget, self._dp(dataset, policy), sample_rate, steps)
+        left = self._left[name] = max(0.0, budget - charged.total)
+        return PrivacyCharge(charged.added, left)
 
     def prepare(self, dataset: Dataset, task: TrainTask) -> None:
         """Before the budget is charged: the state fits the spec and, with DP on, DP-SGD can train the model.

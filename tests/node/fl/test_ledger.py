@@ -68,9 +68,10 @@ def test_ledger_persists_across_instances(tmp_path: Path) -> None:
     path = tmp_path / "state" / "privacy.json"
     ledger = PrivacyLedger(path)
     assert ledger.spent("cancer", DELTA) == 0.0 and not path.exists()
-    added = ledger.charge("cancer", 10.0, DP, 1 / 15, 15)
-    again = ledger.charge("cancer", 10.0, DP, 1 / 15, 15)
+    added, total = ledger.charge("cancer", 10.0, DP, 1 / 15, 15)
+    again, total_again = ledger.charge("cancer", 10.0, DP, 1 / 15, 15)
     assert added > 0 and again > 0
+    assert total == pytest.approx(added) and total_again == pytest.approx(ledger.spent("cancer", DELTA))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     reopened = PrivacyLedger(path)
     assert reopened.history("cancer") == [(1.1, 1 / 15, 30)]
@@ -86,7 +87,7 @@ def test_charge_past_the_budget_is_refused_and_records_nothing(tmp_path: Path) -
     """A charge that would exceed the budget raises PERMISSION_DENIED; spent and the file are unchanged."""
     path = tmp_path / "privacy.json"
     ledger = PrivacyLedger(path)
-    first = ledger.charge("cancer", 3.0, DP, 1 / 15, 15)
+    first, _ = ledger.charge("cancer", 3.0, DP, 1 / 15, 15)
     saved = path.read_bytes()
     with pytest.raises(PrivacyBudgetExhausted) as caught:
         ledger.charge("cancer", 3.0, DP, 1.0, 5)
@@ -96,7 +97,7 @@ def test_charge_past_the_budget_is_refused_and_records_nothing(tmp_path: Path) -
     assert ledger.spent("cancer", DELTA) == pytest.approx(first)
     assert path.read_bytes() == saved
     assert ledger.remaining("cancer", first / 2, DELTA) == 0.0
-    assert ledger.charge("cancer", 3.0, DP, 1 / 15, 0) == 0.0
+    assert ledger.charge("cancer", 3.0, DP, 1 / 15, 0).added == 0.0
 
 
 def test_concurrent_charges_never_overspend() -> None:
