@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from protocol.codec import Frame
 from protocol.errors import TesseraError
-from protocol.ids import NodeId
+from protocol.ids import NodeId, RequestId
 from protocol.messages import Reply
 
 from peer.errors import ClientClosed, NodeUnavailable
@@ -148,18 +148,23 @@ class AsyncChannel:
 
     def submit(self, build: Build) -> Waiter:
         """Send a request now; the future resolves with its reply (on the channel's loop)."""
-        future: Waiter = asyncio.get_running_loop().create_future()
-        _, frame = self._core.call(build, future)
-        self._write(frame)
-        return future
+        return self._submit(build)[1]
 
-    async def call(self, build: Build) -> Reply:
-        """Send a request and wait for its reply (ErrorReply included)."""
-        await self.open()
+    def _submit(self, build: Build) -> tuple[RequestId, Waiter]:
         future: Waiter = asyncio.get_running_loop().create_future()
         request_id, frame = self._core.call(build, future)
         try:
             self._write(frame)
+        except BaseException:
+            self._core.forget(request_id)
+            raise
+        return request_id, future
+
+    async def call(self, build: Build) -> Reply:
+        """Send a request and wait for its reply (ErrorReply included)."""
+        await self.open()
+        request_id, future = self._submit(build)
+        try:
             return await asyncio.wait_for(future, CALL_TIMEOUT)
         except (TimeoutError, asyncio.TimeoutError):
             raise NodeUnavailable(
