@@ -115,6 +115,8 @@ class ConnectionDriver:
         if principal is None:
             return None
         counted = max(0, self._backlog_bytes + nbytes - UNCOUNTED_BACKLOG_BYTES)
+        if counted == (0 if self._queued is None else self._queued.nbytes):
+            return None  # inside the allowance, or unchanged: nothing to reserve
         try:
             if self._queued is None:
                 self._queued = self.session.store.reserve(principal, Hold.BACKLOG, counted)

@@ -195,7 +195,8 @@ class Ledger:
     def _apply(self, reservation: Reservation, nbytes: int, objects: int) -> None:
         """Change a reservation by (``nbytes``, ``objects``), checking growth; under the lock."""
         principal, hold = reservation.principal, reservation.hold
-        self.check(principal, max(nbytes, 0), max(objects, 0), hold)
+        if nbytes > 0 or objects > 0:  # shrinking and releasing never need the check
+            self.check(principal, max(nbytes, 0), max(objects, 0), hold)
         kinds = self._reserved.setdefault(principal, {})
         old_bytes, old_objects = kinds.get(hold, (0, 0))
         now = (old_bytes + nbytes, old_objects + objects)
