@@ -94,8 +94,7 @@ class AsyncChannel:
             try:
                 await self._handshake(connection, fingerprint)
             except BaseException:
-                if self._core.state is LinkState.GREETING:
-                    self._core.hello_failed()
+                self._core.hello_failed()
                 await connection.close()
                 raise
             self._connection = connection

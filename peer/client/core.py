@@ -234,7 +234,14 @@ class ChannelCore(Generic[W]):
         return reply
 
     def hello_failed(self) -> None:
-        """The connection failed before the hello was answered (timeout, drop, certificate)."""
+        """The connection failed before the hello was answered (timeout, drop, certificate).
+
+        Only a greeting channel changes: outside GREETING (the failure came
+        before the hello was written, :meth:`welcome` already refused it, or
+        the channel was closed meanwhile) this does nothing.
+        """
+        if self._state is not LinkState.GREETING:
+            return
         self._credentials = {}
         self._to(LinkEvent.REFUSED)
 

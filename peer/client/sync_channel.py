@@ -147,8 +147,7 @@ class SyncChannel:
                 self._core.welcome(data, fingerprint, endpoint.network)
         except BaseException as exc:
             with self._mutex:
-                if self._core.state is LinkState.GREETING:
-                    self._core.hello_failed()
+                self._core.hello_failed()
             connection.close()
             if isinstance(exc, ConnectionLost):
                 raise handshake_failed(endpoint, exc) from exc

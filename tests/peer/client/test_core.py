@@ -87,6 +87,22 @@ def test_refused_hello_raises_its_class_and_allows_a_new_hello() -> None:
     assert greeted(core).id == 2
 
 
+def test_hello_failed_refuses_only_a_greeting_channel() -> None:
+    """A failed hello returns a greeting channel to IDLE and clears its credentials; in any other state it does nothing."""
+    core: ChannelCore[str] = ChannelCore(PEER, LIMIT)
+    core.hello_failed()
+    assert core.state is LinkState.IDLE
+    greeted(core, {"scheme": "anonymous", "secret": b"s" * 32})
+    core.hello_failed()
+    assert core.state is LinkState.IDLE and core._credentials == {}
+    core = opened()
+    core.hello_failed()
+    assert core.state is LinkState.OPEN
+    core.close()
+    core.hello_failed()
+    assert core.state is LinkState.CLOSED
+
+
 def test_a_hello_answered_by_anything_else_is_refused() -> None:
     """A peer answering the hello with another kind is NodeUnavailable, not a welcome."""
     core: ChannelCore[str] = ChannelCore(PEER, LIMIT)
