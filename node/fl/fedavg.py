@@ -25,7 +25,6 @@ websockets, tqdm, ``peer``, ``node.server`` or ``node.client``.
 from __future__ import annotations
 
 import copy
-import logging
 import secrets
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -39,7 +38,7 @@ from .errors import IncompatibleData
 from .history import History
 from .hyperparameters import Hyperparameters
 from .job_errors import JobError
-from .links import OwnerDataset, PartyLink, as_party
+from .links import OwnerDataset, PartyLink, as_party, close_quietly
 from .plan import JobPlan
 from .progress import RoundObserver, round_summary
 from .rounds import Links, aggregation_for, run_rounds
@@ -48,8 +47,6 @@ from .spec import State, build_model, model_to_spec
 from .strategy import FedAvgStrategy
 
 __all__ = ["FedAvg", "DEFAULT_ROUND_TIMEOUT"]
-
-log = logging.getLogger("tessera.fl")
 
 DEFAULT_ROUND_TIMEOUT = 60.0
 """Seconds a round waits for its owners by default."""
@@ -168,7 +165,7 @@ class FedAvg:
             if observer is not None:
                 observer.close()
             for link in links.values():
-                _close_quietly(link)
+                close_quietly(link)
         return self.history
 
     def _round_done(self, record: RoundRecord, state: State, observer: Optional[RoundObserver],
@@ -193,12 +190,3 @@ class FedAvg:
     def __repr__(self) -> str:
         owners = ", ".join(r.label for r in self.plan.owners[:4])
         return f"<FedAvg {self.plan.rounds} rounds over {owners}{', ...' if len(self.plan.owners) > 4 else ''}>"
-
-
-def _close_quietly(link: Any) -> None:
-    close = getattr(link, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:  # closing a dead owner's connection must not hide the job's outcome
-            log.debug("closing a link failed", exc_info=True)

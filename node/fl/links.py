@@ -13,7 +13,8 @@ node's jobs alike:
 - :class:`PartyLink`: a node serving the ``secagg_*`` kinds (the crypto
   provider, an owner's node), and :class:`SecureParticipant`, a
   participant whose owner node is also an aggregation party;
-- :func:`as_party`: a user's ``crypto_provider`` argument as a party.
+- :func:`as_party`: a user's ``crypto_provider`` argument as a party;
+- :func:`close_quietly`: how a job's connections are closed when it ends.
 
 Futures carry the peer's typed errors; nothing here waits or decides.
 Must not import asyncio, websockets, ``peer``, ``node.server`` or ``node.client``.
@@ -22,6 +23,7 @@ Must not import asyncio, websockets, ``peer``, ``node.server`` or ``node.client`
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 from dataclasses import dataclass
 from typing import Any, Callable, MutableMapping, Protocol, Tuple, cast
 
@@ -34,7 +36,9 @@ from .progress import RoundObserver
 from .results import LocalResult
 from .wire import TrainTask
 
-__all__ = ["DatasetRef", "Participant", "SecureParticipant", "OwnerDataset", "PartyLink", "as_party"]
+__all__ = ["DatasetRef", "Participant", "SecureParticipant", "OwnerDataset", "PartyLink", "as_party", "close_quietly"]
+
+log = logging.getLogger("tessera.fl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +116,18 @@ def as_party(crypto_provider: object) -> PartyLink:
             f"crypto_provider must be a node handle (node.connect / grid.connect), got {type(crypto_provider).__name__}"
         )
     return cast(PartyLink, link)
+
+
+def close_quietly(link: object) -> None:
+    """Close ``link`` if it has a ``close()``; a failure is logged, never raised.
+
+    Closing a dead owner's connection must not hide a job's outcome (the
+    job's ``links`` at its end; a connection that opened after its job ended).
+    """
+    close = getattr(link, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        log.debug("closing %r failed", link, exc_info=True)

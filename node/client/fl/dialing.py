@@ -13,15 +13,13 @@ next, as before).  Runs in the user's process.
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 import threading
 from typing import Callable
 
+from node.fl.links import close_quietly
 from node.client.handle import NodeHandle
 
 __all__ = ["BackgroundDial"]
-
-log = logging.getLogger("tessera.client")
 
 
 class BackgroundDial:
@@ -51,7 +49,7 @@ class BackgroundDial:
             if not closed:
                 future.set_result(handle)
         if closed:  # the job ended while this dial was under way
-            _close_quietly(handle)
+            close_quietly(handle)  # on the dial's thread: nobody to raise to
             future.cancel()
 
     def handle(self) -> NodeHandle:
@@ -71,16 +69,13 @@ class BackgroundDial:
             raise
 
     def close(self) -> None:
-        """Close the connection if it opened, or as soon as it opens."""
+        """Close the connection if it opened, or as soon as it opens.
+
+        Raises what closing the open connection raised (the job closing its
+        links logs and drops it: :func:`node.fl.links.close_quietly`).
+        """
         with self._lock:
             self._closed = True
             future = self._future
         if future.done() and not future.cancelled() and future.exception() is None:
-            _close_quietly(future.result())
-
-
-def _close_quietly(handle: NodeHandle) -> None:
-    try:
-        handle.close()
-    except Exception:  # closing a dead owner's connection must not hide the job's outcome
-        log.debug("closing a connection failed", exc_info=True)
+            future.result().close()
