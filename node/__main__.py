@@ -45,6 +45,7 @@ from .fl.policy import (
     DEFAULT_MIN_BATCH,
     DEFAULT_MIN_SAMPLES,
     DEFAULT_NOISE_MULTIPLIER,
+    POLICY_KEYS,
     PolicyError,
     TrainingPolicy,
     load_policy_file,
@@ -183,9 +184,7 @@ def _policy_args(parser: OneLineParser) -> None:
     )
     group.add_argument(
         "--dataset-policy", action="append", default=[], metavar="NAME=PATH",
-        help="a .json or .toml policy file for dataset NAME (repeatable); keys: dp, epsilon, delta, "
-        "noise_multiplier, max_grad_norm, min_batch, min_samples, secure_aggregation_min_owners, "
-        "max_model_elements, allowed_layers",
+        help="a .json or .toml policy file for dataset NAME (repeatable); keys: " + ", ".join(POLICY_KEYS),
     )
     group.add_argument("--no-dp", dest="dp", action="store_false", default=None,
                        help="train without DP-SGD (rows can then be reconstructed from updates)")

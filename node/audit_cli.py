@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Mapping
 
-from peer.cli import OneLineParser, fail
+from peer.cli import OneLineParser, fail, positive_int_arg
 from node.server.fl.audit import AUDIT_FILE, AuditEntry, AuditFileError, read_audit
 from .users_cli import node_state_dir
 
@@ -35,7 +35,7 @@ def _parser() -> OneLineParser:
     where.add_argument("--state-dir", type=Path, help="the node's state directory")
     parser.add_argument("--dataset", help="only trainings of this dataset")
     parser.add_argument("--principal", help="only trainings asked by this principal, e.g. user:bob")
-    parser.add_argument("--last", type=int, metavar="N", help="only the last N entries")
+    parser.add_argument("--last", type=positive_int_arg, metavar="N", help="only the last N entries")
     parser.add_argument("--json", action="store_true", help="print the entries as stored (JSON lines)")
     return parser
 
@@ -57,8 +57,6 @@ def audit_main(argv: list[str], env: Mapping[str, str] = os.environ) -> None:
     """Print the audit trail; errors are one line on stderr."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.last is not None and args.last < 1:
-        parser.error("--last must be at least 1")
     path = node_state_dir(parser, args.id, args.state_dir, env) / AUDIT_FILE
     try:
         entries = [

@@ -152,7 +152,6 @@ class OwnerDatasets:
                     audit.charge = self.guard.charge(dataset, task)  # before training: refused past the budget
                     with self._slots:
                         result = self.guard.fit(dataset, task, audit.charge)
-                    training.release()
                     if secure is not None and parked is not None:
                         update = encode_update(result.state, result.samples, secure.precision)
                         self.pending.put(principal, secure.round, request.owner_index, update, parked,
