@@ -43,7 +43,7 @@ import logging
 from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from protocol.codec import Frame, decode_message, encode_message
-from protocol.errors import BadRequest, MessageTooLarge, RemoteProtocolError, TesseraError, Unauthenticated
+from protocol.errors import BadRequest, MessageTooLarge, RemoteProtocolError, TesseraError
 from protocol.ids import NodeId, RequestId
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import (
@@ -59,7 +59,6 @@ from protocol.messages import (
 
 from peer.errors import ClientClosed, NodeUnavailable
 from peer.security.proof import check_welcome
-from peer.security.trust import NotAMember
 
 from .tracker import RequestTracker, rebuild_error
 
@@ -218,10 +217,9 @@ class ChannelCore(Generic[W]):
             if not isinstance(reply, HelloReply):
                 raise NodeUnavailable(f"{self.peer} answered hello with {reply.KIND.value}", {})
             if network is not None:
-                try:
-                    check_welcome(network, reply.node_id, fingerprint, self._credentials, reply.membership)
-                except Unauthenticated as exc:
-                    raise NotAMember(f"{self.peer}: {exc.message}", {}) from None
+                check_welcome(
+                    network, reply.node_id, fingerprint, self._credentials, reply.membership, peer=self.peer
+                )
         except BaseException:
             self._to(LinkEvent.REFUSED)
             raise

@@ -39,6 +39,7 @@ from protocol.ids import NodeId
 
 from peer.security.identity import Identity, fingerprint_of, load_signing_key
 from peer.security.tokens import INSECURE_SERVER, membership_mac
+from peer.security.trust import NotAMember
 
 __all__ = [
     "NODE_SCHEME",
@@ -238,17 +239,18 @@ def check_welcome(
     server_fingerprint: str | None,
     credentials: Mapping[str, Any],
     welcome: bytes | None,
+    *,
+    peer: str,
 ) -> None:
-    """Unauthenticated unless ``welcome`` proves the server holds the network token.
+    """:class:`NotAMember` unless ``welcome`` proves the server holds the network token.
 
     ``credentials`` are the node proof this side sent in its hello (their
-    nonce is what the welcome answers).
+    nonce is what the welcome answers); ``peer`` (the address dialed)
+    begins the error's message.
     """
     nonce = credentials.get("nonce")
     if server_fingerprint is None or not isinstance(nonce, bytes):
-        raise Unauthenticated("network membership is proven over TLS node links only", {})
+        raise NotAMember(f"{peer}: network membership is proven over TLS node links only", {})
     expected = welcome_mac(network, server_node_id, server_fingerprint, nonce)
     if not isinstance(welcome, bytes) or not hmac.compare_digest(welcome, expected):
-        raise Unauthenticated(
-            f"node {server_node_id!r} did not prove membership of this network", {"node_id": server_node_id}
-        )
+        raise NotAMember(f"{peer}: node {server_node_id!r} did not prove membership of this network", {})

@@ -16,7 +16,8 @@ from node.server.store import MemoryStore
 from node.server.transfers import TransferService
 from peer.security.proof import check_welcome, welcome_mac
 from peer.security.tokens import network_key
-from protocol.errors import BadRequest, PermissionDenied, Unauthenticated
+from peer.security.trust import NotAMember
+from protocol.errors import BadRequest, PermissionDenied
 from protocol.ids import NodeId, ObjectId, RequestId
 from protocol.mpc import DealerRef, MpcStepRequest, PartyAddress, StepOp, TruncationScheme
 
@@ -37,7 +38,7 @@ def transfers(network: bytes | None = NETWORK) -> TransferService:
 
 def test_the_welcome_binds_network_server_and_nonce() -> None:
     good = welcome_mac(NETWORK, "bob", OTHER_FP, NONCE)
-    check_welcome(NETWORK, "bob", OTHER_FP, {"nonce": NONCE}, good)
+    check_welcome(NETWORK, "bob", OTHER_FP, {"nonce": NONCE}, good, peer="wss://bob")
     wrong = [
         (NETWORK, "bob", OTHER_FP, {"nonce": bytes(16)}, good),  # another hello's welcome
         (NETWORK, "bob", OWN_FP, {"nonce": NONCE}, good),  # another certificate
@@ -47,8 +48,8 @@ def test_the_welcome_binds_network_server_and_nonce() -> None:
         (NETWORK, "bob", None, {"nonce": NONCE}, good),  # no TLS
     ]
     for network, node, fingerprint, credentials, welcome in wrong:
-        with pytest.raises(Unauthenticated):
-            check_welcome(network, node, fingerprint, credentials, welcome)
+        with pytest.raises(NotAMember, match="^wss://bob: "):
+            check_welcome(network, node, fingerprint, credentials, welcome, peer="wss://bob")
 
 
 def test_this_node_is_recognised_by_certificate_only() -> None:
