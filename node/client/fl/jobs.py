@@ -23,7 +23,6 @@ import time
 from typing import Any, Callable, MutableMapping, TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
 from protocol.errors import BadRequest, PeerUnavailable, TesseraError, error_class_for
 from protocol.federated import (
@@ -45,6 +44,7 @@ from node.fl.fedavg import FedAvg
 from node.fl.history import History
 from node.fl.job_errors import RoundFailed
 from node.fl.links import DatasetRef
+from node.fl.progress import round_summary
 from node.fl.results import LocalResult
 from node.fl.spec import State, build_model
 from node.fl.wire import TrainTask, result_from_reply, train_request
@@ -275,15 +275,22 @@ class RemoteJob:
     def wait(self, timeout: float | None = None, progress: bool = True) -> History:
         """Until the job ends; its history.  Raises the job's error if it failed.
 
+        ``progress`` shows the rounds as the trainer reports them, with the
+        same bar and caption as a job run from this process (:class:`ProgressBar`).
+
         The global model is also recorded on the ``FedAvg`` job this handle
         was made from (``job.state``, ``job.history``).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         status = self.status()
-        bar = tqdm(total=status.rounds, desc=f"FedAvg on {self.trainer.id}", unit="round", disable=not progress)
+        history = History()
+        bar = ProgressBar(status.rounds, f"FedAvg on {self.trainer.id}") if progress else None
         try:
             while True:
-                bar.update(len(status.history) - bar.n)
+                for record in status.history[len(history):]:
+                    history.append(record)
+                    if bar is not None:
+                        bar.round_done(record, round_summary(record, history.epsilon_spent))
                 if status.status is not JobStatus.RUNNING:
                     break
                 if deadline is not None and time.monotonic() > deadline:
@@ -291,8 +298,8 @@ class RemoteJob:
                 time.sleep(POLL_INTERVAL)
                 status = self.status()
         finally:
-            bar.close()
-        history = History(status.history)
+            if bar is not None:
+                bar.close()
         if self.job is not None:
             self.job.history = history
             if status.error is None:  # a failed job's state is freed on the trainer

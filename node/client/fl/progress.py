@@ -1,10 +1,11 @@
 """A federated job's progress as a terminal progress bar, in the user's process.
 
 Owns :class:`ProgressBar`, the :class:`~node.fl.progress.RoundObserver`
-a dataset pointer gives ``node.fl.FedAvg(..., progress=True)``: one tqdm
-bar per job, advanced by each good round and captioned with its summary
-(loss or epsilon spent, accuracy, dropouts).  The federated core never
-imports tqdm; this is the only place a job run from this process draws.
+a dataset pointer gives ``node.fl.FedAvg(..., progress=True)``, also drawn
+by ``RemoteJob.wait`` for a job on a trainer node: one tqdm bar per job,
+advanced by each good round and captioned with its summary (loss or epsilon
+spent, accuracy, dropouts).  The federated core never imports tqdm; this is
+the only place a job run or awaited from this process draws.
 """
 
 from __future__ import annotations
