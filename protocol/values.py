@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from types import EllipsisType, ModuleType
+from types import EllipsisType
 from typing import TYPE_CHECKING, Dict, List, TypeGuard, Union
 
 from .ids import NodeId, ObjectId
@@ -55,18 +55,13 @@ Value = Union[
 ]
 
 
-def _torch() -> ModuleType | None:
-    """torch if this process has imported it (then tensors may exist), else None."""
-    return sys.modules.get("torch")
-
-
 def is_tensor(value: object) -> TypeGuard[torch.Tensor]:
     """Whether ``value`` is a ``torch.Tensor``, without importing torch."""
-    torch = sys.modules.get("torch")  # not _torch(): this runs for every value encoded
+    torch = sys.modules.get("torch")  # loaded already if a tensor can exist
     return torch is not None and isinstance(value, torch.Tensor)
 
 
 def is_dtype(value: object) -> TypeGuard[torch.dtype]:
     """Whether ``value`` is a ``torch.dtype``, without importing torch."""
-    torch = _torch()
+    torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, torch.dtype)
