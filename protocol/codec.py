@@ -310,11 +310,13 @@ def _decode_tensor(data: bytes, region: memoryview, max_bytes: int) -> torch.Ten
 def _message_from_body(body: dict[str, Any]) -> Message:
     readable = body.get("id")
     # Every error from here on carries the id when it is valid (PROTOCOL.md 4).
-    known_id = RequestId(readable) if is_request_id(readable) else NO_REQUEST
+    known_id = RequestId(readable) if is_request_id(readable) else None
     kind = body.get("kind")
     if not isinstance(kind, str):
-        raise _with_request(MalformedMessage("message has no string 'kind'", {}), known_id)
-    rid = RequestId(uint(readable, "id"))
+        raise _with_request(
+            MalformedMessage("message has no string 'kind'", {}), NO_REQUEST if known_id is None else known_id
+        )
+    rid = RequestId(uint(readable, "id")) if known_id is None else known_id  # uint raises: a bad id
     version = body.get("v")
     if isinstance(version, bool) or not isinstance(version, int):
         raise _with_request(MalformedMessage("message has no integer 'v'", {}), rid)
