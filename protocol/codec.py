@@ -64,6 +64,10 @@ from .values import PointerRef, is_dtype, is_tensor
 if TYPE_CHECKING:
     import torch
 
+    from . import tensors as _tensors
+else:
+    _tensors = None  # protocol.tensors once the first tensor or dtype value is met (_load_tensors)
+
 __all__ = [
     "Frame",
     "ExtCode",
@@ -106,6 +110,14 @@ class Frame:
         return b"".join(self.parts)
 
 
+def _load_tensors() -> None:
+    """Import :mod:`protocol.tensors`, and so torch, once: on the first tensor or dtype value."""
+    global _tensors
+    import protocol.tensors as tensors  # "from . import" would read as importing the package
+
+    _tensors = tensors
+
+
 def _align(n: int) -> int:
     return (n + PAYLOAD_ALIGNMENT - 1) // PAYLOAD_ALIGNMENT * PAYLOAD_ALIGNMENT
 
@@ -120,9 +132,9 @@ class _Encoder:
 
     def default(self, obj: object) -> object:
         if is_tensor(obj):
-            from .tensors import tensor_payload  # first tensor: torch is loaded already
-
-            name, shape, view, owner = tensor_payload(obj)
+            if _tensors is None:
+                _load_tensors()  # a tensor exists: torch is loaded already
+            name, shape, view, owner = _tensors.tensor_payload(obj)
             offset = self.region
             self.payloads.append(view)
             self.owners.append(owner)
@@ -135,9 +147,9 @@ class _Encoder:
         if obj is Ellipsis:
             return msgpack.ExtType(ExtCode.ELLIPSIS, b"")
         if is_dtype(obj):
-            from .tensors import DTYPE_NAMES
-
-            dtype_name = DTYPE_NAMES.get(obj)
+            if _tensors is None:
+                _load_tensors()
+            dtype_name = _tensors.DTYPE_NAMES.get(obj)
             if dtype_name is None:
                 raise LocalProtocolError(f"dtype {obj} cannot be sent", {"dtype": str(obj)})
             return msgpack.ExtType(ExtCode.DTYPE, dtype_name.encode())
@@ -272,9 +284,9 @@ def _ext_hook(region: memoryview, max_bytes: int, tensors: bool) -> Callable[[in
                 name = data.decode("ascii")
             except UnicodeDecodeError:
                 raise MalformedMessage("dtype ext must be an ASCII name", {}) from None
-            from .tensors import dtype_from_name  # the first dtype value loads torch
-
-            return dtype_from_name(name)
+            if _tensors is None:
+                _load_tensors()  # the first dtype value loads torch
+            return _tensors.dtype_from_name(name)
         raise MalformedMessage(f"unknown ext type {code}", {"ext": code})
 
     return hook
@@ -291,8 +303,8 @@ def _small_array(data: bytes, length: int, what: str) -> Sequence[Any]:
 
 
 def _decode_tensor(data: bytes, region: memoryview, max_bytes: int) -> torch.Tensor:
-    from .tensors import tensor_from_payload  # the first tensor loads torch
-
+    if _tensors is None:
+        _load_tensors()  # the first tensor loads torch
     dtype, shape, offset, nbytes = _small_array(data, 4, "tensor")
     offset = uint(offset, "tensor.offset")
     nbytes = uint(nbytes, "tensor.nbytes")
@@ -304,7 +316,7 @@ def _decode_tensor(data: bytes, region: memoryview, max_bytes: int) -> torch.Ten
             "tensor payload lies outside the frame",
             {"offset": offset, "nbytes": nbytes, "region": region.nbytes},
         )
-    return tensor_from_payload(dtype, shape, region[offset : offset + nbytes], max_bytes)
+    return _tensors.tensor_from_payload(dtype, shape, region[offset : offset + nbytes], max_bytes)
 
 
 def _message_from_body(body: dict[str, Any]) -> Message:

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import enum
 import math
+import sys
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from .errors import MalformedMessage
 from .ids import MAX_OBJECT_ID, NodeId, ObjectId, RequestId
 from .limits import MAX_NESTING_DEPTH, MAX_TENSOR_DIMS
-from .values import PointerRef, is_dtype, is_tensor
+from .values import PointerRef, is_tensor
 
 if TYPE_CHECKING:
     import torch
+
+    from . import tensors as _tensors
+else:
+    _tensors = None  # protocol.tensors once a decoded tensor's dtype is named (tensor_dtype)
 
 __all__ = [
     "MAX_NAME_CHARS",
@@ -127,12 +132,15 @@ def tensor(value: object, field: str) -> torch.Tensor:
 def tensor_dtype(value: torch.Tensor) -> str | None:
     """The wire name of a decoded tensor's dtype (None outside the allowlist).
 
-    Loads :mod:`protocol.tensors`, and so torch, which a tensor's existence
-    proves is loaded already.
+    Loads :mod:`protocol.tensors` the first time, and so torch, which a
+    tensor's existence proves is loaded already.
     """
-    from .tensors import dtype_name_of
+    global _tensors
+    if _tensors is None:
+        import protocol.tensors as tensors  # "from . import" would read as importing the package
 
-    return dtype_name_of(value)
+        _tensors = tensors
+    return _tensors.dtype_name_of(value)
 
 
 def array(value: object, field: str, max_len: int | None = None) -> list[Any]:
@@ -153,7 +161,8 @@ _LEAF_TYPES = frozenset({type(None), bool, int, float, str, bytes, PointerRef, s
 
 
 def _torch_leaf(value: object) -> bool:
-    return is_tensor(value) or is_dtype(value)
+    torch = sys.modules.get("torch")  # a tensor or dtype can only exist once torch is loaded
+    return torch is not None and isinstance(value, (torch.Tensor, torch.dtype))
 
 
 def check_values(root: object) -> None:
