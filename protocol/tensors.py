@@ -22,7 +22,7 @@ from typing import Mapping
 
 import torch
 
-from .dtypes import check_dtype_name
+from .dtypes import DTYPE_ITEMSIZES, check_dtype_name
 from .errors import BadTensor, LocalProtocolError, MessageTooLarge
 from .limits import MAX_TENSOR_DIMS
 
@@ -38,19 +38,8 @@ __all__ = [
 if sys.byteorder != "little":  # pragma: no cover - no big-endian CPython hosts in use
     raise ImportError("Tessera's wire format is little-endian; this host is big-endian")
 
-DTYPES: Mapping[str, torch.dtype] = {
-    "bool": torch.bool,
-    "uint8": torch.uint8,
-    "int8": torch.int8,
-    "int16": torch.int16,
-    "int32": torch.int32,
-    "int64": torch.int64,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float32": torch.float32,
-    "float64": torch.float64,
-}
-"""Wire name -> dtype: the names of :data:`~protocol.dtypes.DTYPE_ITEMSIZES`."""
+DTYPES: Mapping[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_ITEMSIZES}
+"""Wire name -> dtype, for the names of :data:`~protocol.dtypes.DTYPE_ITEMSIZES` (each wire name is torch's)."""
 
 
 DTYPE_NAMES: Mapping[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
