@@ -6,7 +6,7 @@ together, and a cycle held together that way is still a cycle.  Only
 imports under ``if TYPE_CHECKING:`` are left out (they never run).
 Relative imports are resolved against the importing module's package, and
 ``from package import name`` counts as importing ``package.name`` when that
-is a module.
+is a module, else as importing ``package`` (its ``__init__``).
 """
 
 from __future__ import annotations
@@ -140,7 +140,12 @@ def build(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> ImportGrap
                         source = ".".join(base + ([child.module] if child.module else []))
                     else:
                         source = child.module or ""
-                    targets = [source] + [f"{source}.{alias.name}" for alias in child.names]
+                    # ``from pkg import sub`` imports the submodule; only names that are
+                    # not modules come from ``pkg`` itself (its ``__init__``).
+                    targets = [
+                        f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
+                        for alias in child.names
+                    ]
                 for target in targets:
                     resolved = resolve(target)
                     if resolved != module:
