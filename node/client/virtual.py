@@ -23,7 +23,7 @@ from protocol.ids import NodeId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 from protocol.messages import Reply
 
-from peer.client.core import Build, Built, ChannelCore
+from peer.client.core import Build, Built, ChannelCore, CoreFacts
 from peer.server.auth import ANONYMOUS_SCHEME, AnonymousAuthenticator
 
 from ..server.executor import Executor
@@ -38,7 +38,7 @@ R = TypeVar("R", bound=Reply)
 
 
 
-class LocalChannel:
+class LocalChannel(CoreFacts):
     """A :class:`~peer.client.sync_channel.Channel` straight into a :class:`Session`."""
 
     def __init__(self, session: Session, client_name: str) -> None:
@@ -55,26 +55,9 @@ class LocalChannel:
             self._core.welcome(data, None, None)
 
     @property
-    def node_id(self) -> NodeId:
-        return self._core.node_id
-
-    @property
-    def principal(self) -> str:
-        return self._core.principal
-
-    @property
-    def peer_fingerprint(self) -> None:
-        """An in-process node has no certificate to vouch for."""
-        return None
-
-    @property
     def url(self) -> None:
         """Nothing to dial: the node is in this process."""
         return None
-
-    @property
-    def requests_sent(self) -> int:
-        return self._core.issued
 
     def _roundtrip(self, frame: Frame) -> bytes | None:
         """The session's answer to one frame, encoded as the wire would carry it."""

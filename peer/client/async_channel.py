@@ -30,7 +30,7 @@ from peer.errors import ClientClosed, NodeUnavailable
 from peer.security.trust import verify_peer
 from peer.transport.websocket import SINGLE_FRAME_LIMIT, Buffer, Connection, ConnectionLost, dial
 
-from .core import Build, ChannelCore, LinkState
+from .core import Build, ChannelCore, CoreFacts, LinkState
 from .dialing import connection_lost, handshake_failed, tls_context, unreachable
 from .endpoint import CALL_TIMEOUT, Endpoint
 
@@ -43,7 +43,7 @@ R = TypeVar("R", bound=Reply)
 Waiter = asyncio.Future[Reply]
 
 
-class AsyncChannel:
+class AsyncChannel(CoreFacts):
     """A connection to one node on the running event loop."""
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -54,23 +54,6 @@ class AsyncChannel:
         self._writer: asyncio.Task[None] | None = None
         self._dialing: asyncio.Lock = asyncio.Lock()
         self._redial: asyncio.Task[None] | None = None
-
-    @property
-    def node_id(self) -> NodeId:
-        return self._core.node_id
-
-    @property
-    def principal(self) -> str:
-        return self._core.principal
-
-    @property
-    def peer_fingerprint(self) -> str | None:
-        """Fingerprint of the certificate the peer presented (None without TLS)."""
-        return self._core.peer_fingerprint
-
-    @property
-    def max_message_bytes(self) -> int:
-        return self._core.max_message_bytes
 
     @property
     def url(self) -> str:

@@ -62,7 +62,7 @@ from peer.security.proof import check_welcome
 
 from .tracker import RequestTracker, rebuild_error
 
-__all__ = ["ChannelCore", "LinkState", "LinkEvent", "TRANSITIONS", "Build", "Built", "Buffer"]
+__all__ = ["ChannelCore", "CoreFacts", "LinkState", "LinkEvent", "TRANSITIONS", "Build", "Built", "Buffer"]
 
 log = logging.getLogger("tessera.client")
 
@@ -347,3 +347,40 @@ class ChannelCore(Generic[W]):
         if not isinstance(reply, expected):
             raise BadRequest(f"{description}: unexpected {reply.KIND.value} reply", {})
         return reply
+
+
+class CoreFacts:
+    """What every driver tells about its connection: the facts its core learnt in the hello.
+
+    A mixin for the drivers (sync, asyncio, in-process), each of which keeps
+    its :class:`ChannelCore` as ``_core``; only ``url`` differs between them.
+    """
+
+    __slots__ = ()
+    _core: ChannelCore[Any]
+
+    @property
+    def node_id(self) -> NodeId:
+        """The peer's id, as it announced itself in the hello."""
+        return self._core.node_id
+
+    @property
+    def principal(self) -> str:
+        """Who the peer thinks we are."""
+        return self._core.principal
+
+    @property
+    def peer_fingerprint(self) -> str | None:
+        """The certificate this connection verified (None in-process or without TLS)."""
+        return self._core.peer_fingerprint
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest frame we send: our limit, lowered to the peer's once welcomed."""
+        return self._core.max_message_bytes
+
+    @property
+    def requests_sent(self) -> int:
+        """Request ids issued so far on this channel."""
+        return self._core.issued
+

@@ -29,7 +29,7 @@ from peer.security.trust import verify_peer
 from peer.transport.sync_websocket import SyncConnection, dial_sync
 from peer.transport.websocket import SINGLE_FRAME_LIMIT, Buffer, ConnectionLost
 
-from .core import Build, ChannelCore, LinkState
+from .core import Build, ChannelCore, CoreFacts, LinkState
 from .dialing import connection_lost, handshake_failed, tls_context, unreachable
 from .endpoint import CALL_TIMEOUT, Endpoint
 
@@ -73,7 +73,7 @@ class Channel(Protocol):
     def close(self) -> None: ...
 
 
-class SyncChannel:
+class SyncChannel(CoreFacts):
     """A connection to one node for synchronous code."""
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -88,28 +88,8 @@ class SyncChannel:
         self._open()
 
     @property
-    def node_id(self) -> NodeId:
-        return self._core.node_id
-
-    @property
-    def principal(self) -> str:
-        return self._core.principal
-
-    @property
-    def peer_fingerprint(self) -> str | None:
-        return self._core.peer_fingerprint
-
-    @property
-    def max_message_bytes(self) -> int:
-        return self._core.max_message_bytes
-
-    @property
     def url(self) -> str:
         return self.endpoint.url
-
-    @property
-    def requests_sent(self) -> int:
-        return self._core.issued
 
     # -- connecting --------------------------------------------------------
 
