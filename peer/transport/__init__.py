@@ -1,45 +1,11 @@
-"""Transport room: TLS identity and trust, WebSocket server and client.
+"""Transport room: WebSocket server and client, TLS contexts and sockets.
 
-Only this package imports ``websockets``.  The TLS pieces (:mod:`.identity`,
-:mod:`.trust`, :mod:`.tls`) import neither ``websockets`` nor ``asyncio``.
+- :mod:`.websocket`: the asyncio server and client connections (push mode);
+- :mod:`.sync_websocket`: the blocking client connection over :mod:`.tls_socket`;
+- :mod:`.tls`: TLS contexts from an identity and a trust policy
+  (:mod:`peer.security` owns the identity and the trust);
+- :mod:`.loops`: the event loop a process runs; :mod:`.backoff`: redial delays.
+
+Only this package imports ``websockets``.  Importing the package itself
+loads none of its modules.
 """
-
-from __future__ import annotations
-
-from peer.transport.tls import (
-    MIN_TLS_VERSION,
-    CertificateMismatch,
-    Identity,
-    KnownNodes,
-    StateDirError,
-    TrustError,
-    TrustMode,
-    TrustOnFirstUseWarning,
-    TrustPolicy,
-    client_ssl_context,
-    default_known_nodes_path,
-    ensure_identity,
-    fingerprint_of,
-    normalize_fingerprint,
-    server_ssl_context,
-    verify_peer,
-)
-
-__all__ = [
-    "MIN_TLS_VERSION",
-    "CertificateMismatch",
-    "Identity",
-    "KnownNodes",
-    "StateDirError",
-    "TrustError",
-    "TrustMode",
-    "TrustOnFirstUseWarning",
-    "TrustPolicy",
-    "client_ssl_context",
-    "default_known_nodes_path",
-    "ensure_identity",
-    "fingerprint_of",
-    "normalize_fingerprint",
-    "server_ssl_context",
-    "verify_peer",
-]
