@@ -51,7 +51,8 @@ from .material import (
     expand_truncation,
 )
 from .prg import Seed, expand_seed, fresh_seed, random_ring
-from .provider import MaterialKind, MaterialProvider, Providers, kind_of
+from .kinds import MaterialKind
+from .provider import MaterialProvider, Providers, kind_of
 from .ring import RING_BITS, RING_DTYPE, BilinearOp, ConvParams
 from .shares import reconstruct, split
 from .truncation import (

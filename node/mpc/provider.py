@@ -21,52 +21,43 @@ heavy work before they can start:
    the event loop (:meth:`~MaterialProvider.cost` sizes that work) and sent
    after, to the parties that need them.
 
-Kinds.  :attr:`MaterialKind.BEAVER` is :class:`node.mpc.dealer.Dealer`:
-triples for elementwise products, matmul and conv2d, and truncation masks.
-A second kind (issue 13: function-secret-sharing keys, the distributed
-comparison function keys of Boyle, Gilboa, Ishai et al., Eurocrypt 2021,
-and AriaNN, PoPETs 2022, for comparison and ReLU, dealt ahead of use) fits
-the same two phases: a seed per party for its key's PRG, then the
-correction words computed from every party's seed, sent to every party.
-Adding it means a spec class for its requests (:mod:`node.mpc.material`,
-with its entry in this module's kind table and on the wire), a provider
-whose :attr:`~MaterialProvider.kind` is the new member, and one more
-argument where the runtime builds :class:`Providers`; the service's
-``mpc_deal`` dispatch stays as it is.
+Kinds (:class:`~node.mpc.kinds.MaterialKind`).  BEAVER is
+:class:`node.mpc.dealer.Dealer`: triples for elementwise products, matmul
+and conv2d, and truncation masks.  FSS (2-party comparisons: keys of
+distributed comparison functions) and BINARY (comparisons among any number
+of parties: binary triples for arithmetic-to-binary conversion) fit the
+same two phases.  A spec class of another kind names it in a ``KIND`` class
+attribute; its provider's :attr:`~MaterialProvider.kind` is the same
+member; the service's ``mpc_deal`` dispatch stays as it is.
 """
 
 from __future__ import annotations
 
-import enum
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import torch
 
 from .errors import MaterialError
-from .material import MaterialSpec, TripleSpec, TruncationSpec
+from .kinds import MaterialKind
+from .material import TripleSpec, TruncationSpec
 from .prg import Seed
 
 __all__ = ["MaterialKind", "MaterialProvider", "Providers", "kind_of"]
-
-
-class MaterialKind(str, enum.Enum):
-    """The kinds of correlated randomness a crypto provider may deal."""
-
-    BEAVER = "beaver"
-    """Beaver triples and truncation masks (:class:`node.mpc.dealer.Dealer`)."""
 
 
 _KINDS: Mapping[type, MaterialKind] = {
     TripleSpec: MaterialKind.BEAVER,
     TruncationSpec: MaterialKind.BEAVER,
 }
-"""The kind of material each spec class asks for."""
+"""The kind of material each Beaver spec class asks for; other spec classes name theirs (``KIND``)."""
 
 
-def kind_of(spec: MaterialSpec) -> MaterialKind:
-    """The kind of material ``spec`` asks for."""
+def kind_of(spec: object) -> MaterialKind:
+    """The kind of material ``spec`` asks for (its class's ``KIND``, or the Beaver table)."""
     kind = _KINDS.get(type(spec))
     if kind is None:
+        kind = getattr(type(spec), "KIND", None)
+    if not isinstance(kind, MaterialKind):
         raise MaterialError(f"not a material spec: {type(spec).__name__}", {})
     return kind
 
@@ -84,12 +75,12 @@ class MaterialProvider(Protocol):
         ...
 
     def dependent(
-        self, specs: Sequence[MaterialSpec], seeds: Sequence[Seed]
+        self, specs: Sequence[Any], seeds: Sequence[Seed]
     ) -> Mapping[int, tuple[torch.Tensor, ...]]:
         """Phase 2: the tensors the parties cannot expand from their seeds, by party index."""
         ...
 
-    def cost(self, specs: Sequence[MaterialSpec]) -> int:
+    def cost(self, specs: Sequence[Any]) -> int:
         """Tensor elements phase 2 touches for ``specs`` (where it runs: ``node.server.offload``)."""
         ...
 
@@ -107,7 +98,7 @@ class Providers:
             by_kind[provider.kind] = provider
         self._by_kind = by_kind
 
-    def for_specs(self, specs: Sequence[MaterialSpec]) -> MaterialProvider:
+    def for_specs(self, specs: Sequence[object]) -> MaterialProvider:
         """The provider of the batch ``specs`` (MaterialError for a mixed batch or a kind not dealt here)."""
         kinds = {kind_of(spec) for spec in specs}
         if len(kinds) != 1:
