@@ -1,0 +1,151 @@
+"""Comparison rows of ``benchmarks.spdz``: DReLU, ReLU and max-pool on shares, 2 and 3 parties.
+
+Called by :mod:`benchmarks.spdz`, which starts the node processes.  For each
+case the client shares a random float tensor (values in [-8, 8], well inside
+the 32-bit comparison width at 16 fractional bits), then times the op until
+every party has stored its result share (a ``sync`` to each party, in
+parallel): the provider's deal, the key stream, the online rounds, and the
+chunking of tensors over 2^16 elements into pipelined steps.  The same run
+times the plaintext torch op.
+
+Rounds and bytes are not estimated: :func:`protocol_cost` runs the
+production round protocols of the route (:mod:`node.mpc.compare`) in this
+process on random shares, counts the openings, and encodes every party's
+``mpc_open`` and every ``mpc_material`` letter exactly as the nodes encode
+them, so "bytes per party" is what one party sends for one op and
+"provider bytes" what the crypto provider sends each party (largest party).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from protocol.codec import encode_message
+from protocol.ids import RequestId
+from protocol.mpc import SESSION_BYTES, CompareRoute, MpcMaterialRequest, MpcOpenRequest, WireCompare
+
+from node.mpc.binary_material import BinaryDealer
+from node.mpc.compare import compare_spec, route_of
+from node.mpc.fss import FssDealer
+from node.mpc.prg import random_ring
+from node.mpc.rounds import Opening, RoundProtocol, run_local
+
+__all__ = ["CRYPTEN", "RouteCost", "protocol_cost", "compare_cases", "time_op"]
+
+CHUNK = 1 << 16
+"""Elements per comparison step (``node.client.mpc.compare_steps``): costs are per chunk, summed."""
+
+CRYPTEN = {"relu 10^5": {"ttp_ms": 159.0, "tfp_ms": 130.0, "rounds": 9}}
+"""CrypTen 0.4.1 measured on this machine (issue 13): ReLU of 10^5 elements, 2 parties, no TLS."""
+
+
+@dataclass(frozen=True)
+class RouteCost:
+    """What one comparison op costs on the wire, from the production protocols."""
+
+    rounds: int
+    bytes_per_party: int
+    provider_bytes_per_party: int
+
+
+def protocol_cost(route: CompareRoute, parties: int, numel: int, width: int, relu: bool) -> RouteCost:
+    """Rounds and frame bytes of one op on ``numel`` elements, summed over its 2^16-element chunks."""
+    sizes = [CHUNK] * (numel // CHUNK) + ([numel % CHUNK] if numel % CHUNK else [])
+    costs = [_chunk_cost(route, parties, size, width, relu) for size in dict.fromkeys(sizes)]
+    by_size = dict(zip(dict.fromkeys(sizes), costs))
+    return RouteCost(
+        rounds=costs[0].rounds,
+        bytes_per_party=sum(by_size[s].bytes_per_party for s in sizes),
+        provider_bytes_per_party=sum(by_size[s].provider_bytes_per_party for s in sizes),
+    )
+
+
+def _chunk_cost(route: CompareRoute, n: int, numel: int, width: int, relu: bool) -> RouteCost:
+    spec = compare_spec(route, (numel,), width, relu)
+    provider = FssDealer() if route is CompareRoute.FSS else BinaryDealer()
+    seeds = provider.seeds(n)
+    dependent = provider.dependent([spec], seeds)
+    session = bytes(SESSION_BYTES)
+    wire = (WireCompare((numel,), width, relu, route),)
+    provider_bytes = max(
+        encode_message(MpcMaterialRequest(RequestId(1), session, i, n, wire, seeds[i])).nbytes
+        + (
+            encode_message(MpcMaterialRequest(RequestId(1), session, i, n, wire, None, dependent[i])).nbytes
+            if i in dependent
+            else 0
+        )
+        for i in range(n)
+    )
+    sent = [0] * n
+    shares = [random_ring((numel,)) for _ in range(n)]
+    protocols = [
+        _recorded(
+            route_of(route).party_protocol(spec, i, n, seeds[i], tuple(dependent.get(i, ())), shares[i]),
+            i, sent, n,
+        )
+        for i in range(n)
+    ]
+    _, rounds = run_local(protocols)
+    return RouteCost(rounds, max(sent), provider_bytes)
+
+
+def _recorded(protocol: RoundProtocol, party: int, sent: list[int], n: int) -> RoundProtocol:
+    """``protocol``, adding the frame bytes of each of its openings (sent to n - 1 peers) to ``sent``."""
+    round_index = 0
+    try:
+        opening = next(protocol)
+        while True:
+            frame = MpcOpenRequest(RequestId(1), bytes(SESSION_BYTES), party, 2 + round_index, opening.values)
+            sent[party] += (n - 1) * encode_message(frame).nbytes
+            round_index += 1
+            opening = protocol.send((yield Opening(opening.values)))
+    except StopIteration as stop:
+        return stop.value
+
+
+def time_op(
+    op: Callable[[], Any], sync: Callable[[], None], repeats: int
+) -> tuple[float, float]:
+    """Median and best milliseconds of ``op(); sync()`` after two warm-up runs."""
+    for _ in range(2):
+        op()
+        sync()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        op()
+        sync()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e3, min(samples) * 1e3
+
+
+def plain_ms(op: Callable[[], Any], repeats: int) -> float:
+    samples = []
+    for _ in range(max(repeats, 5)):
+        start = time.perf_counter()
+        op()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e3
+
+
+def compare_cases(quick: bool) -> list[tuple[str, tuple[int, ...], Callable[[Any], Any], bool, int]]:
+    """(name, input shape, op, is_relu, repeats): the comparison rows."""
+    return [
+        ("drelu 10^3", (10**3,), lambda t: t.drelu() if hasattr(t, "drelu") else t >= 0, False, 10 if quick else 30),
+        ("relu 10^3", (10**3,), lambda t: t.relu(), True, 10 if quick else 30),
+        ("drelu 10^5", (10**5,), lambda t: t.drelu() if hasattr(t, "drelu") else t >= 0, False, 5 if quick else 15),
+        ("relu 10^5", (10**5,), lambda t: t.relu(), True, 5 if quick else 15),
+        ("relu 10^6", (10**6,), lambda t: t.relu(), True, 2 if quick else 5),
+        ("max_pool2d 64x8x24x24", (64, 8, 24, 24), lambda t: F.max_pool2d(t, 2), True, 2 if quick else 5),
+    ]
+
+
+def uniform_input(shape: tuple[int, ...]) -> torch.Tensor:
+    """Floats in [-8, 8]: inside the comparison width (|x| < 2^15 at 16 fractional bits)."""
+    return (torch.rand(shape, dtype=torch.float64) * 16 - 8).to(torch.float32)
