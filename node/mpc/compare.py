@@ -20,6 +20,7 @@ Must not import asyncio, websockets, or anything of ``node.server`` /
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Protocol, Sequence
 
@@ -72,18 +73,23 @@ ROUTES: dict[CompareRoute, Route] = {}
 """The routes this process knows, filled on first use (tests may add their own)."""
 
 
-def _load() -> None:
-    from . import a2b, fss
-
-    ROUTES.setdefault(CompareRoute.FSS, Route(fss.FssSpec, fss.party_protocol, 2, 2))
-    ROUTES.setdefault(CompareRoute.A2B, Route(a2b.BinarySpec, a2b.party_protocol))
+_CORES: dict[CompareRoute, tuple[str, str, int, int | None]] = {
+    CompareRoute.FSS: ("node.mpc.fss", "FssSpec", 2, 2),
+    CompareRoute.A2B: ("node.mpc.a2b", "BinarySpec", 2, None),
+}
+"""Each route's core module, its spec class, and the party counts it works for."""
 
 
 def route_of(route: CompareRoute) -> Route:
-    """The route's core."""
-    if route not in ROUTES:
-        _load()
-    return ROUTES[route]
+    """The route's core, imported on first use (a process that never compares never loads it)."""
+    found = ROUTES.get(route)
+    if found is None:
+        module_name, spec_name, low, high = _CORES[route]
+        module = importlib.import_module(module_name)
+        found = ROUTES.setdefault(
+            route, Route(getattr(module, spec_name), module.party_protocol, low, high)
+        )
+    return found
 
 
 def compare_spec(route: CompareRoute, shape: tuple[int, ...], width: int, relu: bool) -> CompareSpec:
