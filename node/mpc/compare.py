@@ -32,7 +32,7 @@ from .kinds import MaterialKind
 from .prg import Seed
 from .rounds import RoundProtocol
 
-__all__ = ["CompareSpec", "Route", "ROUTES", "route_of", "compare_spec"]
+__all__ = ["CompareSpec", "Route", "ROUTES", "route_of", "compare_spec", "party_range"]
 
 
 class CompareSpec(Protocol):
@@ -64,9 +64,6 @@ class Route:
 
     spec_class: Callable[[tuple[int, ...], int, bool], CompareSpec]
     party_protocol: PartyProtocol
-    min_parties: int = 2
-    max_parties: int | None = None
-    """Exactly 2 for ``fss``; None: any number."""
 
 
 ROUTES: dict[CompareRoute, Route] = {}
@@ -84,12 +81,16 @@ def route_of(route: CompareRoute) -> Route:
     """The route's core, imported on first use (a process that never compares never loads it)."""
     found = ROUTES.get(route)
     if found is None:
-        module_name, spec_name, low, high = _CORES[route]
+        module_name, spec_name, _, _ = _CORES[route]
         module = importlib.import_module(module_name)
-        found = ROUTES.setdefault(
-            route, Route(getattr(module, spec_name), module.party_protocol, low, high)
-        )
+        found = ROUTES.setdefault(route, Route(getattr(module, spec_name), module.party_protocol))
     return found
+
+
+def party_range(route: CompareRoute) -> tuple[int, int | None]:
+    """Fewest and most parties the route works for (None: any number), without loading its core."""
+    _, _, low, high = _CORES[route]
+    return low, high
 
 
 def compare_spec(route: CompareRoute, shape: tuple[int, ...], width: int, relu: bool) -> CompareSpec:

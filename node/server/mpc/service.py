@@ -129,8 +129,8 @@ class MpcService:
 
     def _deal(self, session: Session, request: MpcDealRequest) -> Any:
         _caller(session)
-        specs = material_specs(request.specs)  # MaterialError for shapes that do not fit
         check_parties(request.specs, len(request.parties))  # BadRequest: fss for other than 2
+        specs = material_specs(request.specs)  # MaterialError for shapes that do not fit
         provider = self.providers.for_specs(specs)  # MaterialError for a kind not dealt here
         self.transfers.check_recipients(request.parties, "parties of a deal")
         return session.guarded_async(request, lambda: self._send_material(request, provider, specs))

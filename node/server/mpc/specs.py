@@ -27,7 +27,7 @@ from protocol.mpc import (
 )
 
 from node.mpc import BilinearOp, ConvParams, TripleSpec, TruncationSpec
-from node.mpc.compare import compare_spec, route_of
+from node.mpc.compare import compare_spec, party_range
 
 __all__ = ["conv_params", "material_specs", "step_wire_specs", "product_shape", "check_parties"]
 
@@ -98,12 +98,12 @@ def check_parties(specs: Sequence[WireSpec], n: int) -> None:
     """BadRequest when a ``compare`` spec's route does not work for ``n`` parties (``fss``: exactly 2)."""
     for spec in specs:
         if isinstance(spec, WireCompare):
-            route = route_of(spec.route)
-            if n < route.min_parties or (route.max_parties is not None and n > route.max_parties):
+            low, high = party_range(spec.route)
+            if n < low or (high is not None and n > high):
                 allowed = (
-                    f"exactly {route.min_parties}" if route.max_parties == route.min_parties
-                    else f"{route.min_parties} or more" if route.max_parties is None
-                    else f"{route.min_parties} to {route.max_parties}"
+                    f"exactly {low}" if high == low
+                    else f"{low} or more" if high is None
+                    else f"{low} to {high}"
                 )
                 raise BadRequest(
                     f"comparison route {spec.route.value!r} works for {allowed} parties, not {n}"
