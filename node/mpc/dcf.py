@@ -146,9 +146,8 @@ class _Prg:
 
     def hash_into(self, blocks: numpy.ndarray, out: numpy.ndarray) -> None:
         """out[:len] = AES_K(blocks) xor blocks; ``out`` has one spare block (update_into's slack)."""
-        view = out.reshape(-1)
-        self._encryptor.update_into(memoryview(blocks.reshape(-1)).cast("B"), memoryview(view).cast("B"))
-        body = view[: blocks.size].reshape(blocks.shape)
+        self._encryptor.update_into(blocks.data.cast("B"), out.data.cast("B"))
+        body = out[: blocks.size].reshape(blocks.shape)
         numpy.bitwise_xor(body, blocks, out=body)
 
 
@@ -316,7 +315,7 @@ def _eval_chunk(
         flat_mask[0] = flat_tmp[0]
         numpy.negative(mask, out=mask)
         seed &= clear
-    result = value[:, 0] + seed[:, 1] + (key.final_cw[start:stop] & mask[:, 0])
+    result: numpy.ndarray = value[:, 0] + seed[:, 1] + (key.final_cw[start:stop] & mask[:, 0])
     if party == 1:
         numpy.negative(result, out=result)
     return result
