@@ -19,7 +19,8 @@ constant :data:`_VALUE_TWEAK` (output 1, the value), and the right branch
 adds 2^(level's bit position) to both words (T_{1,k} = T_{0,k} xor that),
 which evaluation takes from the input itself with one AND; the child seed is the first
 block with its low bit cleared (127 bits), the control bit t is that low
-bit, the value v is the low 64 bits of the second block.  A level of N
+bit, the value v is the low 64 bits of the second block (seed CWs, xors of
+such seeds, have that low bit 0 too, so a corrected seed keeps t there).  A level of N
 elements is one ``cryptography`` ECB ``update_into`` call: evaluation
 follows only the public input bit's branch (2 blocks per element and
 level), generation needs both branches of both parties (8 blocks).  The
@@ -165,10 +166,16 @@ def dcf_gen(
         numpy.empty(n, dtype=_U64),
     )
     prg = _Prg()
-    for start in range(0, n, _GEN_CHUNK):
-        stop = min(n, start + _GEN_CHUNK)
+    for start, stop in _chunks(n, _GEN_CHUNK):
         _gen_chunk(key, alpha, beta, roots, start, stop, prg)
     return key
+
+
+def _chunks(n: int, most: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of at most ``most`` elements covering [0, n), of near equal sizes."""
+    count = max(1, -(-n // most))
+    size = -(-n // count)
+    return [(start, min(n, start + size)) for start in range(0, n, size)] if n else []
 
 
 def _gen_chunk(
@@ -252,8 +259,7 @@ def dcf_eval(party: int, key: DcfKey, root: numpy.ndarray, y: numpy.ndarray) -> 
         raise MaterialError("DCF root or input does not match the key's size", {"n": n})
     result = numpy.empty(n, dtype=_U64)
     prg = _Prg()
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
+    for start, stop in _chunks(n, _CHUNK):
         result[start:stop] = _eval_chunk(party, key, root, y, start, stop, prg)
     return result
 
@@ -274,7 +280,7 @@ def _eval_chunk(
     # Bit p of `chosen` is the control CW of y's branch at level bits-1-p.
     chosen = (key.control_cw[0, start:stop] & ~ys) | (key.control_cw[1, start:stop] & ys)
     chosen2 = numpy.repeat(chosen, 2).reshape(m, 2)
-    # The input, doubled and shifted so that the level's bit is the sign bit.
+    # The input in both words: ANDed with a level's bit, it is that level's right tweak.
     doubled = numpy.repeat(ys, 2).reshape(m, 2)
     seed = root[start:stop].copy()
     mask = numpy.full((m, 2), _ALL_ONES if party else 0, dtype=_U64)  # all ones where t = 1
