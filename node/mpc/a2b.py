@@ -26,8 +26,10 @@ result is exact when -2^(width-1) <= x < 2^(width-1).  Protocol (w = width):
    [x rho] = [r rho] + (x - r)[rho].
 
 Rounds: len(and_plan) + 1 for DReLU and ReLU alike (:func:`round_count`):
-7 at n = 2 and w = 32, 8 at n = 3, 10 at n = 5.  Each AND word opens two
-words; the bit e and (ReLU) x - r one word each (:func:`opened_words`).
+7 at n = 2 and w = 32, 8 at n = 3, 10 at n = 5.  Each packed AND word
+(:func:`node.mpc.binary.pack`) opens two words; the bit e and (ReLU) x - r
+one word each (:func:`opened_words`): 15 words per element at n = 3 and
+w = 32, 16 for ReLU.
 Everything opened is masked by a uniform one-time value (a, b of a binary
 triple, rho, r), so the openings reveal nothing; the comparison's round
 count depends on shape, width and n only.
@@ -52,6 +54,8 @@ from .binary import (
     csa_finish,
     csa_levels,
     csa_operands,
+    pack,
+    unpack,
     word_mask,
     xor_all,
 )
@@ -118,14 +122,21 @@ _AndRound = Generator[Opening, Opened, tuple[torch.Tensor, list[torch.Tensor]]]
 
 
 def _and_round(
-    party: int, xs: torch.Tensor, ys: torch.Tensor, triples: _Triples, extra: tuple[torch.Tensor, ...]
+    party: int,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    live: int,
+    triples: _Triples,
+    extra: tuple[torch.Tensor, ...],
 ) -> _AndRound:
-    """One round of stacked ANDs xs & ys (plus ``extra`` arithmetic openings, summed)."""
-    a, b, c = triples.take(xs.shape[0])
-    mine = and_mask(xs, ys, a, b)
+    """One round of stacked ANDs xs & ys of ``live`` bits, packed (plus ``extra``, summed)."""
+    count = xs.shape[0]
+    packed_x, packed_y = pack(xs, live), pack(ys, live)
+    a, b, c = triples.take(packed_x.shape[0])
+    mine = and_mask(packed_x, packed_y, a, b)
     opened = yield Opening((mine, *extra))
     _check_opened(opened, (mine, *extra))
-    anded = and_finish(party, xor_all(values[0] for values in opened), a, b, c)
+    anded = unpack(and_finish(party, xor_all(values[0] for values in opened), a, b, c), count, live)
     sums = [sum((values[k] for values in opened[1:]), opened[0][k]) for k in range(1, len(extra) + 1)]
     return anded, sums
 
@@ -162,21 +173,23 @@ def _protocol(
     numbers = [own if j == party else zero for j in range(n)]
     for adders in csa_levels(n):
         xs, ys = csa_operands(numbers, adders)
-        anded, sums = yield from _and_round(party, xs, ys, triples, extra)
+        anded, sums = yield from _and_round(party, xs, ys, width, triples, extra)
         opened_extra, extra = opened_extra or sums, ()
         numbers = csa_finish(numbers, adders, anded, width)
 
     top_a, top_b = numbers
     xs, ys = carry_start(top_a, top_b, width)
-    anded, sums = yield from _and_round(party, xs.unsqueeze(0), ys.unsqueeze(0), triples, extra)
+    anded, sums = yield from _and_round(
+        party, xs.unsqueeze(0), ys.unsqueeze(0), width - 1, triples, extra
+    )
     opened_extra = opened_extra or sums
     generate = anded[0]
     propagate = (top_a ^ top_b) & word_mask(width - 1)
     levels = carry_levels(width)
     for level in range(levels):
         last = level == levels - 1
-        xs, ys = carry_operands(generate, propagate, 1 << level, last)
-        anded, _ = yield from _and_round(party, xs, ys, triples, ())
+        xs, ys = carry_operands(generate, propagate, 1 << level, last, width)
+        anded, _ = yield from _and_round(party, xs, ys, width - 1, triples, ())
         generate, new_propagate = carry_combine(generate, anded, width)
         propagate = new_propagate if new_propagate is not None else propagate
 

@@ -31,8 +31,15 @@ The adders (all sums mod 2^width):
   After ceil(log2(width - 1)) levels, bit width-2 of G is the carry.  The
   last level needs no P, so it has one AND.
 
-:func:`and_plan` is the one place that says how many AND words each round
-carries; the dealer sizes its binary triples from it and the parties
+Packing: an AND of operands of ``live`` bits uses only those bits of its
+words, so the ANDs of one round are packed side by side, 64 // live per
+word (:func:`pack`, :func:`unpack`; AND and XOR commute with packing).  Up
+to width 32, the two ANDs of a prefix level share one word, which halves
+the words opened and the triples dealt.
+
+:func:`round_ands` (ANDs and live bits per round) and :func:`and_plan`
+(packed words per round) are the one place that says what each round
+carries; the dealer sizes its binary triples from the plan and the parties
 consume them in that order, so they always agree.
 """
 
@@ -55,7 +62,11 @@ __all__ = [
     "and_finish",
     "csa_levels",
     "carry_levels",
+    "round_ands",
     "and_plan",
+    "packed_words",
+    "pack",
+    "unpack",
     "csa_operands",
     "csa_finish",
     "carry_start",
@@ -123,15 +134,57 @@ def carry_levels(width: int) -> int:
     return max(width - 2, 0).bit_length()
 
 
-def and_plan(n_parties: int, width: int) -> tuple[int, ...]:
-    """AND words per element in each AND round of a comparison of ``n_parties`` shares.
+def round_ands(n_parties: int, width: int) -> tuple[tuple[int, int], ...]:
+    """(ANDs, live bits of each operand) per AND round of a comparison of ``n_parties`` shares.
 
-    Carry-save levels first (one AND per adder), then G = A & B (one AND),
-    then the prefix levels (two ANDs each, one for the last).
+    Carry-save levels first (one AND of ``width`` bits per adder), then
+    G = A & B (one AND of width - 1 bits), then the prefix levels (two ANDs
+    of width - 1 bits each, one for the last).
     """
     levels = carry_levels(width)
-    tree = (2,) * (levels - 1) + (1,) if levels else ()
-    return csa_levels(n_parties) + (1,) + tree
+    tree = ((2, width - 1),) * (levels - 1) + ((1, width - 1),) if levels else ()
+    csa = tuple((adders, width) for adders in csa_levels(n_parties))
+    return csa + ((1, width - 1),) + tree
+
+
+def and_plan(n_parties: int, width: int) -> tuple[int, ...]:
+    """Binary triples (packed AND words) per element in each AND round: what the dealer deals."""
+    return tuple(packed_words(ands, live) for ands, live in round_ands(n_parties, width))
+
+
+def packed_words(count: int, live: int) -> int:
+    """Words that hold ``count`` operands of ``live`` bits, side by side (:func:`pack`)."""
+    per_word = RING_BITS // live
+    return -(-count // per_word)
+
+
+def pack(words: torch.Tensor, live: int) -> torch.Tensor:
+    """Stacked operands of ``live`` bits (first dimension) packed side by side into fewer words.
+
+    AND and XOR act bit by bit, so they commute with packing: an AND round
+    opens and consumes one triple per packed word, not per operand.  The
+    operands must be zero above bit ``live - 1``.  Slot j of the packed
+    words holds the j-th block of operands.
+    """
+    count = words.shape[0]
+    groups = packed_words(count, live)
+    if groups == count:
+        return words
+    packed = words[:groups].clone()
+    for slot in range(1, -(-count // groups)):
+        block = words[slot * groups : (slot + 1) * groups]
+        packed[: block.shape[0]] |= block << (slot * live)
+    return packed
+
+
+def unpack(packed: torch.Tensor, count: int, live: int) -> torch.Tensor:
+    """The ``count`` operands of ``live`` bits that :func:`pack` put into ``packed``."""
+    groups = packed.shape[0]
+    if groups == count:
+        return packed
+    mask = word_mask(live)
+    blocks = [(packed >> (slot * live)) & mask for slot in range(-(-count // groups))]
+    return torch.cat(blocks)[:count]
 
 
 def csa_operands(
@@ -165,12 +218,14 @@ def carry_start(a: torch.Tensor, b: torch.Tensor, width: int) -> tuple[torch.Ten
 
 
 def carry_operands(
-    generate: torch.Tensor, propagate: torch.Tensor, shift: int, last: bool
+    generate: torch.Tensor, propagate: torch.Tensor, shift: int, last: bool, width: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stacked AND operands of one prefix level: (P, G << s) and, unless last, (P, P << s)."""
+    mask = word_mask(width - 1)
     if last:
-        return propagate.unsqueeze(0), (generate << shift).unsqueeze(0)
-    return torch.stack((propagate, propagate)), torch.stack((generate << shift, propagate << shift))
+        return propagate.unsqueeze(0), ((generate << shift) & mask).unsqueeze(0)
+    shifted = torch.stack((generate << shift, propagate << shift)) & mask
+    return torch.stack((propagate, propagate)), shifted
 
 
 def carry_combine(

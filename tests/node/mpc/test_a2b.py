@@ -86,9 +86,10 @@ def test_round_counts_at_width_32(n: int, rounds: int) -> None:
 
 
 def test_opened_words_per_element() -> None:
-    assert opened_words(BinarySpec((1,), 32), 2) == 2 * 10 + 1
-    assert opened_words(BinarySpec((1,), 32), 3) == 2 * 11 + 1
-    assert opened_words(BinarySpec((1,), 32, relu=True), 3) == 2 * 11 + 2
+    assert opened_words(BinarySpec((1,), 32), 2) == 2 * 6 + 1
+    assert opened_words(BinarySpec((1,), 32), 3) == 2 * 7 + 1
+    assert opened_words(BinarySpec((1,), 32, relu=True), 3) == 2 * 7 + 2
+    assert opened_words(BinarySpec((1,), 64), 2) == 2 * 12 + 1
 
 
 def _recorded(protocol: RoundProtocol, log: list[tuple[torch.Tensor, ...]]) -> RoundProtocol:

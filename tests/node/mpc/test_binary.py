@@ -18,6 +18,10 @@ from node.mpc.binary import (
     csa_finish,
     csa_levels,
     csa_operands,
+    pack,
+    packed_words,
+    round_ands,
+    unpack,
     word_mask,
     xor_all,
 )
@@ -58,10 +62,28 @@ def test_beaver_and_of_xor_shares(n: int) -> None:
 def test_csa_and_carry_plans() -> None:
     assert [csa_levels(n) for n in (2, 3, 4, 5, 6, 9)] == [(), (1,), (1, 1), (1, 1, 1), (2, 1, 1), (3, 2, 1, 1)]
     assert [carry_levels(w) for w in (2, 3, 4, 5, 8, 9, 32, 33, 64)] == [0, 1, 2, 2, 3, 3, 5, 5, 6]
-    assert and_plan(2, 32) == (1, 2, 2, 2, 2, 1)
-    assert and_plan(3, 32) == (1, 1, 2, 2, 2, 2, 1)
+    assert round_ands(3, 32) == ((1, 32), (1, 31), (2, 31), (2, 31), (2, 31), (2, 31), (1, 31))
+    assert round_ands(6, 8) == ((2, 8), (1, 8), (1, 8), (1, 7), (2, 7), (2, 7), (1, 7))
+    # Up to 32 bits, two ANDs share a word; at 64 bits each takes its own.
+    assert and_plan(2, 32) == (1,) * 6
+    assert and_plan(3, 32) == (1,) * 7
+    assert and_plan(2, 64) == (1, 2, 2, 2, 2, 2, 1)
+    assert and_plan(9, 40) == (3, 2, 1, 1, 1, 2, 2, 2, 2, 2, 1)
     assert and_plan(5, 2) == (1, 1, 1, 1)
     assert and_plan(2, 3) == (1, 1)
+    assert [packed_words(k, live) for k, live in [(1, 64), (2, 32), (3, 32), (4, 15), (5, 15), (9, 7)]] == [
+        1, 1, 2, 1, 2, 1,
+    ]
+
+
+@pytest.mark.parametrize(("count", "live"), [(1, 64), (2, 64), (2, 31), (3, 32), (5, 15), (9, 7), (20, 1)])
+def test_packing_round_trips_and_commutes_with_and(count: int, live: int) -> None:
+    x, y = (random_ring((count, 6, 7)) & word_mask(live) for _ in range(2))
+    packed_x, packed_y = pack(x, live), pack(y, live)
+    assert packed_x.shape == (packed_words(count, live), 6, 7)
+    assert torch.equal(unpack(packed_x, count, live), x)
+    assert torch.equal(unpack(packed_x & packed_y, count, live), x & y)
+    assert torch.equal(unpack(packed_x ^ packed_y, count, live), x ^ y)
 
 
 @pytest.mark.parametrize("count", [3, 4, 5, 7])
@@ -85,7 +107,7 @@ def _plain_carry(a: torch.Tensor, b: torch.Tensor, width: int) -> torch.Tensor:
     propagate = (a ^ b) & word_mask(width - 1)
     levels = carry_levels(width)
     for level in range(levels):
-        xs, ys = carry_operands(generate, propagate, 1 << level, level == levels - 1)
+        xs, ys = carry_operands(generate, propagate, 1 << level, level == levels - 1, width)
         generate, new = carry_combine(generate, _plain_and(xs, ys), width)
         propagate = new if new is not None else propagate
     return carry_bit(generate, width)

@@ -93,7 +93,7 @@ def test_explicit_shapes_follow_the_plan() -> None:
     assert spec.explicit_for(2, 3) and not spec.explicit_for(0, 3)
     assert spec.explicit_shapes(0, 3) == []
     assert spec.explicit_shapes(2, 3) == [(and_words(spec, 3), 2, 3), (2, 3), (2, 3)]
-    assert and_words(spec, 3) == 11
+    assert and_words(spec, 3) == 7
     assert BinarySpec((4,), 8).explicit_shapes(1, 2) == [(and_words(BinarySpec((4,), 8), 2), 4), (4,)]
     dependent = BinaryDealer().dependent([spec], BinaryDealer().seeds(3))
     assert list(dependent) == [2]
