@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from node.mpc.a2b import BinaryDealer, BinarySpec, opened_words, party_protocol, round_count
+from node.mpc.binary import unpack, xor_all
 from node.mpc.encoding import FixedPointEncoder
 from node.mpc.errors import MaterialError, PartyError, RingError
 from node.mpc.prg import random_ring
@@ -85,11 +86,16 @@ def test_round_counts_at_width_32(n: int, rounds: int) -> None:
     assert round_count(BinarySpec((5,), 2), 2) == 2
 
 
-def test_opened_words_per_element() -> None:
-    assert opened_words(BinarySpec((1,), 32), 2) == 2 * 6 + 1
-    assert opened_words(BinarySpec((1,), 32), 3) == 2 * 7 + 1
-    assert opened_words(BinarySpec((1,), 32, relu=True), 3) == 2 * 7 + 2
-    assert opened_words(BinarySpec((1,), 64), 2) == 2 * 12 + 1
+def test_opened_words_for_a_tensor() -> None:
+    """Packed AND words twice (e and f), the bit e 64 to a word, x - r for ReLU."""
+    spec = BinarySpec((64, 100), 32)
+    assert opened_words(spec, 2) == 2 * (3200 + 3200 + 1600 + 800 + 400 + 100) + 100
+    assert opened_words(spec, 3) == 2 * (3200 + 3200 + 3200 + 1600 + 800 + 400 + 100) + 100
+    assert opened_words(BinarySpec((64, 100), 32, relu=True), 3) == opened_words(spec, 3) + 6400
+    x = torch.arange(-3200, 3200, dtype=torch.int64).view(64, 100)
+    logs: list[list[tuple[torch.Tensor, ...]]] = [[] for _ in range(3)]
+    run_local([_recorded(p, log) for p, log in zip(_protocols(spec, x, 3), logs)])
+    assert sum(t.numel() for values in logs[0] for t in values) == opened_words(spec, 3)
 
 
 def _recorded(protocol: RoundProtocol, log: list[tuple[torch.Tensor, ...]]) -> RoundProtocol:
@@ -111,11 +117,10 @@ def test_every_opening_looks_uniform_whatever_the_input() -> None:
     logs: list[list[tuple[torch.Tensor, ...]]] = [[] for _ in range(3)]
     results, _ = run_local([_recorded(p, log) for p, log in zip(_protocols(spec, x, 3), logs)])
     assert torch.equal(reconstruct(results), x)
-    *ands, (last,) = logs[0]
-    for values in ands:
-        assert all(looks_uniform(tensor) for tensor in values)
-    e = torch.stack([log[-1][0] for log in logs]).sum(0) % 2
-    assert abs(float(e.double().mean()) - 0.5) < 6 * 0.5 / e.numel() ** 0.5
+    *ands, _ = logs[0]
+    assert looks_uniform(torch.cat([tensor.flatten() for values in ands for tensor in values]))
+    e = unpack(xor_all([log[-1][0] for log in logs]), tuple(x.shape), 1).double()
+    assert abs(float(e.mean()) - 0.5) < 6 * 0.5 / e.numel() ** 0.5
 
 
 def test_several_specs_of_one_batch() -> None:
@@ -159,7 +164,7 @@ def test_a_malformed_opening_from_a_peer_is_refused() -> None:
     (seed0, _), _ = BinaryDealer().deal([spec], 2)
     protocol = party_protocol(spec, 0, 2, seed0, (), torch.zeros(4, dtype=torch.int64))
     mine = next(protocol).values
-    bad: Opened = [mine, (mine[0][:, :, :2],)]
+    bad: Opened = [mine, (mine[0][:1],)]
     with pytest.raises(RingError, match="party 1"):
         protocol.send(bad)
     protocol = party_protocol(spec, 0, 2, seed0, (), torch.zeros(4, dtype=torch.int64))

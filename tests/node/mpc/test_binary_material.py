@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 
-from node.mpc.binary import and_plan, xor_all
+from node.mpc.adders import and_plan
+from node.mpc.binary import xor_all
 from node.mpc.binary_material import (
     BinaryDealer,
     BinaryMaterial,
@@ -25,6 +27,10 @@ from node.mpc.shares import reconstruct
 from tests.node.mpc.stats import looks_uniform
 
 SPECS = (BinarySpec((40, 50), 32), BinarySpec((7,), 8, relu=True), BinarySpec((3, 4), 64, relu=True))
+
+
+def a_count(spec: BinarySpec) -> int:
+    return math.prod(spec.shape)
 
 
 def _expanded(specs: tuple[BinarySpec, ...], n: int) -> list[list[BinaryMaterial]]:
@@ -48,16 +54,17 @@ def test_correlations_hold_for_every_spec_of_a_batch(n: int) -> None:
     for j, spec in enumerate(SPECS):
         mats = [p[j] for p in parties]
         a, b, c = (xor_all([getattr(m, name) for m in mats]) for name in ("a", "b", "c"))
-        assert a.shape == (sum(and_plan(n, spec.width)), *spec.shape)
+        assert a.shape == (sum(and_plan(n, spec.width, a_count(spec))),)
         assert torch.equal(c, a & b)
         rho = xor_all([m.rho_bit for m in mats])
         assert bool(((rho == 0) | (rho == 1)).all())
         assert torch.equal(reconstruct([m.rho for m in mats]), rho)
+        products = [m.product for m in mats if m.product is not None]
         if spec.relu:
-            r = reconstruct([m.r for m in mats if m.r is not None])
-            assert torch.equal(reconstruct([m.r_rho for m in mats if m.r_rho is not None]), r * rho)
+            r = reconstruct([p.r for p in products])
+            assert torch.equal(reconstruct([p.r_rho for p in products]), r * rho)
         else:
-            assert all(m.r is None and m.r_rho is None for m in mats)
+            assert products == []
 
 
 def test_specs_of_a_batch_use_disjoint_streams() -> None:
@@ -70,8 +77,9 @@ def test_shares_and_explicit_tensors_look_uniform() -> None:
     spec = BinarySpec((20000,), 32, relu=True)
     parties = _expanded((spec,), 3)
     last, first = parties[2][0], parties[0][0]
-    for tensor in (last.c, last.rho, last.r_rho, first.a, first.c, first.rho, first.r):
-        assert tensor is not None and looks_uniform(tensor)
+    assert last.product is not None and first.product is not None
+    for tensor in (last.c, last.rho, last.product.r_rho, first.a, first.c, first.rho, first.product.r):
+        assert looks_uniform(tensor)
     rho = xor_all([p[0].rho_bit for p in parties]).double()
     assert abs(float(rho.mean()) - 0.5) < 6 * 0.5 / rho.numel() ** 0.5
 
@@ -92,9 +100,10 @@ def test_explicit_shapes_follow_the_plan() -> None:
     spec = BinarySpec((2, 3), 32, relu=True)
     assert spec.explicit_for(2, 3) and not spec.explicit_for(0, 3)
     assert spec.explicit_shapes(0, 3) == []
-    assert spec.explicit_shapes(2, 3) == [(and_words(spec, 3), 2, 3), (2, 3), (2, 3)]
-    assert and_words(spec, 3) == 7
-    assert BinarySpec((4,), 8).explicit_shapes(1, 2) == [(and_words(BinarySpec((4,), 8), 2), 4), (4,)]
+    assert spec.explicit_shapes(2, 3) == [(and_words(spec, 3),), (2, 3), (2, 3)]
+    # 6 elements: 32-bit words two to a word in the first rounds, then 4, 8, 16 and 32 per word.
+    assert and_words(spec, 3) == 3 + 3 + 3 + 2 + 1 + 1 + 1
+    assert BinarySpec((4,), 8).explicit_shapes(1, 2) == [(and_words(BinarySpec((4,), 8), 2),), (4,)]
     dependent = BinaryDealer().dependent([spec], BinaryDealer().seeds(3))
     assert list(dependent) == [2]
     assert [tuple(t.shape) for t in dependent[2]] == spec.explicit_shapes(2, 3)
@@ -118,7 +127,7 @@ def test_bad_explicit_tensors_are_refused() -> None:
     with pytest.raises(MaterialError, match="expected 0"):
         expand_binary(seed, spec, 0, 0, 2, explicit)
     with pytest.raises(RingError, match="shape"):
-        expand_binary(seed, spec, 0, 1, 2, (explicit[0][:, :3], *explicit[1:]))
+        expand_binary(seed, spec, 0, 1, 2, (explicit[0][:-1], *explicit[1:]))
     with pytest.raises(RingError, match="int64"):
         expand_binary(seed, spec, 0, 1, 2, (explicit[0].float(), *explicit[1:]))
     with pytest.raises(SeedError):
