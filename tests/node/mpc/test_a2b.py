@@ -171,3 +171,12 @@ def test_a_malformed_opening_from_a_peer_is_refused() -> None:
     mine = next(protocol).values
     with pytest.raises(PartyError, match="party 1 opened 2"):
         protocol.send([mine, (mine[0], mine[0])])
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (3, 0, 2), (1,)])
+def test_scalars_and_empty_tensors(shape: tuple[int, ...]) -> None:
+    x = torch.full(shape, -7, dtype=torch.int64)
+    for relu in (False, True):
+        result, rounds = _run(x, 3, 32, relu)
+        assert result.shape == shape and rounds == 8
+        assert torch.equal(result, _expected(x, 32, relu))
