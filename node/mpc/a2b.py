@@ -136,7 +136,9 @@ def _and_round(
     _check_opened(opened, (mine, *extra))
     packed = and_finish(party, xor_all(values[0] for values in opened), a, b, c)
     anded = unpack(packed, tuple(xs.shape), live)
-    sums = [sum((values[k] for values in opened[1:]), opened[0][k]) for k in range(1, len(extra) + 1)]
+    sums = [
+        sum((values[k] for values in opened[1:]), opened[0][k]) for k in range(1, len(extra) + 1)
+    ]
     return anded, sums
 
 
@@ -150,7 +152,9 @@ def _check_opened(opened: Opened, mine: tuple[torch.Tensor, ...]) -> None:
             )
         for value, own in zip(values, mine):
             if not isinstance(value, torch.Tensor) or value.dtype != RING_DTYPE:
-                raise RingError.not_ring(f"opening from party {sender}", getattr(value, "dtype", None))
+                raise RingError.not_ring(
+                    f"opening from party {sender}", getattr(value, "dtype", None)
+                )
             if value.shape != own.shape:
                 raise RingError.shape_mismatch(
                     f"opening from party {sender}", tuple(own.shape), tuple(value.shape)

@@ -107,7 +107,9 @@ def round_ands(n_parties: int, width: int) -> tuple[tuple[int, int], ...]:
     """
     csa = tuple((adders, width) for adders in csa_levels(n_parties))
     levels = carry_levels(width)
-    tree = tuple((1 if level == levels - 1 else 2, 1 << (levels - 1 - level)) for level in range(levels))
+    tree = tuple(
+        (1 if level == levels - 1 else 2, 1 << (levels - 1 - level)) for level in range(levels)
+    )
     return csa + ((1, 1 << levels),) + tree
 
 
@@ -145,7 +147,7 @@ def csa_finish(
 def carry_start(
     a: torch.Tensor, b: torch.Tensor, width: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The AND operands of G = A & B on bits 0..width-2, padded and reordered; and P = A ^ B there."""
+    """The AND operands of G = A & B on bits 0..width-2 (padded, reordered), and P = A ^ B."""
     levels = carry_levels(width)
     pad = (1 << levels) - (width - 1)
     mask = word_mask(width - 1)

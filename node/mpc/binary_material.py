@@ -90,7 +90,11 @@ class BinarySpec:
             )
         object.__setattr__(self, "shape", dims)
         width = self.width
-        if not isinstance(width, int) or isinstance(width, bool) or not MIN_WIDTH <= width <= MAX_WIDTH:
+        if (
+            not isinstance(width, int)
+            or isinstance(width, bool)
+            or not MIN_WIDTH <= width <= MAX_WIDTH
+        ):
             raise MaterialError(
                 f"comparison width {width!r} is outside [{MIN_WIDTH}, {MAX_WIDTH}]",
                 {"width": str(width)},
@@ -151,7 +155,7 @@ def expand_binary(
     n_parties: int,
     explicit: Sequence[torch.Tensor] = (),
 ) -> BinaryMaterial:
-    """``party``'s material for spec number ``index``; ``explicit`` is checked (it comes from a peer)."""
+    """``party``'s material for spec number ``index``; ``explicit`` (from a peer) is checked."""
     key = check_seed(seed)
     expected = spec.explicit_shapes(party, n_parties)
     given = _checked_explicit(explicit, expected)
@@ -186,7 +190,9 @@ def _checked_explicit(
                 f"explicit binary tensor {number}", getattr(tensor, "dtype", type(tensor).__name__)
             )
         if tuple(tensor.shape) != shape:
-            raise RingError.shape_mismatch(f"explicit binary tensor {number}", shape, tuple(tensor.shape))
+            raise RingError.shape_mismatch(
+                f"explicit binary tensor {number}", shape, tuple(tensor.shape)
+            )
     return tensors
 
 
@@ -221,7 +227,9 @@ class BinaryDealer:
         """Words of phase 2 (sized for two parties; more parties add a carry-save round each)."""
         return sum(and_words(spec, 2) + 3 * math.prod(spec.shape) for spec in specs)
 
-    def deal(self, specs: Sequence[BinarySpec], n_parties: int) -> list[tuple[Seed, tuple[torch.Tensor, ...]]]:
+    def deal(
+        self, specs: Sequence[BinarySpec], n_parties: int
+    ) -> list[tuple[Seed, tuple[torch.Tensor, ...]]]:
         """Both phases in one call: (seed, explicit tensors) per party, for in-process use."""
         seeds = self.seeds(n_parties)
         dependent = self.dependent(specs, seeds)

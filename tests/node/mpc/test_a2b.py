@@ -41,6 +41,7 @@ def _expected(x: torch.Tensor, width: int, relu: bool) -> torch.Tensor:
 @pytest.mark.parametrize("width", range(2, 9))
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_every_value_of_small_widths(n: int, width: int, relu: bool) -> None:
+    """Every representable value, three times, gives the plain sign (or ReLU) in the planned rounds."""
     x = torch.arange(-(1 << (width - 1)), 1 << (width - 1), dtype=torch.int64).repeat(3)
     result, rounds = _run(x, n, width, relu)
     assert torch.equal(result, _expected(x, width, relu))
@@ -51,6 +52,7 @@ def test_every_value_of_small_widths(n: int, width: int, relu: bool) -> None:
 @pytest.mark.parametrize("width", [32, 64])
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_random_and_edge_values_of_wide_widths(n: int, width: int, relu: bool) -> None:
+    """Random values and the range edges (min, -1, 0, max) at widths 32 and 64."""
     low, high = -(1 << (width - 1)), (1 << (width - 1)) - 1
     edges = torch.tensor([low, low + 1, -1, 0, 1, high - 1, high], dtype=torch.int64)
     x = torch.cat([_signed_low_bits(random_ring((2996,)), width), edges]).view(-1, 7)
@@ -69,6 +71,7 @@ def test_only_the_low_width_bits_count(n: int) -> None:
 
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_relu_of_fixed_point_values(n: int) -> None:
+    """ReLU of fixed-point values is exactly the encoding of torch.relu."""
     encoder = FixedPointEncoder(16)
     values = torch.cat([torch.randn(2000) * 100, torch.tensor([0.0, -0.0, 1e-4, -1e-4, 3.5, -3.5])])
     result, _ = _run(encoder.encode(values), n, 40, relu=True)
@@ -78,6 +81,7 @@ def test_relu_of_fixed_point_values(n: int) -> None:
 
 @pytest.mark.parametrize(("n", "rounds"), [(2, 7), (3, 8), (4, 9), (5, 10)])
 def test_round_counts_at_width_32(n: int, rounds: int) -> None:
+    """Rounds as documented: 7 for two parties, one more per carry-save level."""
     for relu in (False, True):
         spec = BinarySpec((5,), 32, relu)
         assert round_count(spec, n) == rounds
@@ -142,6 +146,7 @@ def test_several_specs_of_one_batch() -> None:
 
 
 def test_bad_inputs_are_refused_before_any_round() -> None:
+    """Bad shares, explicit tensors and party numbers raise when the protocol is built."""
     spec = BinarySpec((4,), 8)
     (seed0, _), (seed1, explicit) = BinaryDealer().deal([spec], 2)
     x = torch.zeros(4, dtype=torch.int64)
@@ -160,6 +165,7 @@ def test_bad_inputs_are_refused_before_any_round() -> None:
 
 
 def test_a_malformed_opening_from_a_peer_is_refused() -> None:
+    """A peer opening the wrong shape or number of tensors is refused with its index."""
     spec = BinarySpec((4,), 8)
     (seed0, _), _ = BinaryDealer().deal([spec], 2)
     protocol = party_protocol(spec, 0, 2, seed0, (), torch.zeros(4, dtype=torch.int64))
@@ -175,6 +181,7 @@ def test_a_malformed_opening_from_a_peer_is_refused() -> None:
 
 @pytest.mark.parametrize("shape", [(), (0,), (3, 0, 2), (1,)])
 def test_scalars_and_empty_tensors(shape: tuple[int, ...]) -> None:
+    """Scalars and empty tensors compare like any other shape."""
     x = torch.full(shape, -7, dtype=torch.int64)
     for relu in (False, True):
         result, rounds = _run(x, 3, 32, relu)

@@ -23,6 +23,7 @@ from node.mpc.prg import random_ring
 
 
 def test_csa_and_carry_plans() -> None:
+    """The round plan: carry-save levels, carry tree levels, live bits and packed words."""
     assert [csa_levels(n) for n in (2, 3, 4, 5, 6, 9)] == [(), (1,), (1, 1), (1, 1, 1), (2, 1, 1), (3, 2, 1, 1)]
     assert [carry_levels(w) for w in (2, 3, 4, 5, 8, 9, 32, 33, 64)] == [0, 1, 2, 2, 3, 3, 5, 5, 6]
     assert round_ands(3, 32) == ((1, 32), (1, 32), (2, 16), (2, 8), (2, 4), (2, 2), (1, 1))
@@ -35,6 +36,7 @@ def test_csa_and_carry_plans() -> None:
 
 
 def test_reverse_index_bits_is_the_bit_reversal_permutation() -> None:
+    """Each single bit lands at the reversed index, for 0..6 index bits."""
     for levels in range(7):
         positions = torch.arange(1 << levels, dtype=torch.int64)
         words = torch.ones_like(positions) << positions
@@ -46,6 +48,7 @@ def test_reverse_index_bits_is_the_bit_reversal_permutation() -> None:
 @pytest.mark.parametrize("count", [3, 4, 5, 7])
 @pytest.mark.parametrize("width", [2, 5, 32, 64])
 def test_carry_save_levels_keep_the_sum(count: int, width: int) -> None:
+    """Carry-save levels reduce to two numbers with the same sum mod 2^width."""
     mask = word_mask(width)
     numbers = [random_ring((500,)) & mask for _ in range(count)]
     expected = sum(numbers[1:], numbers[0].clone()) & mask
@@ -74,6 +77,7 @@ def _plain_carry(a: torch.Tensor, b: torch.Tensor, width: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("width", range(2, 10))
 def test_carry_tree_exhaustive_small_widths(width: int) -> None:
+    """The carry into the top bit of every pair of numbers up to width 9."""
     values = torch.arange(1 << width, dtype=torch.int64)
     a = values.repeat_interleave(1 << width)
     b = values.repeat(1 << width)
@@ -84,6 +88,7 @@ def test_carry_tree_exhaustive_small_widths(width: int) -> None:
 
 @pytest.mark.parametrize("width", [17, 32, 33, 63, 64])
 def test_carry_tree_random_wide(width: int) -> None:
+    """The carry into the top bit for random and all-ones numbers at wide widths."""
     a, b = (random_ring((20000,)) & word_mask(width) for _ in range(2))
     low = word_mask(width - 1)
     # (a mod 2^(w-1)) + (b mod 2^(w-1)) may need 64 bits: read its bit w - 1.

@@ -24,6 +24,7 @@ def _xor_split(word: torch.Tensor, n: int) -> list[torch.Tensor]:
 
 
 def test_word_masks_and_bits() -> None:
+    """Masks of 1..64 bits and bit reads ignore sign extension."""
     assert word_mask(1) == 1 and word_mask(8) == 255 and word_mask(63) == (1 << 63) - 1
     assert word_mask(64) == -1
     word = torch.tensor([-1, 1 << 62, 5], dtype=torch.int64)
@@ -46,6 +47,7 @@ def test_beaver_and_of_xor_shares(n: int) -> None:
 
 
 def test_packed_word_counts() -> None:
+    """Words needed for count operands of live bits, 64 // live to a word."""
     cases = [(1, 64), (2, 64), (2, 32), (3, 32), (4, 15), (5, 15), (9, 7), (64, 1), (65, 1), (0, 5)]
     assert [packed_words(count, live) for count, live in cases] == [1, 2, 1, 2, 1, 2, 1, 1, 2, 0]
 
@@ -53,6 +55,7 @@ def test_packed_word_counts() -> None:
 @pytest.mark.parametrize("live", [1, 2, 7, 16, 31, 32, 33, 63, 64])
 @pytest.mark.parametrize("shape", [(2, 6, 7), (1, 1), (3, 0)])
 def test_packing_round_trips_and_commutes_with_xor_and_and(shape: tuple[int, ...], live: int) -> None:
+    """Packing round-trips any shape and commutes with XOR and AND."""
     x, y = (random_ring(shape) & word_mask(live) for _ in range(2))
     packed_x, packed_y = pack(x, live), pack(y, live)
     count = x.numel()

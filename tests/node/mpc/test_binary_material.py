@@ -50,6 +50,7 @@ def _expanded(specs: tuple[BinarySpec, ...], n: int) -> list[list[BinaryMaterial
 
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_correlations_hold_for_every_spec_of_a_batch(n: int) -> None:
+    """c = a & b, [rho] = rho and [r rho] = r * rho for every spec of a batch."""
     parties = _expanded(SPECS, n)
     for j, spec in enumerate(SPECS):
         mats = [p[j] for p in parties]
@@ -68,12 +69,14 @@ def test_correlations_hold_for_every_spec_of_a_batch(n: int) -> None:
 
 
 def test_specs_of_a_batch_use_disjoint_streams() -> None:
+    """Two equal specs of one batch get different material."""
     spec = BinarySpec((1000,), 32)
     (first, second) = _expanded((spec, spec), 2)[0]
     assert not torch.equal(first.a, second.a) and not torch.equal(first.rho, second.rho)
 
 
 def test_shares_and_explicit_tensors_look_uniform() -> None:
+    """Seeded and explicit shares look uniform, and rho is a balanced bit."""
     spec = BinarySpec((20000,), 32, relu=True)
     parties = _expanded((spec,), 3)
     last, first = parties[2][0], parties[0][0]
@@ -90,6 +93,7 @@ def _counting_dealer() -> BinaryDealer:
 
 
 def test_injected_seeds_make_the_deal_reproducible() -> None:
+    """An injected seed source fixes the seeds and the explicit tensors."""
     first, second = _counting_dealer().deal(SPECS, 3), _counting_dealer().deal(SPECS, 3)
     assert [seed for seed, _ in first] == [bytes([k]) * 16 for k in (1, 2, 3)]
     assert all(torch.equal(x, y) for x, y in zip(first[2][1], second[2][1]))
@@ -97,6 +101,7 @@ def test_injected_seeds_make_the_deal_reproducible() -> None:
 
 
 def test_explicit_shapes_follow_the_plan() -> None:
+    """Only the last party gets explicit tensors, sized by the packed plan."""
     spec = BinarySpec((2, 3), 32, relu=True)
     assert spec.explicit_for(2, 3) and not spec.explicit_for(0, 3)
     assert spec.explicit_shapes(0, 3) == []
@@ -115,11 +120,13 @@ def test_explicit_shapes_follow_the_plan() -> None:
      ((MAX_MATERIAL_ELEMENTS + 1,), 8, False), ("abc", 8, False), ((3,), 8, 1)],
 )
 def test_bad_specs_are_refused(shape: object, width: object, relu: object) -> None:
+    """Bad shapes, widths and relu flags raise MaterialError."""
     with pytest.raises(MaterialError):
         BinarySpec(shape, width, relu)  # type: ignore[arg-type]
 
 
 def test_bad_explicit_tensors_are_refused() -> None:
+    """Wrong count, shape, dtype, seed or party of explicit material raises."""
     spec = BinarySpec((4,), 8, relu=True)
     seed, explicit = BinaryDealer().deal([spec], 2)[1]
     with pytest.raises(MaterialError, match="expected 3"):
@@ -137,6 +144,7 @@ def test_bad_explicit_tensors_are_refused() -> None:
 
 
 def test_the_binary_dealer_is_a_provider_of_its_kind() -> None:
+    """BinaryDealer serves BINARY specs beside the Beaver dealer."""
     providers = Providers(Dealer(), BinaryDealer())
     assert kind_of(SPECS[0]) is MaterialKind.BINARY
     assert providers.for_specs(SPECS).kind is MaterialKind.BINARY
