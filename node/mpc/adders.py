@@ -24,9 +24,10 @@ import asyncio, websockets, or anything of ``node.server`` / ``node.client``.
   permutation): then at every level the low segments of the pairs are
   the low half of the word's live bits and their partners the high half,
   and the merged segments come out in bit-reversed order again.  So L =
-  ceil(log2(w - 1)) levels with M/2, M/4, .., 1 bits per AND: about
-  2(w - 1) AND bits in all, rather than 2(w - 1) per level for a
-  Kogge-Stone prefix over the whole word; the last level ANDs G's single bit.
+  ceil(log2(w - 1)) levels with M/2, M/4, .., 2 bits per AND (two ANDs a
+  level) and one AND of G's single bit last: 2M - 3 AND bits in all (61
+  at width 32), rather than 2(w - 1) per level for a Kogge-Stone prefix
+  over the whole word.
 """
 
 from __future__ import annotations
