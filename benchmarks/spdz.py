@@ -1,7 +1,8 @@
 """SPDZ across node processes over TLS: Beaver products against plain torch and CrypTen.
 
-    python -m benchmarks.spdz            # about a minute
-    python -m benchmarks.spdz --quick    # fewer repeats
+    python -m benchmarks.spdz                    # a few minutes
+    python -m benchmarks.spdz --quick            # fewer repeats
+    python -m benchmarks.spdz --only compare     # one group of rows: products, compare, models
 
 Two party nodes (bob, alice) and a crypto provider (charlie) run as
 separate ``python -m node`` processes on loopback, with TLS and
@@ -16,8 +17,11 @@ here exactly as the node encodes it; the kernel's per-socket counters are
 not visible in this sandbox, and TLS adds about 22 bytes per 16 KiB record
 on top), next to the theoretical minimum of Beaver multiplication with
 additive shares (each party sends eps_i and delta_i once to the other:
-8 (|x| + |y|) bytes, one round).  Results: a table, and JSON in ``artifacts/spdz.json``.
-Nothing is asserted.
+8 (|x| + |y|) bytes, one round).  The comparison rows (DReLU, ReLU,
+max-pool; 2 parties by function secret sharing, 3 parties by
+arithmetic-to-binary conversion, with a third party node dave) are
+:mod:`benchmarks.spdz_compare`'s.  Results: tables, and JSON in
+``artifacts/spdz.json``.  Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ import torch
 
 import node
 from benchmarks.credentials import admit_benchmark_user
+from benchmarks.spdz_common import median_ms, plain_ms, sync_all
+from benchmarks.spdz_compare import CRYPTEN, compare_report, compare_rows
+from benchmarks.spdz_models import model_report, model_rows
 from protocol.codec import encode_message
 from protocol.ids import RequestId
 from protocol.messages import SyncReply, SyncRequest
@@ -81,27 +88,6 @@ def frame_bytes(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple[in
     return opening, seeds + explicit
 
 
-def sync_all(handles: list[node.RemoteNode]) -> None:
-    """Wait for every handle's node to finish what was sent, in parallel."""
-    futures = [h.call_async(SyncRequest) for h in handles]
-    concurrent.futures.wait(futures)
-    for h, future in zip(handles, futures):
-        h.settle(future.result(), SyncReply, "sync")
-
-
-def median_ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1e3
-
-
-def plain_ms(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor, repeats: int) -> float:
-    samples = []
-    for _ in range(max(repeats, 5)):
-        start = time.perf_counter()
-        op(a, b)
-        samples.append(time.perf_counter() - start)
-    return median_ms(samples)
-
-
 def run_case(
     name: str, a: torch.Tensor, b: torch.Tensor, op: Callable[[Any, Any], Any],
     parties: list[node.RemoteNode], provider: node.RemoteNode, repeats: int,
@@ -120,7 +106,7 @@ def run_case(
     z = op(x, y)
     error = float((z.get() - op(a, b)).abs().max())
     secure = median_ms(samples)
-    plain = plain_ms(op, a, b, repeats)
+    plain = plain_ms(lambda: op(a, b), repeats)
     expected = op(a, b)
     out_elements = expected.numel()
     opening, provider_bytes = frame_bytes(a, b, expected)
@@ -145,39 +131,57 @@ def run_case(
     }
 
 
+GROUPS = ("products", "compare", "models")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--only", choices=GROUPS, action="append", help="run only these groups of rows")
     parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "spdz.json")
     args = parser.parse_args()
+    groups = set(args.only or GROUPS)
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="tessera-spdz-"))
-    states = {n: tmp / n for n in ("bob", "alice", "charlie")}
+    states = {n: tmp / n for n in ("bob", "alice", "charlie", "dave")}
     admit_benchmark_user(*states.values())
     started = {n: start(n, state) for n, state in states.items()}
+    out: dict[str, Any] = {}
     try:
         handles = {n: node.connect(url, cafile=cafile) for n, (_, url, cafile) in started.items()}
         parties = [handles["bob"], handles["alice"]]
+        provider = handles["charlie"]
         few = args.quick
-        cases = [
-            ("mul 10^3", torch.randn(10**3), torch.randn(10**3), lambda p, q: p * q, 20 if few else 100),
-            ("mul 10^5", torch.randn(10**5), torch.randn(10**5), lambda p, q: p * q, 10 if few else 30),
-            ("mul 10^6", torch.randn(10**6), torch.randn(10**6), lambda p, q: p * q, 5 if few else 15),
-            ("matmul 128x128", torch.randn(128, 128), torch.randn(128, 128), lambda p, q: p @ q, 20 if few else 50),
-            ("matmul 512x512", torch.randn(512, 512), torch.randn(512, 512), lambda p, q: p @ q, 5 if few else 15),
-        ]
-        results = [run_case(name, a, b, op, parties, handles["charlie"], n) for name, a, b, op, n in cases]
+        if "products" in groups:
+            cases = [
+                ("mul 10^3", torch.randn(10**3), torch.randn(10**3), lambda p, q: p * q, 20 if few else 100),
+                ("mul 10^5", torch.randn(10**5), torch.randn(10**5), lambda p, q: p * q, 10 if few else 30),
+                ("mul 10^6", torch.randn(10**6), torch.randn(10**6), lambda p, q: p * q, 5 if few else 15),
+                ("matmul 128x128", torch.randn(128, 128), torch.randn(128, 128), lambda p, q: p @ q, 20 if few else 50),
+                ("matmul 512x512", torch.randn(512, 512), torch.randn(512, 512), lambda p, q: p @ q, 5 if few else 15),
+            ]
+            out["products"] = [run_case(name, a, b, op, parties, provider, n) for name, a, b, op, n in cases]
+            report(out["products"])
+        if "compare" in groups:
+            out["compare"] = [
+                *compare_rows(parties, provider, "fss", few),
+                *compare_rows([*parties, handles["dave"]], provider, "a2b", few),
+            ]
+            compare_report(out["compare"])
+        if "models" in groups:
+            out["models"] = model_rows(parties, provider, few)
+            model_report(out["models"])
         for handle in handles.values():
             handle.close()
     finally:
         for process, _, _ in started.values():
             process.terminate()
             process.wait(timeout=15)
-    report(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"python": sys.version.split()[0], "torch": torch.__version__, "machine": platform.machine(),
-            "cpus": os.cpu_count(), "node_torch_threads": 1, "tls": True, "truncation": "local (SecureML)"}
-    args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+            "cpus": os.cpu_count(), "node_torch_threads": 1, "tls": True, "truncation": "local (SecureML)",
+            "compare_width": 32, "crypten": {"products_ms": CRYPTEN_MS, "compare": CRYPTEN}}
+    args.out.write_text(json.dumps({"meta": meta, **out}, indent=2) + "\n")
     print(f"\nwritten to {args.out}")
 
 

@@ -18,14 +18,14 @@ them, so "bytes per party" is what one party sends for one op and
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
+import node
+from benchmarks.spdz_common import plain_ms, sync_all, time_op
 from protocol.codec import encode_message
 from protocol.ids import RequestId
 from protocol.mpc import SESSION_BYTES, CompareRoute, MpcMaterialRequest, MpcOpenRequest, WireCompare
@@ -36,7 +36,7 @@ from node.mpc.fss import FssDealer
 from node.mpc.prg import random_ring
 from node.mpc.rounds import Opening, RoundProtocol, run_local
 
-__all__ = ["CRYPTEN", "RouteCost", "protocol_cost", "compare_cases", "time_op"]
+__all__ = ["CRYPTEN", "RouteCost", "protocol_cost", "compare_rows", "compare_report"]
 
 CHUNK = 1 << 16
 """Elements per comparison step (``node.client.mpc.compare_steps``): costs are per chunk, summed."""
@@ -109,31 +109,6 @@ def _recorded(protocol: RoundProtocol, party: int, sent: list[int], n: int) -> R
         return stop.value
 
 
-def time_op(
-    op: Callable[[], Any], sync: Callable[[], None], repeats: int
-) -> tuple[float, float]:
-    """Median and best milliseconds of ``op(); sync()`` after two warm-up runs."""
-    for _ in range(2):
-        op()
-        sync()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        op()
-        sync()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3, min(samples) * 1e3
-
-
-def plain_ms(op: Callable[[], Any], repeats: int) -> float:
-    samples = []
-    for _ in range(max(repeats, 5)):
-        start = time.perf_counter()
-        op()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e3
-
-
 def compare_cases(quick: bool) -> list[tuple[str, tuple[int, ...], Callable[[Any], Any], bool, int]]:
     """(name, input shape, op, is_relu, repeats): the comparison rows."""
     return [
@@ -149,3 +124,46 @@ def compare_cases(quick: bool) -> list[tuple[str, tuple[int, ...], Callable[[Any
 def uniform_input(shape: tuple[int, ...]) -> torch.Tensor:
     """Floats in [-8, 8]: inside the comparison width (|x| < 2^15 at 16 fractional bits)."""
     return (torch.rand(shape, dtype=torch.float64) * 16 - 8).to(torch.float32)
+
+
+def compare_rows(
+    parties: list[node.RemoteNode], provider: node.RemoteNode, route: str, quick: bool
+) -> list[dict[str, Any]]:
+    """Every comparison case among ``parties`` by ``route``, beside plain torch."""
+    rows = []
+    for name, shape, op, relu, repeats in compare_cases(quick):
+        plain = uniform_input(shape)
+        x = node.share(plain, *parties, crypto_provider=provider, comparison=route)
+        secure, best = time_op(lambda: op(x), lambda: sync_all(parties), repeats)
+        error = float((op(x).get().to(torch.float64) - op(plain).to(torch.float64)).abs().max())
+        numel = plain.numel()
+        if name.startswith("max_pool2d"):
+            cost = None
+        else:
+            cost = protocol_cost(CompareRoute(route), len(parties), numel, 32, relu)
+        crypten = CRYPTEN.get(name, {}) if len(parties) == 2 else {}
+        rows.append({
+            "case": name, "parties": len(parties), "route": route,
+            "secure_ms": secure, "secure_min_ms": best, "plain_ms": plain_ms(lambda: op(plain), repeats),
+            "elements": numel, "rounds": cost.rounds if cost else None,
+            "bytes_sent_per_party": cost.bytes_per_party if cost else None,
+            "provider_bytes_per_party": cost.provider_bytes_per_party if cost else None,
+            "max_abs_error": error, "crypten_ttp_ms": crypten.get("ttp_ms"),
+            "crypten_tfp_ms": crypten.get("tfp_ms"), "crypten_rounds": crypten.get("rounds"),
+            "repeats": repeats,
+        })
+    return rows
+
+
+def compare_report(rows: list[dict[str, Any]]) -> None:
+    header = (f"{'case':<24}{'parties':>8}{'route':>6}{'secure ms':>10}{'plain ms':>10}{'rounds':>7}"
+              f"{'MB/party':>10}{'provider MB':>12}{'CrypTen ms':>14}")
+    print("\n" + header)
+    print("-" * len(header))
+    for r in rows:
+        sent = f"{r['bytes_sent_per_party'] / 1e6:.2f}" if r["bytes_sent_per_party"] else "-"
+        dealt = f"{r['provider_bytes_per_party'] / 1e6:.1f}" if r["provider_bytes_per_party"] else "-"
+        crypten = f"{r['crypten_ttp_ms']:.0f}/{r['crypten_tfp_ms']:.0f}" if r["crypten_ttp_ms"] else "-"
+        rounds = r["rounds"] if r["rounds"] is not None else "-"
+        print(f"{r['case']:<24}{r['parties']:>8}{r['route']:>6}{r['secure_ms']:>10.1f}{r['plain_ms']:>10.3f}"
+              f"{rounds:>7}{sent:>10}{dealt:>12}{crypten:>14}")

@@ -83,9 +83,14 @@ def node_env(home: Path) -> dict[str, str]:
 
 
 def start_node(
-    tmp_path: Path, node_id: str, *args: str, state_dir: Path | None = None, timeout: float = 30
+    tmp_path: Path, node_id: str, *args: str, state_dir: Path | None = None, timeout: float = 120
 ) -> NodeProcess:
-    """Start a node (the test user admitted) and wait for its startup line."""
+    """Start a node (the test user admitted) and wait for its startup line.
+
+    ``timeout`` is generous (120 s): the suite must pass while other work
+    loads the machine, where a node's torch import alone can take tens of
+    seconds; a node that printed its line late is still a node that started.
+    """
     state = state_dir or tmp_path / "state" / node_id
     admit_test_user(state)
     stderr_path = tmp_path / f"{node_id}-{time.monotonic_ns()}.stderr"
@@ -148,7 +153,7 @@ class GatewayProcess:
 
 
 def start_gateway(
-    tmp_path: Path, *args: str, state_dir: Path | None = None, timeout: float = 30
+    tmp_path: Path, *args: str, state_dir: Path | None = None, timeout: float = 120
 ) -> GatewayProcess:
     """Start a gateway on 127.0.0.1, port 0, and wait for its startup line."""
     state = state_dir or tmp_path / "state" / "gateway"
