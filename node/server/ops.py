@@ -3,7 +3,10 @@
 Runs inside a node.  :func:`run_op` checks the op and its form against
 ``protocol.ops.OPS``, refuses keywords that would write into an existing
 object, calls the op's entry in :data:`OP_TABLE` and hands back a tuple of
-detached CPU tensors.  Torch errors become ``OpFailed`` naming the op; our
+CPU tensors, detached unless they require grad: a result computed from a
+tensor that requires grad keeps its autograd history (and, through it, the
+tensors its backward needs) until a ``grad`` command frees it or the result
+is deleted, so remote training can run ``grad`` on it later.  Torch errors become ``OpFailed`` naming the op; our
 own refusals are ``UnsupportedOp`` or ``BadRequest``; anything else is a bug
 and propagates (the session replies ``INTERNAL``).
 
@@ -130,5 +133,5 @@ def _as_tensors(op: str, result: object, device: str = "cpu") -> tuple[torch.Ten
                 f"op {op!r} produced a {type(item).__name__} that is not a {device} tensor",
                 {"op": op},
             )
-        tensors.append(item.detach())
+        tensors.append(item if item.requires_grad else item.detach())
     return tuple(tensors)
