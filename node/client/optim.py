@@ -150,8 +150,8 @@ def _placed(state: Value | None, like: Value) -> Value | None:
         return None
     if isinstance(like, BasePointer):
         if isinstance(state, BasePointer):
-            return state if state.node is like.node else state.move(like.node)  # type: ignore[attr-defined]
+            return state if state.node is like.node else state.move(like.node)
         return like.node.send(state)
     if isinstance(state, BasePointer):
-        return state.get()  # type: ignore[attr-defined]
+        return state.get()
     return state

@@ -270,7 +270,10 @@ class BasePointer:
                 return _tracked(op, host.command(op, first, rest, wire), sources)
             if not OPS[op].function:
                 return _tracked(op, host.command(op, host.send(first), rest, wire), sources)
-        return _tracked(op, host.command(op, None, tuple(args), wire), sources)
+        result = _tracked(op, host.command(op, None, tuple(args), wire), sources)
+        if op == "grad" and not isinstance(result, tuple):
+            return (result,)  # torch.autograd.grad always gives a tuple
+        return result
 
     if TYPE_CHECKING:  # generated methods, one per METHOD-form op in OPS
 
