@@ -252,5 +252,5 @@ def test_the_example_runs() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     losses = [float(line.split()[-1]) for line in done.stdout.splitlines() if line.startswith("iteration")]
-    assert len(losses) >= 4 and losses[-1] < losses[0]
+    assert len(losses) == 2 and losses[-1] < losses[0]
     assert "refused" in done.stdout
