@@ -65,7 +65,7 @@ def run_op(
             f"op {op!r} failed: {_describe(exc)}",
             {"op": op, "error": type(exc).__name__},
         ) from exc
-    return _as_tensors(op, result, device)
+    return _as_tensors(op, result, device, (target, *call_args))
 
 
 def estimated_cost(target: torch.Tensor | None, args: Sequence[object]) -> int:
@@ -116,8 +116,15 @@ def _describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _as_tensors(op: str, result: object, device: str = "cpu") -> tuple[torch.Tensor, ...]:
-    """Normalise a result (tensor, or tuple/namedtuple of tensors) to a tuple."""
+def _as_tensors(
+    op: str, result: object, device: str = "cpu", inputs: Sequence[object] = ()
+) -> tuple[torch.Tensor, ...]:
+    """Normalise a result (tensor, or tuple/namedtuple of tensors) to a tuple of new tensor objects.
+
+    A result that keeps its history but is an input itself (``contiguous``
+    or ``float`` of a tensor that already is) becomes a view of it, so that
+    no two stored objects are one tensor object.
+    """
     if isinstance(result, torch.Tensor):
         items: tuple[object, ...] = (result,)
     elif isinstance(result, tuple):  # torch.return_types.* are tuples too
@@ -133,5 +140,9 @@ def _as_tensors(op: str, result: object, device: str = "cpu") -> tuple[torch.Ten
                 f"op {op!r} produced a {type(item).__name__} that is not a {device} tensor",
                 {"op": op},
             )
-        tensors.append(item if item.requires_grad else item.detach())
+        if not item.requires_grad:
+            item = item.detach()
+        elif any(item is given for given in inputs):
+            item = item.view_as(item)
+        tensors.append(item)
     return tuple(tensors)
