@@ -6,7 +6,8 @@ object, calls the op's entry in :data:`OP_TABLE` and hands back a tuple of
 CPU tensors, detached unless they require grad: a result computed from a
 tensor that requires grad keeps its autograd history (and, through it, the
 tensors its backward needs) until a ``grad`` command frees it or the result
-is deleted, so remote training can run ``grad`` on it later.  Torch errors become ``OpFailed`` naming the op; our
+is deleted, so remote training can run ``grad`` on it later (what the
+history saves is charged by the executor: :mod:`node.server.history`).  Torch errors become ``OpFailed`` naming the op; our
 own refusals are ``UnsupportedOp`` or ``BadRequest``; anything else is a bug
 and propagates (the session replies ``INTERNAL``).
 
