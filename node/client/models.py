@@ -126,8 +126,8 @@ def send_model(model: nn.Module, node: Handle) -> nn.Module:
     placement = _Placement(node, slots)
     for module in {id(slot.module): slot.module for slot in slots}.values():
         own = [slot for slot in slots if slot.module is module]
-        placement.hooks.append(module.register_forward_pre_hook(_swapper(own, remote=True)))
-        placement.hooks.append(module.register_forward_hook(_swapper(own, remote=False), always_call=True))
+        placement.hooks.append(module.register_forward_pre_hook(_Swap(own, remote=True)))
+        placement.hooks.append(module.register_forward_hook(_Swap(own, remote=False), always_call=True))
     _SENT[model] = placement
     return model
 
@@ -184,7 +184,7 @@ def _tensors_of(model: nn.Module) -> Iterator[tuple[nn.Module, str, str, torch.T
                     yield module, table, name, tensor
 
 
-class _swapper:  # noqa: N801 - used like a function
+class _Swap:
     """A forward hook putting a submodule's pointers (``remote``) or its own tensors in place."""
 
     def __init__(self, slots: list[_Slot], remote: bool) -> None:

@@ -254,3 +254,27 @@ def test_the_example_runs() -> None:
     losses = [float(line.split()[-1]) for line in done.stdout.splitlines() if line.startswith("iteration")]
     assert len(losses) == 2 and losses[-1] < losses[0]
     assert "refused" in done.stdout
+
+
+def test_in_process_nodes_train_the_same_way() -> None:
+    """VirtualNodes run the same loop (moves go through this process) and match torch."""
+    node.hook_torch()
+    bob, alice = node.VirtualNode("bob"), node.VirtualNode("alice")
+    datasets = _datasets()
+    remote = [(d.send(n), t.send(n)) for (d, t), n in zip(datasets, (bob, alice))]
+    torch.manual_seed(2)
+    model = nn.Linear(3, 1)
+    reference = _pair(model)
+    model.send(bob)
+    opt = node.optim.Adam(model.parameters(), lr=0.05)
+    local_opt = torch.optim.Adam(reference.parameters(), lr=0.05)
+    for (data, target), (local_data, local_target), here in zip(remote * 2, datasets * 2, (bob, alice) * 2):
+        model.move(here)
+        opt.zero_grad()
+        ((model(data) - target) ** 2).sum().backward()
+        opt.step()
+        local_opt.zero_grad()
+        ((reference(local_data) - local_target) ** 2).sum().backward()
+        local_opt.step()
+    model.get()
+    _assert_same_parameters(model, reference)
