@@ -52,7 +52,9 @@ if TYPE_CHECKING:
     from .client.aio import AsyncRemoteNode, connect_async
     from .client.fl.jobs import DatasetPointer, RemoteJob
     from .client.grid import Gateway, GridMatch, GridNode
+    from .client import optim
     from .client.hook import hook_torch
+    from .client.models import get_model, model_location, move_model, pointer_of, send_model
     from .client.mpc.group import (
         CryptoProviderUnavailable,
         MixedParties,
@@ -85,6 +87,12 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "Pointer": ("node.client.pointer", "Pointer"),
     "ObjectInfo": ("protocol.messages", "ObjectInfo"),
     "hook_torch": ("node.client.hook", "hook_torch"),
+    "optim": ("node.client.optim", None),
+    "send_model": ("node.client.models", "send_model"),
+    "get_model": ("node.client.models", "get_model"),
+    "move_model": ("node.client.models", "move_model"),
+    "model_location": ("node.client.models", "model_location"),
+    "pointer_of": ("node.client.models", "pointer_of"),
     "share": ("node.client.mpc.sharing", "share"),
     "SharedTensor": ("node.client.mpc.shared", "SharedTensor"),
     "SharingError": (_MPC, "SharingError"),

@@ -21,12 +21,13 @@ Deliberately excluded, and why:
 
 - In-place ops (names ending in ``_``) and ``out=``: stored objects are
   shared by pointers and guarded by owners; a command may create objects,
-  never rewrite one.  ``inplace=True`` is refused by the node for the same
+  never rewrite one.  Autograd follows the same rule (see *Autograd*).  ``inplace=True`` is refused by the node for the same
   reason, and ops whose torch signature takes ``out`` or ``inplace``
   positionally are wrapped so that it cannot be passed.
 - Anything touching files, processes, devices, storage or pickle: ``load``,
   ``save``, ``hub``, ``from_file``, ``storage``, ``data_ptr``, ``set_``,
-  ``resize_``, ``cuda``, ``backward``, ``register_hook``.  ``to`` accepts a
+  ``resize_``, ``cuda``, ``register_hook``.  ``backward`` writes into
+  ``.grad`` of objects: it is replaced by ``grad`` below.  ``to`` accepts a
   dtype and the device ``"cpu"`` only.
 - Ops that hand back Python values instead of tensors (``numpy``,
   ``tolist``, ``item``, ``equal``, ``allclose``): data leaves a node through
@@ -44,6 +45,17 @@ Deliberately excluded, and why:
   ``where(condition)`` with one argument.  (``argwhere`` covers the last
   two with one tensor.)
 
+Autograd, as commands that create objects.  A result computed from a
+tensor that requires grad keeps its autograd history on the node.  Two ops
+make training possible without rewriting any object: ``leaf`` (a new leaf
+tensor with the data of its target and the given ``requires_grad``: what
+``requires_grad_``, ``detach`` + re-marking after an optimiser step, and a
+sent model's parameters use) and ``grad`` (``torch.autograd.grad`` of an
+output with respect to a list of tensors, one new gradient object per
+tensor: what ``backward`` becomes).  ``.grad``, ``zero_grad`` and the
+optimiser's update live in the client (:mod:`node.client.optim`): the
+update is ordinary arithmetic commands followed by ``leaf``.
+
 This module imports only the standard library and ``protocol.errors``.
 """
 
@@ -54,7 +66,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from protocol.errors import UnsupportedOp
+from protocol.errors import BadRequest, UnsupportedOp
 
 __all__ = ["OpForm", "ResultRule", "OpSpec", "OPS", "spec_for", "result_count"]
 
@@ -75,6 +87,8 @@ class ResultRule(enum.Enum):
     """Always a pair, e.g. ``(values, indices)``."""
     TWO_WITH_DIM = "two_with_dim"
     """A pair when a ``dim`` is given (positional int or keyword), else one."""
+    PER_INPUT = "per_input"
+    """One per tensor in the list given as the second argument (``grad``'s inputs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +295,10 @@ _SPECS: tuple[OpSpec, ...] = (
     _f("pad", "pad the last dims (constant, reflect, replicate, circular)"),
     _f("normalize", "a / max(norm(a, p, dim), eps)"),
     _f("layer_norm", "layer normalisation over the last dims"),
+    # Autograd (see the module docstring): both create objects, neither rewrites one.
+    _m("leaf", "a new leaf tensor with the same data; requires_grad (a bool, default True)"),
+    _f("grad", "gradients of an output w.r.t. a list of tensors (autograd.grad); one per tensor",
+       ResultRule.PER_INPUT),
 )
 
 
@@ -326,6 +344,8 @@ def result_count(
         return 1
     if rule is ResultRule.TWO:
         return 2
+    if rule is ResultRule.PER_INPUT:
+        return _inputs_given(op, args, kwargs)
     return 2 if _dim_given(has_target, args, kwargs) else 1
 
 
@@ -337,3 +357,18 @@ def _dim_given(has_target: bool, args: Sequence[object], kwargs: Mapping[str, ob
         return False
     candidate = args[position]
     return isinstance(candidate, int) and not isinstance(candidate, bool)
+
+
+MAX_GRAD_INPUTS = 1024
+"""Most tensors one ``grad`` command differentiates with respect to."""
+
+
+def _inputs_given(op: str, args: Sequence[object], kwargs: Mapping[str, object]) -> int:
+    """The length of ``grad``'s list of inputs (second positional argument or ``inputs``)."""
+    inputs = args[1] if len(args) > 1 else kwargs.get("inputs")
+    if not isinstance(inputs, (list, tuple)) or not 0 < len(inputs) <= MAX_GRAD_INPUTS:
+        raise BadRequest(
+            f"op {op!r} needs a list of 1 to {MAX_GRAD_INPUTS} tensors as its second argument",
+            {"op": op},
+        )
+    return len(inputs)

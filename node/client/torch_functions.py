@@ -214,6 +214,8 @@ TORCH_FUNCTION_OPS: Mapping[Callable[..., object], str] = MappingProxyType(
         F.pad: "pad",
         F.normalize: "normalize",
         F.layer_norm: "layer_norm",
+        # Autograd: torch.autograd.grad(loss, [w]) on pointers runs on their node.
+        torch.autograd.grad: "grad",
     }
 )
 """torch and torch.nn.functional callables, each sent as a FUNCTION-form op."""
@@ -298,6 +300,7 @@ TENSOR_METHOD_OPS: Mapping[Callable[..., object], str] = MappingProxyType(
         _T.float: "float", _T.double: "double", _T.half: "half", _T.bfloat16: "bfloat16",
         _T.int: "int", _T.long: "long", _T.short: "short", _T.bool: "bool", _T.to: "to",
         _T.type_as: "type_as", _T.softmax: "softmax", _T.log_softmax: "log_softmax",
+        _T.requires_grad_: "leaf",
         # fmt: on
     }
 )

@@ -10,7 +10,9 @@ is *restricted*: value-sensitive uses are refused, its shapes are checked
 without data (:mod:`node.server.disclosure`), and its failures are
 redacted where every request's are (:mod:`peer.server.redaction`).
 Result sizes are checked against the caller's quota before anything is
-allocated (:mod:`node.server.sizing`).  Must not import asyncio or the
+allocated (:mod:`node.server.sizing`), and what a command's autograd
+history saves is charged to it while the history keeps it
+(:mod:`node.server.history`).  Must not import asyncio or the
 transport: the session decides which thread this runs on.
 """
 
@@ -29,6 +31,7 @@ from protocol.ops import result_count
 from protocol.values import PointerRef, Value
 
 from .disclosure import check_disclosure, tensors_in
+from .history import HistoryCharges
 from .offload import runs_inline
 from .ops import estimated_cost, run_op
 from .policy import Policy, combine
@@ -46,6 +49,7 @@ class Executor:
     def __init__(self, node_id: NodeId, store: ObjectStore) -> None:
         self.node_id = node_id
         self.store = store
+        self.history = HistoryCharges(store)
 
     def resolve(self, principal: Principal, value: Value, used: list[StoredObject] | None = None) -> Any:
         """Replace pointer refs (at any depth) by the stored tensors they name.
@@ -83,18 +87,20 @@ class Executor:
             )
         hidden = _NONE_HIDDEN
         policies = [Policy.own(principal)]
-        restricted = False
+        restricted = autograd = False
         for stored in used:  # a plain loop: this runs for every command
             policies.append(stored.policy)
             if not restricted and not stored.policy.can_read(principal):
                 restricted = True
+            if stored.value.requires_grad:
+                autograd = True
         if restricted:
             hidden = frozenset(id(s.value) for s in used if not s.readable_by(principal))
             call_args = args if target is None else [target, *args]
             check_disclosure(request.op, call_args, kwargs, hidden)
         policy = combine(policies)
         cost = estimated_cost(target, [*args, *kwargs.values()])
-        return PreparedCommand(principal, request, target, args, kwargs, cost, policy, hidden)
+        return PreparedCommand(principal, request, target, args, kwargs, cost, policy, hidden, autograd)
 
     def run(self, prepared: PreparedCommand) -> None:
         """Check (heavy commands: reserve) the results' size in the quota, run the command, store its results.
@@ -110,7 +116,8 @@ class Executor:
         with held if held is not None else contextlib.nullcontext():
             # A failure of a restricted command is screened by the session's one
             # redaction point (peer.server.redaction): the store marked it exposed.
-            outputs = run_op(request.op, prepared.target, prepared.args, prepared.kwargs)
+            with self.history.charging(prepared.principal) if prepared.autograd else contextlib.nullcontext():
+                outputs = run_op(request.op, prepared.target, prepared.args, prepared.kwargs)
             if specs is not None and prepared.hidden:
                 if [(t.shape, t.dtype) for t in outputs] != specs:
                     raise OpFailed(f"op {request.op!r} gave results of other shapes than predicted", {})
@@ -160,6 +167,8 @@ class PreparedCommand:
     """The policy its results get."""
     hidden: frozenset[int] = frozenset()
     """``id`` of every input tensor the caller may not read (restricted when non-empty)."""
+    autograd: bool = False
+    """An input requires grad: what its history saves is charged (:mod:`node.server.history`)."""
 
     @property
     def heavy(self) -> bool:

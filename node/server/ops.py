@@ -3,7 +3,11 @@
 Runs inside a node.  :func:`run_op` checks the op and its form against
 ``protocol.ops.OPS``, refuses keywords that would write into an existing
 object, calls the op's entry in :data:`OP_TABLE` and hands back a tuple of
-detached CPU tensors.  Torch errors become ``OpFailed`` naming the op; our
+CPU tensors, detached unless they require grad: a result computed from a
+tensor that requires grad keeps its autograd history (and, through it, the
+tensors its backward needs) until a ``grad`` command frees it or the result
+is deleted, so remote training can run ``grad`` on it later (what the
+history saves is charged by the executor: :mod:`node.server.history`).  Torch errors become ``OpFailed`` naming the op; our
 own refusals are ``UnsupportedOp`` or ``BadRequest``; anything else is a bug
 and propagates (the session replies ``INTERNAL``).
 
@@ -62,7 +66,7 @@ def run_op(
             f"op {op!r} failed: {_describe(exc)}",
             {"op": op, "error": type(exc).__name__},
         ) from exc
-    return _as_tensors(op, result, device)
+    return _as_tensors(op, result, device, (target, *call_args))
 
 
 def estimated_cost(target: torch.Tensor | None, args: Sequence[object]) -> int:
@@ -113,8 +117,15 @@ def _describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _as_tensors(op: str, result: object, device: str = "cpu") -> tuple[torch.Tensor, ...]:
-    """Normalise a result (tensor, or tuple/namedtuple of tensors) to a tuple."""
+def _as_tensors(
+    op: str, result: object, device: str = "cpu", inputs: Sequence[object] = ()
+) -> tuple[torch.Tensor, ...]:
+    """Normalise a result (tensor, or tuple/namedtuple of tensors) to a tuple of new tensor objects.
+
+    A result that keeps its history but is an input itself (``contiguous``
+    or ``float`` of a tensor that already is) becomes a view of it, so that
+    no two stored objects are one tensor object.
+    """
     if isinstance(result, torch.Tensor):
         items: tuple[object, ...] = (result,)
     elif isinstance(result, tuple):  # torch.return_types.* are tuples too
@@ -130,5 +141,9 @@ def _as_tensors(op: str, result: object, device: str = "cpu") -> tuple[torch.Ten
                 f"op {op!r} produced a {type(item).__name__} that is not a {device} tensor",
                 {"op": op},
             )
-        tensors.append(item.detach())
+        if not item.requires_grad:
+            item = item.detach()
+        elif any(item is given for given in inputs):
+            item = item.view_as(item)
+        tensors.append(item)
     return tuple(tensors)

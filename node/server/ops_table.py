@@ -176,6 +176,63 @@ def _max_pool2d(
     return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
 
 
+def _leaf(x: Tensor, requires_grad: bool = True) -> Tensor:
+    """A new leaf with ``x``'s data (no copy) and ``requires_grad``; ``x`` is left as it was.
+
+    ``requires_grad`` must be a real bool: a tensor there would be read as
+    a number, and its value would decide the outcome.
+    """
+    if not isinstance(requires_grad, bool):
+        raise BadRequest("op 'leaf': requires_grad must be a bool", {"op": "leaf"})
+    return x.detach().requires_grad_(requires_grad)
+
+
+def _tensors(value: object) -> bool:
+    """Whether ``value`` is a tensor or a non-empty list of tensors."""
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(item, Tensor) for item in value)
+    return isinstance(value, Tensor)
+
+
+def _grad(
+    outputs: Tensor | list[Tensor],
+    inputs: list[Tensor],
+    grad_outputs: Tensor | list[Tensor] | None = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    only_inputs: bool = True,
+    allow_unused: bool | None = None,
+    is_grads_batched: bool = False,
+    materialize_grads: bool = False,
+) -> tuple[Tensor, ...]:
+    """``torch.autograd.grad(outputs, inputs)``: one new gradient per input.
+
+    What ``loss.backward()`` becomes on a node: nothing is written into the
+    inputs (no ``.grad``); the client keeps the gradients as pointers.  The
+    history is freed unless ``retain_graph``.  An input the output does not
+    depend on is torch's error, as ``backward`` would leave it without a
+    gradient.  The keywords ``torch.autograd.grad`` forwards through
+    ``__torch_function__`` are accepted at their defaults only:
+    ``create_graph`` would store gradients with histories of their own,
+    ``allow_unused`` would produce ``None`` where a tensor is promised.
+    """
+    if not isinstance(inputs, list) or not _tensors(inputs):
+        raise BadRequest("op 'grad': inputs must be a list of tensors", {"op": "grad"})
+    if not _tensors(outputs) or not (grad_outputs is None or _tensors(grad_outputs)):
+        raise BadRequest("op 'grad': outputs and grad_outputs must be tensors", {"op": "grad"})
+    if not (retain_graph is None or isinstance(retain_graph, bool)):
+        raise BadRequest("op 'grad': retain_graph must be a bool", {"op": "grad"})
+    if (create_graph, only_inputs, bool(allow_unused), is_grads_batched, materialize_grads) != (
+        False, True, False, False, False
+    ):
+        raise BadRequest(
+            "op 'grad' accepts create_graph, only_inputs, allow_unused, is_grads_batched "
+            "and materialize_grads at their defaults only",
+            {"op": "grad"},
+        )
+    return torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs, retain_graph=retain_graph)
+
+
 OP_TABLE: Mapping[str, Callable[..., object]] = MappingProxyType(
     {
         # Arithmetic.
@@ -351,6 +408,9 @@ OP_TABLE: Mapping[str, Callable[..., object]] = MappingProxyType(
         "pad": F.pad,
         "normalize": _normalize,
         "layer_norm": F.layer_norm,
+        # Autograd: both create objects, neither writes into one.
+        "leaf": _leaf,
+        "grad": _grad,
     }
 )
 """Every wire name in ``protocol.ops.OPS``, mapped to what the node calls."""

@@ -54,6 +54,7 @@ class Hold(enum.Enum):
     SHARES = "secure-aggregation shares"
     DOWNLOAD = "downloads in progress"
     COMMAND = "commands running"
+    HISTORY = "autograd histories"
     TRAINING = "local trainings"
 
 

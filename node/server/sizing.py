@@ -86,6 +86,7 @@ def _table() -> Mapping[str, Bound]:
         bmm=Bound.MATMUL, rmatmul=Bound.MATMUL, linear=Bound.MATMUL, dot=Bound.OUTER,
         outer=Bound.OUTER, max_pool2d=Bound.POOL, avg_pool2d=Bound.POOL,
         argwhere=Bound.NONZERO, expand=Bound.VIEW, expand_as=Bound.VIEW,
+        leaf=Bound.SHAPED, grad=Bound.SUM,
     )
     return MappingProxyType(table)
 
@@ -211,6 +212,8 @@ def meta_specs(
     values (meta tensors have none); when the op needed a value (a tensor
     used as a number or a size, a result sized by the data) the message says so.
     """
+    if op == "grad":
+        return _grad_specs(args, kwargs)
     meta_target = target.to("meta") if target is not None else None
     meta_args = [_meta(a) for a in args]
     meta_kwargs = {k: _meta(v) for k, v in kwargs.items()}
@@ -230,6 +233,14 @@ def meta_specs(
             ) from None
         raise
     return [(t.shape, t.dtype) for t in outputs]
+
+
+def _grad_specs(args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Spec]:
+    """``grad`` gives one gradient shaped like each input (a meta copy has no history to differentiate)."""
+    inputs = args[1] if len(args) > 1 else kwargs.get("inputs")
+    if not isinstance(inputs, list) or not all(isinstance(t, torch.Tensor) for t in inputs):
+        raise OpFailed("op 'grad' failed: inputs must be a list of tensors", {"op": "grad"})
+    return [(t.shape, t.dtype) for t in inputs]
 
 
 def _meta(value: Any) -> Any:

@@ -155,6 +155,7 @@ def test_result_rules_are_declared() -> None:
         "sort",
         "topk",
         "kthvalue",
+        "grad",
     }
 
 

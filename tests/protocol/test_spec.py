@@ -208,7 +208,8 @@ def test_every_op_is_documented(spec: str, name: str) -> None:
     op = OPS[name]
     assert method == ("yes" if op.method else "-")
     assert function == ("yes" if op.function else "-")
-    expected = {ResultRule.ONE: "1", ResultRule.TWO: "2", ResultRule.TWO_WITH_DIM: "2 with dim, else 1"}
+    expected = {ResultRule.ONE: "1", ResultRule.TWO: "2", ResultRule.TWO_WITH_DIM: "2 with dim, else 1",
+                ResultRule.PER_INPUT: "1 per input"}
     assert results == expected[op.results]
     assert doc.replace("\\|", "|") == op.doc
 

@@ -33,6 +33,7 @@ LABELS = torch.tensor([2, 0])
 IDX = torch.tensor([2, 0])
 IDX2 = torch.tensor([[0, 0], [2, 1]])
 TARGET01 = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+GRAD_LEAF = B.clone().requires_grad_(True)
 
 Args = Sequence[object]
 Kwargs = Mapping[str, object]
@@ -238,6 +239,8 @@ CASES = [
     _f("pad", [V, [1, 2]], lambda: torch.tensor([0.5, 1.0, 2.0, 3.0, 0.5, 0.5]), value=0.5),
     _f("normalize", [A], lambda: A / A.norm(dim=1, keepdim=True), dim=1),
     _f("layer_norm", [A, [3]], lambda: F.layer_norm(A, (3,))),
+    _m("leaf", A, [True], lambda: A),
+    _f("grad", [(GRAD_LEAF * A).sum(), [GRAD_LEAF]], lambda: (A,), retain_graph=True),
 ]
 
 
@@ -438,14 +441,45 @@ def test_bad_arguments_are_op_failed(op: str, target: torch.Tensor | None, args:
     assert repr(op) in info.value.message
 
 
-def test_results_are_detached_new_tensor_objects() -> None:
-    """Results never carry autograd history and are never the input object itself."""
+def test_results_are_new_tensor_objects_with_history_only_from_tensors_requiring_grad() -> None:
+    """Results are never the input object itself; they keep autograd history only when an input
+    requires grad (so a later ``grad`` command can differentiate them), and ``detach`` drops it."""
     x = A.clone().requires_grad_(True)
     for op in ("contiguous", "detach", "float", "mul"):
         (got,) = run_op(op, x, [2.0] if op == "mul" else [], {})
-        assert got is not x
-        assert not got.requires_grad
+        (plain,) = run_op(op, A, [2.0] if op == "mul" else [], {})
+        assert got is not x and plain is not A
+        assert got.requires_grad == (op != "detach") and not plain.requires_grad
         assert got.device.type == "cpu"
+
+
+def test_grad_differentiates_without_writing_into_its_inputs() -> None:
+    """grad gives torch.autograd.grad's gradients as new tensors; the leaf's .grad stays None."""
+    (w,) = run_op("leaf", V, [], {})
+    assert w.requires_grad and w.is_leaf and not V.requires_grad
+    (loss,) = run_op("sum", None, [run_op("mul", w, [W], {})[0]], {})
+    (grad,) = run_op("grad", None, [loss, [w]], {})
+    assert torch.equal(grad, W) and w.grad is None and not grad.requires_grad
+    with pytest.raises(OpFailed, match="grad"):  # the history is freed, as after backward()
+        run_op("grad", None, [loss, [w]], {})
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"create_graph": True}, {"allow_unused": True}, {"is_grads_batched": True}, {"retain_graph": 1}]
+)
+def test_grad_refuses_keywords_other_than_their_defaults(kwargs: Kwargs) -> None:
+    """create_graph, allow_unused... would store histories or None: BadRequest."""
+    (w,) = run_op("leaf", V, [], {})
+    (loss,) = run_op("sum", w, [], {})
+    with pytest.raises(BadRequest, match="grad"):
+        run_op("grad", None, [loss, [w]], kwargs)
+
+
+@pytest.mark.parametrize("flag", [1, A[0, 0], "yes"])
+def test_leaf_takes_a_real_bool(flag: object) -> None:
+    """A tensor (or anything but a bool) as requires_grad would be read as a value: BadRequest."""
+    with pytest.raises(BadRequest, match="bool"):
+        run_op("leaf", V, [flag], {})
 
 
 def test_estimated_cost_counts_tensor_elements() -> None:
