@@ -75,10 +75,10 @@ def relu(x: Value) -> Value:
 
 
 def bit_not(bits: Value) -> Value:
-    """``1 - bits`` (local for shared bits)."""
+    """``1 - bits`` (local for shared bits; still bits, decoded as bool)."""
     if isinstance(bits, torch.Tensor):
         return ~bits
-    return 1 - bits
+    return retype(1 - bits, torch.bool)
 
 
 def select(bits: Value, a: Any, b: Any) -> Any:
