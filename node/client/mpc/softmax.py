@@ -31,7 +31,10 @@ _MAX_CLASSES = 80_000
 
 
 def softmax(x: Value, dim: int | None = None, dtype: Any = None) -> Value:
-    """e^z / sum(e^z) along ``dim`` with z = x - max(x, dim): 1.2e-6 absolute error (float64 grid).
+    """e^z / sum(e^z) along ``dim`` with z = x - max(x, dim): absolute error below k * 1.2e-7 for k elements.
+
+    (Each e^z under e^-16 counts as e^-16; measured on random logits: 3e-10
+    for k = 10 with logits of scale 3, 7e-7 for k = 64 with scale 4.)
 
     Max tree 2*ceil(log2 k) rounds, exp 9, reciprocal of the sum 29, product 1.
     """
@@ -46,7 +49,7 @@ def softmax(x: Value, dim: int | None = None, dtype: Any = None) -> Value:
 
 
 def log_softmax(x: Value, dim: int | None = None, dtype: Any = None) -> Value:
-    """z - log(sum(e^z)) along ``dim``: 4e-8 absolute error (float64 grid); 2*ceil(log2 k) + 51 rounds."""
+    """z - log(sum(e^z)) along ``dim``: absolute error below k * 1.2e-7 + 4e-8; 2*ceil(log2 k) + 51 rounds."""
     if dim is None:
         raise TypeError("log_softmax of a shared tensor needs dim")
     if dtype is not None:
