@@ -288,7 +288,7 @@ class SharedTensor:
 
     def __truediv__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
-            return approximations.div(self, other)
+            return _shared(approximations.div(self, other))
         if self.precision == 0:
             raise SharingError("division of an integer shared tensor: share floats instead", {})
         divisor = other if isinstance(other, torch.Tensor) else torch.tensor(float(other))
@@ -298,7 +298,7 @@ class SharedTensor:
 
     def __rtruediv__(self, other: Any) -> SharedTensor:
         """``public / shared``: ``public * reciprocal(shared)`` (see :mod:`.approximations`)."""
-        return approximations.div(other, self)
+        return _shared(approximations.div(other, self))
 
     def __matmul__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
@@ -412,29 +412,29 @@ class SharedTensor:
     # -- comparisons and non-linear functions: .comparisons, .approximations, .softmax ------------
 
     def __gt__(self, other: Any) -> SharedTensor:
-        return comparisons.gt(self, other)
+        return _shared(comparisons.gt(self, other))
 
     def __ge__(self, other: Any) -> SharedTensor:
-        return comparisons.ge(self, other)
+        return _shared(comparisons.ge(self, other))
 
     def __lt__(self, other: Any) -> SharedTensor:
-        return comparisons.lt(self, other)
+        return _shared(comparisons.lt(self, other))
 
     def __le__(self, other: Any) -> SharedTensor:
-        return comparisons.le(self, other)
+        return _shared(comparisons.le(self, other))
 
     gt, ge, lt, le = __gt__, __ge__, __lt__, __le__
 
     def sign(self) -> SharedTensor:
-        return comparisons.sign(self)
+        return _shared(comparisons.sign(self))
 
     def abs(self) -> SharedTensor:
-        return comparisons.abs_(self)
+        return _shared(comparisons.abs_(self))
 
     __abs__ = abs
 
     def clamp(self, min: Any = None, max: Any = None) -> SharedTensor:  # noqa: A002 - torch's names
-        return comparisons.clamp(self, min, max)
+        return _shared(comparisons.clamp(self, min, max))
 
     clip = clamp
 
@@ -446,41 +446,41 @@ class SharedTensor:
         return comparisons.min_(self, dim, keepdim)
 
     def amax(self, dim: int, keepdim: bool = False) -> SharedTensor:
-        return comparisons.amax(self, dim, keepdim)
+        return _shared(comparisons.amax(self, dim, keepdim))
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
         """A shared one-hot of this shape marking the maximum (not an index: see ``comparisons.argmax``)."""
-        return comparisons.argmax(self, dim, keepdim)
+        return _shared(comparisons.argmax(self, dim, keepdim))
 
     def argmin(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
-        return comparisons.argmin(self, dim, keepdim)
+        return _shared(comparisons.argmin(self, dim, keepdim))
 
     def exp(self) -> SharedTensor:
-        return approximations.exp(self)
+        return _shared(approximations.exp(self))
 
     def log(self) -> SharedTensor:
-        return approximations.log(self)
+        return _shared(approximations.log(self))
 
     def reciprocal(self) -> SharedTensor:
-        return approximations.reciprocal(self)
+        return _shared(approximations.reciprocal(self))
 
     def sqrt(self) -> SharedTensor:
-        return approximations.sqrt(self)
+        return _shared(approximations.sqrt(self))
 
     def rsqrt(self) -> SharedTensor:
-        return approximations.rsqrt(self)
+        return _shared(approximations.rsqrt(self))
 
     def sigmoid(self) -> SharedTensor:
-        return approximations.sigmoid(self)
+        return _shared(approximations.sigmoid(self))
 
     def tanh(self) -> SharedTensor:
-        return approximations.tanh(self)
+        return _shared(approximations.tanh(self))
 
     def softmax(self, dim: int) -> SharedTensor:
-        return softmax.softmax(self, dim)
+        return _shared(softmax.softmax(self, dim))
 
     def log_softmax(self, dim: int) -> SharedTensor:
-        return softmax.log_softmax(self, dim)
+        return _shared(softmax.log_softmax(self, dim))
 
     @classmethod
     def __torch_function__(
@@ -488,6 +488,12 @@ class SharedTensor:
     ) -> Any:
         """``torch.f(shared, ...)`` and ``tensor op shared`` for the ops above."""
         return dispatch(cls, func, tuple(args), kwargs or {})
+
+
+def _shared(value: Any) -> SharedTensor:
+    """A comparison or approximation of a shared tensor, which is a shared tensor (typed for mypy)."""
+    assert isinstance(value, SharedTensor)
+    return value
 
 
 def _mixed_dtype(a: torch.dtype, b: torch.dtype) -> torch.dtype:
