@@ -22,7 +22,7 @@ import torch
 
 from . import approximations, comparisons
 from .group import SharingError
-from .values import Value, check_operands, is_plain, require_float, retype
+from .values import Value, check_operands, is_plain, require_float, retype, times_constant
 
 __all__ = ["cross_entropy", "log_softmax", "softmax"]
 
@@ -101,8 +101,8 @@ def cross_entropy(
     losses = -((log_softmax(input, class_dim) * hot).sum(class_dim))
     if reduction == "sum":
         return losses.sum()
-    if reduction == "mean":
-        return losses.mean()
+    if reduction == "mean":  # not losses.mean(): 1/N encoded in 16 bits is up to 0.1% off for N ~ 200
+        return times_constant(losses.sum(), 1.0 / max(losses.numel(), 1))
     return losses
 
 
