@@ -59,6 +59,9 @@ class Depth:
     def dim(self) -> int:
         return self.data.dim()
 
+    def numel(self) -> int:
+        return self.data.numel()
+
     def drelu(self) -> Depth:
         return Depth.of((self.data >= 0).to(torch.float64), self.depth + 1, 0, torch.bool)
 
