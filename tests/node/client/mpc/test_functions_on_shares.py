@@ -93,6 +93,7 @@ async def test_comparisons_match_torch(cluster: Cluster, n: int) -> None:
             "reflected": 0.5 < x, "tensor_gt": Y > x,
             "sign": torch.sign(x), "abs": abs(x), "relu": F.relu(x), "clamp": torch.clamp(x, -1.0, 2.5),
             "where": torch.where(x > y, x, y), "maximum": torch.max(x, y),
+            "where_public": torch.where(x > y, 1.5, -0.25), "clamp_shared": x.clamp(min=y),
             "max": x.max(), "max_dim": torch.max(x, dim=1), "min_dim": x.min(0, keepdim=True),
             "argmax": torch.argmax(x, dim=1), "argmin": x.argmin(), "pool": F.max_pool2d(cluster.share(IMAGE, n), 3, 2, 1),
         }
@@ -108,6 +109,7 @@ async def test_comparisons_match_torch(cluster: Cluster, n: int) -> None:
     for name, expected in (("sign", torch.sign(X)), ("abs", X.abs()), ("relu", X.relu()),
                            ("clamp", X.clamp(-1.0, 2.5)), ("where", torch.where(X > Y, X, Y)),
                            ("maximum", torch.max(X, Y)), ("max", X.max()),
+                           ("where_public", torch.where(X > Y, 1.5, -0.25)), ("clamp_shared", torch.max(X, Y)),
                            ("pool", F.max_pool2d(IMAGE, 3, 2, 1))):
         assert got[name].dtype == torch.float32 and torch.allclose(got[name], expected, atol=2 * ULP), name
     values, indices = got["max_dim"]
@@ -134,12 +136,14 @@ async def test_approximations_on_shares_match_torch(cluster: Cluster, n: int) ->
     def run() -> dict[str, torch.Tensor]:
         pos, reals, logits = cluster.share(POSITIVE, n), cluster.share(REALS, n), cluster.share(LOGITS, n)
         hot = cluster.share(F.one_hot(TARGET, 4).to(torch.int64), n)
+        indices = cluster.share(TARGET, n)
         posted = {
             "exp": torch.exp(reals * 0.5), "reciprocal": torch.reciprocal(pos), "negative": (-pos).reciprocal(),
             "div": reals[:6] / pos, "rdiv": 2.0 / pos, "sqrt": torch.sqrt(pos), "rsqrt": torch.rsqrt(pos),
             "log": torch.log(pos), "sigmoid": torch.sigmoid(reals), "tanh": torch.tanh(reals),
             "softmax": F.softmax(logits, dim=1), "log_softmax": F.log_softmax(logits, dim=1),
             "ce": F.cross_entropy(logits, TARGET), "ce_hot": F.cross_entropy(logits, hot),
+            "ce_indices": F.cross_entropy(logits, indices, reduction="sum"),
         }
         return {name: value.get() for name, value in posted.items()}
 
@@ -164,6 +168,7 @@ async def test_approximations_on_shares_match_torch(cluster: Cluster, n: int) ->
     close("log_softmax", F.log_softmax(LOGITS, dim=1), 2e-3)
     close("ce", F.cross_entropy(LOGITS, TARGET), 2e-3)
     close("ce_hot", F.cross_entropy(LOGITS, TARGET), 2e-3)
+    close("ce_indices", F.cross_entropy(LOGITS, TARGET, reduction="sum"), 6e-3)
 
 
 async def test_mixed_parties_and_precisions_are_refused(cluster: Cluster) -> None:
