@@ -39,6 +39,13 @@ def test_reciprocal_relative_error_for_both_signs() -> None:
     assert (A.div(torch.full_like(x, 3.0), x) - 3.0 / x).abs().max() < 1e-8
 
 
+@pytest.mark.parametrize(("low", "high"), [(1.0, 2.0), (1.0, 10.0), (1.0, 100.0), (1.0, 1e4), (0.5, 3.0)])
+def test_reciprocal_in_a_known_range(low: float, high: float) -> None:
+    """reciprocal_in on [low, high]: relative error under 1e-7 (linear guess) or reciprocal's (scaled fallback)."""
+    x = grid(low, high, log=True)
+    assert (A.reciprocal_in(x, low, high) * x - 1).abs().max() < 1e-7
+
+
 def test_rsqrt_and_sqrt() -> None:
     """rsqrt on [0.01, 150]: relative error under 3e-9; sqrt the same there, 0.025 absolute below 0.01, exact at 0."""
     x = grid(*A.SQRT_RANGE, log=True)
