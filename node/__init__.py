@@ -87,6 +87,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "hook_torch": ("node.client.hook", "hook_torch"),
     "share": ("node.client.mpc.sharing", "share"),
     "SharedTensor": ("node.client.mpc.shared", "SharedTensor"),
+    "encrypt": ("node.client.mpc.nn", "encrypt"),
     "SharingError": (_MPC, "SharingError"),
     "MixedParties": (_MPC, "MixedParties"),
     "PrecisionMismatch": (_MPC, "PrecisionMismatch"),
