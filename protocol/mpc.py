@@ -12,10 +12,11 @@ Six kinds (section 19 of ``PROTOCOL.md``):
   node to node, as ``mpc_material``: a PRG seed for every party and, for
   the last party only, the dependent tensors explicitly.  Posted.
 - ``mpc_step`` (client -> each party): run one step of a session: a
-  Beaver product (``mul``, ``matmul``, ``conv2d``) and/or a truncation, on
-  the party's shares, exchanging masked values with the other parties as
-  ``mpc_open``; the result share is stored under a client-chosen id.
-  Posted.
+  Beaver product (``mul``, ``matmul``, ``conv2d``) and/or a truncation, or
+  a comparison (``drelu``: shares of [x >= 0]; ``relu``: of x * [x >= 0])
+  by one of two routes (:class:`CompareRoute`), on the party's shares,
+  exchanging masked values with the other parties as ``mpc_open``; the
+  result share is stored under a client-chosen id.  Posted.
 - ``mpc_material`` (crypto provider -> party) and ``mpc_open`` (party ->
   party): node-to-node only; a node refuses them from anything but a node
   that proved its identity, and a step uses them only if they come from the
@@ -47,9 +48,16 @@ __all__ = [
     "MAX_STEP_TIMEOUT",
     "DEFAULT_STEP_TIMEOUT",
     "MAX_OPEN_ERROR_CHARS",
+    "MIN_COMPARE_WIDTH",
+    "MAX_COMPARE_WIDTH",
+    "COMPARE_ROUND_BASE",
+    "MAX_COMPARE_ROUNDS",
+    "MAX_OPEN_VALUES",
     "BilinearKind",
     "StepOp",
     "TruncationScheme",
+    "CompareRoute",
+    "COMPARE_OPS",
     "OpenRound",
     "PartyAddress",
     "DealerRef",
@@ -57,6 +65,7 @@ __all__ = [
     "WireConv",
     "WireTriple",
     "WireTruncation",
+    "WireCompare",
     "WireSpec",
     "MpcSplitRequest",
     "MpcSplitReply",
@@ -93,6 +102,21 @@ DEFAULT_STEP_TIMEOUT = 60.0
 MAX_OPEN_ERROR_CHARS = 512
 """Longest abort reason an ``mpc_open`` may carry."""
 
+MIN_COMPARE_WIDTH = 2
+"""Fewest low bits of a share a comparison reads (``width``)."""
+
+MAX_COMPARE_WIDTH = 64
+"""Most low bits of a share a comparison reads: the whole ring."""
+
+COMPARE_ROUND_BASE = 2
+"""``mpc_open.round`` of a comparison's first opening (round k is ``COMPARE_ROUND_BASE + k``)."""
+
+MAX_COMPARE_ROUNDS = 64
+"""Most openings one comparison step may take (so ``round`` < COMPARE_ROUND_BASE + 64)."""
+
+MAX_OPEN_VALUES = 16
+"""Most tensors one ``mpc_open`` carries."""
+
 
 class BilinearKind(str, enum.Enum):
     """The products a Beaver triple exists for."""
@@ -109,6 +133,27 @@ class StepOp(str, enum.Enum):
     MATMUL = "matmul"
     CONV2D = "conv2d"
     TRUNCATE = "truncate"
+    DRELU = "drelu"
+    """Shares of the bit [x >= 0] (0 or 1, no fractional bits)."""
+    RELU = "relu"
+    """Shares of x * [x >= 0], with x's encoding."""
+
+
+COMPARE_OPS = frozenset({StepOp.DRELU, StepOp.RELU})
+"""The steps that compare (``width`` and ``route`` required, material a :class:`WireCompare`)."""
+
+
+class CompareRoute(str, enum.Enum):
+    """How a comparison step is computed (and which material it takes).
+
+    ``fss``: function secret sharing (distributed comparison function keys),
+    exactly 2 parties, 1 opening for ``drelu``, 2 for ``relu``.  ``a2b``:
+    arithmetic-to-binary conversion with binary Beaver triples, any number
+    of parties, about log2(width) + n openings.
+    """
+
+    FSS = "fss"
+    A2B = "a2b"
 
 
 class TruncationScheme(str, enum.Enum):
@@ -119,7 +164,7 @@ class TruncationScheme(str, enum.Enum):
 
 
 class OpenRound(enum.IntEnum):
-    """Which opening of a step an ``mpc_open`` carries."""
+    """Which opening of a step an ``mpc_open`` carries (``COMPARE_ROUND_BASE + k``: a comparison's round k)."""
 
     BEAVER = 0
     """(epsilon_i, delta_i) of a Beaver product."""
@@ -183,7 +228,21 @@ class WireTruncation:
     bits: int
 
 
-WireSpec = Union[WireTriple, WireTruncation]
+@dataclass(frozen=True, slots=True)
+class WireCompare:
+    """Material for one comparison step of ``route`` on a tensor of ``shape``.
+
+    ``width``: the low bits of the shared value read as a signed integer;
+    ``relu``: material for x * [x >= 0] rather than the bit alone.
+    """
+
+    shape: Tuple[int, ...]
+    width: int
+    relu: bool
+    route: CompareRoute
+
+
+WireSpec = Union[WireTriple, WireTruncation, WireCompare]
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,11 +309,12 @@ class MpcMaterialRequest(RequestBase):
 class MpcStepRequest(RequestBase):
     """Run one step of ``session`` as party ``party`` of ``parties``.
 
-    ``op`` of the shares ``x`` and ``y`` (``y`` nil for ``truncate``), then,
-    if ``bits`` > 0, truncation by ``bits`` with ``truncation``'s scheme;
-    the result share is stored as ``result``.  ``dealer`` (nil only for a
-    local truncation alone) is the crypto provider whose material is
-    accepted; ``timeout`` bounds every wait, in seconds.
+    ``op`` of the shares ``x`` and ``y`` (``y`` nil for ``truncate``,
+    ``drelu`` and ``relu``), then, if ``bits`` > 0, truncation by ``bits``
+    with ``truncation``'s scheme; the result share is stored as ``result``.
+    ``dealer`` (nil only for a local truncation alone) is the crypto
+    provider whose material is accepted; ``timeout`` bounds every wait, in
+    seconds.  ``width`` and ``route``: a comparison's (0 and nil otherwise).
     """
 
     KIND: ClassVar[MessageKind] = MessageKind.MPC_STEP
@@ -271,20 +331,24 @@ class MpcStepRequest(RequestBase):
     truncation: TruncationScheme
     result: ObjectId
     timeout: float = DEFAULT_STEP_TIMEOUT
+    width: int = 0
+    route: CompareRoute | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MpcOpenRequest(RequestBase):
     """Party ``party``'s masked values for round ``round`` of ``session``, or why it aborted.
 
-    ``values``: (epsilon_i, delta_i) for the Beaver round, (c_i,) for the
-    truncation round; empty when ``abort`` says why the sender gave up.
+    ``values``: (epsilon_i, delta_i) for the Beaver round (0), (c_i,) for
+    the truncation round (1), a comparison's round-k tensors for round
+    ``COMPARE_ROUND_BASE + k``; empty when ``abort`` says why the sender
+    gave up.
     """
 
     KIND: ClassVar[MessageKind] = MessageKind.MPC_OPEN
     id: RequestId
     session: bytes
     party: int
-    round: OpenRound
+    round: int
     values: Tuple[torch.Tensor, ...]
     abort: str | None = None

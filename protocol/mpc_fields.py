@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 from .errors import BadTensor
 from .kinds import MessageKind
 from .mpc import (
+    COMPARE_ROUND_BASE,
+    MAX_COMPARE_ROUNDS,
+    MAX_COMPARE_WIDTH,
     MAX_OPEN_ERROR_CHARS,
+    MAX_OPEN_VALUES,
+    MIN_COMPARE_WIDTH,
     MAX_PARTIES,
     MAX_PRECISION_BITS,
     MAX_SESSION_BYTES,
@@ -23,6 +28,7 @@ from .mpc import (
     MAX_TRUNCATION_BITS,
     SESSION_BYTES,
     BilinearKind,
+    CompareRoute,
     DealerRef,
     MpcDealRequest,
     MpcMaterialRequest,
@@ -30,11 +36,11 @@ from .mpc import (
     MpcSplitReply,
     MpcSplitRequest,
     MpcStepRequest,
-    OpenRound,
     PartyAddress,
     SplitTarget,
     StepOp,
     TruncationScheme,
+    WireCompare,
     WireConv,
     WireSpec,
     WireTriple,
@@ -48,6 +54,7 @@ from .validate import (
     array,
     bad,
     blob,
+    boolean,
     choice,
     name,
     node_id,
@@ -155,6 +162,14 @@ def _spec_body(spec: WireSpec) -> dict[str, Any]:
             "y_shape": list(spec.y_shape),
             "conv": _conv_body(spec.conv),
         }
+    if isinstance(spec, WireCompare):
+        return {
+            "type": "compare",
+            "shape": list(spec.shape),
+            "width": spec.width,
+            "relu": spec.relu,
+            "route": spec.route.value,
+        }
     return {"type": "truncation", "shape": list(spec.shape), "bits": spec.bits}
 
 
@@ -173,7 +188,35 @@ def _spec_from(value: object, field: str) -> WireSpec:
             shape(required(item, "shape"), field + ".shape"),
             _bits(required(item, "bits"), field + ".bits", 1),
         )
-    raise bad(field + ".type", "'triple' or 'truncation'")
+    if kind == "compare":
+        return WireCompare(
+            shape(required(item, "shape"), field + ".shape"),
+            _width(required(item, "width"), field + ".width"),
+            boolean(required(item, "relu"), field + ".relu"),
+            choice(CompareRoute, required(item, "route"), field + ".route"),
+        )
+    raise bad(field + ".type", "'triple', 'truncation' or 'compare'")
+
+
+def _width(value: object, field: str) -> int:
+    width = uint(value, field, MAX_COMPARE_WIDTH)
+    if width < MIN_COMPARE_WIDTH:
+        raise bad(field, f"an integer in [{MIN_COMPARE_WIDTH}, {MAX_COMPARE_WIDTH}]")
+    return width
+
+
+def _step_width(value: object) -> int:
+    """``mpc_step.width``: 0 (no comparison) or a comparison's width; absent is 0."""
+    if value is None:
+        return 0
+    width = uint(value, "width", MAX_COMPARE_WIDTH)
+    if width == 1:
+        raise bad("width", f"0 or an integer in [{MIN_COMPARE_WIDTH}, {MAX_COMPARE_WIDTH}]")
+    return width
+
+
+def _route(value: object) -> CompareRoute | None:
+    return None if value is None else choice(CompareRoute, value, "route")
 
 
 def _specs_from(value: object, field: str) -> tuple[WireSpec, ...]:
@@ -252,6 +295,8 @@ MPC_BODIES: dict[MessageKind, Builder] = {
         "truncation": m.truncation.value,
         "result": m.result,
         "timeout": m.timeout,
+        "width": m.width,
+        "route": None if m.route is None else m.route.value,
     },
     MessageKind.MPC_OPEN: lambda m: {
         "session": m.session,
@@ -304,13 +349,15 @@ MPC_PARSERS: dict[MessageKind, Parser] = {
         choice(TruncationScheme, required(b, "truncation"), "truncation"),
         object_id(required(b, "result"), "result"),
         seconds(required(b, "timeout"), "timeout", MAX_STEP_TIMEOUT),
+        _step_width(b.get("width")),
+        _route(b.get("route")),
     ),
     MessageKind.MPC_OPEN: lambda rid, b: MpcOpenRequest(
         rid,
         _session(required(b, "session")),
         _party_index(required(b, "party"), "party"),
-        choice(OpenRound, required(b, "round"), "round"),
-        _ring_tensors(required(b, "values"), "values", 2),
+        uint(required(b, "round"), "round", COMPARE_ROUND_BASE + MAX_COMPARE_ROUNDS - 1),
+        _ring_tensors(required(b, "values"), "values", MAX_OPEN_VALUES),
         _error_text(b.get("abort"), "abort"),
     ),
 }

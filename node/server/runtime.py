@@ -27,6 +27,7 @@ from protocol.messages import ErrorReply, Reply
 from protocol.records import NodeRecord, Role
 
 from node.mpc import Dealer, Providers
+from node.mpc.a2b import BinaryDealer
 from ..settings import NodeSettings
 from peer.client.endpoint import Credentials, Endpoint
 from peer.security.identity import Identity, ensure_identity
@@ -66,9 +67,9 @@ class NodeServer:
         providers: Providers | None = None,
     ) -> None:
         """``providers``: the material this node deals as a crypto provider, one provider per
-        kind (default: the Beaver :class:`~node.mpc.Dealer`)."""
+        kind (default: the Beaver :class:`~node.mpc.Dealer` and the comparisons' dealers)."""
         self.settings = settings
-        self.providers = providers if providers is not None else Providers(Dealer())
+        self.providers = providers if providers is not None else Providers(Dealer(), BinaryDealer())
         self.store = MemoryStore(Quota(settings.max_objects, settings.max_bytes))
         self.executor = Executor(settings.node_id, self.store)
         self._authenticator = authenticator

@@ -49,5 +49,5 @@ EXAMPLES: dict[MessageKind, Message] = {
         RequestId(1), SESSION, 0, PARTIES, DealerRef(NodeId("charlie"), FP), StepOp.CONV2D,
         ObjectId(1), ObjectId(2), SPECS[0].conv, 16, TruncationScheme.DEALER, ObjectId(3), 30.0,
     ),
-    MessageKind.MPC_OPEN: MpcOpenRequest(RequestId(1), SESSION, 1, OpenRound.BEAVER, (RING, RING), None),
+    MessageKind.MPC_OPEN: MpcOpenRequest(RequestId(1), SESSION, 1, int(OpenRound.BEAVER), (RING, RING), None),
 }

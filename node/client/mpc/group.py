@@ -7,7 +7,8 @@ connections verified are what every node is told to pin and to accept
 letters from.  It posts, without waiting (pipelined like pointer ops):
 
 - ``mpc_deal`` to the crypto provider (one per product step, material for
-  the Beaver triple and, with the dealer scheme, the truncation masks);
+  the Beaver triple and, with the dealer scheme, the truncation masks; one
+  per comparison step, the ``compare`` material of the group's route);
 - ``mpc_step`` to every party;
 
 and reconstructs: it fetches every party's share in parallel (each ``get``
@@ -29,14 +30,19 @@ import torch
 from protocol.errors import PeerUnavailable
 from protocol.messages import Reply
 from protocol.mpc import (
+    COMPARE_OPS,
     DEFAULT_STEP_TIMEOUT,
+    MAX_COMPARE_WIDTH,
+    MIN_COMPARE_WIDTH,
     SESSION_BYTES,
     DealerRef,
     MpcDealRequest,
     MpcStepRequest,
+    CompareRoute,
     PartyAddress,
     StepOp,
     TruncationScheme,
+    WireCompare,
     WireConv,
     WireSpec,
 )
@@ -58,7 +64,11 @@ __all__ = [
     "ShapeMismatch",
     "CryptoProviderUnavailable",
     "group_of",
+    "DEFAULT_COMPARE_WIDTH",
 ]
+
+DEFAULT_COMPARE_WIDTH = 32
+"""Low bits a comparison reads unless told otherwise: exact for |value| < 2^(31 - precision)."""
 
 
 class SharingError(MpcError):
@@ -83,7 +93,7 @@ class CryptoProviderUnavailable(PeerUnavailable):
 
 @dataclass(frozen=True, eq=False)
 class PartyGroup:
-    """Ordered parties, a crypto provider, and how products are truncated."""
+    """Ordered parties, a crypto provider, how products are truncated and how comparisons run."""
 
     parties: tuple[Handle, ...]
     crypto_provider: Handle
@@ -91,6 +101,10 @@ class PartyGroup:
     timeout: float = DEFAULT_STEP_TIMEOUT
     addresses: tuple[PartyAddress, ...] = field(default=())
     dealer: DealerRef | None = None
+    compare_width: int = DEFAULT_COMPARE_WIDTH
+    """Low bits of the ring value a comparison reads as a signed integer (PROTOCOL.md 20.8)."""
+    compare_route: CompareRoute = CompareRoute.A2B
+    """``fss`` (2 parties; what :func:`group_of` picks for 2) or ``a2b`` (any number)."""
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -122,6 +136,28 @@ class PartyGroup:
         conv: WireConv | None = None,
     ) -> tuple[Pointer, ...]:
         """Deal (if material is needed) and post one step to every party; the result shares."""
+        return self._post_step(op, x, y, specs, bits, conv, 0, None)
+
+    def post_compare(self, op: StepOp, x: Sequence[Pointer], spec: WireCompare) -> tuple[Pointer, ...]:
+        """Deal ``spec`` and post one ``drelu``/``relu`` step on the shares ``x``; the result shares.
+
+        ``spec``'s shape is the shares' shape; its width and route are the
+        ones the parties run (normally the group's).
+        """
+        assert op in COMPARE_OPS and spec.relu == (op is StepOp.RELU)
+        return self._post_step(op, x, None, (spec,), 0, None, spec.width, spec.route)
+
+    def _post_step(
+        self,
+        op: StepOp,
+        x: Sequence[Pointer],
+        y: Sequence[Pointer] | None,
+        specs: tuple[WireSpec, ...],
+        bits: int,
+        conv: WireConv | None,
+        width: int,
+        route: CompareRoute | None,
+    ) -> tuple[Pointer, ...]:
         session = secrets.token_bytes(SESSION_BYTES)
         if specs:
             self._deal(session, specs)
@@ -132,7 +168,8 @@ class PartyGroup:
             party.post(
                 lambda rid: MpcStepRequest(
                     rid, session, index, self.addresses, dealer, op, x[index].object_id,
-                    None if y is None else y[index].object_id, conv, bits, self.truncation, result, self.timeout,
+                    None if y is None else y[index].object_id, conv, bits, self.truncation, result,
+                    self.timeout, width, route,
                 ),
                 f"mpc_step {op.value} (party {index})",
             )
@@ -182,8 +219,15 @@ def group_of(
     crypto_provider: Handle | None,
     truncation: str | TruncationScheme | None = None,
     timeout: float = DEFAULT_STEP_TIMEOUT,
+    compare_width: int = DEFAULT_COMPARE_WIDTH,
+    comparison: str | CompareRoute | None = None,
 ) -> PartyGroup:
-    """Check the parties and provider, and pin what the client verified of each."""
+    """Check the parties and provider, and pin what the client verified of each.
+
+    ``compare_width``: low bits a comparison reads (2 to 64, default 32);
+    ``comparison``: its route, ``"fss"`` (2 parties only, their default) or
+    ``"a2b"`` (any number, the default for 3 or more).
+    """
     if crypto_provider is None:
         raise SharingError("secret sharing needs a crypto_provider node for products", {})
     if not 2 <= len(parties) <= MAX_PARTIES:
@@ -205,6 +249,8 @@ def group_of(
             {},
         )
     scheme = _scheme(truncation, len(parties))
+    route = _route(comparison, len(parties))
+    width = _width(compare_width)
     addresses = tuple(_address(p) for p in parties)
     provider = _address(crypto_provider)
     return PartyGroup(
@@ -214,6 +260,8 @@ def group_of(
         float(timeout),
         addresses,
         DealerRef(provider.node, provider.fingerprint),
+        width,
+        route,
     )
 
 
@@ -229,6 +277,29 @@ def _scheme(truncation: str | TruncationScheme | None, n: int) -> TruncationSche
     if scheme is TruncationScheme.LOCAL and n != 2:
         raise PartyError.for_count(n, "local (SecureML) truncation", 2, 2)
     return scheme
+
+
+def _route(comparison: str | CompareRoute | None, n: int) -> CompareRoute:
+    if comparison is None:
+        return CompareRoute.FSS if n == 2 else CompareRoute.A2B
+    try:
+        route = CompareRoute(comparison)
+    except ValueError:
+        raise SharingError(f"comparison must be 'fss' or 'a2b', not {comparison!r}", {}) from None
+    if route is CompareRoute.FSS and n != 2:
+        raise PartyError(
+            f"the fss comparison route works for exactly 2 parties, not {n}: use comparison='a2b'",
+            {"parties": n, "route": route.value},
+        )
+    return route
+
+
+def _width(width: int) -> int:
+    if isinstance(width, bool) or not isinstance(width, int) or not MIN_COMPARE_WIDTH <= width <= MAX_COMPARE_WIDTH:
+        raise SharingError(
+            f"compare_width must be an integer in [{MIN_COMPARE_WIDTH}, {MAX_COMPARE_WIDTH}], not {width!r}", {}
+        )
+    return width
 
 
 def _is_handle(value: Any) -> bool:

@@ -13,7 +13,13 @@ posted and returns at once (errors surface at the next ``get``/``sync``):
 - a product of two shared values (``x * y``, ``x @ y``, ``conv2d``) is one
   Beaver step (:mod:`node.client.mpc.group`): the crypto provider deals,
   parties open their masked values to each other, node to node, and
-  truncate (locally for 2 parties, with the dealer scheme otherwise).
+  truncate (locally for 2 parties, with the dealer scheme otherwise);
+- ``x.drelu()`` (bits [x >= 0]: precision 0, dtype bool) and ``x.relu()``
+  are comparison steps (:mod:`node.client.mpc.compare_steps`).
+
+A bit (precision 0) meets a fixed-point value (precision p): a product has
+precision p and needs no truncation; a sum first scales the bit by 2^p
+(a local public multiply).  Other precision mixes are refused.
 
 ``get()`` fetches every share (each subject to its node's read policy),
 adds them and decodes.  Shapes are tracked here on meta tensors, so shape
@@ -36,6 +42,7 @@ from node.mpc.shapes import bilinear_shape, broadcast_shape, reduced_shape
 
 from ..pointer import BasePointer, Pointer
 from ..torch_functions import wire_index
+from .compare_steps import compare
 from .group import PartyGroup, PrecisionMismatch, ShapeMismatch, SharingError
 from .shared_torch import dispatch
 
@@ -114,7 +121,9 @@ class SharedTensor:
     # -- helpers ---------------------------------------------------------------
 
     def _new(self, shares: Sequence[Pointer], shape: Sequence[int]) -> SharedTensor:
-        return SharedTensor(self.group, shares, shape, self.precision, self.dtype)
+        # A bit tensor's linear images (-d, 3 * d, d + d) are integers, not bits.
+        dtype = RING_DTYPE if self.dtype == torch.bool else self.dtype
+        return SharedTensor(self.group, shares, shape, self.precision, dtype)
 
     def _each(self, fn: Callable[[Pointer], Pointer], shape: Sequence[int]) -> SharedTensor:
         return self._new([fn(s) for s in self._shares], shape)
@@ -143,9 +152,9 @@ class SharedTensor:
         except ValueError as exc:
             raise ShapeMismatch(f"{kind.value}: {exc}", {"op": kind.value}) from None
 
-    def _check_shared(self, other: SharedTensor, op: str) -> None:
+    def _check_shared(self, other: SharedTensor, op: str, mixes: bool = False) -> None:
         self.group.check_same(other.group, op)
-        if other.precision != self.precision:
+        if other.precision != self.precision and not (mixes and 0 in (self.precision, other.precision)):
             raise PrecisionMismatch(
                 f"{op} mixes precisions of {self.precision} and {other.precision} fractional bits",
                 {"op": op, "left": self.precision, "right": other.precision},
@@ -188,15 +197,34 @@ class SharedTensor:
         return self._new(out, shape)
 
     def _product(self, other: SharedTensor, kind: BilinearKind, conv: WireConv | None = None) -> SharedTensor:
-        self._check_shared(other, kind.value)
+        self._check_shared(other, kind.value, mixes=True)
         x_shape, y_shape = tuple(self.shape), tuple(other.shape)
         shape = self._bilinear(kind, self.shape, other.shape, conv)
-        bits = self.precision
+        # Equal precisions p: the product has 2p bits, truncated by p.  A bit
+        # (precision 0) times p bits has p bits already: no truncation.
+        bits = self.precision if self.precision == other.precision else 0
         specs: tuple[Any, ...] = (WireTriple(kind, x_shape, y_shape, conv),)
         if bits and self.group.truncation is TruncationScheme.DEALER:
             specs += (WireTruncation(tuple(shape), bits),)
         out = self.group.post_product(StepOp(kind.value), self._shares, other._shares, specs, bits, conv)
-        return self._new(out, shape)
+        bools = self.dtype == other.dtype == torch.bool
+        return SharedTensor(
+            self.group, out, shape, max(self.precision, other.precision),
+            torch.bool if bools else _mixed_dtype(self.dtype, other.dtype),
+        )
+
+    def _aligned(self, other: SharedTensor, op: str) -> tuple[SharedTensor, SharedTensor]:
+        """Both operands of a sum at one precision: a precision-0 one scaled by 2^p (public, local)."""
+        self._check_shared(other, op, mixes=True)
+        if self.precision == other.precision:
+            return self, other
+        low, high = (self, other) if self.precision == 0 else (other, self)
+        scale = torch.tensor(1 << high.precision, dtype=RING_DTYPE)
+        scaled = SharedTensor(
+            low.group, [_op("mul", s, scale) for s in low._shares], low.shape, high.precision,
+            _mixed_dtype(low.dtype, high.dtype),
+        )
+        return (scaled, other) if low is self else (self, scaled)
 
     def _scaled(self, value: Public, op: str) -> SharedTensor:
         """x * public: exact for integers, encoded and truncated for reals."""
@@ -227,18 +255,18 @@ class SharedTensor:
 
     def __add__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
-            self._check_shared(other, "add")
-            shape = self._broadcast("add", other.shape)
-            return self._new([_op("add", a, b) for a, b in zip(self._shares, other._shares)], shape)
+            left, right = self._aligned(other, "add")
+            shape = left._broadcast("add", right.shape)
+            return left._new([_op("add", a, b) for a, b in zip(left._shares, right._shares)], shape)
         return self._add_public(self._encode(other, "add"), "add")
 
     __radd__ = __add__
 
     def __sub__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
-            self._check_shared(other, "sub")
-            shape = self._broadcast("sub", other.shape)
-            return self._new([_op("sub", a, b) for a, b in zip(self._shares, other._shares)], shape)
+            left, right = self._aligned(other, "sub")
+            shape = left._broadcast("sub", right.shape)
+            return left._new([_op("sub", a, b) for a, b in zip(left._shares, right._shares)], shape)
         return self._add_public(-self._encode(other, "sub"), "sub")
 
     def __rsub__(self, other: Any) -> SharedTensor:
@@ -277,6 +305,18 @@ class SharedTensor:
 
     def __rmatmul__(self, other: Any) -> SharedTensor:
         return self._public_bilinear(other, BilinearKind.MATMUL, left=True, conv=None)
+
+    def drelu(self) -> SharedTensor:
+        """Bits [self >= 0] (precision 0, ``get`` gives a bool tensor): one comparison step.
+
+        Exact when |value| < 2^(width - 1 - precision) (``compare_width`` of
+        :func:`node.share`, 32 by default: |value| < 32768 at 16 fractional bits).
+        """
+        return compare(self, StepOp.DRELU)
+
+    def relu(self) -> SharedTensor:
+        """``max(self, 0)`` with this value's precision and dtype: one comparison step."""
+        return compare(self, StepOp.RELU)
 
     def matmul(self, other: Any) -> SharedTensor:
         return self.__matmul__(other)
@@ -372,6 +412,11 @@ class SharedTensor:
     ) -> Any:
         """``torch.f(shared, ...)`` and ``tensor op shared`` for the ops above."""
         return dispatch(cls, func, tuple(args), kwargs or {})
+
+
+def _mixed_dtype(a: torch.dtype, b: torch.dtype) -> torch.dtype:
+    """What ``get`` decodes a result of operands decoded as ``a`` and ``b`` to (bits count as integers)."""
+    return torch.promote_types(RING_DTYPE if a == torch.bool else a, RING_DTYPE if b == torch.bool else b)
 
 
 def _op(op: str, target: Pointer, *args: Any, **kwargs: Any) -> Pointer:

@@ -37,7 +37,7 @@ from node.mpc.ring import RING_DTYPE
 from ..host import Handle
 from ..ids import new_object_id
 from ..pointer import BasePointer, Pointer
-from .group import SharingError, group_of
+from .group import DEFAULT_COMPARE_WIDTH, SharingError, group_of
 from .shared import SharedTensor
 
 __all__ = ["share", "share_pointer"]
@@ -55,6 +55,8 @@ def share(
     precision: int = DEFAULT_PRECISION_BITS,
     truncation: str | None = None,
     timeout: float = DEFAULT_STEP_TIMEOUT,
+    compare_width: int = DEFAULT_COMPARE_WIDTH,
+    comparison: str | None = None,
 ) -> SharedTensor:
     """Secret-share ``value`` between ``parties``, with ``crypto_provider`` dealing for products.
 
@@ -63,15 +65,19 @@ def share(
     ``"local"`` (2 parties only, the default for 2) or ``"dealer"`` (any
     number, the default for 3 or more); see PROTOCOL.md section 19.
     ``timeout`` bounds each party's waits for material and openings.
+    ``compare_width`` (2 to 64, default 32) and ``comparison`` (``"fss"``, 2
+    parties only, their default; ``"a2b"``, any number) set how
+    ``relu``/``drelu`` run (PROTOCOL.md section 20.8).
     """
     if isinstance(value, BasePointer):
         if not isinstance(value, Pointer):
             raise SharingError("secret sharing needs a pointer on a synchronous node (node.connect)", {})
         return share_pointer(value, *parties, crypto_provider=crypto_provider, precision=precision,
-                             truncation=truncation, timeout=timeout)
+                             truncation=truncation, timeout=timeout, compare_width=compare_width,
+                             comparison=comparison)
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"share() takes a torch.Tensor or a Pointer, not {type(value).__name__}")
-    group = group_of(parties, crypto_provider, truncation, timeout)
+    group = group_of(parties, crypto_provider, truncation, timeout, compare_width, comparison)
     encoder = encoder_for(value, precision)  # UnsupportedDtype / InvalidPrecision first
     shares = split(encoder.encode(value.detach()), len(parties))
     pointers = [party.send(s) for party, s in zip(group.parties, shares)]
@@ -85,9 +91,11 @@ def share_pointer(
     precision: int = DEFAULT_PRECISION_BITS,
     truncation: str | None = None,
     timeout: float = DEFAULT_STEP_TIMEOUT,
+    compare_width: int = DEFAULT_COMPARE_WIDTH,
+    comparison: str | None = None,
 ) -> SharedTensor:
     """Have the pointer's node split its object and deliver the shares to ``parties``."""
-    group = group_of(parties, crypto_provider, truncation, timeout)
+    group = group_of(parties, crypto_provider, truncation, timeout, compare_width, comparison)
     owner = pointer.node
     owner_fp = owner.fingerprint
     if owner_fp is None:

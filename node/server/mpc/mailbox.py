@@ -33,6 +33,7 @@ from node.server.store import Principal
 __all__ = [
     "Mailbox",
     "Slot",
+    "CompareRound",
     "Sender",
     "LETTER_TTL",
     "MAX_LETTERS",
@@ -68,7 +69,19 @@ class Slot(enum.Enum):
     ABORT = "abort"
 
 
-Key = tuple[bytes, Slot, int]
+@dataclass(frozen=True, slots=True)
+class CompareRound:
+    """Round ``k`` of a comparison step (``mpc_open.round`` = 2 + k): a slot of its own per round."""
+
+    k: int
+
+    @property
+    def value(self) -> str:
+        return f"open_compare_{self.k}"
+
+
+Key = tuple[bytes, Slot | CompareRound, int]
+"""(session, slot, index of the sending party; 0 for the crypto provider's letters)."""
 
 
 @dataclass(frozen=True, slots=True)

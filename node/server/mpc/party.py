@@ -41,9 +41,11 @@ import torch
 from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied, TesseraError
 from protocol.ids import NodeId
 from protocol.mpc import (
+    COMPARE_OPS,
     MpcMaterialRequest,
     MpcOpenRequest,
     MpcStepRequest,
+    COMPARE_ROUND_BASE,
     OpenRound,
     StepOp,
     TruncationScheme,
@@ -70,8 +72,9 @@ from node.mpc.material import TripleSpec, TruncationSpec, explicit_shapes
 from node.mpc.prg import Seed, check_seed
 from node.mpc.ring import RING_DTYPE
 from peer.server.auth import Caller
-from node.server.mpc.mailbox import Mailbox, Sender, Slot
-from node.server.mpc.specs import material_specs, step_wire_specs
+from node.server.mpc.mailbox import CompareRound, Mailbox, Sender, Slot
+from node.server.mpc.rounds_driver import run_compare
+from node.server.mpc.specs import check_parties, material_specs, step_wire_specs
 from node.server.offload import offload
 from node.server.policy import Policy, combine
 from peer.server.redaction import current, screen
@@ -136,9 +139,13 @@ class PartyRunner:
                 f"party {i} of this step is not this node ({self.node_id} with its own certificate)", {}
             )
         self.transfers.check_recipients(parties, "parties of a step")
+        _check_compare_fields(request)
         if request.op is StepOp.TRUNCATE:
             if request.y is not None or request.bits == 0:
                 raise BadRequest("a truncate step takes x alone and bits > 0", {})
+        elif request.op in COMPARE_OPS:
+            if request.y is not None or request.bits:
+                raise BadRequest(f"a {request.op.value} step takes x alone and bits 0", {})
         elif request.y is None:
             raise BadRequest(f"a {request.op.value} step needs y", {})
         if request.conv is not None and request.op is not StepOp.CONV2D:
@@ -158,6 +165,7 @@ class PartyRunner:
                 )
         y = used[1].value if len(used) > 1 else None
         specs = step_wire_specs(request, tuple(x_obj.value.shape), None if y is None else tuple(y.shape))
+        check_parties(specs, n)  # route fss: exactly 2 parties
         material = material_specs(specs)  # MaterialError for shapes that do not fit
         if specs and request.dealer is None:
             raise BadRequest("this step needs material: name the crypto provider (dealer)", {})
@@ -218,6 +226,14 @@ class PartyRunner:
         seed: Seed | None = None
         if plan.specs:
             seed = await self._seed(plan)
+        if request.op in COMPARE_OPS:
+            assert seed is not None
+            return await run_compare(
+                plan.request, plan.x, seed, material_specs(plan.specs)[0], self._explicit_letter,
+                lambda k, values: self._send(plan, COMPARE_ROUND_BASE + k, values),
+                lambda k, width: self._collect(plan, CompareRound(k), width),
+                plan,
+            )
         z = plan.x
         spec_index = 0
         local = request.truncation is TruncationScheme.LOCAL
@@ -254,6 +270,11 @@ class PartyRunner:
     async def _explicit(self, plan: _Plan) -> tuple[torch.Tensor, ...]:
         if plan.explicit is not None:
             return plan.explicit
+        plan.explicit = await self._explicit_letter(plan, explicit_shapes(material_specs(plan.specs)))
+        return plan.explicit
+
+    async def _explicit_letter(self, plan: Any, shapes: list[tuple[int, ...]]) -> tuple[torch.Tensor, ...]:
+        """The crypto provider's explicit letter to this party, checked against the step and ``shapes``."""
         request = plan.request
         assert request.dealer is not None
         dealer = (request.dealer.node, request.dealer.fingerprint)
@@ -261,11 +282,9 @@ class PartyRunner:
             (request.session, Slot.EXPLICIT, 0), dealer, plan.deadline, "material"
         )
         assert isinstance(letter, MpcMaterialRequest)
-        shapes = explicit_shapes(material_specs(plan.specs))
         got = [tuple(t.shape) for t in letter.explicit]
-        if letter.specs != plan.specs or got != shapes:
+        if (letter.party, letter.n_parties) != (request.party, plan.n) or letter.specs != plan.specs or got != shapes:
             raise MaterialError("the crypto provider's explicit material does not fit this step", {})
-        plan.explicit = letter.explicit
         return letter.explicit
 
     async def _beaver(self, plan: _Plan, seed: Seed, local_bits: int) -> torch.Tensor:
@@ -326,7 +345,7 @@ class PartyRunner:
 
     # -- peers ---------------------------------------------------------------
 
-    async def _send(self, plan: _Plan, round: OpenRound, values: tuple[torch.Tensor, ...]) -> None:
+    async def _send(self, plan: _Plan, round: int, values: tuple[torch.Tensor, ...]) -> None:
         """Post this party's masked values to every other party (not awaited: peers answer only errors)."""
         request = plan.request
         for j, peer in enumerate(request.parties):
@@ -348,7 +367,9 @@ class PartyRunner:
                 f"mpc_open to {peer.node}",
             )
 
-    async def _collect(self, plan: _Plan, slot: Slot, width: int) -> dict[int, tuple[torch.Tensor, ...]]:
+    async def _collect(
+        self, plan: _Plan, slot: Slot | CompareRound, width: int
+    ) -> dict[int, tuple[torch.Tensor, ...]]:
         request = plan.request
         takes = [
             self.mailbox.take((request.session, slot, j), sender, plan.deadline, "masked values")
@@ -380,6 +401,17 @@ class PartyRunner:
                 )
             except Exception as exc:  # the peer will reach its own deadline
                 log.info("could not tell party %d (%s) about the abort: %s", j, peer.node, exc)
+
+
+def _check_compare_fields(request: MpcStepRequest) -> None:
+    """``width`` and ``route`` are set exactly for comparison steps, and ``conv`` never is."""
+    if request.op in COMPARE_OPS:
+        if request.width == 0 or request.route is None:
+            raise BadRequest(
+                f"a {request.op.value} step needs a width (2 to 64) and a route ('fss' or 'a2b')", {}
+            )
+    elif request.width or request.route is not None:
+        raise BadRequest(f"width and route are for drelu and relu steps, not {request.op.value}", {})
 
 
 def _in_order(

@@ -9,8 +9,9 @@ role a node may play for a client's secret computation:
   with the source object's read policy (a share's policy is its source's);
 - crypto provider (``mpc_deal``): look the batch's
   :class:`~node.mpc.MaterialProvider` up by the kind of its specs in the
-  :class:`~node.mpc.Providers` the runtime injected (today the Beaver
-  :class:`~node.mpc.Dealer`), send each party the seed the provider drew
+  :class:`~node.mpc.Providers` the runtime injected (the Beaver
+  :class:`~node.mpc.Dealer`, the FSS and binary dealers of comparisons),
+  send each party the seed the provider drew
   for it at once, then compute the dependent tensors off the loop and send
   each to its party; the provider sees shapes only;
 - party (``mpc_step``): :class:`~node.server.mpc.party.PartyRunner`;
@@ -33,6 +34,7 @@ from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied
 from protocol.ids import NodeId, RequestId
 from protocol.messages import MessageKind, Reply, TransferRequest
 from protocol.mpc import (
+    COMPARE_ROUND_BASE,
     MpcDealRequest,
     MpcMaterialRequest,
     MpcOpenRequest,
@@ -43,12 +45,11 @@ from protocol.mpc import (
 from protocol.tensors import DTYPE_NAMES
 
 from node.mpc import MaterialProvider, Providers, encoder_for, split
-from node.mpc.material import MaterialSpec
 from peer.client.async_channel import AsyncChannel
 from peer.server.auth import Caller
-from node.server.mpc.mailbox import Mailbox, Slot
+from node.server.mpc.mailbox import CompareRound, Mailbox, Slot
 from node.server.mpc.party import PartyRunner
-from node.server.mpc.specs import material_specs
+from node.server.mpc.specs import check_parties, material_specs
 from node.server.offload import offload
 from node.server.policy import MOVER
 from node.server.session import Outcome, Session
@@ -108,7 +109,13 @@ class MpcService:
         if request.abort is not None:
             self.mailbox.post((request.session, Slot.ABORT, request.party), sender, request.abort, 0)
             return Outcome()
-        slot = Slot.OPEN_BEAVER if request.round is OpenRound.BEAVER else Slot.OPEN_TRUNCATION
+        slot: Slot | CompareRound
+        if request.round == OpenRound.BEAVER:
+            slot = Slot.OPEN_BEAVER
+        elif request.round == OpenRound.TRUNCATION:
+            slot = Slot.OPEN_TRUNCATION
+        else:
+            slot = CompareRound(request.round - COMPARE_ROUND_BASE)
         nbytes = sum(t.numel() * 8 for t in request.values)
         self.mailbox.post((request.session, slot, request.party), sender, request, nbytes)
         return Outcome()
@@ -122,6 +129,7 @@ class MpcService:
 
     def _deal(self, session: Session, request: MpcDealRequest) -> Any:
         _caller(session)
+        check_parties(request.specs, len(request.parties))  # BadRequest: fss for other than 2
         specs = material_specs(request.specs)  # MaterialError for shapes that do not fit
         provider = self.providers.for_specs(specs)  # MaterialError for a kind not dealt here
         self.transfers.check_recipients(request.parties, "parties of a deal")
@@ -167,7 +175,7 @@ class MpcService:
         return session.guarded_async(request, run)
 
     async def _send_material(
-        self, request: MpcDealRequest, provider: MaterialProvider, specs: Sequence[MaterialSpec]
+        self, request: MpcDealRequest, provider: MaterialProvider, specs: Sequence[Any]
     ) -> None:
         """The provider's two phases: seeds to every party first, then the dependent tensors."""
         n = len(request.parties)

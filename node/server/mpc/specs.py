@@ -1,21 +1,25 @@
 """Secret-sharing specs between their wire form and the core's.
 
 Owns the translation of :mod:`protocol.mpc`'s wire specs (``WireTriple``,
-``WireTruncation``, ``WireConv``) into :mod:`node.mpc`'s material specs,
-which check shapes, and the specs a party expects for one ``mpc_step``
+``WireTruncation``, ``WireConv``, ``WireCompare``) into :mod:`node.mpc`'s
+material specs, which check shapes (a ``compare`` spec becomes its route's
+spec class, :mod:`node.mpc.compare`), and the specs a party expects for one ``mpc_step``
 (so it can check the crypto provider dealt what the client asked for).
 Pure; must not import asyncio or the transport.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
+from protocol.errors import BadRequest
 from protocol.mpc import (
+    COMPARE_OPS,
     BilinearKind,
     MpcStepRequest,
     StepOp,
     TruncationScheme,
+    WireCompare,
     WireConv,
     WireSpec,
     WireTriple,
@@ -23,9 +27,9 @@ from protocol.mpc import (
 )
 
 from node.mpc import BilinearOp, ConvParams, TripleSpec, TruncationSpec
-from node.mpc.material import MaterialSpec
+from node.mpc.compare import compare_spec, party_range
 
-__all__ = ["conv_params", "material_specs", "step_wire_specs", "product_shape"]
+__all__ = ["conv_params", "material_specs", "step_wire_specs", "product_shape", "check_parties"]
 
 _OPS = {
     BilinearKind.MUL: BilinearOp.MUL,
@@ -41,11 +45,17 @@ def conv_params(conv: WireConv | None) -> ConvParams | None:
     return ConvParams(conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
-def material_specs(specs: Sequence[WireSpec]) -> list[MaterialSpec]:
-    """The core's specs for wire specs; MaterialError for shapes that do not fit."""
-    out: list[MaterialSpec] = []
+def material_specs(specs: Sequence[WireSpec]) -> list[Any]:
+    """The core's specs for wire specs; MaterialError for shapes that do not fit.
+
+    Beaver specs are :data:`node.mpc.material.MaterialSpec`; a ``compare``
+    spec is its route's spec class (``FssSpec``, ``BinarySpec``).
+    """
+    out: list[Any] = []
     for spec in specs:
-        if isinstance(spec, WireTriple):
+        if isinstance(spec, WireCompare):
+            out.append(compare_spec(spec.route, spec.shape, spec.width, spec.relu))
+        elif isinstance(spec, WireTriple):
             # TripleSpec refuses conv parameters for another op, naming the problem.
             out.append(TripleSpec(_OPS[spec.op], spec.x_shape, spec.y_shape, conv_params(spec.conv)))
         else:
@@ -66,8 +76,12 @@ def step_wire_specs(
     """The specs the dealer must have dealt for this step, in order.
 
     A Beaver triple for a product step, then masks for a dealer truncation
-    of the product (or of ``x`` for a truncation step).
+    of the product (or of ``x`` for a truncation step); for a comparison
+    the one ``compare`` spec of its route, width and x's shape.
     """
+    if request.op in COMPARE_OPS:
+        assert request.route is not None  # PartyRunner.plan checked
+        return (WireCompare(x_shape, request.width, request.op is StepOp.RELU, request.route),)
     specs: list[WireSpec] = []
     shape = x_shape
     if request.op is not StepOp.TRUNCATE:
@@ -78,3 +92,21 @@ def step_wire_specs(
     if request.bits and request.truncation is TruncationScheme.DEALER:
         specs.append(WireTruncation(shape, request.bits))
     return tuple(specs)
+
+
+def check_parties(specs: Sequence[WireSpec], n: int) -> None:
+    """BadRequest when a ``compare`` spec's route does not work for ``n`` parties (``fss``: exactly 2)."""
+    for spec in specs:
+        if isinstance(spec, WireCompare):
+            low, high = party_range(spec.route)
+            if n < low or (high is not None and n > high):
+                allowed = (
+                    f"exactly {low}" if high == low
+                    else f"{low} or more" if high is None
+                    else f"{low} to {high}"
+                )
+                raise BadRequest(
+                    f"comparison route {spec.route.value!r} works for {allowed} parties, not {n}"
+                    + (": use route 'a2b'" if spec.route.value == "fss" else ""),
+                    {"route": spec.route.value, "parties": n},
+                )

@@ -1,0 +1,99 @@
+"""Comparison routes: which spec class and which round protocol compute a ``drelu``/``relu`` step.
+
+Owns the table from a wire route (:class:`protocol.mpc.CompareRoute`) to
+its pure core: ``fss`` is :mod:`node.mpc.fss` (function secret sharing, 2
+parties), ``a2b`` is :mod:`node.mpc.a2b` (arithmetic-to-binary conversion,
+any n).  Both cores have the same shape, so the networked party
+(:mod:`node.server.mpc.party`) and the wire translation
+(:mod:`node.server.mpc.specs`) name a route, never a core:
+
+- a spec class, a frozen dataclass ``(shape, width, relu)`` with a
+  ``KIND`` (the :class:`~node.mpc.kinds.MaterialKind` whose provider deals
+  it), ``explicit_for(party, n)`` and ``explicit_shapes(party, n)``, raising
+  :class:`~node.mpc.errors.MaterialError` on bad values;
+- ``party_protocol(spec, party, n, seed, explicit, x)``: validates eagerly,
+  then returns the party's :data:`~node.mpc.rounds.RoundProtocol`.
+
+Must not import asyncio, websockets, or anything of ``node.server`` /
+``node.client``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Protocol, Sequence
+
+import torch
+
+from protocol.mpc import CompareRoute
+
+from .kinds import MaterialKind
+from .prg import Seed
+from .rounds import RoundProtocol
+
+__all__ = ["CompareSpec", "Route", "ROUTES", "route_of", "compare_spec", "party_range"]
+
+
+class CompareSpec(Protocol):
+    """What both routes' spec classes offer (``FssSpec``, ``BinarySpec``)."""
+
+    KIND: ClassVar[MaterialKind]
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def relu(self) -> bool: ...
+
+    def explicit_for(self, party: int, n: int) -> bool: ...
+
+    def explicit_shapes(self, party: int, n: int) -> list[tuple[int, ...]]: ...
+
+
+PartyProtocol = Callable[[CompareSpec, int, int, Seed, Sequence[torch.Tensor], torch.Tensor], RoundProtocol]
+"""``party_protocol(spec, party, n, seed, explicit, x)`` of a route's core."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One comparison route: its spec class and its party protocol."""
+
+    spec_class: Callable[[tuple[int, ...], int, bool], CompareSpec]
+    party_protocol: PartyProtocol
+
+
+ROUTES: dict[CompareRoute, Route] = {}
+"""The routes this process knows, filled on first use (tests may add their own)."""
+
+
+_CORES: dict[CompareRoute, tuple[str, str, int, int | None]] = {
+    CompareRoute.FSS: ("node.mpc.fss", "FssSpec", 2, 2),
+    CompareRoute.A2B: ("node.mpc.a2b", "BinarySpec", 2, None),
+}
+"""Each route's core module, its spec class, and the party counts it works for."""
+
+
+def route_of(route: CompareRoute) -> Route:
+    """The route's core, imported on first use (a process that never compares never loads it)."""
+    found = ROUTES.get(route)
+    if found is None:
+        module_name, spec_name, _, _ = _CORES[route]
+        module = importlib.import_module(module_name)
+        found = ROUTES.setdefault(route, Route(getattr(module, spec_name), module.party_protocol))
+    return found
+
+
+def party_range(route: CompareRoute) -> tuple[int, int | None]:
+    """Fewest and most parties the route works for (None: any number), without loading its core."""
+    _, _, low, high = _CORES[route]
+    return low, high
+
+
+def compare_spec(route: CompareRoute, shape: tuple[int, ...], width: int, relu: bool) -> CompareSpec:
+    """The core's spec of a wire ``compare`` spec (MaterialError for bad values)."""
+    return route_of(route).spec_class(tuple(shape), width, relu)
+

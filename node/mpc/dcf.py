@@ -1,0 +1,327 @@
+"""Distributed comparison functions: two-party keys for f(y) = beta if y < alpha else 0.
+
+Owns the vectorised DCF of Boyle, Gilboa, Ishai, Kolobov, Tsaban and Ghazi
+("Function Secret Sharing for Mixed-Mode and Fixed-Point Secure
+Computation", Eurocrypt 2021, Fig. 1/3; as in AriaNN, PoPETs 2022): the
+dealer's key generation :func:`dcf_gen` and a party's evaluation
+:func:`dcf_eval`, over N independent keys at once (element e has its own
+alpha_e and beta_e).  Inputs are ``bits``-bit unsigned integers
+(1 <= bits <= 63) read most significant bit first; outputs are additive
+shares in Z/2^64: party 0's and party 1's values add up to
+``beta * [y < alpha]`` mod 2^64.  Must not import asyncio, websockets, or
+anything of ``node.server`` / ``node.client``.
+
+PRG.  G expands a 128-bit seed with fixed-key AES-128 in Matyas-Meyer-Oseas
+form, H(b) = AES_K(b) xor b, K the public constant :data:`AES_KEY`.  The
+branch (left 0, right 1) and the output (0: child seed and control bit,
+1: value) enter as distinct tweak constants xored into the block, so
+G_d(s) = (H(s ^ T_{d,0}), H(s ^ T_{d,1})): the child seed is the first
+block with its low bit cleared (127 bits), the control bit t is that low
+bit, the value v is the low 64 bits of the second block.  A level of N
+elements is one ``cryptography`` ECB ``update_into`` call: evaluation
+follows only the public input bit's branch (2 blocks per element and
+level), generation needs both branches of both parties (8 blocks).  The
+final seed converts to the group by its high 64 bits (its low word lost its
+low bit to t).
+
+Key per element, per party.  The root seed (16 bytes) is expanded by each
+party from its batch seed, so only the correction words travel, the same
+for both parties: per level a seed CW (16 bytes) and a value CW (8 bytes),
+plus the left and right control-bit CWs of all levels packed in two int64
+words and the final CW (24 bytes): ``24 * bits + 24`` bytes, 768 bytes for
+31 levels (width 32), 1536 for 63 levels (width 64).
+
+A key is single use: evaluating it on two inputs reveals nothing new by
+itself, but the comparison protocols that use it open ``x + r`` with r tied
+to alpha, and a second opening with the same r reveals the difference of the
+inputs.  Arrays are numpy ``uint64`` (ring elements as unsigned words);
+:mod:`node.mpc.fss` converts to and from torch without copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .errors import MaterialError
+
+__all__ = [
+    "AES_KEY",
+    "MAX_DCF_BITS",
+    "DcfKey",
+    "dcf_key_bytes",
+    "dcf_gen",
+    "dcf_eval",
+]
+
+AES_KEY = b"Tessera DCF v1\x00\x00"
+"""The public fixed AES-128 key of the PRG (fixed-key MMO needs no secret key)."""
+MAX_DCF_BITS = 63
+"""Inputs are below 2^63: the control-bit CWs of all levels fit in one int64 word."""
+
+_U64 = numpy.uint64
+_ONE = _U64(1)
+_ALL_ONES = _U64((1 << 64) - 1)
+_NOT_ONE = _U64((1 << 64) - 2)
+_CLEAR = numpy.array([_NOT_ONE, _ALL_ONES], dtype=_U64)
+"""Clears a block's low bit (the control bit) to leave the 127-bit child seed."""
+_VALUE_TWEAK = numpy.array([0x243F6A8885A308D3, 0x13198A2E03707344], dtype=_U64)
+"""Xored into the block of output 1 (the value); output 0 (seed and t) has none."""
+_RIGHT_TWEAK = _ALL_ONES
+"""Xored into both words of the right branch's blocks; the left branch has none."""
+_BOTH = numpy.array(
+    [[0, 0], _VALUE_TWEAK, [_RIGHT_TWEAK, _RIGHT_TWEAK], _VALUE_TWEAK ^ _RIGHT_TWEAK],
+    dtype=_U64,
+)
+"""Tweaks of (left seed, left value, right seed, right value), for key generation."""
+_CHUNK = 1 << 15
+"""Elements evaluated together: a level's buffers stay in a core's L2 cache."""
+_GEN_CHUNK = 1 << 13
+"""Elements generated together (key generation holds four times as many blocks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DcfKey:
+    """The correction words of N keys, the same for both parties (numpy uint64).
+
+    ``seed_cw`` (bits, N, 2), ``value_cw`` (bits, N): one per level, level 0
+    first; ``control_cw`` (2, N): left CWs then right CWs, bit ``bits-1-i``
+    of an element's word is level i's; ``final_cw`` (N,).
+    """
+
+    bits: int
+    seed_cw: numpy.ndarray
+    value_cw: numpy.ndarray
+    control_cw: numpy.ndarray
+    final_cw: numpy.ndarray
+
+    def __post_init__(self) -> None:
+        check_bits(self.bits)
+        n = self.final_cw.shape[0] if self.final_cw.ndim == 1 else -1
+        expected = {
+            "seed_cw": (self.bits, n, 2),
+            "value_cw": (self.bits, n),
+            "control_cw": (2, n),
+            "final_cw": (n,),
+        }
+        for name, shape in expected.items():
+            array = getattr(self, name)
+            if not isinstance(array, numpy.ndarray) or array.dtype != _U64:
+                raise MaterialError(f"DCF {name} must be a uint64 array", {"field": name})
+            if array.shape != shape:
+                raise MaterialError(
+                    f"DCF {name} has shape {list(array.shape)}, expected {list(shape)}",
+                    {"field": name},
+                )
+
+    @property
+    def size(self) -> int:
+        """The number of keys (elements)."""
+        return int(self.final_cw.shape[0])
+
+
+def check_bits(bits: int) -> int:
+    """``bits`` if it is an input length in [1, MAX_DCF_BITS], else :class:`MaterialError`."""
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_DCF_BITS:
+        raise MaterialError(
+            f"a DCF input has between 1 and {MAX_DCF_BITS} bits, got {bits}", {"bits": str(bits)}
+        )
+    return bits
+
+
+def dcf_key_bytes(bits: int) -> int:
+    """Bytes of correction words per element (each party receives them all)."""
+    return 24 * check_bits(bits) + 24
+
+
+class _Prg:
+    """Fixed-key AES-MMO over contiguous uint64 buffers of whole blocks."""
+
+    __slots__ = ("_encryptor",)
+
+    def __init__(self) -> None:
+        self._encryptor = Cipher(algorithms.AES(AES_KEY), modes.ECB()).encryptor()
+
+    def hash_into(self, blocks: numpy.ndarray, out: numpy.ndarray) -> None:
+        """out[:len] = AES_K(blocks) xor blocks; ``out`` has one spare block (update_into's slack)."""
+        view = out.reshape(-1)
+        self._encryptor.update_into(memoryview(blocks.reshape(-1)).cast("B"), memoryview(view).cast("B"))
+        body = view[: blocks.size].reshape(blocks.shape)
+        numpy.bitwise_xor(body, blocks, out=body)
+
+
+def dcf_gen(
+    bits: int, alpha: numpy.ndarray, beta: numpy.ndarray, roots: tuple[numpy.ndarray, numpy.ndarray]
+) -> DcfKey:
+    """The correction words of keys for ``beta * [y < alpha]`` (alpha < 2^bits, both shape (N,)).
+
+    ``roots`` are the parties' root seeds, (N, 2) uint64 each (party 0's
+    control bit starts at 0, party 1's at 1).  The dealer computes both
+    branches of both parties at every level, in chunks of elements.
+    """
+    check_bits(bits)
+    n = alpha.shape[0]
+    key = DcfKey(
+        bits,
+        numpy.empty((bits, n, 2), dtype=_U64),
+        numpy.empty((bits, n), dtype=_U64),
+        numpy.zeros((2, n), dtype=_U64),
+        numpy.empty(n, dtype=_U64),
+    )
+    prg = _Prg()
+    for start in range(0, n, _GEN_CHUNK):
+        stop = min(n, start + _GEN_CHUNK)
+        _gen_chunk(key, alpha, beta, roots, start, stop, prg)
+    return key
+
+
+def _gen_chunk(
+    key: DcfKey,
+    alpha: numpy.ndarray,
+    beta: numpy.ndarray,
+    roots: tuple[numpy.ndarray, numpy.ndarray],
+    start: int,
+    stop: int,
+    prg: _Prg,
+) -> None:
+    """Fills elements [start, stop) of ``key``; party b's arrays are index b of a leading axis."""
+    bits = key.bits
+    m = stop - start
+    seeds = numpy.stack([roots[0][start:stop], roots[1][start:stop]])  # (2, m, 2)
+    masks = numpy.zeros((2, m, 2), dtype=_U64)  # all ones where the party's t is 1
+    masks[1] = _ALL_ONES
+    controls = numpy.array([0, 1], dtype=_U64)[:, None].repeat(m, axis=1)  # (2, m)
+    walk = numpy.repeat(alpha[start:stop] << _U64(64 - bits), 2).reshape(m, 2).view(numpy.int64)
+    tweaks = [numpy.tile(tweak, (2, m, 1)) for tweak in _BOTH]
+    clear = numpy.tile(_CLEAR, (2, m, 1))
+    blocks = numpy.empty((4, 2, m, 2), dtype=_U64)
+    out = numpy.empty(blocks.size + 2, dtype=_U64)
+    hashed = out[: blocks.size].reshape(blocks.shape)
+    beta_part = beta[start:stop]
+    v_alpha = numpy.zeros(m, dtype=_U64)
+    control_cw = key.control_cw[:, start:stop]
+    for level in range(bits):
+        shift = _U64(bits - 1 - level)
+        lose_left2 = (walk >> 63).view(_U64)  # (m, 2): all ones where alpha's bit is 1
+        numpy.left_shift(walk, 1, out=walk)
+        lose_left = lose_left2[:, 0].copy()
+        a = lose_left & _ONE
+        for index, tweak in enumerate(tweaks):
+            numpy.bitwise_xor(seeds, tweak, out=blocks[index])
+        prg.hash_into(blocks, out)
+        s_left, s_right = hashed[0], hashed[2]
+        t_left, t_right = s_left[:, :, 0] & _ONE, s_right[:, :, 0] & _ONE
+        s_left &= clear
+        s_right &= clear
+        v_left, v_right = hashed[1][:, :, 0], hashed[3][:, :, 0]
+        # Lose is the left branch where alpha's bit is 1, else the right one.
+        s_diff = (s_left ^ s_right) & lose_left2
+        s_lose, s_keep = s_right ^ s_diff, s_left ^ s_diff
+        v_diff = (v_left ^ v_right) & lose_left
+        v_lose, v_keep = v_right ^ v_diff, v_left ^ v_diff
+        t_keep = t_left ^ ((t_left ^ t_right) & lose_left)
+        s_cw = s_lose[0] ^ s_lose[1]
+        sign = _ONE - (controls[1] << _ONE)  # (-1)^{t_1} as a ring element
+        v_cw = sign * (v_lose[1] - v_lose[0] - v_alpha + (beta_part & lose_left))
+        v_alpha = v_alpha - v_keep[1] + v_keep[0] + sign * v_cw
+        t_cw_left = t_left[0] ^ t_left[1] ^ a ^ _ONE
+        t_cw_right = t_right[0] ^ t_right[1] ^ a
+        control_cw[0] |= t_cw_left << shift
+        control_cw[1] |= t_cw_right << shift
+        t_cw_keep = t_cw_left ^ ((t_cw_left ^ t_cw_right) & lose_left)
+        key.seed_cw[level, start:stop] = s_cw
+        key.value_cw[level, start:stop] = v_cw
+        seeds = s_keep ^ (s_cw[None] & masks)
+        controls = t_keep ^ (t_cw_keep[None] & controls)
+        negated = _U64(0) - controls
+        masks[:, :, 0] = negated
+        masks[:, :, 1] = negated
+    sign = _ONE - (controls[1] << _ONE)
+    key.final_cw[start:stop] = sign * (seeds[1, :, 1] - seeds[0, :, 1] - v_alpha)
+
+
+def dcf_eval(party: int, key: DcfKey, root: numpy.ndarray, y: numpy.ndarray) -> numpy.ndarray:
+    """Party ``party``'s shares (N,) uint64 of ``beta * [y < alpha]`` for public ``y`` (N,), y < 2^bits.
+
+    ``root`` is this party's (N, 2) root seed.  Follows only y's branch, in
+    chunks of elements so that each level's buffers stay in cache.
+    """
+    if party not in (0, 1):
+        raise MaterialError(f"a DCF has parties 0 and 1, not {party}", {"party": str(party)})
+    n = key.size
+    if root.shape != (n, 2) or y.shape != (n,):
+        raise MaterialError("DCF root or input does not match the key's size", {"n": n})
+    result = numpy.empty(n, dtype=_U64)
+    prg = _Prg()
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        result[start:stop] = _eval_chunk(party, key, root, y, start, stop, prg)
+    return result
+
+
+def _eval_chunk(
+    party: int, key: DcfKey, root: numpy.ndarray, y: numpy.ndarray, start: int, stop: int, prg: _Prg
+) -> numpy.ndarray:
+    """One chunk of :func:`dcf_eval`, on contiguous (m, 2) arrays only.
+
+    Strided and broadcast numpy operations over a two-word inner dimension
+    cost 5 to 80 times a contiguous one, so every per-element scalar that
+    meets a seed (the input's bits, the control bit) is held twice, in both
+    words of a (m, 2) array.
+    """
+    bits = key.bits
+    m = stop - start
+    ys = y[start:stop]
+    # Bit p of `chosen` is the control CW of y's branch at level bits-1-p.
+    chosen = (key.control_cw[0, start:stop] & ~ys) | (key.control_cw[1, start:stop] & ys)
+    chosen2 = numpy.repeat(chosen, 2).reshape(m, 2)
+    # The input, doubled and shifted so that the level's bit is the sign bit.
+    walk = numpy.repeat(ys << _U64(64 - bits), 2).reshape(m, 2).view(numpy.int64)
+    seed = root[start:stop].copy()
+    mask = numpy.full((m, 2), _ALL_ONES if party else 0, dtype=_U64)  # all ones where t = 1
+    value = numpy.zeros((m, 2), dtype=_U64)
+    blocks = numpy.empty((2, m, 2), dtype=_U64)
+    out = numpy.empty(blocks.size + 2, dtype=_U64)
+    hashed = out[: blocks.size].reshape(blocks.shape)
+    tweak = _tile(_VALUE_TWEAK, m)
+    low = _tile(numpy.array([1, 0], dtype=_U64), m)
+    clear = _tile(_CLEAR, m)
+    right = numpy.empty((m, 2), dtype=numpy.int64)
+    tmp = numpy.empty((m, 2), dtype=_U64)
+    flat_tmp = tmp.reshape(-1)
+    flat_mask = mask.reshape(-1)
+    for level in range(bits):
+        shift = _U64(bits - 1 - level)
+        # The right branch's tweak is all ones, the left one's zero.
+        numpy.right_shift(walk, 63, out=right)
+        numpy.left_shift(walk, 1, out=walk)
+        numpy.bitwise_xor(seed, right.view(_U64), out=blocks[0])
+        numpy.bitwise_xor(blocks[0], tweak, out=blocks[1])
+        prg.hash_into(blocks, out)
+        # value += v + t * V_CW (the sign is applied once, at the end)
+        value += hashed[1]
+        numpy.bitwise_and(key.value_cw[level, start:stop], mask[:, 0], out=tmp[:, 0])
+        value[:, 0] += tmp[:, 0]
+        # seed' = child seed xor t * s_CW (s_CW's low bit is 0: seed' keeps the child's t)
+        numpy.bitwise_and(key.seed_cw[level, start:stop], mask, out=seed)
+        seed ^= hashed[0]
+        # t' = child t xor t * t_CW of y's branch, as a mask in both words
+        numpy.right_shift(chosen2, shift, out=tmp)
+        tmp &= mask
+        tmp ^= seed
+        tmp &= low
+        numpy.bitwise_or(flat_tmp[1:], flat_tmp[:-1], out=flat_mask[1:])
+        flat_mask[0] = flat_tmp[0]
+        numpy.negative(mask, out=mask)
+        seed &= clear
+    result = value[:, 0] + seed[:, 1] + (key.final_cw[start:stop] & mask[:, 0])
+    if party == 1:
+        numpy.negative(result, out=result)
+    return result
+
+
+def _tile(pair: numpy.ndarray, m: int) -> numpy.ndarray:
+    """A (m, 2) contiguous array of the two words ``pair``."""
+    return numpy.tile(pair, (m, 1))
