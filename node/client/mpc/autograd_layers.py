@@ -259,7 +259,13 @@ def avg_pool2d(x: Variable, kernel_size: Any, stride: Any = None, padding: Any =
 
 
 def relu(x: Variable) -> Variable:
-    """``max(x, 0)`` as ``x * d`` with ``d = [x >= 0]``; the backward reuses ``d``."""
+    """``max(x, 0)`` as ``x * d`` with ``d = [x >= 0]``; the backward reuses ``d``.
+
+    Without a gradient to compute, the shared tensor's own ``relu`` (no product) is used.
+    """
+    if not x.requires_grad:
+        value = x.value
+        return Variable(value.relu() if isinstance(value, SharedTensor) else F.relu(value))
     bit = drelu(x.value)
     return Variable.record(_times(x.value, bit), (x,), lambda g: (_times(g, bit),))
 

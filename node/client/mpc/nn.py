@@ -42,6 +42,7 @@ from .autograd import TensorLike, Variable
 from .autograd_layers import cross_entropy, mse_loss
 from .model_graph import SUPPORTED_LAYERS, ModelGraph, UnsupportedLayer, capture_graph
 from .shared import SharedTensor
+from .group import DEFAULT_COMPARE_WIDTH
 from .sharing import share
 
 __all__ = [
@@ -95,12 +96,15 @@ class EncryptedModel:
         crypto_provider: Handle | None = None,
         precision: int = DEFAULT_PRECISION_BITS,
         truncation: str | None = None,
+        compare_width: int = DEFAULT_COMPARE_WIDTH,
+        comparison: str | None = None,
     ) -> EncryptedModel:
-        """A copy with every parameter secret-shared between ``parties`` (as :func:`node.share`)."""
+        """A copy with every parameter secret-shared between ``parties`` (options as :func:`node.share`)."""
         shared: dict[str, Variable] = {}
         for name, p in self._params.items():
             value = p.get()
-            ring = share(value, *parties, crypto_provider=crypto_provider, precision=precision, truncation=truncation)
+            ring = share(value, *parties, crypto_provider=crypto_provider, precision=precision, truncation=truncation,
+                         compare_width=compare_width, comparison=comparison)
             shared[name] = Variable(ring, requires_grad=p.requires_grad, name=name)
         return EncryptedModel(self._template, self._graph, shared)
 
@@ -149,12 +153,17 @@ def encrypt(
     crypto_provider: Handle | None = None,
     precision: int = DEFAULT_PRECISION_BITS,
     truncation: str | None = None,
+    compare_width: int = DEFAULT_COMPARE_WIDTH,
+    comparison: str | None = None,
 ) -> EncryptedModel:
     """Share ``model``'s parameters between ``parties``; every layer is checked first (UnsupportedLayer).
 
-    ``precision`` and ``truncation`` as for :func:`node.share`.
+    ``precision``, ``truncation``, ``compare_width`` and ``comparison`` as for :func:`node.share`.
     """
-    return capture(model).share(*parties, crypto_provider=crypto_provider, precision=precision, truncation=truncation)
+    return capture(model).share(
+        *parties, crypto_provider=crypto_provider, precision=precision, truncation=truncation,
+        compare_width=compare_width, comparison=comparison,
+    )
 
 
 def _fold_batchnorm(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
