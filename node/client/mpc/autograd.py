@@ -214,7 +214,7 @@ class Variable:
     def __truediv__(self, other: Any) -> Variable:
         if isinstance(other, (Variable, SharedTensor)):
             raise TypeError("division by a variable is not supported; divide by a public number")
-        return self * (1.0 / other)
+        return self * (1.0 / float(other))
 
     def __matmul__(self, other: Any) -> Variable:
         return matmul(self, as_variable(other))

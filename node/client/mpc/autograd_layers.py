@@ -22,7 +22,7 @@ what the forward already paid for:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,7 @@ def drelu(x: TensorLike) -> TensorLike:
 def max_onehot(windows: TensorLike) -> tuple[TensorLike, TensorLike]:
     """The maximum over the last dim and its one-hot argmax (first maximum on ties for plain tensors)."""
     if isinstance(windows, SharedTensor):
-        onehot = torch.argmax(windows, dim=-1)  # shared one-hot along the dim
+        onehot = torch.argmax(_arg(windows), dim=-1)  # shared one-hot along the dim
         return (windows * onehot).sum(-1), onehot
     values, index = windows.max(dim=-1)
     return values, F.one_hot(index, windows.shape[-1]).to(windows.dtype)
@@ -72,7 +72,12 @@ def _conv(x: TensorLike, w: TensorLike, stride: Pair, padding: Pair, dilation: P
         cols = F.unfold(x.to(torch.float64), kernel, dilation=dilation, padding=padding, stride=stride)
         oh, ow = _out_size(x.shape[2:], kernel, stride, padding, dilation)
         return (w.reshape(out_channels, -1) @ cols).reshape(n, out_channels, oh, ow)
-    return F.conv2d(x, w, None, stride, padding, dilation, groups)
+    return F.conv2d(_arg(x), _arg(w), None, stride, padding, dilation, groups)
+
+
+def _arg(x: TensorLike) -> torch.Tensor:
+    """``x`` for a torch function: a shared tensor answers it through ``__torch_function__`` (typed as a tensor here)."""
+    return cast(torch.Tensor, x)
 
 
 def _like(public: torch.Tensor, other: TensorLike) -> torch.Tensor:
@@ -272,21 +277,21 @@ def relu(x: Variable) -> Variable:
 
 def sigmoid(x: Variable) -> Variable:
     """``torch.sigmoid`` (the shared approximation on shares); backward ``g * s * (1 - s)``."""
-    s = torch.sigmoid(x.value)
+    s = torch.sigmoid(_arg(x.value))
     return Variable.record(s, (x,), lambda g: (g * (s * (1 - s)),))
 
 
 def softmax(x: Variable, dim: int) -> Variable:
     """``F.softmax``; backward ``s * (g - sum(g * s, dim))``."""
-    s = F.softmax(x.value, dim=dim)
+    s = F.softmax(_arg(x.value), dim=dim)
     return Variable.record(s, (x,), lambda g: (s * (g - (g * s).sum(dim, keepdim=True)),))
 
 
 def log_softmax(x: Variable, dim: int) -> Variable:
     """``F.log_softmax``; backward ``g - softmax(x) * sum(g, dim)`` (softmax computed only then)."""
     xv = x.value
-    out = F.log_softmax(xv, dim=dim)
-    return Variable.record(out, (x,), lambda g: (g - F.softmax(xv, dim=dim) * g.sum(dim, keepdim=True),))
+    out = F.log_softmax(_arg(xv), dim=dim)
+    return Variable.record(out, (x,), lambda g: (g - F.softmax(_arg(xv), dim=dim) * g.sum(dim, keepdim=True),))
 
 
 # -- losses ----------------------------------------------------------------------------------
@@ -322,11 +327,11 @@ def cross_entropy(logits: Variable, target: Any) -> Variable:
         onehot = _like(onehot, xv)
 
     def backward(g: TensorLike) -> tuple[TensorLike]:
-        delta = F.softmax(xv, dim=1) - onehot
+        delta = F.softmax(_arg(xv), dim=1) - onehot
         return (delta * (1.0 / batch) if is_unit(g) else delta * (g * (1.0 / batch)),)
 
     def value() -> TensorLike:
-        return -(_times(F.log_softmax(xv, dim=1), onehot)).sum() * (1.0 / batch)
+        return -(_times(F.log_softmax(_arg(xv), dim=1), onehot)).sum() * (1.0 / batch)
 
     return Variable.record(value, (logits,), backward, shape=())
 

@@ -39,7 +39,8 @@ def _linear(m: nn.Linear, name: str, p: Params, x: Variable) -> Variable:
 
 
 def _conv(m: nn.Conv2d, name: str, p: Params, x: Variable) -> Variable:
-    return L.conv2d(x, p[f"{name}.weight"], p.get(f"{name}.bias"), m.stride, m.padding, m.dilation, m.groups)
+    padding = 0 if isinstance(m.padding, str) else m.padding  # "valid": the only string capture_graph lets by
+    return L.conv2d(x, p[f"{name}.weight"], p.get(f"{name}.bias"), m.stride, padding, m.dilation, m.groups)
 
 
 def _batchnorm(m: nn.Module, name: str, p: Params, x: Variable) -> Variable:

@@ -115,7 +115,9 @@ class EncryptedModel:
         with torch.no_grad():
             for name, module in self._graph.modules.items():
                 if isinstance(module, _BATCHNORMS):
-                    _unfold_batchnorm(model.get_submodule(name), values[f"{name}.weight"], values[f"{name}.bias"])
+                    copied = model.get_submodule(name)
+                    assert isinstance(copied, _BATCHNORMS)
+                    _unfold_batchnorm(copied, values[f"{name}.weight"], values[f"{name}.bias"])
                     continue
                 for pname, _ in module.named_parameters(recurse=False):
                     _assign(model, f"{name}.{pname}", values[f"{name}.{pname}"])
@@ -141,9 +143,9 @@ def capture(model: nn.Module) -> EncryptedModel:
             params[f"{name}.{pname}"] = Variable(tensor.detach().clone(), requires_grad=tensor.requires_grad,
                                                  name=f"{name}.{pname}")
     for name in graph.attributes:
-        tensor = _attribute(model, name)
-        trainable = isinstance(tensor, nn.Parameter) and tensor.requires_grad
-        params[name] = Variable(tensor.detach().clone(), requires_grad=trainable, name=name)
+        attribute = _attribute(model, name)
+        trainable = isinstance(attribute, nn.Parameter) and attribute.requires_grad
+        params[name] = Variable(attribute.detach().clone(), requires_grad=trainable, name=name)
     return EncryptedModel(template, graph, params)
 
 
@@ -166,17 +168,20 @@ def encrypt(
     )
 
 
-def _fold_batchnorm(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d
+
+
+def _fold_batchnorm(module: BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     mean, var = module.running_mean, module.running_var
     assert isinstance(mean, torch.Tensor) and isinstance(var, torch.Tensor)
-    eps = float(module.eps)  # type: ignore[arg-type]
+    eps = float(module.eps)
     weight = module.weight.detach() if module.weight is not None else torch.ones_like(mean)
     bias = module.bias.detach() if module.bias is not None else torch.zeros_like(mean)
     scale = weight / torch.sqrt(var + eps)
     return scale.clone(), (bias - mean * scale).clone()
 
 
-def _unfold_batchnorm(module: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> None:
+def _unfold_batchnorm(module: BatchNorm, scale: torch.Tensor, shift: torch.Tensor) -> None:
     """Weight ``a``, bias ``c``, running mean 0 and variance ``1 - eps``: ``x * a + c`` in eval."""
     if module.weight is None:  # not affine: its folded map was never trained
         return
@@ -184,7 +189,7 @@ def _unfold_batchnorm(module: nn.Module, scale: torch.Tensor, shift: torch.Tenso
     module.bias.copy_(shift)
     assert isinstance(module.running_mean, torch.Tensor) and isinstance(module.running_var, torch.Tensor)
     module.running_mean.zero_()
-    module.running_var.fill_(1.0 - float(module.eps))  # type: ignore[arg-type]
+    module.running_var.fill_(1.0 - float(module.eps))
 
 
 def _attribute(model: nn.Module, name: str) -> torch.Tensor:
