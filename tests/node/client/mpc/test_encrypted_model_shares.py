@@ -1,4 +1,4 @@
-"""Encrypted training on real shares: 2 parties and a crypto provider as node processes over TLS.
+"""Encrypted training on real shares: 2 (and 3) parties and a crypto provider as node processes over TLS.
 
 The same model runs twice, on shares (``node.encrypt``) and in plaintext
 (``nn.capture``, the same graph and layers): outputs, gradients and the
@@ -33,7 +33,7 @@ def procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NodePr
     tmp: Path = tmp_path_factory.mktemp("encrypted-model")
     charlie = start_node(tmp, "charlie")
     trust = ("--trust-crypto-provider", charlie.fingerprint)
-    started = {"charlie": charlie, **{name: start_node(tmp, name, *trust) for name in ("bob", "alice")}}
+    started = {"charlie": charlie, **{name: start_node(tmp, name, *trust) for name in ("bob", "alice", "dave")}}
     yield started
     for proc in started.values():
         proc.stop()
@@ -61,16 +61,17 @@ def _close(shared: Variable | torch.Tensor | None, plain: object) -> None:
     assert (value.double() - plain.double()).abs().max().item() < TOL
 
 
-def test_training_step_on_shares_matches_plaintext(nodes: dict[str, node.RemoteNode]) -> None:
+@pytest.mark.parametrize("n", [2, 3])
+def test_training_step_on_shares_matches_plaintext(nodes: dict[str, node.RemoteNode], n: int) -> None:
     """Forward, backward and an SGD step of an MLP with ReLU, on shared inputs and shared weights."""
-    bob, alice, charlie = nodes["bob"], nodes["alice"], nodes["charlie"]
+    parties, charlie = (nodes["bob"], nodes["alice"], nodes["dave"])[:n], nodes["charlie"]
     model = _mlp()
     x = torch.randn(4, 6)
     target = F.one_hot(torch.tensor([0, 2, 1, 2]), 3).float()
-    enc, twin = node.encrypt(model, bob, alice, crypto_provider=charlie, comparison=ROUTE), nn.capture(model)
+    enc, twin = node.encrypt(model, *parties, crypto_provider=charlie, comparison=ROUTE), nn.capture(model)
     assert enc.is_shared and not twin.is_shared
-    xs = node.share(x, bob, alice, crypto_provider=charlie, comparison=ROUTE)
-    ts = node.share(target, bob, alice, crypto_provider=charlie, comparison=ROUTE)
+    xs = node.share(x, *parties, crypto_provider=charlie, comparison=ROUTE)
+    ts = node.share(target, *parties, crypto_provider=charlie, comparison=ROUTE)
 
     out, ref = enc(xs), twin(x)
     _close(out, ref.get())
@@ -85,6 +86,24 @@ def test_training_step_on_shares_matches_plaintext(nodes: dict[str, node.RemoteN
     for name, tensor in stepped.state_dict().items():
         assert (tensor - expected.state_dict()[name]).abs().max().item() < TOL, name
     _close(loss, ref_loss.get())
+
+
+def test_cnn_training_step_on_shares_matches_plaintext(nodes: dict[str, node.RemoteNode]) -> None:
+    """Conv (stride 2, padding), ReLU, average pooling, linear: gradients by convolutions of shares."""
+    bob, alice, charlie = nodes["bob"], nodes["alice"], nodes["charlie"]
+    torch.manual_seed(5)
+    model = tnn.Sequential(
+        tnn.Conv2d(2, 3, 3, stride=2, padding=1), tnn.ReLU(), tnn.Conv2d(3, 2, 2), tnn.AvgPool2d(2, 1), tnn.Flatten(),
+        tnn.Linear(2, 3),
+    )
+    image, target = torch.randn(2, 2, 6, 6), torch.randn(2, 3)
+    enc, twin = node.encrypt(model, bob, alice, crypto_provider=charlie, comparison=ROUTE), nn.capture(model)
+    loss = nn.mse_loss(enc(node.share(image, bob, alice, crypto_provider=charlie, comparison=ROUTE)), target)
+    ref = nn.mse_loss(twin(image), target)
+    loss.backward(), ref.backward()
+    twin_grads = dict(twin.named_parameters())
+    for name, p in enc.named_parameters():
+        _close(p.grad, twin_grads[name].grad)
 
 
 def test_inference_with_plaintext_or_shared_weights(nodes: dict[str, node.RemoteNode]) -> None:
