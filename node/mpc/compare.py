@@ -20,16 +20,17 @@ Must not import asyncio, websockets, or anything of ``node.server`` /
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
-import torch
 
 from protocol.mpc import CompareRoute
 
+from .a2b import BinarySpec
+from .a2b import party_protocol as a2b_protocol
+from .fss import FssSpec
+from .fss import party_protocol as fss_protocol
 from .kinds import MaterialKind
-from .prg import Seed
 from .rounds import RoundProtocol
 
 __all__ = ["CompareSpec", "Route", "ROUTES", "route_of", "compare_spec", "party_range"]
@@ -54,7 +55,7 @@ class CompareSpec(Protocol):
     def explicit_shapes(self, party: int, n: int) -> list[tuple[int, ...]]: ...
 
 
-PartyProtocol = Callable[[CompareSpec, int, int, Seed, Sequence[torch.Tensor], torch.Tensor], RoundProtocol]
+PartyProtocol = Callable[..., RoundProtocol]
 """``party_protocol(spec, party, n, seed, explicit, x)`` of a route's core."""
 
 
@@ -62,38 +63,35 @@ PartyProtocol = Callable[[CompareSpec, int, int, Seed, Sequence[torch.Tensor], t
 class Route:
     """One comparison route: its spec class and its party protocol."""
 
-    spec_class: Callable[[tuple[int, ...], int, bool], CompareSpec]
+    spec_class: Callable[[tuple[int, ...], int, bool], Any]
     party_protocol: PartyProtocol
 
 
-ROUTES: dict[CompareRoute, Route] = {}
-"""The routes this process knows, filled on first use (tests may add their own)."""
-
-
-_CORES: dict[CompareRoute, tuple[str, str, int, int | None]] = {
-    CompareRoute.FSS: ("node.mpc.fss", "FssSpec", 2, 2),
-    CompareRoute.A2B: ("node.mpc.a2b", "BinarySpec", 2, None),
+ROUTES: Mapping[CompareRoute, Route] = {
+    CompareRoute.FSS: Route(FssSpec, fss_protocol),
+    CompareRoute.A2B: Route(BinarySpec, a2b_protocol),
 }
-"""Each route's core module, its spec class, and the party counts it works for."""
+"""Each wire route's core."""
+
+_PARTIES: Mapping[CompareRoute, tuple[int, int | None]] = {
+    CompareRoute.FSS: (2, 2),
+    CompareRoute.A2B: (2, None),
+}
+"""Fewest and most parties each route works for (None: any number)."""
 
 
 def route_of(route: CompareRoute) -> Route:
-    """The route's core, imported on first use (a process that never compares never loads it)."""
-    found = ROUTES.get(route)
-    if found is None:
-        module_name, spec_name, _, _ = _CORES[route]
-        module = importlib.import_module(module_name)
-        found = ROUTES.setdefault(route, Route(getattr(module, spec_name), module.party_protocol))
-    return found
+    """The route's core."""
+    return ROUTES[route]
 
 
 def party_range(route: CompareRoute) -> tuple[int, int | None]:
-    """Fewest and most parties the route works for (None: any number), without loading its core."""
-    _, _, low, high = _CORES[route]
-    return low, high
+    """Fewest and most parties the route works for (None: any number)."""
+    return _PARTIES[route]
 
 
 def compare_spec(route: CompareRoute, shape: tuple[int, ...], width: int, relu: bool) -> CompareSpec:
     """The core's spec of a wire ``compare`` spec (MaterialError for bad values)."""
-    return route_of(route).spec_class(tuple(shape), width, relu)
+    spec: CompareSpec = route_of(route).spec_class(tuple(shape), width, relu)
+    return spec
 

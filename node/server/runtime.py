@@ -28,6 +28,7 @@ from protocol.records import NodeRecord, Role
 
 from node.mpc import Dealer, Providers
 from node.mpc.a2b import BinaryDealer
+from node.mpc.fss import FssDealer
 from ..settings import NodeSettings
 from peer.client.endpoint import Credentials, Endpoint
 from peer.security.identity import Identity, ensure_identity
@@ -69,7 +70,7 @@ class NodeServer:
         """``providers``: the material this node deals as a crypto provider, one provider per
         kind (default: the Beaver :class:`~node.mpc.Dealer` and the comparisons' dealers)."""
         self.settings = settings
-        self.providers = providers if providers is not None else Providers(Dealer(), BinaryDealer())
+        self.providers = providers if providers is not None else Providers(Dealer(), FssDealer(), BinaryDealer())
         self.store = MemoryStore(Quota(settings.max_objects, settings.max_bytes))
         self.executor = Executor(settings.node_id, self.store)
         self._authenticator = authenticator

@@ -217,8 +217,22 @@ def test_openings_are_refused_from_users(nodes: dict[str, node.RemoteNode]) -> N
     assert isinstance(reply, ErrorReply) and reply.code == PermissionDenied.code.value
 
 
+@pytest.mark.parametrize(("n", "route"), [(2, "fss"), (3, "a2b")])
+def test_comparisons_match_torch(nodes: dict[str, node.RemoteNode], n: int, route: str) -> None:
+    """relu and drelu over node processes, by each group's default route (fss for 2 parties, a2b for 3)."""
+    torch.manual_seed(n)
+    plain = torch.randn(3, 50) * 100
+    x = node.share(plain, *_parties(nodes, n), crypto_provider=nodes["charlie"])
+    assert x.group.compare_route.value == route
+    assert torch.equal(x.drelu().get(), plain >= 0)
+    assert float((x.relu().get() - torch.relu(plain)).abs().max()) <= ULP
+
+
 def test_client_never_receives_masked_values(nodes: dict[str, node.RemoteNode], received: list[str]) -> None:
-    """Every frame the client received in this module was a reply; none carried an opening or material."""
+    """Every frame the client received in this module was a reply; none carried an opening or material.
+
+    The module's comparisons included: no FSS key, binary triple or comparison opening reached it.
+    """
     assert received, "the recorder saw nothing"
     assert not {"mpc_open", "mpc_material", "mpc_deal", "mpc_step"} & set(received)
     replies = {"hello_reply", "get_reply", "sync_reply", "ack", "error", "mpc_split_reply", "describe_reply"}

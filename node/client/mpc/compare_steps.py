@@ -14,16 +14,13 @@ commands).  Everything is posted; errors surface at the next ``get``/``sync``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import torch
+from typing import Sequence
 
 from protocol.mpc import StepOp, WireCompare
 
 from ..pointer import Pointer
-
-if TYPE_CHECKING:
-    from .shared import SharedTensor
+from ..torch_functions import wire_index
+from .group import PartyGroup
 
 __all__ = ["CHUNK_ELEMENTS", "compare"]
 
@@ -31,28 +28,31 @@ CHUNK_ELEMENTS = 1 << 16
 """Most elements one comparison step handles; larger tensors go in slices of this many."""
 
 
-def compare(x: SharedTensor, op: StepOp) -> SharedTensor:
-    """``drelu`` (bits [x >= 0], precision 0, bool) or ``relu`` (x's precision and dtype) of ``x``."""
-    from .shared import SharedTensor
-
+def compare(group: PartyGroup, shares: Sequence[Pointer], shape: Sequence[int], op: StepOp) -> tuple[Pointer, ...]:
+    """Every party's result share of ``op`` (``drelu`` or ``relu``) on the shares of a tensor of ``shape``."""
     relu = op is StepOp.RELU
-    precision, dtype = (x.precision, x.dtype) if relu else (0, torch.bool)
-    group = x.group
-    total = x.numel()
+    total = 1
+    for size in shape:
+        total *= size
     if total <= CHUNK_ELEMENTS:
-        spec = WireCompare(tuple(x.shape), group.compare_width, relu, group.compare_route)
-        shares = group.post_compare(op, x._shares, spec)
-        return SharedTensor(group, shares, x.shape, precision, dtype)
-    flat = x.reshape(total)
+        spec = WireCompare(tuple(shape), group.compare_width, relu, group.compare_route)
+        return group.post_compare(op, shares, spec)
+    flat = [_command("reshape", share, [total]) for share in shares]
     pieces: list[tuple[Pointer, ...]] = []
     for start in range(0, total, CHUNK_ELEMENTS):
-        part = flat[start : start + CHUNK_ELEMENTS]
-        spec = WireCompare((part.numel(),), group.compare_width, relu, group.compare_route)
-        pieces.append(group.post_compare(op, part._shares, spec))
+        size = min(CHUNK_ELEMENTS, total - start)
+        index = wire_index(slice(start, start + size))
+        part = [_command("getitem", share, index) for share in flat]
+        spec = WireCompare((size,), group.compare_width, relu, group.compare_route)
+        pieces.append(group.post_compare(op, part, spec))
     joined = []
-    for index in range(len(group.parties)):
-        party_pieces = [piece[index] for piece in pieces]
-        node = party_pieces[0].node
-        whole = node.command_one("cat", None, (party_pieces, 0), {})
-        joined.append(node.command_one("reshape", whole, (list(x.shape),), {}))
-    return SharedTensor(group, joined, x.shape, precision, dtype)
+    for index_of_party, share in enumerate(shares):
+        party_pieces = [piece[index_of_party] for piece in pieces]
+        whole = share.node.command_one("cat", None, (party_pieces, 0), {})
+        joined.append(_command("reshape", whole, list(shape)))
+    return tuple(joined)
+
+
+def _command(op: str, target: Pointer, *args: object) -> Pointer:
+    """Method-form command ``target.op(*args)`` on the share's node."""
+    return target.node.command_one(op, target, args, {})

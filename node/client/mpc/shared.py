@@ -312,11 +312,12 @@ class SharedTensor:
         Exact when |value| < 2^(width - 1 - precision) (``compare_width`` of
         :func:`node.share`, 32 by default: |value| < 32768 at 16 fractional bits).
         """
-        return compare(self, StepOp.DRELU)
+        bits = compare(self.group, self._shares, self.shape, StepOp.DRELU)
+        return SharedTensor(self.group, bits, self.shape, 0, torch.bool)
 
     def relu(self) -> SharedTensor:
         """``max(self, 0)`` with this value's precision and dtype: one comparison step."""
-        return compare(self, StepOp.RELU)
+        return self._new(compare(self.group, self._shares, self.shape, StepOp.RELU), self.shape)
 
     def matmul(self, other: Any) -> SharedTensor:
         return self.__matmul__(other)

@@ -95,8 +95,6 @@ VALUES = torch.tensor([[-3.5, -0.0001, 0.0, 0.0001, 2.25], [1000.0, -1000.0, -32
 @pytest.mark.parametrize(("n", "route"), [(3, "a2b"), (2, "a2b"), (2, "fss")])
 async def test_relu_and_drelu_match_torch(cluster: Cluster, n: int, route: str) -> None:
     """relu is torch.relu within fixed-point rounding; drelu gives the bool bits [x >= 0], exactly."""
-    if route == "fss":
-        pytest.importorskip("node.mpc.fss")
 
     def run() -> tuple[torch.Tensor, torch.Tensor]:
         x = node.share(VALUES, *cluster.parties(n), crypto_provider=cluster.provider, comparison=route)
