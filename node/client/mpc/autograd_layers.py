@@ -13,10 +13,10 @@ what the forward already paid for:
   weight), so shared operands stay shared and no op is needed that shares
   lack; windows (pooling) are public index lookups, and putting window
   gradients back is two products with public 0/1 matrices;
-- ``sigmoid``/``softmax``/``log_softmax``/``cross_entropy``: the
-  approximations of :mod:`node.client.mpc` reached through torch's own
-  functions (``torch.sigmoid(shared)`` dispatches to them), with closed-form
-  backwards (``s(1-s)``; ``softmax - onehot``).  Loss values are computed only
+- ``sigmoid``/``softmax``/``log_softmax``/``cross_entropy``: torch's
+  functions on plain tensors, the approximations of
+  :mod:`node.client.mpc.approximations` and :mod:`node.client.mpc.softmax`
+  on shares, with closed-form backwards (``s(1-s)``; ``softmax - onehot``).  Loss values are computed only
   when read: ``loss.backward()`` needs none of the logarithms.
 """
 
@@ -27,6 +27,8 @@ from typing import Any, Sequence, cast
 import torch
 import torch.nn.functional as F
 
+from . import approximations, comparisons
+from . import softmax as softmax_functions
 from .autograd import AutogradError, TensorLike, Variable, as_variable, is_unit
 from .shared import SharedTensor
 
@@ -49,12 +51,36 @@ def drelu(x: TensorLike) -> TensorLike:
 
 
 def max_onehot(windows: TensorLike) -> tuple[TensorLike, TensorLike]:
-    """The maximum over the last dim and its one-hot argmax (first maximum on ties for plain tensors)."""
+    """The maximum over the last dim and its one-hot argmax (ties: the lowest index, as torch).
+
+    On shares: one pairwise tree carrying values and indices
+    (:func:`~node.client.mpc.comparisons.max_`), then the index as a
+    one-hot (one more comparison round); no product with the windows.
+    """
     if isinstance(windows, SharedTensor):
-        onehot = torch.argmax(_arg(windows), dim=-1)  # shared one-hot along the dim
-        return (windows * onehot).sum(-1), onehot
+        best = comparisons.max_(windows, dim=-1, keepdim=True)
+        onehot = comparisons.one_hot(best.indices, int(windows.shape[-1]))
+        return best.values.reshape(tuple(windows.shape[:-1])), onehot
     values, index = windows.max(dim=-1)
     return values, F.one_hot(index, windows.shape[-1]).to(windows.dtype)
+
+
+def _sigmoid(x: TensorLike) -> TensorLike:
+    """torch's sigmoid, or its approximation on shares (:func:`~node.client.mpc.approximations.sigmoid`)."""
+    return approximations.sigmoid(x) if isinstance(x, SharedTensor) else torch.sigmoid(x)
+
+
+def _softmax(x: TensorLike, dim: int) -> TensorLike:
+    return softmax_functions.softmax(x, dim) if isinstance(x, SharedTensor) else F.softmax(x, dim=dim)
+
+
+def _log_softmax(x: TensorLike, dim: int) -> TensorLike:
+    return softmax_functions.log_softmax(x, dim) if isinstance(x, SharedTensor) else F.log_softmax(x, dim=dim)
+
+
+def _exp_nonpositive(x: TensorLike) -> TensorLike:
+    """e^x for x <= 0 (a log-softmax): 9 rounds on shares, instead of a whole softmax."""
+    return approximations.exp_nonpositive(x) if isinstance(x, SharedTensor) else torch.exp(x)
 
 
 def _conv(x: TensorLike, w: TensorLike, stride: Pair, padding: Pair, dilation: Pair, groups: int) -> TensorLike:
@@ -277,21 +303,21 @@ def relu(x: Variable) -> Variable:
 
 def sigmoid(x: Variable) -> Variable:
     """``torch.sigmoid`` (the shared approximation on shares); backward ``g * s * (1 - s)``."""
-    s = torch.sigmoid(_arg(x.value))
+    s = _sigmoid(x.value)
     return Variable.record(s, (x,), lambda g: (g * (s * (1 - s)),))
 
 
 def softmax(x: Variable, dim: int) -> Variable:
     """``F.softmax``; backward ``s * (g - sum(g * s, dim))``."""
-    s = F.softmax(_arg(x.value), dim=dim)
+    s = _softmax(x.value, dim)
     return Variable.record(s, (x,), lambda g: (s * (g - (g * s).sum(dim, keepdim=True)),))
 
 
 def log_softmax(x: Variable, dim: int) -> Variable:
-    """``F.log_softmax``; backward ``g - softmax(x) * sum(g, dim)`` (softmax computed only then)."""
+    """``F.log_softmax``; backward ``g - exp(out) * sum(g, dim)`` (the exponential computed only then)."""
     xv = x.value
-    out = F.log_softmax(_arg(xv), dim=dim)
-    return Variable.record(out, (x,), lambda g: (g - F.softmax(_arg(xv), dim=dim) * g.sum(dim, keepdim=True),))
+    out = _log_softmax(x.value, dim)
+    return Variable.record(out, (x,), lambda g: (g - _times(_exp_nonpositive(out), g.sum(dim, keepdim=True)),))
 
 
 # -- losses ----------------------------------------------------------------------------------
@@ -327,11 +353,11 @@ def cross_entropy(logits: Variable, target: Any) -> Variable:
         onehot = _like(onehot, xv)
 
     def backward(g: TensorLike) -> tuple[TensorLike]:
-        delta = F.softmax(_arg(xv), dim=1) - onehot
+        delta = _softmax(xv, 1) - onehot
         return (delta * (1.0 / batch) if is_unit(g) else delta * (g * (1.0 / batch)),)
 
     def value() -> TensorLike:
-        return -(_times(F.log_softmax(_arg(xv), dim=1), onehot)).sum() * (1.0 / batch)
+        return -(_times(_log_softmax(xv, 1), onehot)).sum() * (1.0 / batch)
 
     return Variable.record(value, (logits,), backward, shape=())
 

@@ -106,6 +106,37 @@ def test_cnn_training_step_on_shares_matches_plaintext(nodes: dict[str, node.Rem
         _close(p.grad, twin_grads[name].grad)
 
 
+class _PoolNet(tnn.Module):
+    """Conv, max-pool, then a head with sigmoid and softmax (functional forward, traced by torch.fx)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = tnn.Conv2d(1, 2, 3, padding=1), tnn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv(x)), 2)
+        x = torch.sigmoid(self.fc(torch.flatten(x, 1)))
+        return F.log_softmax(F.softmax(x * 4, dim=1) * 3, dim=1)
+
+
+def test_max_pool_and_approximations_train_on_shares(nodes: dict[str, node.RemoteNode]) -> None:
+    """Max-pool (one-hot argmax kept), sigmoid, softmax, log-softmax and cross-entropy: within the approximations' error."""
+    bob, alice, charlie = nodes["bob"], nodes["alice"], nodes["charlie"]
+    torch.manual_seed(6)
+    model = _PoolNet()
+    image, labels = torch.randn(3, 1, 4, 4), torch.tensor([2, 0, 1])
+    enc, twin = node.encrypt(model, bob, alice, crypto_provider=charlie, comparison=ROUTE), nn.capture(model)
+    out = enc(node.share(image, bob, alice, crypto_provider=charlie, comparison=ROUTE))
+    ref = twin(image)
+    _close(out, ref.get())
+    loss, ref_loss = nn.cross_entropy(out, labels), nn.cross_entropy(ref, labels)
+    loss.backward(), ref_loss.backward()
+    twin_grads = dict(twin.named_parameters())
+    for name, p in enc.named_parameters():
+        _close(p.grad, twin_grads[name].grad)
+    _close(loss, ref_loss.get())
+
+
 def test_inference_with_plaintext_or_shared_weights(nodes: dict[str, node.RemoteNode]) -> None:
     """Shared weights on a plaintext input, public weights on a shared input: both give the plaintext output."""
     bob, alice, charlie = nodes["bob"], nodes["alice"], nodes["charlie"]
