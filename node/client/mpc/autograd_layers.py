@@ -258,7 +258,16 @@ def _pool_windows(
 def max_pool2d(
     x: Variable, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
 ) -> Variable:
-    """``F.max_pool2d``: the one-hot argmax of each window is kept for the backward."""
+    """``F.max_pool2d``: the one-hot argmax of each window is kept for the backward.
+
+    Without a gradient to compute, the max alone (no indices, any padding):
+    :func:`~node.client.mpc.comparisons.max_pool2d` on shares.
+    """
+    if not x.requires_grad:
+        value = x.value
+        if isinstance(value, SharedTensor):
+            return Variable(comparisons.max_pool2d(value, kernel_size, stride, padding, dilation))
+        return Variable(F.max_pool2d(value, kernel_size, stride, padding, dilation))
     windows = _pool_windows(x, kernel_size, stride, padding, dilation, "max_pool2d")
     values, onehot = max_onehot(windows.gather(x.value))
     oh, ow = windows.out

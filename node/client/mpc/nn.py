@@ -67,6 +67,15 @@ class EncryptedModel:
         """Run the model on ``inputs`` (shared tensors, plain tensors or variables)."""
         return self._graph.run(self._params, inputs)
 
+    def predict(self, *inputs: Any) -> Any:
+        """The forward without a tape: no gradients, so ReLU and max-pool skip what only the backward needs.
+
+        Returns the output's value (a shared tensor when anything was shared).
+        """
+        detached = {name: p.detach() for name, p in self._params.items()}
+        out = self._graph.run(detached, inputs)
+        return out.value if isinstance(out, Variable) else out
+
     # -- parameters --------------------------------------------------------------
 
     def named_parameters(self) -> Iterator[tuple[str, Variable]]:

@@ -151,7 +151,7 @@ def test_misuse_is_a_typed_error() -> None:
     with pytest.raises(AutogradError, match="does not require a gradient"):
         Variable(torch.ones(1)).backward()
     with pytest.raises(AutogradError, match="padding=0 only"):
-        L.max_pool2d(Variable(torch.randn(1, 1, 4, 4)), 2, padding=1)
+        L.max_pool2d(Variable(torch.randn(1, 1, 4, 4), requires_grad=True), 2, padding=1)
     with pytest.raises(AutogradError, match="groups=1"):
         L.conv2d(x.reshape(1, 2, 3, 1), Variable(torch.randn(2, 1, 1, 1), requires_grad=True), groups=2)
     with pytest.raises(AutogradError, match="3 targets for a batch of 2"):

@@ -100,6 +100,17 @@ def test_batchnorm_in_eval_is_folded_and_decrypts_to_the_same_function() -> None
     assert "1.weight" in names and "5.bias" in names
 
 
+def test_predict_runs_without_a_tape() -> None:
+    torch.manual_seed(3)
+    model = tnn.Sequential(tnn.Conv2d(1, 2, 3), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(8, 2)).double()
+    enc = nn.capture(model)
+    x = torch.randn(3, 1, 6, 6, dtype=torch.float64)
+    out = enc.predict(x)
+    assert isinstance(out, torch.Tensor) and not out.requires_grad
+    assert torch.allclose(out, model(x), atol=1e-9)
+    assert all(p.grad is None for p in enc.parameters())
+
+
 def test_frozen_parameters_get_no_gradient() -> None:
     model = _mlp().double()
     model[1].weight.requires_grad_(False)

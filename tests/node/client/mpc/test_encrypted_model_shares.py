@@ -54,7 +54,7 @@ def _mlp() -> tnn.Module:
     return tnn.Sequential(tnn.Linear(6, 5), tnn.ReLU(), tnn.Linear(5, 3))
 
 
-def _close(shared: Variable | torch.Tensor | None, plain: object) -> None:
+def _close(shared: Variable | node.SharedTensor | torch.Tensor | None, plain: object) -> None:
     assert isinstance(plain, torch.Tensor) and shared is not None
     value = shared.get()
     assert value.shape == plain.shape
@@ -142,14 +142,18 @@ def test_inference_with_plaintext_or_shared_weights(nodes: dict[str, node.Remote
     bob, alice, charlie = nodes["bob"], nodes["alice"], nodes["charlie"]
     torch.manual_seed(4)
     model = tnn.Sequential(
-        tnn.Conv2d(1, 2, 3, padding=1), tnn.ReLU(), tnn.AvgPool2d(2), tnn.Flatten(), tnn.Linear(8, 3),
+        tnn.Conv2d(1, 2, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2), tnn.AvgPool2d(1), tnn.Flatten(),
+        tnn.Linear(8, 3),
     )
     image = torch.randn(2, 1, 4, 4)
     expected = model(image).detach()
     shared_weights = node.encrypt(model, bob, alice, crypto_provider=charlie, comparison=ROUTE)
     _close(shared_weights(image), expected)
+    predicted = shared_weights.predict(image)
+    assert isinstance(predicted, node.SharedTensor)
+    _close(predicted, expected)
     public_weights = nn.capture(model)
-    _close(public_weights(node.share(image, bob, alice, crypto_provider=charlie, comparison=ROUTE)), expected)
+    _close(public_weights.predict(node.share(image, bob, alice, crypto_provider=charlie, comparison=ROUTE)), expected)
 
 
 def test_weights_trained_on_private_data_are_not_decrypted(
