@@ -24,7 +24,7 @@ from node.client.mpc.optim import SGD
 from protocol.errors import PermissionDenied
 from tests.support import NodeProcess, admit, start_node
 
-ROUTE = "a2b"  # comparisons by arithmetic-to-binary conversion (dealt by every node's default providers)
+ROUTE = "a2b"  # comparisons by arithmetic-to-binary conversion (any number of parties); fss for 2 below
 TOL = 2e-3  # a few ulps (2^-16) per op, accumulated over a small network's forward and backward
 
 
@@ -61,17 +61,17 @@ def _close(shared: Variable | node.SharedTensor | torch.Tensor | None, plain: ob
     assert (value.double() - plain.double()).abs().max().item() < TOL
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_training_step_on_shares_matches_plaintext(nodes: dict[str, node.RemoteNode], n: int) -> None:
+@pytest.mark.parametrize(("n", "route"), [(2, "fss"), (2, "a2b"), (3, "a2b")])
+def test_training_step_on_shares_matches_plaintext(nodes: dict[str, node.RemoteNode], n: int, route: str) -> None:
     """Forward, backward and an SGD step of an MLP with ReLU, on shared inputs and shared weights."""
     parties, charlie = (nodes["bob"], nodes["alice"], nodes["dave"])[:n], nodes["charlie"]
     model = _mlp()
     x = torch.randn(4, 6)
     target = F.one_hot(torch.tensor([0, 2, 1, 2]), 3).float()
-    enc, twin = node.encrypt(model, *parties, crypto_provider=charlie, comparison=ROUTE), nn.capture(model)
+    enc, twin = node.encrypt(model, *parties, crypto_provider=charlie, comparison=route), nn.capture(model)
     assert enc.is_shared and not twin.is_shared
-    xs = node.share(x, *parties, crypto_provider=charlie, comparison=ROUTE)
-    ts = node.share(target, *parties, crypto_provider=charlie, comparison=ROUTE)
+    xs = node.share(x, *parties, crypto_provider=charlie, comparison=route)
+    ts = node.share(target, *parties, crypto_provider=charlie, comparison=route)
 
     out, ref = enc(xs), twin(x)
     _close(out, ref.get())
