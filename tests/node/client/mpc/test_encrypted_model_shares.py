@@ -89,13 +89,15 @@ def test_training_step_on_shares_matches_plaintext(nodes: dict[str, node.RemoteN
 
 
 def test_cnn_training_step_on_shares_matches_plaintext(nodes: dict[str, node.RemoteNode]) -> None:
-    """Conv (stride 2, padding), ReLU, average pooling, linear: gradients by convolutions of shares."""
+    """Conv (stride 2, padding), batch norm (eval), ReLU, average pooling, linear: conv gradients by convolutions of shares."""
     bob, alice, charlie = nodes["bob"], nodes["alice"], nodes["charlie"]
     torch.manual_seed(5)
     model = tnn.Sequential(
-        tnn.Conv2d(2, 3, 3, stride=2, padding=1), tnn.ReLU(), tnn.Conv2d(3, 2, 2), tnn.AvgPool2d(2, 1), tnn.Flatten(),
-        tnn.Linear(2, 3),
-    )
+        tnn.Conv2d(2, 3, 3, stride=2, padding=1), tnn.BatchNorm2d(3), tnn.ReLU(), tnn.Conv2d(3, 2, 2),
+        tnn.AvgPool2d(2, 1), tnn.Flatten(), tnn.Linear(2, 3),
+    ).eval()
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.5, 0.5), model[1].running_var.uniform_(0.5, 2)
     image, target = torch.randn(2, 2, 6, 6), torch.randn(2, 3)
     enc, twin = node.encrypt(model, bob, alice, crypto_provider=charlie, comparison=ROUTE), nn.capture(model)
     loss = nn.mse_loss(enc(node.share(image, bob, alice, crypto_provider=charlie, comparison=ROUTE)), target)
