@@ -62,6 +62,7 @@ _LAYERS: Mapping[type[nn.Module], LayerRun] = {
     nn.BatchNorm1d: _batchnorm,
     nn.BatchNorm2d: _batchnorm,
     nn.Identity: lambda m, name, p, x: x,
+    nn.Dropout: lambda m, name, p, x: x,  # in eval only (checked at capture): the identity
 }
 
 SUPPORTED_LAYERS = tuple(cls.__name__ for cls in _LAYERS)
@@ -83,6 +84,8 @@ def _layer_problem(module: nn.Module) -> str | None:
         return "return_indices=True"
     if isinstance(module, nn.AvgPool2d) and module.divisor_override is not None:
         return "divisor_override"
+    if isinstance(module, nn.Dropout) and module.training:
+        return "training mode (dropout runs in eval only, as the identity: call model.eval() first)"
     if isinstance(module, (nn.Softmax, nn.LogSoftmax)) and module.dim is None:
         return "dim=None (give the dim)"
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and not module.track_running_stats:
@@ -120,6 +123,15 @@ def _relu(x: Variable, inplace: bool = False) -> Variable:
     return L.relu(x)
 
 
+def _dropout(x: Variable, p: float = 0.5, training: bool = True, inplace: bool = False) -> Variable:
+    return x  # capture_graph refused any call with training=True
+
+
+def _dropout_training(node: fx.Node) -> bool:
+    training = node.kwargs.get("training", node.args[2] if len(node.args) > 2 else True)
+    return bool(training)
+
+
 def _linear_fn(x: Variable, weight: Variable, bias: Variable | None = None) -> Variable:
     return L.linear(x, weight, bias)
 
@@ -139,7 +151,7 @@ _FUNCTIONS: Mapping[Any, Callable[..., Any]] = {
     torch.softmax: lambda x, *a, **k: L.softmax(x, _dim(a, k, 0)),
     F.log_softmax: lambda x, *a, **k: L.log_softmax(x, _dim(a, k, 0)),
     torch.log_softmax: lambda x, *a, **k: L.log_softmax(x, _dim(a, k, 0)),
-    F.linear: _linear_fn,
+    F.linear: _linear_fn, F.dropout: _dropout,
     F.conv2d: L.conv2d, torch.conv2d: L.conv2d,
 }
 
@@ -220,6 +232,12 @@ def capture_graph(model: nn.Module) -> ModelGraph:
                     {"layer": name, "class": type(module).__name__},
                 )
             modules[name] = module
+        elif node.op == "call_function" and node.target is F.dropout and _dropout_training(node):
+            raise UnsupportedLayer(
+                f"operation {node.name!r} (dropout) in training mode is not supported on shared tensors "
+                "(it runs in eval only, as the identity: call model.eval() first)",
+                {"layer": node.name, "class": "dropout"},
+            )
         elif node.op == "call_function" and node.target not in _FUNCTIONS:
             what = getattr(node.target, "__qualname__", repr(node.target))
             raise UnsupportedLayer(

@@ -144,6 +144,27 @@ def test_unsupported_layers_are_named_before_anything_is_shared(model: tnn.Modul
         nn.encrypt(model, _Unreachable(), _Unreachable(), crypto_provider=_Unreachable())  # type: ignore[arg-type]
 
 
+class _DropoutNet(tnn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.drop = tnn.Linear(4, 3), tnn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(self.drop(self.fc(x)), 0.25, training=self.training)
+
+
+def test_dropout_runs_in_eval_only() -> None:
+    model = _DropoutNet().double()
+    with pytest.raises(nn.UnsupportedLayer, match=r"layer 'drop' \(Dropout\) with training mode"):
+        nn.capture(model)
+    model.drop.eval()
+    with pytest.raises(nn.UnsupportedLayer, match=r"operation 'dropout' \(dropout\) in training mode"):
+        nn.capture(model)
+    model.eval()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    assert torch.allclose(nn.capture(model).predict(x), model(x))
+
+
 def test_unsupported_functions_and_untraceable_models_are_refused() -> None:
     class Exp(tnn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
