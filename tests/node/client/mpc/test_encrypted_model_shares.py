@@ -22,6 +22,7 @@ from node.client.mpc import nn
 from node.client.mpc.autograd import Variable
 from node.client.mpc.optim import SGD
 from protocol.errors import PermissionDenied
+from tests.node.client.mpc.test_autograd import ARITHMETIC
 from tests.support import NodeProcess, admit, start_node
 
 ROUTE = "a2b"  # comparisons by arithmetic-to-binary conversion (any number of parties); fss for 2 below
@@ -47,6 +48,23 @@ def nodes(procs: dict[str, NodeProcess]) -> Iterator[dict[str, node.RemoteNode]]
     yield handles
     for handle in handles.values():
         handle.close()
+
+
+@pytest.mark.parametrize("name", sorted(ARITHMETIC))
+def test_arithmetic_gradients_on_shares(nodes: dict[str, node.RemoteNode], name: str) -> None:
+    """Each tape op on shared leaves: the value and gradients of the plaintext run, within fixed-point error."""
+    bob, alice, charlie = nodes["bob"], nodes["alice"], nodes["charlie"]
+    fn, shapes = ARITHMETIC[name]
+    torch.manual_seed(7)
+    plain = [Variable(torch.randn(*shape), requires_grad=True) for shape in shapes]
+    shared = [Variable(node.share(v.get(), bob, alice, crypto_provider=charlie), requires_grad=True) for v in plain]
+    out, ref = fn(*shared), fn(*plain)
+    _close(out, ref.get())
+    upstream = torch.randn(ref.shape)
+    out.backward(node.share(upstream, bob, alice, crypto_provider=charlie)), ref.backward(upstream)
+    for s, p in zip(shared, plain):
+        assert isinstance(s.grad, node.SharedTensor)
+        _close(s.grad, p.grad)
 
 
 def _mlp() -> tnn.Module:
