@@ -120,7 +120,7 @@ class Variable:
         return Variable(self.value)
 
     def __repr__(self) -> str:
-        kind = "shared" if self._value is not None and isinstance(self._value, SharedTensor) else "plain"
+        kind = "lazy" if self._value is None else "shared" if isinstance(self._value, SharedTensor) else "plain"
         return f"<Variable {list(self._shape)} {kind} requires_grad={self.requires_grad}>"
 
     def __bool__(self) -> bool:
