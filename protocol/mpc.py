@@ -287,12 +287,13 @@ class MpcDealRequest(RequestBase):
 
 @dataclass(frozen=True, slots=True)
 class MpcMaterialRequest(RequestBase):
-    """Party ``party``'s material for ``session``: its seed, or (last party) explicit tensors.
+    """Party ``party``'s material for ``session``: its seed, or its explicit tensors.
 
     The dealer sends every party one message with ``seed`` set and
-    ``explicit`` empty, then the last party a second one with ``seed`` nil
-    and the dependent tensors, so parties can mask before the dealer has
-    computed the products.
+    ``explicit`` empty, then a second one with ``seed`` nil and the
+    dependent tensors to each party that needs some (the last party for
+    Beaver specs; for a ``compare`` spec whoever its route names), so
+    parties can mask before the dealer has computed the products.
     """
 
     KIND: ClassVar[MessageKind] = MessageKind.MPC_MATERIAL

@@ -12,11 +12,11 @@ result is exact when -2^(width-1) <= x < 2^(width-1).  Protocol (w = width):
 1. Local: party i's number u_i = x_i mod 2^w, plus 2^(w-1) for party 0, so
    sum u_i = x + 2^(w-1) (mod 2^w), whose top bit is [x >= 0].  Party i
    XOR-shares the n numbers as (0, .., u_i, .., 0): no message.
-2. Carry-save levels (:func:`node.mpc.binary.csa_levels`) reduce the n
+2. Carry-save levels (:func:`node.mpc.adders.csa_levels`) reduce the n
    numbers to two, A + B (mod 2^w): one AND round per level, none for n = 2.
 3. The carry into bit w-1 of A + B: G = A & B (one round), then
-   ceil(log2(w - 1)) prefix rounds (:mod:`node.mpc.binary`).  The top bit
-   d = A_{w-1} ^ B_{w-1} ^ carry, XOR-shared.
+   ceil(log2(w - 1)) rounds of a carry tree (:mod:`node.mpc.adders`).  The
+   top bit d = A_{w-1} ^ B_{w-1} ^ carry, XOR-shared.
 4. Binary to arithmetic, one round: each party opens d_i ^ rho_i, so e =
    d ^ rho is public (rho is a uniform bit), and
    [d] = e + (1 - 2e)[rho]; party 0 adds the public e.
@@ -25,9 +25,14 @@ result is exact when -2^(width-1) <= x < 2^(width-1).  Protocol (w = width):
    round, beside its first AND, so x - r is public and
    [x rho] = [r rho] + (x - r)[rho].
 
-Rounds: len(and_plan) + 1 for DReLU and ReLU alike (:func:`round_count`):
-7 at n = 2 and w = 32, 8 at n = 3, 10 at n = 5.  Each AND word opens two
-words; the bit e and (ReLU) x - r one word each (:func:`opened_words`).
+Rounds: one per AND round of :func:`node.mpc.adders.round_ands`, plus one,
+for DReLU and ReLU alike (:func:`round_count`): 7 at n = 2 and w = 32, 8
+at n = 3, 10 at n = 5.  The ANDs' operands are packed 64 // live bits to a
+word (:func:`node.mpc.binary.pack`) and each packed word opens two words;
+the bits e are packed 64 to a word; x - r (ReLU) is one word per element
+(:func:`opened_words`): about 2.9 words per element at n = 2 and w = 32,
+3.9 at n = 3, 4.9 for a ReLU at n = 3.
+
 Everything opened is masked by a uniform one-time value (a, b of a binary
 triple, rho, r), so the openings reveal nothing; the comparison's round
 count depends on shape, width and n only.
@@ -35,26 +40,23 @@ count depends on shape, width and n only.
 
 from __future__ import annotations
 
+import math
 from typing import Generator, Sequence
 
 import torch
 
-from .binary import (
-    and_finish,
-    and_mask,
+from .adders import (
     and_plan,
-    bit_of,
     carry_bit,
     carry_combine,
-    carry_levels,
     carry_operands,
     carry_start,
     csa_finish,
     csa_levels,
     csa_operands,
-    word_mask,
-    xor_all,
+    round_ands,
 )
+from .binary import and_finish, and_mask, bit_of, pack, packed_words, unpack, word_mask, xor_all
 from .binary_material import BinaryDealer, BinaryMaterial, BinarySpec, expand_binary
 from .errors import PartyError, RingError
 from .prg import Seed
@@ -67,13 +69,14 @@ __all__ = ["BinarySpec", "BinaryDealer", "party_protocol", "round_count", "opene
 
 def round_count(spec: BinarySpec, n_parties: int) -> int:
     """Online rounds of a comparison (or ReLU) of ``spec`` among ``n_parties``."""
-    return len(and_plan(check_party_count(n_parties), spec.width)) + 1
+    return len(and_plan(check_party_count(n_parties), spec.width, 1)) + 1
 
 
 def opened_words(spec: BinarySpec, n_parties: int) -> int:
-    """int64 words each party sends every other party, per element."""
-    ands = sum(and_plan(check_party_count(n_parties), spec.width))
-    return 2 * ands + 1 + (1 if spec.relu else 0)
+    """int64 words each party sends every other party for the whole tensor of ``spec``."""
+    elements = math.prod(spec.shape)
+    ands = sum(and_plan(check_party_count(n_parties), spec.width, elements))
+    return 2 * ands + packed_words(elements, 1) + (elements if spec.relu else 0)
 
 
 def party_protocol(
@@ -118,15 +121,24 @@ _AndRound = Generator[Opening, Opened, tuple[torch.Tensor, list[torch.Tensor]]]
 
 
 def _and_round(
-    party: int, xs: torch.Tensor, ys: torch.Tensor, triples: _Triples, extra: tuple[torch.Tensor, ...]
+    party: int,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    live: int,
+    triples: _Triples,
+    extra: tuple[torch.Tensor, ...],
 ) -> _AndRound:
-    """One round of stacked ANDs xs & ys (plus ``extra`` arithmetic openings, summed)."""
-    a, b, c = triples.take(xs.shape[0])
-    mine = and_mask(xs, ys, a, b)
+    """One round of stacked ANDs xs & ys of ``live`` bits, packed (plus ``extra``, summed)."""
+    packed_x, packed_y = pack(xs, live), pack(ys, live)
+    a, b, c = triples.take(packed_x.shape[0])
+    mine = and_mask(packed_x, packed_y, a, b)
     opened = yield Opening((mine, *extra))
     _check_opened(opened, (mine, *extra))
-    anded = and_finish(party, xor_all(values[0] for values in opened), a, b, c)
-    sums = [sum((values[k] for values in opened[1:]), opened[0][k]) for k in range(1, len(extra) + 1)]
+    packed = and_finish(party, xor_all(values[0] for values in opened), a, b, c)
+    anded = unpack(packed, tuple(xs.shape), live)
+    sums = [
+        sum((values[k] for values in opened[1:]), opened[0][k]) for k in range(1, len(extra) + 1)
+    ]
     return anded, sums
 
 
@@ -140,7 +152,9 @@ def _check_opened(opened: Opened, mine: tuple[torch.Tensor, ...]) -> None:
             )
         for value, own in zip(values, mine):
             if not isinstance(value, torch.Tensor) or value.dtype != RING_DTYPE:
-                raise RingError.not_ring(f"opening from party {sender}", getattr(value, "dtype", None))
+                raise RingError.not_ring(
+                    f"opening from party {sender}", getattr(value, "dtype", None)
+                )
             if value.shape != own.shape:
                 raise RingError.shape_mismatch(
                     f"opening from party {sender}", tuple(own.shape), tuple(value.shape)
@@ -152,8 +166,10 @@ def _protocol(
 ) -> RoundProtocol:
     width = spec.width
     triples = _Triples(material)
+    plan = iter(round_ands(n, width))
     # The first AND round also carries x - r for ReLU (step 5).
-    extra: tuple[torch.Tensor, ...] = (x - material.r,) if material.r is not None else ()
+    product = material.product
+    extra: tuple[torch.Tensor, ...] = (x - product.r,) if product is not None else ()
     opened_extra: list[torch.Tensor] = []
 
     offset = wrap_int(1 << (width - 1)) if party == 0 else 0
@@ -162,33 +178,29 @@ def _protocol(
     numbers = [own if j == party else zero for j in range(n)]
     for adders in csa_levels(n):
         xs, ys = csa_operands(numbers, adders)
-        anded, sums = yield from _and_round(party, xs, ys, triples, extra)
+        anded, sums = yield from _and_round(party, xs, ys, next(plan)[1], triples, extra)
         opened_extra, extra = opened_extra or sums, ()
         numbers = csa_finish(numbers, adders, anded, width)
 
     top_a, top_b = numbers
-    xs, ys = carry_start(top_a, top_b, width)
-    anded, sums = yield from _and_round(party, xs.unsqueeze(0), ys.unsqueeze(0), triples, extra)
+    xs, ys, propagate = carry_start(top_a, top_b, width)
+    anded, sums = yield from _and_round(party, xs, ys, next(plan)[1], triples, extra)
     opened_extra = opened_extra or sums
     generate = anded[0]
-    propagate = (top_a ^ top_b) & word_mask(width - 1)
-    levels = carry_levels(width)
-    for level in range(levels):
-        last = level == levels - 1
-        xs, ys = carry_operands(generate, propagate, 1 << level, last)
-        anded, _ = yield from _and_round(party, xs, ys, triples, ())
-        generate, new_propagate = carry_combine(generate, anded, width)
+    for _, half in plan:
+        xs, ys, high_generate = carry_operands(generate, propagate, half)
+        anded, _ = yield from _and_round(party, xs, ys, half, triples, ())
+        generate, new_propagate = carry_combine(high_generate, anded)
         propagate = new_propagate if new_propagate is not None else propagate
 
-    d_bit = bit_of(top_a ^ top_b, width - 1) ^ carry_bit(generate, width)
-    mine = d_bit ^ material.rho_bit
+    d_bit = bit_of(top_a ^ top_b, width - 1) ^ carry_bit(generate)
+    mine = pack(d_bit ^ material.rho_bit, 1)
     opened = yield Opening((mine,))
     _check_opened(opened, (mine,))
-    e = xor_all(values[0] for values in opened) & 1
+    e = unpack(xor_all(values[0] for values in opened), spec.shape, 1)
     flip = 1 - 2 * e
-    if material.r is None:
+    if product is None:
         d = flip * material.rho
         return d + e if party == 0 else d
-    assert material.r_rho is not None  # expand_binary gives r and r_rho together
-    x_rho = material.r_rho + opened_extra[0] * material.rho
+    x_rho = product.r_rho + opened_extra[0] * material.rho
     return e * x + flip * x_rho

@@ -1,45 +1,34 @@
-"""XOR-shared words: Beaver AND, carry-save adders, the carry tree, and their round plan.
+"""XOR-shared words: local word operations, Beaver AND, and packing.
 
 Owns the pure, per-party steps of binary (boolean) secret sharing that
-:mod:`node.mpc.a2b` composes into a comparison.  An element's bits live in
-one ``int64`` word (bit k of the word is bit k of the element), so every
-step is a handful of vectorised word operations, whatever the width.  Must
-not import asyncio, websockets, or anything of ``node.server`` /
-``node.client``.
+:mod:`node.mpc.adders` builds adders from and :mod:`node.mpc.a2b` composes
+into a comparison.  An element's bits live in one ``int64`` word (bit k of
+the word is bit k of the element), so every step is a handful of
+vectorised word operations, whatever the width.  Must not import asyncio,
+websockets, or anything of ``node.server`` / ``node.client``.
 
-XOR sharing: a word w is held as w_0 ^ ... ^ w_{n-1}.  XOR, shifts and AND
-with a public word are local; a public constant is XORed in by party 0
-only.  The AND of two shared words takes a binary Beaver triple
-(a, b, c = a & b), XOR-shared, and one opening (:func:`and_mask`,
-:func:`and_finish`): each party sends e_i = x_i ^ a_i and f_i = y_i ^ b_i,
-everyone XORs them into e = x ^ a and f = y ^ b (uniform: a and b are), and
-z_i = c_i ^ (e & b_i) ^ (f & a_i), party 0 also XORing e & f.  XORed
-over the parties: ab ^ (x^a)b ^ (y^b)a ^ (x^a)(y^b) = xy.  Several ANDs of
-one round are stacked along a new first dimension and opened together.
+XOR sharing: a word w is held as w_0 ^ ... ^ w_{n-1}.  XOR, shifts, bit
+permutations and AND with a public word are local; a
+public constant is XORed in by party 0 only.  The AND of two shared words
+takes a binary Beaver triple (a, b, c = a & b), XOR-shared, and one
+opening (:func:`and_mask`, :func:`and_finish`): each party sends
+e_i = x_i ^ a_i and f_i = y_i ^ b_i, everyone XORs them into e = x ^ a and
+f = y ^ b (uniform: a and b are), and z_i = c_i ^ (e & b_i) ^ (f & a_i),
+party 0 also XORing e & f.  XORed over the parties:
+ab ^ (x^a)b ^ (y^b)a ^ (x^a)(y^b) = xy.
 
-The adders (all sums mod 2^width):
-
-- carry-save adder (:func:`csa_operands`, :func:`csa_finish`): three
-  numbers A, B, C to two with A + B + C = S + K, where S = A ^ B ^ C and
-  K = maj(A, B, C) << 1, maj = ((A ^ C) & (B ^ C)) ^ C: one AND, so a
-  level of independent adders costs one round;
-- the carry into bit ``width - 1`` of A + B (:func:`carry_start`,
-  :func:`carry_operands`, :func:`carry_combine`): generate G = A & B and
-  propagate P = A ^ B on bits 0..width-2, then prefix levels with shift
-  s = 1, 2, 4, ...: G <- G ^ (P & (G << s)), P <- P & (P << s) (Kogge-Stone
-  over whole words; the two terms of G are never both 1, so XOR is OR).
-  After ceil(log2(width - 1)) levels, bit width-2 of G is the carry.  The
-  last level needs no P, so it has one AND.
-
-:func:`and_plan` is the one place that says how many AND words each round
-carries; the dealer sizes its binary triples from it and the parties
-consume them in that order, so they always agree.
+Packing: an AND of operands of ``live`` bits uses only those bits, and AND
+and XOR act bit by bit, so the operands of one round (all its ANDs, all
+elements) are packed 64 // live to a word before they are masked
+(:func:`pack`, :func:`unpack`): a round opens and consumes one triple per
+packed word, not per operand.
 """
 
 from __future__ import annotations
 
 from functools import reduce
-from typing import Iterable, Sequence
+import math
+from typing import Iterable
 
 import torch
 
@@ -53,15 +42,9 @@ __all__ = [
     "xor_all",
     "and_mask",
     "and_finish",
-    "csa_levels",
-    "carry_levels",
-    "and_plan",
-    "csa_operands",
-    "csa_finish",
-    "carry_start",
-    "carry_operands",
-    "carry_combine",
-    "carry_bit",
+    "packed_words",
+    "pack",
+    "unpack",
 ]
 
 MIN_WIDTH = 2
@@ -103,86 +86,35 @@ def and_finish(
     return z
 
 
-def csa_levels(n_numbers: int) -> tuple[int, ...]:
-    """Carry-save adders per level that reduce ``n_numbers`` numbers to two.
+def packed_words(count: int, live: int) -> int:
+    """Words that hold ``count`` operands of ``live`` bits, 64 // live to a word."""
+    per_word = RING_BITS // live
+    return -(-count // per_word)
 
-    Each level adds up as many disjoint triples as it can (3 -> 2 each) and
-    passes the rest on: 3 -> 2 in one level, 4 and 5 in two and three.
+
+def pack(values: torch.Tensor, live: int) -> torch.Tensor:
+    """Operands of ``live`` bits (any shape, zero above bit live - 1) packed into a 1-d word tensor.
+
+    Slot j of word t holds operand ``j * words + t`` (the flattened operands
+    in blocks), so packing and unpacking are one shift per slot, vectorised.
     """
-    levels: list[int] = []
-    count = n_numbers
-    while count > 2:
-        adders = count // 3
-        levels.append(adders)
-        count -= adders
-    return tuple(levels)
+    flat = values.reshape(-1)
+    per_word = RING_BITS // live
+    if per_word == 1:
+        return flat
+    words = packed_words(flat.numel(), live)
+    padded = flat.new_zeros(words * per_word)
+    padded[: flat.numel()] = flat
+    shifts = torch.arange(0, per_word * live, live, dtype=flat.dtype).view(per_word, 1)
+    # The slots' bits are disjoint, so their sum is their OR (and never carries).
+    return (padded.view(per_word, words) << shifts).sum(0)
 
 
-def carry_levels(width: int) -> int:
-    """Prefix levels of the carry tree over the width - 1 bits below the top one."""
-    return max(width - 2, 0).bit_length()
-
-
-def and_plan(n_parties: int, width: int) -> tuple[int, ...]:
-    """AND words per element in each AND round of a comparison of ``n_parties`` shares.
-
-    Carry-save levels first (one AND per adder), then G = A & B (one AND),
-    then the prefix levels (two ANDs each, one for the last).
-    """
-    levels = carry_levels(width)
-    tree = (2,) * (levels - 1) + (1,) if levels else ()
-    return csa_levels(n_parties) + (1,) + tree
-
-
-def csa_operands(
-    numbers: Sequence[torch.Tensor], adders: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The stacked AND operands (A ^ C, B ^ C) of the first ``adders`` triples of ``numbers``."""
-    a = torch.stack([numbers[3 * k] for k in range(adders)])
-    b = torch.stack([numbers[3 * k + 1] for k in range(adders)])
-    c = torch.stack([numbers[3 * k + 2] for k in range(adders)])
-    return a ^ c, b ^ c
-
-
-def csa_finish(
-    numbers: Sequence[torch.Tensor], adders: int, anded: torch.Tensor, width: int
-) -> list[torch.Tensor]:
-    """The numbers after one carry-save level: each triple's sum and carry, then the rest."""
-    out: list[torch.Tensor] = []
-    mask = word_mask(width)
-    for k in range(adders):
-        a, b, c = numbers[3 * k], numbers[3 * k + 1], numbers[3 * k + 2]
-        out.append(a ^ b ^ c)
-        out.append(((anded[k] ^ c) << 1) & mask)
-    out.extend(numbers[3 * adders :])
-    return out
-
-
-def carry_start(a: torch.Tensor, b: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The AND operands of G = A & B on bits 0..width-2 (the bits whose carry reaches the top)."""
-    mask = word_mask(width - 1)
-    return a & mask, b & mask
-
-
-def carry_operands(
-    generate: torch.Tensor, propagate: torch.Tensor, shift: int, last: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stacked AND operands of one prefix level: (P, G << s) and, unless last, (P, P << s)."""
-    if last:
-        return propagate.unsqueeze(0), (generate << shift).unsqueeze(0)
-    return torch.stack((propagate, propagate)), torch.stack((generate << shift, propagate << shift))
-
-
-def carry_combine(
-    generate: torch.Tensor, anded: torch.Tensor, width: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The level's new (G, P): G ^ (P & (G << s)), and P & (P << s) when it was computed."""
-    mask = word_mask(width - 1)
-    new_generate = (generate ^ anded[0]) & mask
-    new_propagate = anded[1] & mask if anded.shape[0] > 1 else None
-    return new_generate, new_propagate
-
-
-def carry_bit(generate: torch.Tensor, width: int) -> torch.Tensor:
-    """The carry into bit width - 1: the top bit of the finished generate word."""
-    return bit_of(generate, width - 2)
+def unpack(packed: torch.Tensor, shape: tuple[int, ...], live: int) -> torch.Tensor:
+    """The operands of ``shape`` that :func:`pack` put into ``packed``."""
+    per_word = RING_BITS // live
+    if per_word == 1:
+        return packed.view(shape)
+    shifts = torch.arange(0, per_word * live, live, dtype=packed.dtype).view(per_word, 1)
+    slots = (packed.unsqueeze(0) >> shifts) & word_mask(live)
+    return slots.reshape(-1)[: math.prod(shape)].view(shape)

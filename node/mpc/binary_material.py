@@ -12,8 +12,9 @@ or anything of ``node.server`` / ``node.client``.
 For spec number ``j`` of a batch, stream ``8j + k`` of a party's seed gives
 component k (``k`` in 0..6, :func:`stream_of`):
 
-0, 1. a_i and b_i of the binary triples: ``(T, *shape)`` uniform words,
-   T = sum(:func:`~node.mpc.binary.and_plan`), one row per AND in plan order;
+0, 1. a_i and b_i of the binary triples: T uniform words,
+   T = sum(:func:`~node.mpc.adders.and_plan`), one per packed AND word, in
+   plan order;
 2. c_i with c = a & b, XOR-shared (parties 0..n-2; the last one's is explicit);
 3. rho_i, a uniform bit (the low bit of the word): rho = XOR of the rho_i;
 4. [rho]_i, the same bit shared additively over Z/2^64 (parties 0..n-2);
@@ -21,7 +22,7 @@ component k (``k`` in 0..6, :func:`stream_of`):
 6. for ReLU, [r * rho]_i (parties 0..n-2).
 
 So parties 0..n-2 get 16 bytes per batch and the last party, per spec,
-c (T words per element), [rho] and, for ReLU, [r * rho].  The pair
+c (T words), [rho] and, for ReLU, [r * rho].  The pair
 (r, r * rho) lets a ReLU multiply x by the sign bit without a round of its
 own (:mod:`node.mpc.a2b`).  Trust as for the Beaver dealer
 (:mod:`node.mpc.dealer`): the dealer knows a, b, rho and r, so it must never
@@ -36,7 +37,8 @@ from typing import Callable, ClassVar, Sequence
 
 import torch
 
-from .binary import MAX_WIDTH, MIN_WIDTH, and_plan
+from .adders import and_plan
+from .binary import MAX_WIDTH, MIN_WIDTH
 from .errors import MaterialError, RingError
 from .kinds import MaterialKind
 from .material import MAX_MATERIAL_ELEMENTS
@@ -47,6 +49,7 @@ from .shares import check_party, check_party_count
 __all__ = [
     "BinarySpec",
     "BinaryMaterial",
+    "ProductMask",
     "BinaryDealer",
     "stream_of",
     "and_words",
@@ -87,7 +90,11 @@ class BinarySpec:
             )
         object.__setattr__(self, "shape", dims)
         width = self.width
-        if not isinstance(width, int) or isinstance(width, bool) or not MIN_WIDTH <= width <= MAX_WIDTH:
+        if (
+            not isinstance(width, int)
+            or isinstance(width, bool)
+            or not MIN_WIDTH <= width <= MAX_WIDTH
+        ):
             raise MaterialError(
                 f"comparison width {width!r} is outside [{MIN_WIDTH}, {MAX_WIDTH}]",
                 {"width": str(width)},
@@ -104,7 +111,7 @@ class BinarySpec:
         """Shapes of the tensors the provider sends ``party`` explicitly, in order."""
         if not self.explicit_for(party, n_parties):
             return []
-        shapes = [(and_words(self, n_parties), *self.shape), self.shape]
+        shapes = [(and_words(self, n_parties),), self.shape]
         if self.relu:
             shapes.append(self.shape)
         return shapes
@@ -116,21 +123,28 @@ def stream_of(spec_index: int, component: int) -> int:
 
 
 def and_words(spec: BinarySpec, n_parties: int) -> int:
-    """Binary triples per element: one per AND of the comparison's plan."""
-    return sum(and_plan(n_parties, spec.width))
+    """Binary triples (packed words) the comparison of ``spec`` uses, all rounds together."""
+    return sum(and_plan(n_parties, spec.width, math.prod(spec.shape)))
+
+
+@dataclass(frozen=True, slots=True)
+class ProductMask:
+    """One party's additive shares of r (uniform) and of r * rho: a ReLU's product with the sign."""
+
+    r: torch.Tensor
+    r_rho: torch.Tensor
 
 
 @dataclass(frozen=True, slots=True)
 class BinaryMaterial:
-    """One party's binary material for one spec (``r`` and ``r_rho`` for ReLU only)."""
+    """One party's binary material for one spec (``product`` for ReLU only)."""
 
     a: torch.Tensor
     b: torch.Tensor
     c: torch.Tensor
     rho_bit: torch.Tensor
     rho: torch.Tensor
-    r: torch.Tensor | None
-    r_rho: torch.Tensor | None
+    product: ProductMask | None
 
 
 def expand_binary(
@@ -141,23 +155,24 @@ def expand_binary(
     n_parties: int,
     explicit: Sequence[torch.Tensor] = (),
 ) -> BinaryMaterial:
-    """``party``'s material for spec number ``index``; ``explicit`` is checked (it comes from a peer)."""
+    """``party``'s material for spec number ``index``; ``explicit`` (from a peer) is checked."""
     key = check_seed(seed)
     expected = spec.explicit_shapes(party, n_parties)
     given = _checked_explicit(explicit, expected)
-    words = (and_words(spec, n_parties), *spec.shape)
+    words = (and_words(spec, n_parties),)
     a = expand_seed(key, words, stream_of(index, 0))
     b = expand_seed(key, words, stream_of(index, 1))
     rho_bit = expand_seed(key, spec.shape, stream_of(index, 3)) & 1
-    r = expand_seed(key, spec.shape, stream_of(index, 5)) if spec.relu else None
     if given:
-        c, rho = given[0], given[1]
-        r_rho = given[2] if spec.relu else None
+        c, rho, r_rho = given[0], given[1], given[2:]
     else:
         c = expand_seed(key, words, stream_of(index, 2))
         rho = expand_seed(key, spec.shape, stream_of(index, 4))
-        r_rho = expand_seed(key, spec.shape, stream_of(index, 6)) if spec.relu else None
-    return BinaryMaterial(a=a, b=b, c=c, rho_bit=rho_bit, rho=rho, r=r, r_rho=r_rho)
+        r_rho = (expand_seed(key, spec.shape, stream_of(index, 6)),) if spec.relu else ()
+    product = None
+    if spec.relu:
+        product = ProductMask(expand_seed(key, spec.shape, stream_of(index, 5)), r_rho[0])
+    return BinaryMaterial(a=a, b=b, c=c, rho_bit=rho_bit, rho=rho, product=product)
 
 
 def _checked_explicit(
@@ -175,7 +190,9 @@ def _checked_explicit(
                 f"explicit binary tensor {number}", getattr(tensor, "dtype", type(tensor).__name__)
             )
         if tuple(tensor.shape) != shape:
-            raise RingError.shape_mismatch(f"explicit binary tensor {number}", shape, tuple(tensor.shape))
+            raise RingError.shape_mismatch(
+                f"explicit binary tensor {number}", shape, tuple(tensor.shape)
+            )
     return tensors
 
 
@@ -207,10 +224,12 @@ class BinaryDealer:
         return {n - 1: tuple(explicit)}
 
     def cost(self, specs: Sequence[BinarySpec]) -> int:
-        """Elements of the binary triples (sized for two parties; more parties add a few rows)."""
-        return sum(math.prod(spec.shape) * (and_words(spec, 2) + 3) for spec in specs)
+        """Words of phase 2 (sized for two parties; more parties add a carry-save round each)."""
+        return sum(and_words(spec, 2) + 3 * math.prod(spec.shape) for spec in specs)
 
-    def deal(self, specs: Sequence[BinarySpec], n_parties: int) -> list[tuple[Seed, tuple[torch.Tensor, ...]]]:
+    def deal(
+        self, specs: Sequence[BinarySpec], n_parties: int
+    ) -> list[tuple[Seed, tuple[torch.Tensor, ...]]]:
         """Both phases in one call: (seed, explicit tensors) per party, for in-process use."""
         seeds = self.seeds(n_parties)
         dependent = self.dependent(specs, seeds)
@@ -233,7 +252,7 @@ def _sum_seeded(seeds: Sequence[Seed], shape: Shape, stream: int) -> torch.Tenso
 
 def _last_tensors(spec: BinarySpec, j: int, seeds: Sequence[Seed], n: int) -> list[torch.Tensor]:
     """The last party's c, [rho] and (ReLU) [r * rho] for spec number ``j``."""
-    words = (and_words(spec, n), *spec.shape)
+    words = (and_words(spec, n),)
     others = seeds[:-1]
     c = _xor_seeded(seeds, words, stream_of(j, 0))
     c &= _xor_seeded(seeds, words, stream_of(j, 1))

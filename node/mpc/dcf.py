@@ -13,11 +13,14 @@ anything of ``node.server`` / ``node.client``.
 
 PRG.  G expands a 128-bit seed with fixed-key AES-128 in Matyas-Meyer-Oseas
 form, H(b) = AES_K(b) xor b, K the public constant :data:`AES_KEY`.  The
-branch (left 0, right 1) and the output (0: child seed and control bit,
-1: value) enter as distinct tweak constants xored into the block, so
-G_d(s) = (H(s ^ T_{d,0}), H(s ^ T_{d,1})): the child seed is the first
+branch and the output enter as distinct tweaks xored into the block, so
+G_d(s) = (H(s ^ T_{d,0}), H(s ^ T_{d,1})): T_{0,0} = 0, T_{0,1} the
+constant :data:`_VALUE_TWEAK` (output 1, the value), and the right branch
+adds 2^(level's bit position) to both words (T_{1,k} = T_{0,k} xor that),
+which evaluation takes from the input itself with one AND; the child seed is the first
 block with its low bit cleared (127 bits), the control bit t is that low
-bit, the value v is the low 64 bits of the second block.  A level of N
+bit, the value v is the low 64 bits of the second block (seed CWs, xors of
+such seeds, have that low bit 0 too, so a corrected seed keeps t there).  A level of N
 elements is one ``cryptography`` ECB ``update_into`` call: evaluation
 follows only the public input bit's branch (2 blocks per element and
 level), generation needs both branches of both parties (8 blocks).  The
@@ -69,13 +72,6 @@ _CLEAR = numpy.array([_NOT_ONE, _ALL_ONES], dtype=_U64)
 """Clears a block's low bit (the control bit) to leave the 127-bit child seed."""
 _VALUE_TWEAK = numpy.array([0x243F6A8885A308D3, 0x13198A2E03707344], dtype=_U64)
 """Xored into the block of output 1 (the value); output 0 (seed and t) has none."""
-_RIGHT_TWEAK = _ALL_ONES
-"""Xored into both words of the right branch's blocks; the left branch has none."""
-_BOTH = numpy.array(
-    [[0, 0], _VALUE_TWEAK, [_RIGHT_TWEAK, _RIGHT_TWEAK], _VALUE_TWEAK ^ _RIGHT_TWEAK],
-    dtype=_U64,
-)
-"""Tweaks of (left seed, left value, right seed, right value), for key generation."""
 _CHUNK = 1 << 15
 """Elements evaluated together: a level's buffers stay in a core's L2 cache."""
 _GEN_CHUNK = 1 << 13
@@ -146,9 +142,8 @@ class _Prg:
 
     def hash_into(self, blocks: numpy.ndarray, out: numpy.ndarray) -> None:
         """out[:len] = AES_K(blocks) xor blocks; ``out`` has one spare block (update_into's slack)."""
-        view = out.reshape(-1)
-        self._encryptor.update_into(memoryview(blocks.reshape(-1)).cast("B"), memoryview(view).cast("B"))
-        body = view[: blocks.size].reshape(blocks.shape)
+        self._encryptor.update_into(blocks.data.cast("B"), out.data.cast("B"))
+        body = out[: blocks.size].reshape(blocks.shape)
         numpy.bitwise_xor(body, blocks, out=body)
 
 
@@ -171,10 +166,16 @@ def dcf_gen(
         numpy.empty(n, dtype=_U64),
     )
     prg = _Prg()
-    for start in range(0, n, _GEN_CHUNK):
-        stop = min(n, start + _GEN_CHUNK)
+    for start, stop in _chunks(n, _GEN_CHUNK):
         _gen_chunk(key, alpha, beta, roots, start, stop, prg)
     return key
+
+
+def _chunks(n: int, most: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of at most ``most`` elements covering [0, n), of near equal sizes."""
+    count = max(1, -(-n // most))
+    size = -(-n // count)
+    return [(start, min(n, start + size)) for start in range(0, n, size)] if n else []
 
 
 def _gen_chunk(
@@ -194,7 +195,7 @@ def _gen_chunk(
     masks[1] = _ALL_ONES
     controls = numpy.array([0, 1], dtype=_U64)[:, None].repeat(m, axis=1)  # (2, m)
     walk = numpy.repeat(alpha[start:stop] << _U64(64 - bits), 2).reshape(m, 2).view(numpy.int64)
-    tweaks = [numpy.tile(tweak, (2, m, 1)) for tweak in _BOTH]
+    value_tweak = numpy.tile(_VALUE_TWEAK, (2, m, 1))
     clear = numpy.tile(_CLEAR, (2, m, 1))
     blocks = numpy.empty((4, 2, m, 2), dtype=_U64)
     out = numpy.empty(blocks.size + 2, dtype=_U64)
@@ -208,8 +209,11 @@ def _gen_chunk(
         numpy.left_shift(walk, 1, out=walk)
         lose_left = lose_left2[:, 0].copy()
         a = lose_left & _ONE
-        for index, tweak in enumerate(tweaks):
-            numpy.bitwise_xor(seeds, tweak, out=blocks[index])
+        right = _U64(1) << shift  # the right branch's tweak, in both words
+        blocks[0] = seeds
+        numpy.bitwise_xor(seeds, value_tweak, out=blocks[1])
+        numpy.bitwise_xor(seeds, right, out=blocks[2])
+        numpy.bitwise_xor(blocks[1], right, out=blocks[3])
         prg.hash_into(blocks, out)
         s_left, s_right = hashed[0], hashed[2]
         t_left, t_right = s_left[:, :, 0] & _ONE, s_right[:, :, 0] & _ONE
@@ -255,8 +259,7 @@ def dcf_eval(party: int, key: DcfKey, root: numpy.ndarray, y: numpy.ndarray) -> 
         raise MaterialError("DCF root or input does not match the key's size", {"n": n})
     result = numpy.empty(n, dtype=_U64)
     prg = _Prg()
-    for start in range(0, n, _CHUNK):
-        stop = min(n, start + _CHUNK)
+    for start, stop in _chunks(n, _CHUNK):
         result[start:stop] = _eval_chunk(party, key, root, y, start, stop, prg)
     return result
 
@@ -277,8 +280,8 @@ def _eval_chunk(
     # Bit p of `chosen` is the control CW of y's branch at level bits-1-p.
     chosen = (key.control_cw[0, start:stop] & ~ys) | (key.control_cw[1, start:stop] & ys)
     chosen2 = numpy.repeat(chosen, 2).reshape(m, 2)
-    # The input, doubled and shifted so that the level's bit is the sign bit.
-    walk = numpy.repeat(ys << _U64(64 - bits), 2).reshape(m, 2).view(numpy.int64)
+    # The input in both words: ANDed with a level's bit, it is that level's right tweak.
+    doubled = numpy.repeat(ys, 2).reshape(m, 2)
     seed = root[start:stop].copy()
     mask = numpy.full((m, 2), _ALL_ONES if party else 0, dtype=_U64)  # all ones where t = 1
     value = numpy.zeros((m, 2), dtype=_U64)
@@ -288,22 +291,23 @@ def _eval_chunk(
     tweak = _tile(_VALUE_TWEAK, m)
     low = _tile(numpy.array([1, 0], dtype=_U64), m)
     clear = _tile(_CLEAR, m)
-    right = numpy.empty((m, 2), dtype=numpy.int64)
+    right = numpy.empty((m, 2), dtype=_U64)
+    extra = numpy.zeros(m, dtype=_U64)  # the sum of t * V_CW
+    extra_term = numpy.empty(m, dtype=_U64)
     tmp = numpy.empty((m, 2), dtype=_U64)
     flat_tmp = tmp.reshape(-1)
     flat_mask = mask.reshape(-1)
     for level in range(bits):
         shift = _U64(bits - 1 - level)
-        # The right branch's tweak is all ones, the left one's zero.
-        numpy.right_shift(walk, 63, out=right)
-        numpy.left_shift(walk, 1, out=walk)
-        numpy.bitwise_xor(seed, right.view(_U64), out=blocks[0])
+        # The right branch's tweak is y's bit of the level, in place, in both words.
+        numpy.bitwise_and(doubled, _ONE << shift, out=right)
+        numpy.bitwise_xor(seed, right, out=blocks[0])
         numpy.bitwise_xor(blocks[0], tweak, out=blocks[1])
         prg.hash_into(blocks, out)
         # value += v + t * V_CW (the sign is applied once, at the end)
         value += hashed[1]
-        numpy.bitwise_and(key.value_cw[level, start:stop], mask[:, 0], out=tmp[:, 0])
-        value[:, 0] += tmp[:, 0]
+        numpy.bitwise_and(key.value_cw[level, start:stop], mask[:, 0], out=extra_term)
+        extra += extra_term
         # seed' = child seed xor t * s_CW (s_CW's low bit is 0: seed' keeps the child's t)
         numpy.bitwise_and(key.seed_cw[level, start:stop], mask, out=seed)
         seed ^= hashed[0]
@@ -316,7 +320,7 @@ def _eval_chunk(
         flat_mask[0] = flat_tmp[0]
         numpy.negative(mask, out=mask)
         seed &= clear
-    result = value[:, 0] + seed[:, 1] + (key.final_cw[start:stop] & mask[:, 0])
+    result: numpy.ndarray = value[:, 0] + extra + seed[:, 1] + (key.final_cw[start:stop] & mask[:, 0])
     if party == 1:
         numpy.negative(result, out=result)
     return result

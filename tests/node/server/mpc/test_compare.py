@@ -19,6 +19,7 @@ import torch
 
 import node
 from node.client.mpc.compare_steps import CHUNK_ELEMENTS
+from node.client.mpc.group import SharingError
 from node.mpc import PartyError
 from node.server.runtime import NodeServer
 from node.server.users import UserDirectory
@@ -239,3 +240,32 @@ async def test_a_provider_that_dies_mid_layer_gives_a_typed_error_and_the_partie
     caught, doubled = await client(relu_then_linear)
     assert issubclass(caught, PeerUnavailable)
     assert torch.allclose(doubled, plain * 2, atol=2.0**-15)
+
+
+@pytest.mark.parametrize("route", ["fss", "a2b"])
+async def test_the_group_width_reaches_the_parties(cluster: Cluster, route: str) -> None:
+    """|value| = 40000 at 16 fractional bits needs more than 32 bits: width 48 compares it right."""
+    plain = torch.tensor([40000.0, -40000.0, 0.5, -0.5])
+
+    def run() -> torch.Tensor:
+        x = node.share(plain, *cluster.parties(2), crypto_provider=cluster.provider, comparison=route,
+                       compare_width=48)
+        return x.drelu().get()
+
+    assert torch.equal(await client(run), plain >= 0)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"compare_width": 1}, "compare_width must be an integer in \\[2, 64\\]"),
+    ({"compare_width": 65}, "compare_width must be"),
+    ({"compare_width": True}, "compare_width must be"),
+    ({"comparison": "yao"}, "comparison must be 'fss' or 'a2b'"),
+])
+async def test_bad_comparison_options_are_refused_before_sending(
+    cluster: Cluster, options: dict[str, object], message: str
+) -> None:
+    def run() -> None:
+        node.share(torch.ones(2), *cluster.parties(2), crypto_provider=cluster.provider, **options)  # type: ignore[arg-type]
+
+    with pytest.raises(SharingError, match=message):
+        await client(run)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from node.server.mpc.mailbox import FINISHED_TTL, LETTER_TTL, Mailbox, Sender, Slot
+from node.server.mpc.mailbox import FINISHED_TTL, LETTER_TTL, CompareRound, Mailbox, Sender, Slot
 from node.server.store import Principal
 from protocol.errors import AlreadyExists, PeerUnavailable
 from protocol.ids import NodeId
@@ -70,3 +70,20 @@ def test_an_abort_buffered_before_the_step_fails_it_at_once() -> None:
     with pytest.raises(PeerUnavailable, match="gave up"):
         box.begin(b"x", USER, {1: BOB})
     assert box.buffered == 0
+
+
+async def test_each_comparison_round_has_its_own_slot() -> None:
+    """Round k's letter waits in its own slot: an early round-(k+1) letter never answers a round-k take."""
+    box = Mailbox(Clock())
+    box.begin(b"c", USER, {1: BOB})
+    try:
+        box.post((b"c", CompareRound(1), 1), BOB, "round 1", 8)
+        box.post((b"c", CompareRound(0), 1), BOB, "round 0", 8)
+        assert CompareRound(0).value != CompareRound(1).value
+        assert await box.take((b"c", CompareRound(0), 1), BOB, 2000.0, "masked values") == "round 0"
+        assert await box.take((b"c", CompareRound(1), 1), BOB, 2000.0, "masked values") == "round 1"
+        with pytest.raises(AlreadyExists):
+            box.post((b"c", CompareRound(2), 1), BOB, "x", 8)
+            box.post((b"c", CompareRound(2), 1), BOB, "again", 8)
+    finally:
+        box.end(b"c")
