@@ -73,6 +73,7 @@ __all__ = [
     "log",
     "powers",
     "reciprocal",
+    "reciprocal_in",
     "rsqrt",
     "sigmoid",
     "sqrt",
@@ -96,6 +97,8 @@ _LOG_ITERATIONS = 3
 _LOG_ORDER = 8
 _SIGMOID_CLAMP = 16.0
 _UNIT_RECIPROCAL_ITERATIONS = 3
+_NEWTON_TOLERANCE = 1e-7
+_RECIPROCAL_POSITIVE_ROUNDS = 29
 _RSQRT_CAP = 31.6
 """Caps the exponent of rsqrt's guess, -(x/2 + 0.2), at -16."""
 
@@ -166,6 +169,30 @@ def _reciprocal_positive(x: Value) -> Value:
     x, capped = _clamp_and_cap(x, RECIPROCAL_RANGE, 16.5, "reciprocal")
     y = _exp(0.5 - capped) * 3.0 + 0.003
     for _ in range(_RECIPROCAL_ITERATIONS):
+        y = y * (2.0 - x * y)
+    return y
+
+
+def reciprocal_in(x: Value, low: float, high: float) -> Value:
+    """1/x for x known to lie in [low, high], 0 < low (softmax's sum of k terms lies in [1, k]); not clamped.
+
+    Newton-Raphson from the best linear guess on [low, high] (equioscillating
+    error E = 1 - 8 low high / ((low + high)^2 + 4 low high)), iterated until
+    E^(2^t) < 1e-7: no exponential for the guess, so 2t rounds (6 for
+    [1, 2], 10 for [1, 10], 16 for [1, 100]).  When that would be slower
+    than :func:`reciprocal` (29 rounds), x is scaled into reciprocal's range
+    and inverted by it.
+    """
+    if not 0 < low <= high:
+        raise ValueError(f"reciprocal_in needs 0 < low <= high, got [{low}, {high}]")
+    beta = 8.0 / ((low + high) ** 2 + 4.0 * low * high)
+    error = 1.0 - beta * low * high
+    iterations = 0 if error <= 0 else max(0, math.ceil(math.log2(math.log(_NEWTON_TOLERANCE) / math.log(error))))
+    if 2 * iterations >= _RECIPROCAL_POSITIVE_ROUNDS:
+        scale = max(1.0, high / 400.0)
+        return reciprocal(x * (1.0 / scale), positive=True) * (1.0 / scale)
+    y = x * -beta + beta * (low + high)
+    for _ in range(iterations):
         y = y * (2.0 - x * y)
     return y
 

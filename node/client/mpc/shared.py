@@ -42,6 +42,7 @@ from node.mpc.shapes import bilinear_shape, broadcast_shape, reduced_shape
 
 from ..pointer import BasePointer, Pointer
 from ..torch_functions import wire_index
+from . import approximations, comparisons, softmax
 from .compare_steps import compare
 from .group import PartyGroup, PrecisionMismatch, ShapeMismatch, SharingError
 from .shared_torch import dispatch
@@ -287,7 +288,7 @@ class SharedTensor:
 
     def __truediv__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
-            raise TypeError("division by a shared tensor is not supported; divide by a public value")
+            return _shared(approximations.div(self, other))
         if self.precision == 0:
             raise SharingError("division of an integer shared tensor: share floats instead", {})
         divisor = other if isinstance(other, torch.Tensor) else torch.tensor(float(other))
@@ -296,7 +297,8 @@ class SharedTensor:
         return self._scaled(1.0 / divisor.to(torch.float64), "div")
 
     def __rtruediv__(self, other: Any) -> SharedTensor:
-        raise TypeError("division by a shared tensor is not supported; divide by a public value")
+        """``public / shared``: ``public * reciprocal(shared)`` (see :mod:`.approximations`)."""
+        return _shared(approximations.div(other, self))
 
     def __matmul__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
@@ -407,12 +409,91 @@ class SharedTensor:
         new = self._shape_of("getitem", lambda: _index_probe(self.shape)[index])
         return self._each(lambda s: _op("getitem", s, wire_index(index)), new)
 
+    # -- comparisons and non-linear functions: .comparisons, .approximations, .softmax ------------
+
+    def __gt__(self, other: Any) -> SharedTensor:
+        return _shared(comparisons.gt(self, other))
+
+    def __ge__(self, other: Any) -> SharedTensor:
+        return _shared(comparisons.ge(self, other))
+
+    def __lt__(self, other: Any) -> SharedTensor:
+        return _shared(comparisons.lt(self, other))
+
+    def __le__(self, other: Any) -> SharedTensor:
+        return _shared(comparisons.le(self, other))
+
+    gt, ge, lt, le = __gt__, __ge__, __lt__, __le__
+
+    def sign(self) -> SharedTensor:
+        return _shared(comparisons.sign(self))
+
+    def abs(self) -> SharedTensor:
+        return _shared(comparisons.abs_(self))
+
+    __abs__ = abs
+
+    def clamp(self, min: Any = None, max: Any = None) -> SharedTensor:  # noqa: A002 - torch's names
+        return _shared(comparisons.clamp(self, min, max))
+
+    clip = clamp
+
+    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
+        """The largest value, ``(values, indices)`` along ``dim``, or the elementwise max with a tensor."""
+        return comparisons.max_(self, dim, keepdim)
+
+    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
+        return comparisons.min_(self, dim, keepdim)
+
+    def amax(self, dim: int, keepdim: bool = False) -> SharedTensor:
+        return _shared(comparisons.amax(self, dim, keepdim))
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
+        """A shared one-hot of this shape marking the maximum (not an index: see ``comparisons.argmax``)."""
+        return _shared(comparisons.argmax(self, dim, keepdim))
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
+        return _shared(comparisons.argmin(self, dim, keepdim))
+
+    def exp(self) -> SharedTensor:
+        return _shared(approximations.exp(self))
+
+    def log(self) -> SharedTensor:
+        return _shared(approximations.log(self))
+
+    def reciprocal(self) -> SharedTensor:
+        return _shared(approximations.reciprocal(self))
+
+    def sqrt(self) -> SharedTensor:
+        return _shared(approximations.sqrt(self))
+
+    def rsqrt(self) -> SharedTensor:
+        return _shared(approximations.rsqrt(self))
+
+    def sigmoid(self) -> SharedTensor:
+        return _shared(approximations.sigmoid(self))
+
+    def tanh(self) -> SharedTensor:
+        return _shared(approximations.tanh(self))
+
+    def softmax(self, dim: int) -> SharedTensor:
+        return _shared(softmax.softmax(self, dim))
+
+    def log_softmax(self, dim: int) -> SharedTensor:
+        return _shared(softmax.log_softmax(self, dim))
+
     @classmethod
     def __torch_function__(
         cls, func: Callable[..., Any], types: Sequence[type], args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         """``torch.f(shared, ...)`` and ``tensor op shared`` for the ops above."""
         return dispatch(cls, func, tuple(args), kwargs or {})
+
+
+def _shared(value: Any) -> SharedTensor:
+    """A comparison or approximation of a shared tensor, which is a shared tensor (typed for mypy)."""
+    assert isinstance(value, SharedTensor)
+    return value
 
 
 def _mixed_dtype(a: torch.dtype, b: torch.dtype) -> torch.dtype:

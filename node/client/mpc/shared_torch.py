@@ -5,8 +5,9 @@ arguments of ``torch.matmul``, ``torch.nn.functional.conv2d`` or a
 ``torch.Tensor`` operator (``t + x`` arrives as ``Tensor.add(t, x)``), it
 calls ``SharedTensor.__torch_function__``, which looks the callable up here.
 The table is written out by hand; anything else raises ``TypeError`` naming
-the callable.  The shared tensor class is handed in by the caller, so this
-module imports nothing of ours.
+the callable.  The shared tensor class is handed in by the caller; the
+comparisons and approximations it routes to are written for shared and
+plain tensors alike and never import the shared tensor module.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
+
+from . import approximations, comparisons, softmax
 
 __all__ = ["dispatch"]
 
@@ -52,6 +55,22 @@ def _conv2d(
     return input.conv2d(weight, bias, stride, padding, dilation, groups)
 
 
+def _function(fn: Callable[..., Any]) -> Handler:
+    """A function of :mod:`.comparisons` / :mod:`.approximations`, which takes shared or plain operands anywhere."""
+
+    def call(shared: type[Any], *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("_stacklevel", None)  # F.softmax's private argument
+        return fn(*args, **kwargs)
+
+    return call
+
+
+def _relu(shared: type[Any], x: Any, inplace: bool = False) -> Any:
+    if inplace:
+        raise TypeError("relu of a shared tensor cannot be in place")
+    return x.relu()
+
+
 _ADD, _SUB, _MUL = _binary("__add__", "__radd__"), _binary("__sub__", "__rsub__"), _binary("__mul__", "__rmul__")
 _MATMUL = _binary("__matmul__", "__rmatmul__")
 
@@ -71,6 +90,37 @@ _TABLE: Mapping[Callable[..., Any], Handler] = {
     torch.t: _method("t"), _T.t: _method("t"),
     torch.flatten: _method("flatten"), _T.flatten: _method("flatten"),
     F.conv2d: _conv2d, torch.conv2d: _conv2d,
+    # Comparisons (node.client.mpc.comparisons).
+    torch.gt: _function(comparisons.gt), _T.gt: _function(comparisons.gt), _T.__gt__: _function(comparisons.gt),
+    torch.ge: _function(comparisons.ge), _T.ge: _function(comparisons.ge), _T.__ge__: _function(comparisons.ge),
+    torch.lt: _function(comparisons.lt), _T.lt: _function(comparisons.lt), _T.__lt__: _function(comparisons.lt),
+    torch.le: _function(comparisons.le), _T.le: _function(comparisons.le), _T.__le__: _function(comparisons.le),
+    torch.sign: _method("sign"), _T.sign: _method("sign"),
+    torch.abs: _method("abs"), _T.abs: _method("abs"), _T.__abs__: _method("abs"),
+    torch.clamp: _function(comparisons.clamp), _T.clamp: _function(comparisons.clamp),
+    torch.clip: _function(comparisons.clamp), _T.clip: _function(comparisons.clamp),
+    torch.relu: _relu, _T.relu: _relu, F.relu: _relu,
+    torch.max: _function(comparisons.max_), _T.max: _function(comparisons.max_),
+    torch.min: _function(comparisons.min_), _T.min: _function(comparisons.min_),
+    torch.maximum: _function(comparisons.maximum), torch.minimum: _function(comparisons.minimum),
+    torch.amax: _function(comparisons.amax), _T.amax: _function(comparisons.amax),
+    torch.argmax: _function(comparisons.argmax), _T.argmax: _function(comparisons.argmax),
+    torch.argmin: _function(comparisons.argmin), _T.argmin: _function(comparisons.argmin),
+    F.max_pool2d: _function(comparisons.max_pool2d), torch.max_pool2d: _function(comparisons.max_pool2d),
+    torch.where: _function(comparisons.where),
+    # Approximations (node.client.mpc.approximations, .softmax).
+    torch.exp: _method("exp"), _T.exp: _method("exp"),
+    torch.log: _method("log"), _T.log: _method("log"),
+    torch.sqrt: _method("sqrt"), _T.sqrt: _method("sqrt"),
+    torch.rsqrt: _method("rsqrt"), _T.rsqrt: _method("rsqrt"),
+    torch.reciprocal: _method("reciprocal"), _T.reciprocal: _method("reciprocal"),
+    torch.sigmoid: _method("sigmoid"), _T.sigmoid: _method("sigmoid"), F.sigmoid: _method("sigmoid"),
+    torch.tanh: _method("tanh"), _T.tanh: _method("tanh"), F.tanh: _method("tanh"),
+    F.softmax: _function(softmax.softmax), torch.softmax: _function(softmax.softmax),
+    _T.softmax: _function(softmax.softmax),
+    F.log_softmax: _function(softmax.log_softmax), torch.log_softmax: _function(softmax.log_softmax),
+    _T.log_softmax: _function(softmax.log_softmax),
+    F.cross_entropy: _function(softmax.cross_entropy),
 }
 
 

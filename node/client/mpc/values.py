@@ -40,6 +40,7 @@ __all__ = [
     "relu",
     "retype",
     "select",
+    "times_constant",
     "warn_outside",
 ]
 
@@ -75,10 +76,10 @@ def relu(x: Value) -> Value:
 
 
 def bit_not(bits: Value) -> Value:
-    """``1 - bits`` (local for shared bits)."""
+    """``1 - bits`` (local for shared bits; still bits, decoded as bool)."""
     if isinstance(bits, torch.Tensor):
         return ~bits
-    return 1 - bits
+    return retype(1 - bits, torch.bool)
 
 
 def select(bits: Value, a: Any, b: Any) -> Any:
@@ -122,6 +123,22 @@ def as_precision(bits: Value, precision: int, dtype: torch.dtype) -> Value:
         )
     scaled = bits * (1 << precision)
     return type(bits)(bits.group, list(scaled.shares.values()), scaled.shape, precision, dtype)
+
+
+def times_constant(x: Value, factor: float) -> Value:
+    """``x * factor`` for a real constant such as 1/N, with 2^-25 relative precision instead of 2^-17 / factor.
+
+    A public real is encoded with ``x``'s 16 fractional bits, so 1/200
+    becomes 328/65536 (0.1% off).  Here the shares are multiplied by the
+    integer round(factor * 2^24) (exact), then by 2^-16 and 2^-8 (both
+    exactly encoded; two truncations, local for 2 parties).  The largest
+    intermediate is |x * factor| * 2^40, so a 2-party truncation fails with
+    probability about |x * factor| / 2^24.
+    """
+    if isinstance(x, torch.Tensor):
+        return x * factor
+    scaled = x * int(round(factor * 2**24))
+    return scaled * 2.0**-16 * 2.0**-8
 
 
 def retype(x: Value, dtype: torch.dtype) -> Value:
