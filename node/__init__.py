@@ -95,6 +95,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "pointer_of": ("node.client.models", "pointer_of"),
     "share": ("node.client.mpc.sharing", "share"),
     "SharedTensor": ("node.client.mpc.shared", "SharedTensor"),
+    "encrypt": ("node.client.mpc.nn", "encrypt"),
     "SharingError": (_MPC, "SharingError"),
     "MixedParties": (_MPC, "MixedParties"),
     "PrecisionMismatch": (_MPC, "PrecisionMismatch"),
