@@ -54,7 +54,9 @@ if TYPE_CHECKING:
     from .client.grid import Gateway, GridMatch, GridNode
     from .client.hook import hook_torch
     from .client.mpc.group import (
+        CryptoProviderRequired,
         CryptoProviderUnavailable,
+        MixedNetworks,
         MixedParties,
         PrecisionMismatch,
         ShapeMismatch,
@@ -92,6 +94,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "PrecisionMismatch": (_MPC, "PrecisionMismatch"),
     "ShapeMismatch": (_MPC, "ShapeMismatch"),
     "CryptoProviderUnavailable": (_MPC, "CryptoProviderUnavailable"),
+    "CryptoProviderRequired": (_MPC, "CryptoProviderRequired"),
+    "MixedNetworks": (_MPC, "MixedNetworks"),
     "TesseraError": (_ERRORS, "TesseraError"),
     "ProtocolError": (_ERRORS, "ProtocolError"),
     "LocalProtocolError": (_ERRORS, "LocalProtocolError"),
