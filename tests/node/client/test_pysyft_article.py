@@ -145,6 +145,15 @@ def test_first_example_against_tls_nodes(remote: dict[str, node.RemoteNode]) -> 
     check_first(run(FIRST_EXAMPLE, **remote))
 
 
+def test_errors_name_the_node_by_id_not_url(remote: dict[str, node.RemoteNode]) -> None:
+    """A failed op on a TLS node: "... on bob: ...", the URL nowhere in the message."""
+    bob = remote["bob"]
+    product = bob.send(torch.ones(2)) @ bob.send(torch.ones(3))
+    with pytest.raises(node.OpFailed, match=r"\) on bob: ") as raised:
+        product.get()
+    assert "wss://" not in str(raised.value)
+
+
 def test_second_example_against_tls_nodes(remote: dict[str, node.RemoteNode]) -> None:
     lines = run(SECOND_EXAMPLE, **remote)
     print("\n".join(lines))
