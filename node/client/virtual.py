@@ -37,7 +37,7 @@ from peer.errors import NodeUnavailable
 from peer.server.auth import ANONYMOUS_SCHEME
 
 from ..server.inprocess import DEFAULT_NETWORK, InProcessNetwork, InProcessNode, LocalConnection
-from ..server.store import MemoryStore
+from ..server.store import MemoryStore, Quota
 from ..settings import validate_node_id
 from .handle import NodeHandle
 
@@ -144,9 +144,11 @@ class VirtualNode(NodeHandle):
         node_id: str,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         network: InProcessNetwork | None = None,
+        quota: Quota | None = None,
     ) -> None:
+        """``quota``: per-principal limits (default: a networked node's, 100,000 objects and 8 GiB)."""
         nid: NodeId = validate_node_id(node_id)
-        self.server: InProcessNode = InProcessNode(nid, network or DEFAULT_NETWORK, max_message_bytes)
+        self.server: InProcessNode = InProcessNode(nid, network or DEFAULT_NETWORK, max_message_bytes, quota)
         self.store: MemoryStore = self.server.store
         super().__init__(LocalChannel(self.server, "virtual-client"))
 

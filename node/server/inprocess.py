@@ -61,7 +61,7 @@ from peer.server.auth import ANONYMOUS_SCHEME, AnonymousAuthenticator, Caller, P
 from .executor import Executor
 from .mpc.service import MpcService
 from .session import AsyncWork, Outcome, Session, Work
-from .store import MemoryStore
+from .store import MemoryStore, Quota
 from .transfers import IN_PROCESS_DOMAIN, TransferService
 
 __all__ = [
@@ -264,13 +264,17 @@ class InProcessNode:
     """The node side of a VirtualNode: store, executor, transfers and secret sharing, no listener."""
 
     def __init__(
-        self, node_id: NodeId, network: InProcessNetwork, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+        self,
+        node_id: NodeId,
+        network: InProcessNetwork,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        quota: Quota | None = None,
     ) -> None:
         self.node_id = node_id
         self.network = network
         self.identity = LocalIdentity.new(node_id)
         self.max_message_bytes = max_message_bytes
-        self.store = MemoryStore()
+        self.store = MemoryStore(quota)  # per-principal limits, the networked node's defaults
         self.executor = Executor(node_id, self.store)
         self.authenticator = LocalAuthenticator(network, self.identity.fingerprint)
         self.transfers = TransferService(

@@ -17,10 +17,10 @@ import node
 from node.client.handle import NodeHandle
 from node.client.virtual import LocalChannel
 from node.server.inprocess import IN_PROCESS_SCHEME, InProcessNetwork, InProcessNode, LocalAuthenticator
-from node.server.store import MemoryStore
+from node.server.store import MemoryStore, Quota
 from node.server.transfers import TransferService
 from peer.security.trust import CertificateMismatch
-from protocol.errors import BadRequest, PermissionDenied, Unauthenticated
+from protocol.errors import BadRequest, PermissionDenied, QuotaExceeded, Unauthenticated
 from protocol.ids import NodeId, RequestId
 from protocol.limits import PROTOCOL_VERSION
 from protocol.messages import ErrorReply, HelloRequest
@@ -82,6 +82,20 @@ def test_private_data_is_shared_only_with_its_node_and_stays_private(nodes: dict
             (shared + shared).get()
     finally:
         eve.close()
+
+
+def test_quotas_hold_shares_delivered_node_to_node(nodes: dict[str, node.VirtualNode]) -> None:
+    """A party's per-principal quota counts the shares a data owner delivers over an in-process link."""
+    bob, dave = nodes["bob"], nodes["dave"]
+    tight = node.VirtualNode("tight", quota=Quota(max_objects=1))
+    try:
+        data = dave.send(torch.tensor([1.0, 2.0]))
+        first = data.share(bob, tight)
+        with pytest.raises(QuotaExceeded, match="at most 1 objects"):
+            data.share(bob, tight)
+        assert torch.equal(first.get(), torch.tensor([1.0, 2.0]))
+    finally:
+        tight.close()
 
 
 def test_users_cannot_post_node_letters_to_a_virtual_node(nodes: dict[str, node.VirtualNode]) -> None:
