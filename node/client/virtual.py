@@ -56,7 +56,7 @@ class LocalChannel(CoreFacts):
         """Guards the core: the user's threads and the network's loop thread both use it."""
         self._core: ChannelCore[Waiter] = ChannelCore(node.node_id, node.max_message_bytes)
         self._hello: list[bytes] = []
-        self._connection: LocalConnection = node.connect(self._received, "local")
+        self._connection: LocalConnection = node.connect(self._received, "local", self._lost)
         credentials = {"scheme": ANONYMOUS_SCHEME, "secret": secrets.token_bytes(32)}
         with self._lock:
             frame = self._core.hello(client_name, ("client",), credentials)
@@ -82,6 +82,18 @@ class LocalChannel(CoreFacts):
             waiter, reply = answer
             if not waiter.done():
                 waiter.set_result(reply)
+
+    def _lost(self) -> None:
+        """The node closed this connection (it found a protocol violation): fail every waiter, for good."""
+        error = NodeUnavailable(f"{self._core.node_id} closed the connection", {})
+        with self._lock:
+            if self._core.state is LinkState.CLOSED:
+                return
+            waiters = self._core.lost(error)
+            self._core.close()  # an in-process connection is not dialed again
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(error)
 
     def post(self, build: Build, description: str) -> None:
         """Send the request now; a failure, even to encode it, is reported at the next sync point."""

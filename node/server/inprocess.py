@@ -189,13 +189,24 @@ class LocalConnection:
     network's loop and makes the connection busy, and later frames wait in
     order until it is done.  ``Work`` (a heavy command) runs inline too:
     there is no event loop of the user's to protect.  Replies go to
-    ``reply``, in order, outside the connection's lock.
+    ``reply``, in order, outside the connection's lock; when the session
+    closes the connection (a protocol violation, a refused hello), ``lost``
+    is called after the last of them, as a socket's peer would see the close.
     """
 
-    def __init__(self, session: Session, loop: LocalLoop, reply: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        session: Session,
+        loop: LocalLoop,
+        reply: Callable[[bytes], None],
+        lost: Callable[[], None] = lambda: None,
+    ) -> None:
         self.session = session
         self._loop = loop
         self._reply = reply
+        self._lost = lost
+        self._dropped = False
+        """The session closed the connection; ``lost`` is still to be called."""
         self._lock = threading.Lock()
         self._busy = False
         self._closed = False
@@ -228,6 +239,7 @@ class LocalConnection:
         if outcome.reply is not None:
             self._answers.append(_encoded(outcome.reply, self.session.max_message_bytes))
         if outcome.close_code is not None:
+            self._dropped = not self._closed
             self._close_locked()
 
     async def _run(self, work: AsyncWork) -> None:
@@ -240,14 +252,17 @@ class LocalConnection:
         self._deliver()
 
     def _deliver(self) -> None:
-        """Hand queued answers to ``reply`` in order (one deliverer at a time)."""
+        """Hand queued answers to ``reply`` in order (one deliverer at a time), then a close to ``lost``."""
         with self._delivering:
             while True:
                 with self._lock:
                     if not self._answers:
-                        return
+                        dropped, self._dropped = self._dropped, False
+                        break
                     data = self._answers.popleft()
                 self._reply(data)
+        if dropped:
+            self._lost()
 
     def close(self) -> None:
         with self._lock:
@@ -290,13 +305,15 @@ class InProcessNode:
     def _dial(self, url: str, fingerprint: str) -> AsyncChannel:
         return self.network.dial(self.identity, url, fingerprint)
 
-    def connect(self, reply: Callable[[bytes], None], peer: str) -> LocalConnection:
-        """A new connection to this node (a new Session), answering through ``reply``."""
+    def connect(
+        self, reply: Callable[[bytes], None], peer: str, lost: Callable[[], None] = lambda: None
+    ) -> LocalConnection:
+        """A new connection to this node (a new Session), answering through ``reply``; ``lost`` if it closes it."""
         session = Session(
             self.node_id, ("virtual",), self.executor, self.store, self.authenticator,
             self.max_message_bytes, peer=peer, transfers=self.transfers, services=(self.mpc,),
         )
-        return LocalConnection(session, self.network.loop, reply)
+        return LocalConnection(session, self.network.loop, reply, lost)
 
 
 class InProcessNetwork:
@@ -386,7 +403,7 @@ class LocalLink(AsyncChannel):
             raise ClientClosed("this client was closed", {})
         loop = asyncio.get_running_loop()
         self._hello = loop.create_future()
-        peer = self._target.connect(self._received, f"in-process:{self._source.node_id}")
+        peer = self._target.connect(self._received, f"in-process:{self._source.node_id}", self._dropped)
         credentials = self._source.credentials(self._target.identity.fingerprint)
         frame = self._core.hello(self.endpoint.client_name, self.endpoint.roles, credentials)
         peer.feed(frame.to_bytes())
@@ -408,6 +425,12 @@ class LocalLink(AsyncChannel):
             hello.get_loop().call_soon_threadsafe(_set, hello, data)
             return
         self.frame_received(data)
+
+    def _dropped(self) -> None:
+        """The peer closed the connection: fail what is in flight; the next use dials again."""
+        peer, self._peer = self._peer, None
+        if peer is not None:
+            self._fail(NodeUnavailable(f"connection to {self._target.node_id} closed by the node", {}))
 
     def post(self, build: Build, description: str) -> None:
         peer = self._peer

@@ -23,7 +23,8 @@ from peer.security.trust import CertificateMismatch
 from protocol.errors import BadRequest, PermissionDenied, QuotaExceeded, Unauthenticated
 from protocol.ids import NodeId, RequestId
 from protocol.limits import PROTOCOL_VERSION
-from protocol.messages import ErrorReply, HelloRequest
+from protocol.codec import decode_message, encode_message
+from protocol.messages import ErrorReply, HelloRequest, SyncRequest
 from protocol.mpc import BilinearKind, MpcMaterialRequest, MpcOpenRequest, OpenRound, WireTriple
 
 ULP = 2.0**-16
@@ -143,6 +144,21 @@ def test_in_process_node_proofs_must_verify() -> None:
         authenticator.authenticate(hello(for_someone_else))
     with pytest.raises(Unauthenticated):
         authenticator.authenticate(hello({"scheme": IN_PROCESS_SCHEME, "fingerprint": "sha256:" + "0" * 64}))
+
+
+def test_a_connection_the_node_closes_reports_its_loss_after_the_last_answer() -> None:
+    """A request before the hello: answered UNAUTHENTICATED, then the connection is lost and ignores more frames."""
+    network = InProcessNetwork()
+    bob = InProcessNode(NodeId("bob"), network)
+    replies: list[bytes] = []
+    lost: list[int] = []
+    connection = bob.connect(replies.append, "test", lambda: lost.append(len(replies)))
+    connection.feed(encode_message(SyncRequest(RequestId(1))).to_bytes())
+    answer = decode_message(replies[0])
+    assert isinstance(answer, ErrorReply) and answer.code == Unauthenticated.code.value
+    assert lost == [1]  # after the answer explaining why
+    connection.feed(encode_message(SyncRequest(RequestId(2))).to_bytes())
+    assert len(replies) == 1 and lost == [1]
 
 
 def test_each_side_reaches_only_its_own_kind_of_node() -> None:
