@@ -7,7 +7,7 @@ exercises the same validation, allowlist and error paths as a remote one;
 only the socket is missing.  That channel is a third driver of the same
 :class:`~peer.client.core.ChannelCore` as the network channels (hello,
 request ids, correlation, barriers), with a
-:class:`~node.server.inprocess.LocalConnection` in place of a connection:
+:class:`~node.server.local_connection.LocalConnection` in place of a connection:
 requests are answered inline while the node is idle, and work that waits
 for other nodes (a secret-sharing step, a deal) runs on the in-process
 network's event loop thread, later requests waiting behind it in order.
@@ -36,7 +36,8 @@ from peer.client.endpoint import CALL_TIMEOUT
 from peer.errors import NodeUnavailable
 from peer.server.auth import ANONYMOUS_SCHEME
 
-from ..server.inprocess import DEFAULT_NETWORK, InProcessNetwork, InProcessNode, LocalConnection
+from ..server.inprocess import DEFAULT_NETWORK, InProcessNetwork, InProcessNode
+from ..server.local_connection import LocalConnection
 from ..server.store import MemoryStore, Quota
 from ..settings import validate_node_id
 from .handle import NodeHandle

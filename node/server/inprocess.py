@@ -17,11 +17,9 @@ through the same sessions, codec, mailboxes, policies and quotas:
   refuses a node whose identity is not the fingerprint the caller pinned
   (:class:`~peer.security.trust.CertificateMismatch`), exactly like a TLS
   link pinned to a certificate.
-- :class:`LocalConnection` feeds one connection's frames to its
-  :class:`~node.server.session.Session` in order: inline in the caller's
-  thread while the connection is idle, behind an ``AsyncWork`` on the loop
-  when one is running (the ConnectionDriver's rule: a busy connection
-  queues later frames).
+- :class:`~node.server.local_connection.LocalConnection` feeds one
+  connection's frames to its :class:`~node.server.session.Session` in
+  order (inline while idle, behind an ``AsyncWork`` on the loop when busy).
 - :class:`LocalLink` is a node-to-node link (an
   :class:`~peer.client.async_channel.AsyncChannel` whose transport is a
   :class:`LocalConnection` to the peer), returned by
@@ -36,20 +34,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import hashlib
 import hmac
 import secrets
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Coroutine, Mapping
+from typing import Any, Callable, Mapping
 
-from protocol.codec import encode_message
-from protocol.errors import MessageTooLarge, TesseraError, Unauthenticated
+from protocol.errors import Unauthenticated
 from protocol.ids import NodeId, RequestId
 from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
-from protocol.messages import ErrorReply, HelloRequest, Reply
+from protocol.messages import HelloRequest, Reply
 
 from node.mpc import Dealer, Providers
 from peer.client.async_channel import AsyncChannel
@@ -57,10 +53,11 @@ from peer.client.core import Build, LinkState
 from peer.client.endpoint import CALL_TIMEOUT, Endpoint
 from peer.errors import ClientClosed, NodeUnavailable
 from peer.security.trust import CertificateMismatch, TrustPolicy
-from peer.server.auth import ANONYMOUS_SCHEME, AnonymousAuthenticator, Caller, Principal
+from peer.server.auth import AnonymousAuthenticator, Caller, Principal
 from .executor import Executor
 from .mpc.service import MpcService
-from .session import AsyncWork, Outcome, Session, Work
+from .local_connection import LocalConnection, LocalLoop
+from .session import Session
 from .store import MemoryStore, Quota
 from .transfers import IN_PROCESS_DOMAIN, TransferService
 
@@ -147,132 +144,6 @@ class LocalAuthenticator:
 
     def welcome(self, server_node_id: NodeId, hello: HelloRequest) -> bytes | None:
         return None  # membership is being in the same process's network: nothing to prove on the wire
-
-
-class LocalLoop:
-    """One daemon thread running the event loop of every in-process node of a network."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="tessera-in-process", daemon=True)
-                thread.start()
-                self._loop = loop
-            return self._loop
-
-    def submit(self, coroutine: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-
-
-def _encoded(reply: Reply, limit: int) -> bytes:
-    """A reply as the wire carries it; one the peer would refuse for its size becomes TOO_LARGE."""
-    try:
-        frame = encode_message(reply)
-        if frame.nbytes > limit:
-            raise MessageTooLarge.for_size(f"{reply.KIND.value} reply", frame.nbytes, limit)
-    except TesseraError as exc:
-        frame = encode_message(ErrorReply.from_exception(reply.id, exc))
-    return frame.to_bytes()
-
-
-class LocalConnection:
-    """The node side of one in-process connection: its frames through one Session, in order.
-
-    ``feed`` may be called from any thread.  An idle connection answers
-    inline; an ``AsyncWork`` (a transfer, a deal, a step) runs on the
-    network's loop and makes the connection busy, and later frames wait in
-    order until it is done.  ``Work`` (a heavy command) runs inline too:
-    there is no event loop of the user's to protect.  Replies go to
-    ``reply``, in order, outside the connection's lock; when the session
-    closes the connection (a protocol violation, a refused hello), ``lost``
-    is called after the last of them, as a socket's peer would see the close.
-    """
-
-    def __init__(
-        self,
-        session: Session,
-        loop: LocalLoop,
-        reply: Callable[[bytes], None],
-        lost: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.session = session
-        self._loop = loop
-        self._reply = reply
-        self._lost = lost
-        self._dropped = False
-        """The session closed the connection; ``lost`` is still to be called."""
-        self._lock = threading.Lock()
-        self._busy = False
-        self._closed = False
-        self._backlog: collections.deque[bytes] = collections.deque()
-        self._answers: collections.deque[bytes] = collections.deque()
-        self._delivering = threading.Lock()
-
-    def feed(self, data: bytes) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            if self._busy or self._backlog:
-                self._backlog.append(data)
-                return
-            self._step(data)
-        self._deliver()
-
-    def _step(self, data: bytes) -> None:
-        """Process one frame (lock held); queue its answer, or start its AsyncWork."""
-        step = self.session.receive(data)
-        if isinstance(step, Work):
-            step = step.run()
-        if isinstance(step, AsyncWork):
-            self._busy = True
-            self._loop.submit(self._run(step))
-            return
-        self._finish(step)
-
-    def _finish(self, outcome: Outcome) -> None:
-        if outcome.reply is not None:
-            self._answers.append(_encoded(outcome.reply, self.session.max_message_bytes))
-        if outcome.close_code is not None:
-            self._dropped = not self._closed
-            self._close_locked()
-
-    async def _run(self, work: AsyncWork) -> None:
-        outcome = await work.run()
-        with self._lock:
-            self._busy = False
-            self._finish(outcome)
-            while self._backlog and not self._busy and not self._closed:
-                self._step(self._backlog.popleft())
-        self._deliver()
-
-    def _deliver(self) -> None:
-        """Hand queued answers to ``reply`` in order (one deliverer at a time), then a close to ``lost``."""
-        with self._delivering:
-            while True:
-                with self._lock:
-                    if not self._answers:
-                        dropped, self._dropped = self._dropped, False
-                        break
-                    data = self._answers.popleft()
-                self._reply(data)
-        if dropped:
-            self._lost()
-
-    def close(self) -> None:
-        with self._lock:
-            self._close_locked()
-
-    def _close_locked(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._backlog.clear()
-            self.session.close()
 
 
 class InProcessNode:
@@ -439,19 +310,27 @@ class LocalLink(AsyncChannel):
         for frame in self._core.post(build, description):
             peer.feed(frame.to_bytes())
 
-    async def call(self, build: Build) -> Reply:
-        await self.open()
+    def submit(self, build: Build) -> asyncio.Future[Reply]:
+        return self._submit(build)[1]
+
+    def _submit(self, build: Build) -> tuple[RequestId, asyncio.Future[Reply]]:
         peer = self._peer
-        assert peer is not None
+        if peer is None:
+            raise NodeUnavailable(f"the link to {self._target.node_id} is not open", {})
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         request_id, frame = self._core.call(build, future)
+        peer.feed(frame.to_bytes())
+        return request_id, future
+
+    async def call(self, build: Build) -> Reply:
+        await self.open()
+        request_id, future = self._submit(build)
         try:
-            peer.feed(frame.to_bytes())
             return await asyncio.wait_for(future, CALL_TIMEOUT)
         except (TimeoutError, asyncio.TimeoutError):
             raise NodeUnavailable(f"no reply from {self._target.node_id} in {CALL_TIMEOUT:.0f}s", {}) from None
         finally:
-            self._core.forget(RequestId(request_id))
+            self._core.forget(request_id)
 
     async def drained(self, keep: int = 0) -> None:
         """Nothing is ever queued on this side: frames are handed over as they are posted."""
