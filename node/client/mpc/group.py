@@ -1,8 +1,10 @@
 """The parties of a secret sharing, and the requests the client sends them.
 
 Runs in the user's process.  A :class:`PartyGroup` is the ordered computing
-parties plus the crypto provider, each a connected synchronous node
-(:class:`~node.client.host.Handle`) reached over TLS: the node ids and certificate fingerprints the client's own
+parties plus the crypto provider (optional: without one, only linear ops),
+each a connected synchronous node (:class:`~node.client.host.Handle`),
+all reached over TLS or all VirtualNodes of this process: the node ids and
+certificate fingerprints (in-process identities) the client's own
 connections verified are what every node is told to pin and to accept
 letters from.  It posts, without waiting (pipelined like pointer ops):
 
@@ -157,8 +159,9 @@ class PartyGroup:
         provider, addresses = self.crypto_provider, self.addresses
         if provider is None:
             raise CryptoProviderRequired(
-                "multiplying shared values needs material from a crypto provider, and these were "
-                f"shared without one: share them with crypto_provider=<a node other than {', '.join(self.ids)}> "
+                "products and comparisons of shared values need material from a crypto provider, "
+                "and these were shared without one: share them with "
+                f"crypto_provider=<a node other than {', '.join(self.ids)}> "
                 "(sharing, addition, subtraction and get() need none)",
                 {"parties": ", ".join(self.ids)},
             )
@@ -233,8 +236,8 @@ def group_of(
             {},
         )
     scheme = _scheme(truncation, len(parties))
-    addresses = tuple(address_of(p) for p in parties)
-    provider = None if crypto_provider is None else address_of(crypto_provider)
+    addresses = tuple(_address(p) for p in parties)
+    provider = None if crypto_provider is None else _address(crypto_provider)
     return PartyGroup(
         tuple(parties),
         crypto_provider,
@@ -289,7 +292,7 @@ class InProcess(Protocol):
     def in_process_url(self) -> str: ...
 
 
-def address_of(handle: Handle) -> PartyAddress:
+def _address(handle: Handle) -> PartyAddress:
     """The node as the client verified it: id, URL to dial, certificate (or in-process identity)."""
     fingerprint = handle.fingerprint
     if fingerprint is None:
