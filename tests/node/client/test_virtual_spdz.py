@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import node
 from node.client.handle import NodeHandle
@@ -40,7 +41,7 @@ def nodes() -> Iterator[dict[str, node.VirtualNode]]:
 
 
 def test_products_among_virtual_nodes_match_torch(nodes: dict[str, node.VirtualNode]) -> None:
-    """x * y, x @ w and a chain of products, 2 parties (local truncation) and 3 (dealer truncation)."""
+    """x * y, x @ w, conv2d and a chain of products, 2 parties (local truncation) and 3 (dealer truncation)."""
     bob, alice, dave, charlie = nodes["bob"], nodes["alice"], nodes["dave"], nodes["charlie"]
     torch.manual_seed(0)
     a, b, w = torch.randn(3, 4), torch.randn(3, 4), torch.randn(4, 2)
@@ -51,6 +52,9 @@ def test_products_among_virtual_nodes_match_torch(nodes: dict[str, node.VirtualN
         assert torch.allclose((x * y).get(), a * b, atol=8 * ULP)
         assert torch.allclose((x @ m).get(), a @ w, atol=32 * ULP)
         assert torch.allclose(((x * y) * y - x * 0.25).get(), a * b * b - a * 0.25, atol=64 * ULP)
+        image, kernel = a.reshape(1, 1, 3, 4), torch.randn(2, 1, 2, 2)
+        conv = F.conv2d(x.reshape(1, 1, 3, 4), node.share(kernel, *parties, crypto_provider=charlie))
+        assert torch.allclose(conv.get(), F.conv2d(image, kernel), atol=32 * ULP)
     assert torch.equal(
         (node.share(torch.tensor([25.0]), bob, alice, crypto_provider=charlie)
          * node.share(torch.tensor([5.0]), bob, alice, crypto_provider=charlie)).get(),
