@@ -56,7 +56,9 @@ if TYPE_CHECKING:
     from .client.hook import hook_torch
     from .client.models import get_model, model_location, move_model, pointer_of, send_model
     from .client.mpc.group import (
+        CryptoProviderRequired,
         CryptoProviderUnavailable,
+        MixedNetworks,
         MixedParties,
         PrecisionMismatch,
         ShapeMismatch,
@@ -101,6 +103,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "PrecisionMismatch": (_MPC, "PrecisionMismatch"),
     "ShapeMismatch": (_MPC, "ShapeMismatch"),
     "CryptoProviderUnavailable": (_MPC, "CryptoProviderUnavailable"),
+    "CryptoProviderRequired": (_MPC, "CryptoProviderRequired"),
+    "MixedNetworks": (_MPC, "MixedNetworks"),
     "TesseraError": (_ERRORS, "TesseraError"),
     "ProtocolError": (_ERRORS, "ProtocolError"),
     "LocalProtocolError": (_ERRORS, "LocalProtocolError"),

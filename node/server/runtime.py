@@ -26,9 +26,7 @@ from protocol.errors import MessageTooLarge, QuotaExceeded, TesseraError
 from protocol.messages import ErrorReply, Reply
 from protocol.records import NodeRecord, Role
 
-from node.mpc import Dealer, Providers
-from node.mpc.a2b import BinaryDealer
-from node.mpc.fss import FssDealer
+from node.mpc import Providers
 from ..settings import NodeSettings
 from peer.client.endpoint import Credentials, Endpoint
 from peer.security.identity import Identity, ensure_identity
@@ -47,7 +45,7 @@ from .registration import GatewayRegistration
 from .store import MemoryStore, Principal, Quota
 from node.server.fl.trainer import TrainerJobs
 from .transfers import TransferService
-from node.server.mpc.service import MpcService
+from node.server.mpc.service import MpcService, default_providers
 from node.server.fl.secagg import SecureAggregation
 
 __all__ = ["NodeServer"]
@@ -70,7 +68,7 @@ class NodeServer:
         """``providers``: the material this node deals as a crypto provider, one provider per
         kind (default: the Beaver :class:`~node.mpc.Dealer` and the comparisons' dealers)."""
         self.settings = settings
-        self.providers = providers if providers is not None else Providers(Dealer(), FssDealer(), BinaryDealer())
+        self.providers = providers if providers is not None else default_providers()
         self.store = MemoryStore(Quota(settings.max_objects, settings.max_bytes))
         self.executor = Executor(settings.node_id, self.store)
         self._authenticator = authenticator

@@ -29,6 +29,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
+from urllib.parse import urlsplit
 
 import torch
 
@@ -64,7 +65,10 @@ from .quota import Hold, Reservation as QuotaReservation
 from .store import ObjectStore, Principal
 from .uploads import Upload, tensor_bytes
 
-__all__ = ["Reservation", "TransferService", "RESERVATION_TTL", "MAX_PENDING_PER_PRINCIPAL"]
+__all__ = [
+    "Reservation", "TransferService", "RESERVATION_TTL", "MAX_PENDING_PER_PRINCIPAL",
+    "IN_PROCESS_DOMAIN", "is_in_process_url",
+]
 
 log = logging.getLogger("tessera.node.transfers")
 
@@ -122,8 +126,11 @@ class TransferService:
         *,
         network: bytes | None = None,
         fingerprint: str | None = None,
+        dial: Callable[[str, str], AsyncChannel] | None = None,
     ) -> None:
         self.node_id = node_id
+        self.dial = dial
+        """Set for an in-process node: makes its links to in-process peers (and it reaches no other)."""
         self.store = store
         self.credentials = credentials
         self.network = network
@@ -230,8 +237,7 @@ class TransferService:
         stored = self.store.read(principal, request.object_id)
         if request.delete_source and stored.owner != principal:
             raise PermissionDenied("only the owner may move an object", {})
-        if not request.to_url.startswith("wss://"):
-            raise BadRequest("node-to-node transfers need a TLS (wss://) destination", {})
+        self.check_url(request.to_url, "node-to-node transfers")
         self.require_network()
 
     async def send(self, principal: Principal, request: TransferRequest) -> None:
@@ -322,9 +328,28 @@ class TransferService:
             {r.fingerprint for r in recipients}
         ) != len(recipients):
             raise BadRequest(f"the {what} must be distinct nodes (ids and certificates)", {})
-        if any(not r.url.startswith("wss://") for r in recipients):
-            raise BadRequest(f"the {what} are reached over TLS only (wss:// URLs)", {})
+        for r in recipients:
+            self.check_url(r.url, f"the {what}")
         self.require_network()
+
+    def check_url(self, url: str, what: str) -> None:
+        """BadRequest unless this node can reach ``url``: TLS for a networked node, in-process for an in-process one.
+
+        In-process URLs are recognised by their reserved host (see
+        :mod:`node.server.inprocess`); a networked node could not resolve
+        them, and an in-process node has no sockets to reach anything else.
+        """
+        in_process = is_in_process_url(url)
+        if self.dial is not None and not in_process:
+            raise BadRequest(
+                f"{what}: this node ({self.node_id}) runs in a user's process and reaches "
+                "in-process nodes only, not a networked node",
+                {},
+            )
+        if self.dial is None and in_process:
+            raise BadRequest(f"{what}: an in-process node cannot be reached over the network", {})
+        if not url.startswith("wss://"):
+            raise BadRequest(f"{what} are reached over TLS only (wss:// URLs)", {})
 
     def is_self(self, fingerprint: str) -> bool:
         """Whether a peer presenting ``fingerprint`` is this very node.
@@ -353,7 +378,9 @@ class TransferService:
         try:
             async with lock:
                 link = self._links.get(key)
-                if link is None:
+                if link is None and self.dial is not None:
+                    link = self.dial(url, fingerprint)  # pinned like a certificate
+                elif link is None:
                     endpoint = Endpoint(
                         url,
                         TrustPolicy(fingerprint=fingerprint),
@@ -402,6 +429,16 @@ class TransferService:
         links, self._links = list(self._links.values()), {}
         for link in links:
             await link.aclose()
+
+
+IN_PROCESS_DOMAIN = "in-process.invalid"
+"""The host suffix of in-process node URLs (:mod:`node.server.inprocess`); ``.invalid`` never resolves."""
+
+
+def is_in_process_url(url: str) -> bool:
+    """Whether ``url`` names an in-process node (its host is under :data:`IN_PROCESS_DOMAIN`)."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host.endswith("." + IN_PROCESS_DOMAIN)
 
 
 def _grown(held: QuotaReservation, nbytes: int) -> QuotaReservation:

@@ -150,7 +150,9 @@ class ChannelCore(Generic[W]):
 
     def __init__(self, peer: str, max_message_bytes: int) -> None:
         self.peer = peer
-        """How errors name the peer: the URL dialed (a node id in-process)."""
+        """How errors name the peer: the URL dialed until the hello, then the id the peer announced."""
+        self.url = peer
+        """The URL dialed (a node id in-process): what errors named before the hello."""
         self.limit = max_message_bytes
         """Our own limit: the largest frame we accept."""
         self.max_message_bytes = max_message_bytes
@@ -227,6 +229,8 @@ class ChannelCore(Generic[W]):
             self._credentials = {}
         self._to(LinkEvent.WELCOME)
         self.node_id, self.principal = reply.node_id, reply.principal
+        # "OpFailed: x.matmul(y) on alice": the id users call the node by, not its URL.
+        self.peer = self._tracker.peer = reply.node_id
         self.peer_fingerprint = fingerprint
         self.max_message_bytes = min(self.limit, reply.max_message_bytes)
         return reply

@@ -198,7 +198,7 @@ def test_bad_input_is_refused_before_sending(nodes: dict[str, node.RemoteNode]) 
         x @ node.share(torch.ones(2, 2), bob, alice, crypto_provider=charlie)
     with pytest.raises(UnsupportedDtype, match="complex"):
         node.share(torch.ones(2, dtype=torch.complex64), bob, alice, crypto_provider=charlie)
-    with pytest.raises(node.SharingError, match="TLS"):
+    with pytest.raises(node.MixedNetworks, match=r"in-process nodes \(v\) with networked nodes \(bob, charlie\)"):
         node.share(torch.ones(2), bob, node.VirtualNode("v"), crypto_provider=charlie)
     with pytest.raises(PartyError, match="crypto provider"):
         node.share(torch.ones(2), bob, charlie, crypto_provider=charlie)

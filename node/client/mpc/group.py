@@ -1,8 +1,10 @@
 """The parties of a secret sharing, and the requests the client sends them.
 
 Runs in the user's process.  A :class:`PartyGroup` is the ordered computing
-parties plus the crypto provider, each a connected synchronous node
-(:class:`~node.client.host.Handle`) reached over TLS: the node ids and certificate fingerprints the client's own
+parties plus the crypto provider (optional: without one, only linear ops),
+each a connected synchronous node (:class:`~node.client.host.Handle`),
+all reached over TLS or all VirtualNodes of this process: the node ids and
+certificate fingerprints (in-process identities) the client's own
 connections verified are what every node is told to pin and to accept
 letters from.  It posts, without waiting (pipelined like pointer ops):
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import concurrent.futures
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -63,6 +65,8 @@ __all__ = [
     "PrecisionMismatch",
     "ShapeMismatch",
     "CryptoProviderUnavailable",
+    "CryptoProviderRequired",
+    "MixedNetworks",
     "group_of",
     "DEFAULT_COMPARE_WIDTH",
 ]
@@ -87,6 +91,14 @@ class ShapeMismatch(SharingError):
     """The operands' shapes do not fit the op (do not broadcast, inner dims differ...)."""
 
 
+class CryptoProviderRequired(SharingError):
+    """A product (or comparison) of values shared without a ``crypto_provider``."""
+
+
+class MixedNetworks(SharingError, PartyError):
+    """In-process nodes (VirtualNode) and networked nodes in one sharing: they cannot reach each other."""
+
+
 class CryptoProviderUnavailable(PeerUnavailable):
     """The crypto provider cannot be reached: no product can be computed."""
 
@@ -96,7 +108,8 @@ class PartyGroup:
     """Ordered parties, a crypto provider, how products are truncated and how comparisons run."""
 
     parties: tuple[Handle, ...]
-    crypto_provider: Handle
+    crypto_provider: Handle | None
+    """Deals material for products; None: linear ops only (products raise CryptoProviderRequired)."""
     truncation: TruncationScheme
     timeout: float = DEFAULT_STEP_TIMEOUT
     addresses: tuple[PartyAddress, ...] = field(default=())
@@ -117,12 +130,15 @@ class PartyGroup:
                 "reshare one of them first",
                 {"op": op},
             )
-        if self.crypto_provider.id != other.crypto_provider.id:
+        if self.provider_id != other.provider_id:
             raise MixedParties(
-                f"{op} mixes crypto providers {self.crypto_provider.id!r} and "
-                f"{other.crypto_provider.id!r}",
+                f"{op} mixes crypto providers {self.provider_id!r} and {other.provider_id!r}",
                 {"op": op},
             )
+
+    @property
+    def provider_id(self) -> str | None:
+        return None if self.crypto_provider is None else self.crypto_provider.id
 
     # -- posting -----------------------------------------------------------
 
@@ -178,6 +194,14 @@ class PartyGroup:
 
     def _deal(self, session: bytes, specs: tuple[WireSpec, ...]) -> None:
         provider, addresses = self.crypto_provider, self.addresses
+        if provider is None:
+            raise CryptoProviderRequired(
+                "products and comparisons of shared values need material from a crypto provider, "
+                "and these were shared without one: share them with "
+                f"crypto_provider=<a node other than {', '.join(self.ids)}> "
+                "(sharing, addition, subtraction and get() need none)",
+                {"parties": ", ".join(self.ids)},
+            )
         try:
             provider.post(
                 lambda rid: MpcDealRequest(rid, session, addresses, specs), f"mpc_deal ({len(specs)} spec(s))"
@@ -210,8 +234,10 @@ class PartyGroup:
 
     def sync(self) -> None:
         """Wait until every party (and the crypto provider) processed everything sent."""
-        for handle in (*self.parties, self.crypto_provider):
+        for handle in self.parties:
             handle.sync()
+        if self.crypto_provider is not None:
+            self.crypto_provider.sync()
 
 
 def group_of(
@@ -221,18 +247,20 @@ def group_of(
     timeout: float = DEFAULT_STEP_TIMEOUT,
     compare_width: int = DEFAULT_COMPARE_WIDTH,
     comparison: str | CompareRoute | None = None,
+    also: Sequence[Handle] = (),
 ) -> PartyGroup:
     """Check the parties and provider, and pin what the client verified of each.
 
+    Without a crypto provider the group shares and runs linear ops; its
+    first product or comparison raises :class:`CryptoProviderRequired`.
     ``compare_width``: low bits a comparison reads (2 to 64, default 32);
     ``comparison``: its route, ``"fss"`` (2 parties only, their default) or
-    ``"a2b"`` (any number, the default for 3 or more).
+    ``"a2b"`` (any number, the default for 3 or more).  ``also``: other
+    nodes the request involves (a data owner), checked for mixing too.
     """
-    if crypto_provider is None:
-        raise SharingError("secret sharing needs a crypto_provider node for products", {})
     if not 2 <= len(parties) <= MAX_PARTIES:
         raise PartyError.for_count(len(parties), "secret sharing", 2, MAX_PARTIES)
-    handles = (*parties, crypto_provider)
+    handles = (*parties, *(() if crypto_provider is None else (crypto_provider,)))
     for handle in handles:
         if not _is_handle(handle):
             raise SharingError(
@@ -242,7 +270,8 @@ def group_of(
     ids = [p.id for p in parties]
     if len(set(ids)) != len(ids):
         raise PartyError(f"the parties must be distinct nodes, got {ids}", {})
-    if crypto_provider.id in ids:
+    check_one_network((*handles, *also))
+    if crypto_provider is not None and crypto_provider.id in ids:
         raise PartyError(
             f"the crypto provider {crypto_provider.id!r} must not be a party: it knows every "
             "party's masks",
@@ -252,14 +281,14 @@ def group_of(
     route = _route(comparison, len(parties))
     width = _width(compare_width)
     addresses = tuple(_address(p) for p in parties)
-    provider = _address(crypto_provider)
+    provider = None if crypto_provider is None else _address(crypto_provider)
     return PartyGroup(
         tuple(parties),
         crypto_provider,
         scheme,
         float(timeout),
         addresses,
-        DealerRef(provider.node, provider.fingerprint),
+        None if provider is None else DealerRef(provider.node, provider.fingerprint),
         width,
         route,
     )
@@ -307,12 +336,42 @@ def _is_handle(value: Any) -> bool:
     return callable(getattr(type(value), "call_async", None)) and callable(getattr(type(value), "post", None))
 
 
+def check_one_network(handles: Sequence[Handle]) -> None:
+    """MixedNetworks unless the nodes are all in-process or all networked (before anything is sent).
+
+    In-process nodes link to each other inside this process and have no
+    sockets; networked nodes cannot reach into this process.
+    """
+    local = [h.id for h in handles if h.in_process]
+    remote = [h.id for h in handles if not h.in_process]
+    if local and remote:
+        raise MixedNetworks(
+            f"secret sharing cannot mix in-process nodes ({', '.join(local)}) with networked "
+            f"nodes ({', '.join(remote)}): they cannot reach each other. Use VirtualNodes only "
+            "(one process) or connected nodes only",
+            {"in_process": ", ".join(local), "networked": ", ".join(remote)},
+        )
+
+
+@runtime_checkable
+class InProcess(Protocol):
+    """A handle on an in-process node: where its in-process peers reach it."""
+
+    @property
+    def in_process_url(self) -> str: ...
+
+
 def _address(handle: Handle) -> PartyAddress:
+    """The node as the client verified it: id, URL to dial, certificate (or in-process identity)."""
     fingerprint = handle.fingerprint
     if fingerprint is None:
         raise SharingError(
-            f"{handle.id}: secret sharing needs TLS connections to every node (in-process "
-            "and --insecure nodes cannot vouch for their certificates)",
+            f"{handle.id}: secret sharing needs TLS connections to every node (an --insecure "
+            "node cannot vouch for its certificate)",
             {"node": handle.id},
         )
+    if handle.in_process:
+        if not isinstance(handle, InProcess):
+            raise SharingError(f"{handle.id}: this in-process node cannot be reached by other nodes", {})
+        return PartyAddress(handle.id, handle.in_process_url, fingerprint)
     return PartyAddress(handle.id, handle.url, fingerprint)

@@ -85,8 +85,8 @@ class SharedTensor:
         return self.group.ids
 
     @property
-    def crypto_provider(self) -> str:
-        return self.group.crypto_provider.id
+    def crypto_provider(self) -> str | None:
+        return self.group.provider_id
 
     def get(self) -> torch.Tensor:
         """Reconstruct: fetch every share, add them mod 2^64, decode."""

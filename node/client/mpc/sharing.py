@@ -61,7 +61,12 @@ def share(
     """Secret-share ``value`` between ``parties``, with ``crypto_provider`` dealing for products.
 
     Floats are fixed point with ``precision`` fractional bits (16 by
-    default); integer tensors are shared exactly.  ``truncation``:
+    default); integer tensors are shared exactly.  Without a
+    ``crypto_provider`` the value can be added, subtracted, scaled by public
+    integers and reconstructed; its first product raises
+    :class:`~node.client.mpc.group.CryptoProviderRequired`.  The parties
+    (and provider) are all :class:`~node.VirtualNode` s of this process or
+    all networked nodes (:class:`~node.client.mpc.group.MixedNetworks`).  ``truncation``:
     ``"local"`` (2 parties only, the default for 2) or ``"dealer"`` (any
     number, the default for 3 or more); see PROTOCOL.md section 19.
     ``timeout`` bounds each party's waits for material and openings.
@@ -95,8 +100,8 @@ def share_pointer(
     comparison: str | None = None,
 ) -> SharedTensor:
     """Have the pointer's node split its object and deliver the shares to ``parties``."""
-    group = group_of(parties, crypto_provider, truncation, timeout, compare_width, comparison)
     owner = pointer.node
+    group = group_of(parties, crypto_provider, truncation, timeout, compare_width, comparison, also=(owner,))
     owner_fp = owner.fingerprint
     if owner_fp is None:
         raise SharingError(f"{owner.id}: the data owner must be reached over TLS", {})

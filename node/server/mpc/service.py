@@ -44,7 +44,9 @@ from protocol.mpc import (
 )
 from protocol.tensors import DTYPE_NAMES
 
-from node.mpc import MaterialProvider, Providers, encoder_for, split
+from node.mpc import Dealer, MaterialProvider, Providers, encoder_for, split
+from node.mpc.a2b import BinaryDealer
+from node.mpc.fss import FssDealer
 from peer.client.async_channel import AsyncChannel
 from peer.server.auth import Caller
 from node.server.mpc.mailbox import CompareRound, Mailbox, Slot
@@ -56,12 +58,17 @@ from node.server.session import Outcome, Session
 from node.server.store import ObjectStore
 from node.server.transfers import TransferService
 
-__all__ = ["MpcService"]
+__all__ = ["MpcService", "default_providers"]
 
 log = logging.getLogger("tessera.node.mpc")
 
 DEAL_TIMEOUT = 120.0
 """Seconds a crypto provider may take to reach the parties and send one deal."""
+
+
+def default_providers() -> Providers:
+    """What a node deals as a crypto provider unless told otherwise: Beaver, FSS and binary material."""
+    return Providers(Dealer(), FssDealer(), BinaryDealer())
 
 
 class MpcService:

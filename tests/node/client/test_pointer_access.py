@@ -10,22 +10,14 @@ import torch
 from node.client.handle import NodeHandle
 from node.client.pointer import Pointer
 from node.client.virtual import LocalChannel, VirtualNode
-from peer.server.auth import AnonymousAuthenticator
-from node.server.executor import Executor
-from node.server.session import Session
 from protocol.errors import PermissionDenied
 from protocol.ids import ObjectId
-from protocol.limits import DEFAULT_MAX_MESSAGE_BYTES
 from protocol.messages import ObjectInfo
 
 
 def second_client(node: VirtualNode) -> NodeHandle:
-    """Another principal (its own anonymous secret) on the same in-process node's store."""
-    session = Session(
-        node.id, ("virtual",), Executor(node.id, node.store), node.store,
-        AnonymousAuthenticator(), DEFAULT_MAX_MESSAGE_BYTES,
-    )
-    return NodeHandle(LocalChannel(session, "analyst"))
+    """Another principal (its own anonymous secret) on the same in-process node: a second connection."""
+    return NodeHandle(LocalChannel(node.server, "analyst"))
 
 
 class NoRoundTrips:

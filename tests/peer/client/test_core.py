@@ -185,7 +185,7 @@ def test_a_posted_failure_is_raised_first_at_the_next_synchronisation_point() ->
     request_id, _ = core.call(SyncRequest, "waiter")
     answer = core.receive(wire(SyncReply(request_id)))
     assert answer is not None
-    with pytest.raises(OpFailed, match=f"^send\\(tensor\\[1\\]\\) on {PEER}: shapes$"):
+    with pytest.raises(OpFailed, match="^send\\(tensor\\[1\\]\\) on bob: shapes$"):  # by id, not URL
         core.settle(answer[1], SyncReply, "sync")
     assert core.settle(answer[1], SyncReply, "sync") == SyncReply(request_id)
 
@@ -193,8 +193,9 @@ def test_a_posted_failure_is_raised_first_at_the_next_synchronisation_point() ->
 def test_settle_raises_the_calls_error_then_checks_its_kind() -> None:
     """A call's own error is raised naming its description; a reply of the wrong kind is BadRequest."""
     core = opened()
-    with pytest.raises(NotFound, match=f"^get\\(<0x7>\\) on {PEER}: gone$"):
+    with pytest.raises(NotFound, match="^get\\(<0x7>\\) on bob: gone$"):
         core.settle(ErrorReply(RequestId(5), "NOT_FOUND", "gone"), SyncReply, "get(<0x7>)")
+    assert core.url == PEER  # the URL dialed is kept
     with pytest.raises(BadRequest, match="unexpected ack reply"):
         core.settle(AckReply(RequestId(5)), SyncReply, "sync")
 
