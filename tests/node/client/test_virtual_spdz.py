@@ -40,6 +40,26 @@ def nodes() -> Iterator[dict[str, node.VirtualNode]]:
         handle.close()
 
 
+def test_comparisons_and_encrypted_models_among_virtual_nodes(nodes: dict[str, node.VirtualNode]) -> None:
+    """Issue 13's comparisons run in process too: FSS for 2 parties, A2B for 3, and an encrypted model."""
+    bob, alice, dave, charlie = nodes["bob"], nodes["alice"], nodes["dave"], nodes["charlie"]
+    values = torch.tensor([[-3.0, -0.25, 0.0, 0.5], [2.0, -1.0, 4.0, -8.0]])
+    for parties, route in (((bob, alice), "fss"), ((bob, alice, dave), "a2b")):
+        x = node.share(values, *parties, crypto_provider=charlie)
+        assert x.group.compare_route.value == route
+        assert torch.equal((x > 0).get(), values > 0)
+        assert torch.equal(x.relu().get(), values.relu())
+        top, index = torch.max(x, dim=1)
+        assert torch.equal(top.get(), values.max(dim=1).values)
+        assert torch.equal(index.get(), values.max(dim=1).indices)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    enc = node.encrypt(model, bob, alice, crypto_provider=charlie)
+    shared = node.share(values, bob, alice, crypto_provider=charlie)
+    with torch.no_grad():
+        expected = model(values)
+    assert torch.allclose(enc.predict(shared).get(), expected, atol=64 * ULP)
+
+
 def test_products_among_virtual_nodes_match_torch(nodes: dict[str, node.VirtualNode]) -> None:
     """x * y, x @ w, conv2d and a chain of products, 2 parties (local truncation) and 3 (dealer truncation)."""
     bob, alice, dave, charlie = nodes["bob"], nodes["alice"], nodes["dave"], nodes["charlie"]
