@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         ShapeMismatch,
         SharingError,
     )
+    from .client.mpc.preprocess import preprocess
     from .client.mpc.shared import SharedTensor
     from .client.mpc.sharing import share
     from .client.pointer import Pointer
@@ -86,6 +87,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "ObjectInfo": ("protocol.messages", "ObjectInfo"),
     "hook_torch": ("node.client.hook", "hook_torch"),
     "share": ("node.client.mpc.sharing", "share"),
+    "preprocess": ("node.client.mpc.preprocess", "preprocess"),
     "SharedTensor": ("node.client.mpc.shared", "SharedTensor"),
     "SharingError": (_MPC, "SharingError"),
     "MixedParties": (_MPC, "MixedParties"),
