@@ -19,7 +19,8 @@ from node.client.mpc.compare_steps import CHUNK_ELEMENTS
 from node.client.mpc.group import SharingError
 from node.client.mpc.predealt import USE_WITHIN, Predealt
 from node.client.mpc.preprocess import deal_ahead
-from protocol.errors import TesseraError
+from node.server.mpc import mailbox
+from protocol.errors import QuotaExceeded, TesseraError
 from protocol.mpc import MATERIAL_TTL, CompareRoute, StepOp, WireCompare
 from tests.node.server.mpc.test_compare import Cluster, client, cluster  # noqa: F401 (fixture)
 
@@ -131,6 +132,21 @@ async def test_unused_material_expires_at_the_parties_and_the_client(cluster: Cl
     assert torch.allclose(relu, torch.relu(VALUES), atol=2.0**-16)  # dealt fresh
     # The fresh step's letters were taken; the expired ones went when the step arrived.
     assert _mailbox_letters(cluster, "bob") == _mailbox_letters(cluster, "alice") == 0
+
+
+async def test_a_party_refusing_material_fails_the_wait_and_nothing_is_pooled(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full mailbox refuses the keys: preprocess(wait=True) raises it, and no session stays to be spent."""
+    parties, provider = cluster.parties(2), cluster.provider
+    monkeypatch.setattr(mailbox, "MAX_BYTES_PER_SENDER", 1000)  # an FSS key of 10 elements is ~8 KB
+
+    def run() -> int:
+        with pytest.raises(QuotaExceeded):
+            node.preprocess("relu", VALUES.shape, *parties, crypto_provider=provider, count=2, wait=True)
+        return node.share(VALUES, *parties, crypto_provider=provider).group.predealt.count()
+
+    assert await client(run) == 0
 
 
 def test_predealt_fifo_is_single_use_and_exact() -> None:
