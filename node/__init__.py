@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         ShapeMismatch,
         SharingError,
     )
+    from .client.mpc.preprocess import preprocess
     from .client.mpc.shared import SharedTensor
     from .client.mpc.sharing import share
     from .client.pointer import Pointer
@@ -96,6 +97,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "model_location": ("node.client.models", "model_location"),
     "pointer_of": ("node.client.models", "pointer_of"),
     "share": ("node.client.mpc.sharing", "share"),
+    "preprocess": ("node.client.mpc.preprocess", "preprocess"),
     "SharedTensor": ("node.client.mpc.shared", "SharedTensor"),
     "encrypt": ("node.client.mpc.nn", "encrypt"),
     "SharingError": (_MPC, "SharingError"),

@@ -47,6 +47,7 @@ __all__ = [
     "MAX_TRUNCATION_BITS",
     "MAX_STEP_TIMEOUT",
     "DEFAULT_STEP_TIMEOUT",
+    "MATERIAL_TTL",
     "MAX_OPEN_ERROR_CHARS",
     "MIN_COMPARE_WIDTH",
     "MAX_COMPARE_WIDTH",
@@ -98,6 +99,13 @@ MAX_STEP_TIMEOUT = 600.0
 
 DEFAULT_STEP_TIMEOUT = 60.0
 """What the Python client asks for unless told otherwise."""
+
+MATERIAL_TTL = 600.0
+"""Seconds a party keeps an unclaimed ``mpc_material`` letter (material dealt ahead of its step).
+
+Other early letters (``mpc_open``) wait ``LETTER_TTL``, 120 s; material may
+be dealt minutes before use (``node.preprocess``), so it waits longer.
+"""
 
 MAX_OPEN_ERROR_CHARS = 512
 """Longest abort reason an ``mpc_open`` may carry."""

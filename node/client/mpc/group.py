@@ -10,7 +10,8 @@ letters from.  It posts, without waiting (pipelined like pointer ops):
 
 - ``mpc_deal`` to the crypto provider (one per product step, material for
   the Beaver triple and, with the dealer scheme, the truncation masks; one
-  per comparison step, the ``compare`` material of the group's route);
+  per comparison step, the ``compare`` material of the group's route,
+  unless a session was dealt ahead for it: :mod:`.predealt`);
 - ``mpc_step`` to every party;
 
 and reconstructs: it fetches every party's share in parallel (each ``get``
@@ -57,6 +58,7 @@ from ..host import Handle
 from ..ids import new_object_id
 from ..pointer import Pointer
 from ..streaming import get_request
+from .predealt import Predealt, pool_for
 
 __all__ = [
     "PartyGroup",
@@ -140,6 +142,11 @@ class PartyGroup:
     def provider_id(self) -> str | None:
         return None if self.crypto_provider is None else self.crypto_provider.id
 
+    @property
+    def predealt(self) -> Predealt:
+        """Comparison sessions dealt ahead to these parties by this provider (shared by equal groups)."""
+        return pool_for(self.addresses, self.dealer)
+
     # -- posting -----------------------------------------------------------
 
     def post_product(
@@ -158,10 +165,12 @@ class PartyGroup:
         """Deal ``spec`` and post one ``drelu``/``relu`` step on the shares ``x``; the result shares.
 
         ``spec``'s shape is the shares' shape; its width and route are the
-        ones the parties run (normally the group's).
+        ones the parties run (normally the group's).  A session dealt ahead
+        for exactly this op and spec is spent instead of dealing now.
         """
         assert op in COMPARE_OPS and spec.relu == (op is StepOp.RELU)
-        return self._post_step(op, x, None, (spec,), 0, None, spec.width, spec.route)
+        session = self.predealt.take(op, spec)
+        return self._post_step(op, x, None, (spec,), 0, None, spec.width, spec.route, session)
 
     def _post_step(
         self,
@@ -173,10 +182,14 @@ class PartyGroup:
         conv: WireConv | None,
         width: int,
         route: CompareRoute | None,
+        predealt: bytes | None = None,
     ) -> tuple[Pointer, ...]:
-        session = secrets.token_bytes(SESSION_BYTES)
-        if specs:
-            self._deal(session, specs)
+        if predealt is not None:
+            session = predealt
+        else:
+            session = secrets.token_bytes(SESSION_BYTES)
+            if specs:
+                self.deal(session, specs)
         dealer = self.dealer if specs else None
         results = []
         for index, party in enumerate(self.parties):
@@ -192,7 +205,8 @@ class PartyGroup:
             results.append(Pointer(party, result))
         return tuple(results)
 
-    def _deal(self, session: bytes, specs: tuple[WireSpec, ...]) -> None:
+    def deal(self, session: bytes, specs: tuple[WireSpec, ...]) -> None:
+        """Post ``mpc_deal`` of ``specs`` for ``session`` to the crypto provider (not awaited)."""
         provider, addresses = self.crypto_provider, self.addresses
         if provider is None:
             raise CryptoProviderRequired(

@@ -10,7 +10,9 @@ one the client named for that slot is dropped.
 
 Bounds: at most :data:`MAX_LETTERS` letters and :data:`MAX_BYTES_PER_SENDER`
 bytes per sending node are buffered; a letter nobody takes expires after
-:data:`LETTER_TTL` seconds; every take has a deadline.  A session is
+:data:`LETTER_TTL` seconds, material (seed and explicit letters, which a
+client may have dealt ahead of use) after :data:`MATERIAL_TTL`; every take
+has a deadline.  A session is
 single-use: once its step ends, late letters for it are dropped and a second
 step with the same id is refused.  Runs on the node's event loop; must not
 import websockets or the transport.
@@ -27,6 +29,7 @@ from typing import Any, Callable, Mapping
 
 from protocol.errors import AlreadyExists, BadRequest, PeerUnavailable, PermissionDenied, QuotaExceeded
 from protocol.ids import NodeId
+from protocol.mpc import MATERIAL_TTL
 
 from node.server.store import Principal
 
@@ -36,6 +39,7 @@ __all__ = [
     "CompareRound",
     "Sender",
     "LETTER_TTL",
+    "MATERIAL_TTL",
     "MAX_LETTERS",
     "MAX_BYTES_PER_SENDER",
     "FINISHED_TTL",
@@ -44,7 +48,7 @@ __all__ = [
 log = logging.getLogger("tessera.node.mpc")
 
 LETTER_TTL = 120.0
-"""Seconds an early letter waits for the step that takes it."""
+"""Seconds an early opening or abort waits for the step that takes it (material: MATERIAL_TTL)."""
 
 MAX_LETTERS = 4096
 """Letters buffered at once, all sessions and senders together."""
@@ -104,10 +108,12 @@ class Mailbox:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        # Both in expiry order (constant TTLs, a monotonic clock), so expiring
-        # looks at the oldest entries only, and ending a session finds its
-        # letters through _keys: neither scans everything buffered.
+        # Each queue in expiry order (one constant TTL per queue, a monotonic
+        # clock), so expiring looks at the oldest entries only, and ending a
+        # session finds its letters through _keys: neither scans everything
+        # buffered.  _letters finds a letter by key, whichever its queue.
         self._letters: dict[Key, Letter] = {}
+        self._queues: tuple[dict[Key, float], dict[Key, float]] = ({}, {})
         self._keys: dict[bytes, set[Key]] = {}
         self._bytes: dict[NodeId, int] = {}
         self._active: dict[bytes, _Session] = {}
@@ -140,7 +146,8 @@ class Mailbox:
             if slot is Slot.ABORT:
                 self._abort(session, index, sender, payload)
                 return
-        self._buffer(key, Letter(sender, payload, nbytes, now + LETTER_TTL))
+        ttl = MATERIAL_TTL if _is_material(slot) else LETTER_TTL
+        self._buffer(key, Letter(sender, payload, nbytes, now + ttl))
 
     def _buffer(self, key: Key, letter: Letter) -> None:
         if key in self._letters:
@@ -159,6 +166,7 @@ class Mailbox:
                 {"limit": MAX_BYTES_PER_SENDER, "used": used, "size": letter.nbytes},
             )
         self._letters[key] = letter
+        self._queues[_is_material(key[1])][key] = letter.expires
         self._keys.setdefault(key[0], set()).add(key)
         self._bytes[node] = used + letter.nbytes
 
@@ -224,6 +232,7 @@ class Mailbox:
     def _drop(self, key: Key) -> None:
         letter = self._letters.pop(key, None)
         if letter is not None:
+            del self._queues[_is_material(key[1])][key]
             keys = self._keys.get(key[0])
             if keys is not None:
                 keys.discard(key)
@@ -236,11 +245,12 @@ class Mailbox:
 
     def _expire(self, now: float) -> None:
         """Drop what expired: the oldest entries first, stopping at the first live one."""
-        while self._letters:
-            key, letter = next(iter(self._letters.items()))
-            if letter.expires >= now:
-                break
-            self._drop(key)
+        for queue in self._queues:
+            while queue:
+                key, expires = next(iter(queue.items()))
+                if expires >= now:
+                    break
+                self._drop(key)
         while self._finished:
             session_id, until = next(iter(self._finished.items()))
             if until >= now:
@@ -251,3 +261,8 @@ class Mailbox:
     def buffered(self) -> int:
         """Letters waiting (for tests and logs)."""
         return len(self._letters)
+
+
+def _is_material(slot: Slot | CompareRound) -> bool:
+    """The crypto provider's letters, which may be dealt long before their step (MATERIAL_TTL)."""
+    return slot is Slot.SEED or slot is Slot.EXPLICIT

@@ -13,7 +13,11 @@ role a node may play for a client's secret computation:
   :class:`~node.mpc.Dealer`, the FSS and binary dealers of comparisons),
   send each party the seed the provider drew
   for it at once, then compute the dependent tensors off the loop and send
-  each to its party; the provider sees shapes only;
+  each to its party; the provider sees shapes only.  The deal is answered
+  once every party processed its letters (a ``sync`` barrier on each link),
+  failing with a party's refusal (e.g. a full mailbox): so a client's
+  ``sync`` with the provider means the material is at the parties, which
+  material dealt ahead of use (``node.preprocess``) relies on;
 - party (``mpc_step``): :class:`~node.server.mpc.party.PartyRunner`;
 - receiver of node-to-node letters (``mpc_material``, ``mpc_open``): only
   from a caller that proved a node identity (a user is refused
@@ -32,7 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied
 from protocol.ids import NodeId, RequestId
-from protocol.messages import MessageKind, Reply, TransferRequest
+from protocol.messages import MessageKind, Reply, SyncReply, SyncRequest, TransferRequest
 from protocol.mpc import (
     COMPARE_ROUND_BASE,
     MpcDealRequest,
@@ -184,7 +188,7 @@ class MpcService:
     async def _send_material(
         self, request: MpcDealRequest, provider: MaterialProvider, specs: Sequence[Any]
     ) -> None:
-        """The provider's two phases: seeds to every party first, then the dependent tensors."""
+        """The provider's two phases: seeds to every party first, then the dependent tensors; then a barrier."""
         n = len(request.parties)
         seeds = provider.seeds(n)
         pooled = [self.transfers.pooled(p.url, p.fingerprint) for p in request.parties]
@@ -224,8 +228,14 @@ class MpcService:
                 lambda rid: MpcMaterialRequest(rid, request.session, index, n, request.specs, None, explicit),
                 "mpc_material explicit",
             )
-        for index in dependent:
-            await asyncio.wait_for(reached[index].drained(), DEAL_TIMEOUT)
+        # Letters are posted (a party answers only refusals); a barrier on each
+        # link is answered after the party processed every letter before it.
+        # A refusal found then fails this deal (on a link shared with other
+        # deals it may be another's letter, whose party refused this provider too).
+        barriers = [link.submit(lambda rid: SyncRequest(rid)) for link in reached]
+        for index, (link, barrier) in enumerate(zip(reached, barriers)):
+            reply = await asyncio.wait_for(barrier, DEAL_TIMEOUT)
+            link.settle(reply, SyncReply, f"mpc_material to party {index} ({request.parties[index].node})")
 
 
 def _caller(session: Session) -> Caller:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from node.server.mpc.mailbox import FINISHED_TTL, LETTER_TTL, CompareRound, Mailbox, Sender, Slot
+from node.server.mpc.mailbox import FINISHED_TTL, LETTER_TTL, MATERIAL_TTL, CompareRound, Mailbox, Sender, Slot
 from node.server.store import Principal
 from protocol.errors import AlreadyExists, PeerUnavailable
 from protocol.ids import NodeId
@@ -26,12 +26,12 @@ class Clock:
 def test_letters_and_finished_sessions_expire_oldest_first() -> None:
     clock = Clock()
     box = Mailbox(clock)
-    box.post((b"s1", Slot.SEED, 0), BOB, "one", 8)
+    box.post((b"s1", Slot.OPEN_BEAVER, 1), BOB, "one", 8)
     clock.now += LETTER_TTL / 2
-    box.post((b"s2", Slot.SEED, 0), BOB, "two", 8)
+    box.post((b"s2", Slot.OPEN_BEAVER, 1), BOB, "two", 8)
     assert box.buffered == 2
     clock.now += LETTER_TTL / 2 + 1  # s1's letter is past its time, s2's is not
-    box.post((b"s3", Slot.SEED, 0), BOB, "three", 8)
+    box.post((b"s3", Slot.OPEN_BEAVER, 1), BOB, "three", 8)
     assert box.buffered == 2
     box.begin(b"s4", USER, {1: BOB})
     box.end(b"s4")
@@ -40,6 +40,35 @@ def test_letters_and_finished_sessions_expire_oldest_first() -> None:
     clock.now += FINISHED_TTL + LETTER_TTL + 1
     box.begin(b"s4", USER, {1: BOB})  # forgotten: the id may be used again
     assert box.buffered == 0
+
+
+def test_material_dealt_ahead_waits_material_ttl_and_openings_letter_ttl() -> None:
+    """Seed and explicit letters outlive LETTER_TTL (pre-dealt material) but expire after MATERIAL_TTL."""
+    assert MATERIAL_TTL > LETTER_TTL
+    clock = Clock()
+    box = Mailbox(clock)
+    box.post((b"m", Slot.SEED, 0), BOB, "seed", 0)
+    box.post((b"m", Slot.EXPLICIT, 0), BOB, "keys", 1 << 20)
+    box.post((b"o", Slot.OPEN_BEAVER, 1), BOB, "open", 16)
+    clock.now += LETTER_TTL + 1
+    box.post((b"late", CompareRound(0), 1), BOB, "open", 16)  # expiry runs: the opening of "o" goes
+    assert box.buffered == 3
+    clock.now += MATERIAL_TTL - LETTER_TTL - 2  # the material's last second
+
+    async def take() -> object:
+        box.begin(b"m", USER, {1: BOB})
+        try:
+            return await box.take((b"m", Slot.EXPLICIT, 0), BOB, clock.now + 1, "material")
+        finally:
+            box.end(b"m")
+
+    assert asyncio.run(take()) == "keys"
+    box.post((b"n", Slot.SEED, 0), BOB, "seed", 0)
+    clock.now += MATERIAL_TTL + 1
+    box.begin(b"n", USER, {1: BOB})  # expiry runs: "n"'s seed and the late opening are gone
+    assert box.buffered == 0
+    with pytest.raises(PeerUnavailable):
+        asyncio.run(box.take((b"n", Slot.SEED, 0), BOB, clock.now, "material"))
 
 
 def test_ending_a_session_drops_its_letters_only() -> None:
