@@ -8,6 +8,11 @@ parallel): the provider's deal, the key stream, the online rounds, and the
 chunking of tensors over 2^16 elements into pipelined steps.  The same run
 times the plaintext torch op.
 
+"e2e" includes the provider's work for the op (keys dealt when the op is
+posted); "online" is the op alone, its keys dealt ahead with
+``node.preprocess(..., wait=True)`` (untimed), as a deployment deals the
+next batch's keys while the current one computes.
+
 Rounds and bytes are not estimated: :func:`protocol_cost` runs the
 production round protocols of the route (:mod:`node.mpc.compare`) in this
 process on random shares, counts the openings, and encodes every party's
@@ -18,6 +23,8 @@ them, so "bytes per party" is what one party sends for one op and
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -132,9 +139,11 @@ def compare_rows(
     """Every comparison case among ``parties`` by ``route``, beside plain torch."""
     rows = []
     for name, shape, op, relu, repeats in compare_cases(quick):
+        kind = None if name.startswith("max_pool2d") else ("relu" if relu else "drelu")
         plain = uniform_input(shape)
         x = node.share(plain, *parties, crypto_provider=provider, comparison=route)
         secure, best = time_op(lambda: op(x), lambda: sync_all(parties), repeats)
+        online = None if kind is None else online_ms(x, kind, shape, parties, provider, route, repeats)
         error = float((op(x).get().to(torch.float64) - op(plain).to(torch.float64)).abs().max())
         numel = plain.numel()
         if name.startswith("max_pool2d"):
@@ -144,7 +153,7 @@ def compare_rows(
         crypten = CRYPTEN.get(name, {}) if len(parties) == 2 else {}
         rows.append({
             "case": name, "parties": len(parties), "route": route,
-            "secure_ms": secure, "secure_min_ms": best, "plain_ms": plain_ms(lambda: op(plain), repeats),
+            "secure_ms": secure, "secure_min_ms": best, "online_ms": online, "plain_ms": plain_ms(lambda: op(plain), repeats),
             "elements": numel, "rounds": cost.rounds if cost else None,
             "bytes_sent_per_party": cost.bytes_per_party if cost else None,
             "provider_bytes_per_party": cost.provider_bytes_per_party if cost else None,
@@ -155,8 +164,23 @@ def compare_rows(
     return rows
 
 
+def online_ms(
+    x: Any, kind: str, shape: tuple[int, ...], parties: list[node.RemoteNode], provider: node.RemoteNode,
+    route: str, repeats: int,
+) -> float:
+    """Median milliseconds of the op alone, its keys dealt ahead (``node.preprocess(..., wait=True)``)."""
+    samples = []
+    for _ in range(repeats + 1):
+        node.preprocess(kind, shape, *parties, crypto_provider=provider, comparison=route, wait=True)
+        start = time.perf_counter()
+        x.relu() if kind == "relu" else x.drelu()
+        sync_all(parties)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples[1:]) * 1e3
+
+
 def compare_report(rows: list[dict[str, Any]]) -> None:
-    header = (f"{'case':<24}{'parties':>8}{'route':>6}{'secure ms':>10}{'plain ms':>10}{'rounds':>7}"
+    header = (f"{'case':<24}{'parties':>8}{'route':>6}{'e2e ms':>9}{'online ms':>10}{'plain ms':>10}{'rounds':>7}"
               f"{'MB/party':>10}{'provider MB':>12}{'CrypTen ms':>14}")
     print("\n" + header)
     print("-" * len(header))
@@ -165,5 +189,6 @@ def compare_report(rows: list[dict[str, Any]]) -> None:
         dealt = f"{r['provider_bytes_per_party'] / 1e6:.1f}" if r["provider_bytes_per_party"] else "-"
         crypten = f"{r['crypten_ttp_ms']:.0f}/{r['crypten_tfp_ms']:.0f}" if r["crypten_ttp_ms"] else "-"
         rounds = r["rounds"] if r["rounds"] is not None else "-"
-        print(f"{r['case']:<24}{r['parties']:>8}{r['route']:>6}{r['secure_ms']:>10.1f}{r['plain_ms']:>10.3f}"
+        online = f"{r['online_ms']:.1f}" if r["online_ms"] is not None else "-"
+        print(f"{r['case']:<24}{r['parties']:>8}{r['route']:>6}{r['secure_ms']:>9.1f}{online:>10}{r['plain_ms']:>10.3f}"
               f"{rounds:>7}{sent:>10}{dealt:>12}{crypten:>14}")
