@@ -47,6 +47,7 @@ from examples.encrypted_mlp import Digits, accuracy, load_digits_split  # noqa: 
 from examples.encrypted_training import PARTY_FLAGS, Parties, epoch_orders, slices, start_parties  # noqa: E402
 from examples.local_network import LocalNetwork  # noqa: E402
 from node.client.mpc import nn  # noqa: E402
+from node.client.mpc.shared import SharedTensor  # noqa: E402
 
 __all__ = ["cnn", "images", "train_plain", "infer_encrypted", "main"]
 
@@ -77,7 +78,7 @@ def train_plain(data: Digits, epochs: int) -> tnn.Module:
         for batch in slices(len(order), BATCH_SIZE):
             rows = order[batch]
             opt.zero_grad()
-            F.cross_entropy(model(x[rows]), data.y_train[rows]).backward()
+            torch.autograd.backward(F.cross_entropy(model(x[rows]), data.y_train[rows]))
             opt.step()
     return model.eval()
 
@@ -97,7 +98,7 @@ def infer_encrypted(parties: Parties, model: tnn.Module, x: torch.Tensor) -> Inf
     enc = node.encrypt(model, parties.alice, parties.bob, crypto_provider=parties.charlie)
     for p in enc.parameters():
         value = p.value
-        assert isinstance(value, node.SharedTensor)
+        assert isinstance(value, SharedTensor)
         value.sync()
     shared = time.perf_counter()
     xs = parties.share_from(parties.alice, x)
