@@ -96,7 +96,6 @@ class PartyRunner:
         trusted_providers: frozenset[str] = frozenset(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.node_id = node_id
         self.store = store
         self.mailbox = mailbox
         self.transfers = transfers
