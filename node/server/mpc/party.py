@@ -100,11 +100,11 @@ class PartyRunner:
         self.mailbox = mailbox
         self.transfers = transfers
         self.clock = clock
-        self.planner = StepPlanner(node_id, store, transfers, trusted_providers, clock)
+        self.planner = StepPlanner(node_id, store, transfers, trusted_providers)
 
     def plan(self, caller: Caller, request: MpcStepRequest) -> StepPlan:
         """Everything that can be refused before the session starts (:mod:`.step_plan`)."""
-        return self.planner.plan(caller, request)
+        return self.planner.plan(caller, request, self.clock())
 
     # -- the step, on the loop ---------------------------------------------
 

@@ -13,10 +13,7 @@ Must not import websockets.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 
 from protocol.errors import BadRequest, PermissionDenied
@@ -68,17 +65,18 @@ class StepPlanner:
         store: ObjectStore,
         transfers: TransferService,
         trusted_providers: frozenset[str] = frozenset(),
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_id = node_id
         self.store = store
         self.transfers = transfers
         self.trusted_providers = trusted_providers
         """Fingerprints of the crypto providers the operator trusts with restricted shares."""
-        self.clock = clock
 
-    def plan(self, caller: Caller, request: MpcStepRequest) -> StepPlan:
-        """Everything that can be refused before the session starts."""
+    def plan(self, caller: Caller, request: MpcStepRequest, now: float) -> StepPlan:
+        """Everything that can be refused before the session starts; the step's deadline counts from ``now``.
+
+        ``now`` is read from the party runner's clock, the one its waits use.
+        """
         parties, i = request.parties, request.party
         n = len(parties)
         if not i < n or not self.transfers.is_self(parties[i].fingerprint):
@@ -125,7 +123,7 @@ class StepPlanner:
             raise BadRequest(f"result id {request.result:#x} is already in use", {})
         peers = {j: (p.node, p.fingerprint) for j, p in enumerate(parties) if j != i}
         policy = combine([*(obj.policy for obj in used), Policy.own(caller.principal)])
-        deadline = self.clock() + request.timeout
+        deadline = now + request.timeout
         return StepPlan(request, caller, x_obj.value, y, specs, peers, deadline, policy)
 
     def _check_provider(self, request: MpcStepRequest) -> None:
