@@ -15,14 +15,9 @@ pointers await instead (:mod:`node.client.aio`).  A pointer talks to its
 node only through the :mod:`~node.client.host` protocols, so this module
 imports no handle, and nothing of secret sharing.
 
-Autograd (remote training, :mod:`node.client.models` and
-:mod:`node.client.optim`): a pointer made a leaf that requires grad
-(:meth:`BasePointer.requires_grad_`, or a sent model's parameter) is
-remembered by every pointer computed from it, so ``loss.backward()`` knows
-which leaves to differentiate: it posts one ``grad`` command (the node's
-``torch.autograd.grad``) and each leaf's ``.grad`` becomes (or is added
-to) a pointer to its new gradient object.  Nothing on the node is written
-into: the node's objects never change, pointers are re-aimed instead.
+Autograd (remote training: ``requires_grad_``, ``backward``, ``.grad``) is
+:mod:`node.client.pointer_autograd`, mixed into :class:`BasePointer`; every
+op's result is passed through its ``tracked``.
 
 Nothing here blocks except ``get``, ``release``, ``shape``/``dtype`` (one
 round trip, then cached) and iteration.  Printing a pointer never asks the
@@ -41,6 +36,7 @@ from protocol.messages import ObjectInfo
 from protocol.ops import OPS, OpForm, OpSpec
 from protocol.tensors import DTYPES
 
+from .pointer_autograd import PointerAutograd, tracked
 from .torch_functions import route_for_torch_function, wire_index, wire_kwargs
 
 if TYPE_CHECKING:
@@ -50,10 +46,10 @@ if TYPE_CHECKING:
 __all__ = ["BasePointer", "Pointer"]
 
 
-class BasePointer:
+class BasePointer(PointerAutograd):
     """A remote tensor on ``node``, named by ``object_id``: what every pointer shares."""
 
-    __slots__ = ("node", "object_id", "_info", "_owned", "_requires_grad", "_leaves", "_grad", "__weakref__")
+    __slots__ = ("node", "object_id", "_info", "_owned", "__weakref__")
 
     def __init__(
         self,
@@ -68,10 +64,8 @@ class BasePointer:
         self._owned = owned
         """Whether dropping the pointer frees the object (not for others' objects)."""
         self._requires_grad = False
-        """A leaf that requires grad (made by ``requires_grad_`` or a sent model)."""
-        self._leaves: tuple[BasePointer, ...] = ()
-        """The leaves requiring grad this pointer's object was computed from."""
-        self._grad: BasePointer | None = None
+        self._leaves = ()
+        self._grad = None
 
     def __del__(self) -> None:
         if getattr(self, "_owned", False):
@@ -163,63 +157,6 @@ class BasePointer:
     def __reduce__(self) -> Any:
         raise TypeError("pointers cannot be pickled; they are bound to a live connection")
 
-    # -- autograd ------------------------------------------------------------
-
-    @property
-    def requires_grad(self) -> bool:
-        """Whether the object requires grad: a leaf marked so, or computed from one."""
-        return self._requires_grad or bool(self._leaves)
-
-    @property
-    def is_leaf(self) -> bool:
-        """Not computed from a tensor that requires grad (torch's meaning)."""
-        return not self._leaves
-
-    @property
-    def grad(self) -> BasePointer | None:
-        """Pointer to this leaf's accumulated gradient (set by :meth:`backward`), or None."""
-        return self._grad
-
-    @grad.setter
-    def grad(self, value: BasePointer | None) -> None:
-        if value is not None and (not isinstance(value, BasePointer) or value.node is not self.node):
-            raise TypeError(f"the grad of a pointer on {self.node.id!r} must be a pointer on the same node, or None")
-        self._grad = value
-
-    def requires_grad_(self, requires_grad: bool = True) -> BasePointer:
-        """Make this pointer a leaf that does (or does not) require grad; returns it.
-
-        The node makes a new leaf object with the same data (op ``leaf``)
-        and this pointer is re-aimed at it; the old object is freed if we
-        own it.  As in torch, only leaves may change the flag.
-        """
-        if self._leaves:
-            raise RuntimeError(
-                "you can only change requires_grad flags of leaf pointers; call .detach() first"
-            )
-        self._take_over(self.node.command("leaf", self, (bool(requires_grad),), {}))
-        self._requires_grad = bool(requires_grad)
-        return self
-
-    def backward(self, gradient: Any = None) -> None:
-        """Run autograd on the node: every leaf this was computed from gets (or adds to) its ``.grad``.
-
-        Posted like any op (one ``grad`` command; its failure surfaces at the
-        next synchronisation point).  The gradients are new objects on the
-        node whose read policy combines those of everything the loss used:
-        a gradient of a loss on private data is as private as that data.
-        """
-        leaves = self._leaves or ((self,) if self._requires_grad else ())
-        if not leaves:
-            raise RuntimeError(
-                f"{self!r} does not require grad: it was not computed from a leaf marked "
-                "requires_grad_() or from a sent model's parameters"
-            )
-        args: tuple[Any, ...] = (self, list(leaves)) + (() if gradient is None else (gradient,))
-        grads = self.node.command("grad", None, args, {})
-        for leaf, grad in zip(leaves, grads if isinstance(grads, tuple) else (grads,)):
-            leaf._grad = grad if leaf._grad is None else leaf._grad + grad
-
     def _take_over(self, new: BasePointer) -> None:
         """Re-aim this pointer at ``new``'s object (freeing ours if we own it); ``new`` must not free it."""
         if self._owned and new.object_id != self.object_id:
@@ -230,15 +167,15 @@ class BasePointer:
     # -- ops ---------------------------------------------------------------
 
     def __getitem__(self, index: Any) -> Any:
-        return _tracked("getitem", self.node.command("getitem", self, (wire_index(index),), {}), (self,))
+        return tracked("getitem", self.node.command("getitem", self, (wire_index(index),), {}), (self,))
 
     @property
     def T(self) -> Any:  # noqa: N802 - torch's name
-        return _tracked("t", self.node.command("t", self, (), {}), (self,))
+        return tracked("t", self.node.command("t", self, (), {}), (self,))
 
     @property
     def mT(self) -> Any:  # noqa: N802 - torch's name
-        return _tracked("mT", self.node.command("mT", self, (), {}), (self,))
+        return tracked("mT", self.node.command("mT", self, (), {}), (self,))
 
     @classmethod
     def __torch_function__(
@@ -267,10 +204,10 @@ class BasePointer:
         if form is OpForm.METHOD:
             first, rest = args[0], tuple(args[1:])
             if isinstance(first, BasePointer):
-                return _tracked(op, host.command(op, first, rest, wire), sources)
+                return tracked(op, host.command(op, first, rest, wire), sources)
             if not OPS[op].function:
-                return _tracked(op, host.command(op, host.send(first), rest, wire), sources)
-        result = _tracked(op, host.command(op, None, tuple(args), wire), sources)
+                return tracked(op, host.command(op, host.send(first), rest, wire), sources)
+        result = tracked(op, host.command(op, None, tuple(args), wire), sources)
         if op == "grad" and not isinstance(result, tuple):
             return (result,)  # torch.autograd.grad always gives a tuple
         return result
@@ -369,50 +306,11 @@ def _first_pointer(value: Any) -> BasePointer | None:
     return None
 
 
-_NO_GRAD_OPS = frozenset(
-    """
-    eq ne lt le gt ge isclose isnan isinf isfinite logical_and logical_or logical_xor logical_not
-    bitwise_and bitwise_or bitwise_xor bitwise_not sign floor ceil round trunc argmax argmin
-    argsort argwhere count_nonzero all any int long short bool detach zeros_like ones_like
-    full_like one_hot grad leaf
-    """.split()
-)
-"""Ops whose results never require grad (torch gives them no history)."""
-
-
-def _leaves_in(value: Any, found: dict[int, BasePointer]) -> None:
-    if isinstance(value, BasePointer):
-        if value._leaves:
-            for leaf in value._leaves:
-                found.setdefault(id(leaf), leaf)
-        elif value._requires_grad:
-            found.setdefault(id(value), value)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _leaves_in(item, found)
-    elif isinstance(value, dict):
-        _leaves_in(list(value.values()), found)
-
-
-def _tracked(op: str, result: Any, sources: Any) -> Any:
-    """``result`` (pointer or tuple of them), each told the leaves requiring grad among ``sources``."""
-    if op in _NO_GRAD_OPS:
-        return result
-    found: dict[int, BasePointer] = {}
-    _leaves_in(sources, found)
-    if found:
-        leaves = tuple(found.values())
-        for pointer in result if isinstance(result, tuple) else (result,):
-            if isinstance(pointer, BasePointer):
-                pointer._leaves = leaves
-    return result
-
-
 def _method(spec: OpSpec) -> Callable[..., Any]:
     name = spec.name
 
     def method(self: BasePointer, *args: Any, **kwargs: Any) -> Any:
-        return _tracked(name, self.node.command(name, self, args, kwargs), (self, args, kwargs))
+        return tracked(name, self.node.command(name, self, args, kwargs), (self, args, kwargs))
 
     method.__name__ = name
     method.__qualname__ = f"Pointer.{name}"

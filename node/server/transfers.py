@@ -16,6 +16,11 @@ to a node it controls), and its read policy travels with it: the last
 may differ; the destination substitutes the principal that made the
 ``expect``.
 
+The destination side (reservations and the deliveries filling them) is
+:mod:`node.server.reservations`; this service answers ``expect`` and
+``deliver`` through it, and owns the source side and the link pool, the one
+way bytes leave this node for another.
+
 Runs inside a node on its event loop; links are
 :class:`~peer.client.async_channel.AsyncChannel`s.
 """
@@ -23,26 +28,16 @@ Runs inside a node on its event loop; links are
 from __future__ import annotations
 
 import asyncio
-import copy
 import hmac
 import logging
 import time
-from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 from urllib.parse import urlsplit
 
 import torch
 
-from protocol.errors import (
-    AlreadyExists,
-    BadRequest,
-    NotFound,
-    PeerUnavailable,
-    PermissionDenied,
-    QuotaExceeded,
-    TesseraError,
-)
-from protocol.ids import NodeId, ObjectId
+from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied
+from protocol.ids import NodeId
 from protocol.messages import (
     AckReply,
     DeliverRequest,
@@ -61,22 +56,13 @@ from peer.client.tracker import rebuild_error
 from peer.security.trust import TrustError, TrustPolicy
 from peer.server.auth import Caller
 from .policy import MOVER, Policy
-from .quota import Hold, Reservation as QuotaReservation
+from .reservations import Reservations
 from .store import ObjectStore, Principal
-from .uploads import Upload, tensor_bytes
+from .uploads import tensor_bytes
 
-__all__ = [
-    "Reservation", "TransferService", "RESERVATION_TTL", "MAX_PENDING_PER_PRINCIPAL",
-    "IN_PROCESS_DOMAIN", "is_in_process_url",
-]
+__all__ = ["TransferService", "IN_PROCESS_DOMAIN", "is_in_process_url"]
 
 log = logging.getLogger("tessera.node.transfers")
-
-RESERVATION_TTL = 120.0
-"""Seconds an ``expect`` reservation waits for its delivery."""
-
-MAX_PENDING_PER_PRINCIPAL = 1024
-"""Open reservations one principal may hold."""
 
 MAX_LINKS = 64
 """Open node-to-node links kept in the pool (least recently used closed first)."""
@@ -96,20 +82,6 @@ class Recipient(Protocol):
 
     @property
     def fingerprint(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """An object id promised to ``owner``, to be delivered by one node with one ticket."""
-
-    object_id: ObjectId
-    owner: Principal
-    from_node: NodeId
-    from_fingerprint: str
-    ticket: bytes
-    expires: float
-    held: QuotaReservation
-    """``owner``'s quota held for it: one object from ``expect``, its declared size from the first chunk."""
 
 
 class TransferService:
@@ -138,97 +110,20 @@ class TransferService:
         self.fingerprint = fingerprint
         """This node's own certificate fingerprint: how a party that stands for it is recognised."""
         self.max_message_bytes = max_message_bytes
-        self.clock = clock
-        self.max_object_bytes = max_object_bytes
-        self._pending: dict[ObjectId, Reservation] = {}
-        self._uploads: dict[ObjectId, Upload] = {}
-        self._failed: dict[ObjectId, tuple[TesseraError, float]] = {}
-        """Why a delivery failed, so its later chunks report the cause."""
+        self.reservations = Reservations(store, clock, max_object_bytes)
+        """The destination side: objects expected from other nodes (:mod:`node.server.reservations`)."""
         self._links: dict[tuple[str, str], AsyncChannel] = {}
         self._dialing: dict[tuple[str, str], asyncio.Lock] = {}
 
     # -- destination side (synchronous, on the loop) -------------------------
 
     def expect(self, caller: Caller, request: ExpectRequest) -> None:
-        """Reserve ``request.object_id`` for ``caller``."""
-        now = self.clock()
-        self._expire(now)
-        if request.object_id in self._pending or self.store.exists(request.object_id):
-            raise AlreadyExists.for_object(request.object_id)
-        held = sum(1 for r in self._pending.values() if r.owner == caller.principal)
-        if held >= MAX_PENDING_PER_PRINCIPAL:
-            raise QuotaExceeded(
-                f"at most {MAX_PENDING_PER_PRINCIPAL} transfers may be awaited at once",
-                {"limit": MAX_PENDING_PER_PRINCIPAL},
-            )
-        self._pending[request.object_id] = Reservation(
-            request.object_id,
-            caller.principal,
-            request.from_node,
-            request.from_fingerprint,
-            request.ticket,
-            now + RESERVATION_TTL,
-            self.store.reserve(caller.principal, Hold.DELIVERY, 0, objects=1),
-        )
+        """Reserve ``request.object_id`` for ``caller`` (:meth:`Reservations.expect`)."""
+        self.reservations.expect(caller, request)
 
     def deliver(self, caller: Caller, request: DeliverRequest) -> None:
-        """Take one chunk of a delivery; store the object for the client when complete.
-
-        Every chunk is checked (reservation, ticket, node and certificate);
-        a failed chunk cancels the reservation, so a bad delivery cannot be
-        finished by anyone.
-        """
-        sender = caller.node_sender("deliver")
-        self._expire(self.clock())
-        reservation = self._pending.get(request.object_id)
-        if reservation is None:
-            failed = self._failed.get(request.object_id)
-            if failed is not None:
-                raise copy.copy(failed[0])  # an earlier chunk failed: report why, not "not found"
-            raise NotFound(f"no transfer is expected for object {request.object_id:#x}", {})
-        if not hmac.compare_digest(reservation.ticket, request.ticket):
-            raise PermissionDenied("wrong transfer ticket", {"object_id": request.object_id})
-        if sender != (reservation.from_node, reservation.from_fingerprint):
-            raise PermissionDenied(
-                f"this transfer is expected from {reservation.from_node!r} with another "
-                f"certificate, not from {caller.node_id!r}",
-                {"expected": reservation.from_node, "actual": caller.node_id},
-            )
-        upload = self._uploads.get(request.object_id)
-        try:
-            if upload is None:
-                if request.offset != 0:
-                    raise BadRequest("a delivery must start at byte 0", {})
-                held = reservation.held
-                # The expecting principal's quota holds the declared size before it is allocated.
-                upload = Upload(request.dtype, request.shape, self.max_object_bytes, lambda size: _grown(held, size))
-                self._uploads[request.object_id] = upload
-            upload.write(request.dtype, request.shape, request.offset, request.data)
-            if request.last:
-                value = upload.complete()
-                policy = _received_policy(request, reservation.owner)
-                self.store.put(reservation.owner, request.object_id, value, policy, reservation.held)
-                self._drop(request.object_id)
-        except TesseraError as exc:
-            self._drop(request.object_id)
-            # A copy: the raised one's traceback keeps this frame, and the chunk's bytes, alive.
-            self._failed[request.object_id] = (copy.copy(exc), self.clock() + RESERVATION_TTL)
-            raise
-
-    def _drop(self, object_id: ObjectId) -> None:
-        """Forget a reservation and its partial object, and give their quota back."""
-        reservation = self._pending.pop(object_id, None)
-        if reservation is not None:
-            reservation.held.release()
-        upload = self._uploads.pop(object_id, None)
-        if upload is not None:
-            upload.abandon()
-
-    def _expire(self, now: float) -> None:
-        for object_id in [i for i, r in self._pending.items() if r.expires < now]:
-            self._drop(object_id)
-        for object_id in [i for i, (_, until) in self._failed.items() if until < now]:
-            del self._failed[object_id]
+        """Take one chunk of a delivery (:meth:`Reservations.deliver`)."""
+        self.reservations.deliver(caller, request)
 
     # -- source side (async) ----------------------------------------------------
 
@@ -439,24 +334,3 @@ def is_in_process_url(url: str) -> bool:
     """Whether ``url`` names an in-process node (its host is under :data:`IN_PROCESS_DOMAIN`)."""
     host = (urlsplit(url).hostname or "").lower()
     return host.endswith("." + IN_PROCESS_DOMAIN)
-
-
-def _grown(held: QuotaReservation, nbytes: int) -> QuotaReservation:
-    held.grow(nbytes)
-    return held
-
-
-def _received_policy(request: DeliverRequest, owner: Principal) -> Policy | None:
-    """The delivered object's policy on this node, the mover being ``owner`` here.
-
-    The expecting client always guards its copy (its own restriction is
-    added if the source sent none for it), so it can release the copy and
-    results it computes from it stay its own.
-    """
-    if request.restrictions is None:
-        return None
-    sent = Policy.of(((g, frozenset(r)) for g, r in request.restrictions), request.shared)
-    renamed = sent.renamed({MOVER: owner})
-    if owner in renamed.guardians:
-        return renamed
-    return Policy.of((*renamed.restrictions, *Policy.own(owner).restrictions), renamed.shared)

@@ -24,6 +24,11 @@ precision p and needs no truncation; a sum first scales the bit by 2^p
 ``get()`` fetches every share (each subject to its node's read policy),
 adds them and decodes.  Shapes are tracked here on meta tensors, so shape
 errors are raised before anything is sent.
+
+This module holds the shares and the ops that touch them directly (linear
+ops, views, reductions, the comparison steps); products live in
+:mod:`.shared_products` and the delegating comparisons, approximations and
+torch dispatch in :mod:`.shared_functions`, both mixed into ``SharedTensor``.
 """
 
 from __future__ import annotations
@@ -31,28 +36,25 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from protocol.mpc import BilinearKind, StepOp, TruncationScheme, WireConv, WireTriple, WireTruncation
+from protocol.mpc import StepOp
 
 from node.mpc import FixedPointEncoder, reconstruct
 from node.mpc.encoding import FLOAT_DTYPES
-from node.mpc.ring import RING_DTYPE, BilinearOp, ConvParams
-from node.mpc.shapes import bilinear_shape, broadcast_shape, reduced_shape
+from node.mpc.ring import RING_DTYPE
+from node.mpc.shapes import broadcast_shape, reduced_shape
 
 from ..pointer import BasePointer, Pointer
 from ..torch_functions import wire_index
-from . import approximations, comparisons, softmax
 from .compare_steps import compare
-from .group import PartyGroup, PrecisionMismatch, ShapeMismatch, SharingError
-from .shared_torch import dispatch
+from .group import PartyGroup, ShapeMismatch, SharingError
+from .shared_functions import SharedFunctions
+from .shared_products import Public, SharedProducts, command
 
 __all__ = ["SharedTensor"]
 
-Public = int | float | bool | torch.Tensor
 
-
-class SharedTensor:
+class SharedTensor(SharedProducts, SharedFunctions):
     """A tensor additively shared between ``parties`` (see :func:`node.share`)."""
 
     __slots__ = ("group", "_shares", "shape", "precision", "dtype")
@@ -144,23 +146,6 @@ class SharedTensor:
         except ValueError as exc:
             raise ShapeMismatch(f"{op}: {exc}", {"op": op}) from None
 
-    def _bilinear(
-        self, kind: BilinearKind, x: Sequence[int], y: Sequence[int], conv: WireConv | None
-    ) -> torch.Size:
-        params = None if conv is None else ConvParams(conv.stride, conv.padding, conv.dilation, conv.groups)
-        try:
-            return torch.Size(bilinear_shape(BilinearOp(kind.value), tuple(x), tuple(y), params))
-        except ValueError as exc:
-            raise ShapeMismatch(f"{kind.value}: {exc}", {"op": kind.value}) from None
-
-    def _check_shared(self, other: SharedTensor, op: str, mixes: bool = False) -> None:
-        self.group.check_same(other.group, op)
-        if other.precision != self.precision and not (mixes and 0 in (self.precision, other.precision)):
-            raise PrecisionMismatch(
-                f"{op} mixes precisions of {self.precision} and {other.precision} fractional bits",
-                {"op": op, "left": self.precision, "right": other.precision},
-            )
-
     def _encode(self, value: Public, op: str) -> torch.Tensor:
         """A public operand as a ring tensor with this value's precision."""
         if isinstance(value, BasePointer):
@@ -180,77 +165,14 @@ class SharedTensor:
         shape = self._broadcast(op, ring.shape)
         shares = []
         for index, share in enumerate(self._shares):
-            own = _op("neg", share) if negate_self else share
+            own = command("neg", share) if negate_self else share
             if index == 0:
-                shares.append(_op("add", own, ring))
+                shares.append(command("add", own, ring))
             elif shape != self.shape:
-                shares.append(_op("add", own, torch.zeros_like(ring)))  # broadcast like party 0
+                shares.append(command("add", own, torch.zeros_like(ring)))  # broadcast like party 0
             else:
                 shares.append(own)
         return self._new(shares, shape)
-
-    def _truncated(self, shares: Sequence[Pointer], shape: Sequence[int], bits: int) -> SharedTensor:
-        if bits == 0:
-            return self._new(shares, shape)
-        scheme = self.group.truncation
-        specs = () if scheme is TruncationScheme.LOCAL else (WireTruncation(tuple(shape), bits),)
-        out = self.group.post_product(StepOp.TRUNCATE, shares, None, specs, bits)
-        return self._new(out, shape)
-
-    def _product(self, other: SharedTensor, kind: BilinearKind, conv: WireConv | None = None) -> SharedTensor:
-        self._check_shared(other, kind.value, mixes=True)
-        x_shape, y_shape = tuple(self.shape), tuple(other.shape)
-        shape = self._bilinear(kind, self.shape, other.shape, conv)
-        # Equal precisions p: the product has 2p bits, truncated by p.  A bit
-        # (precision 0) times p bits has p bits already: no truncation.
-        bits = self.precision if self.precision == other.precision else 0
-        specs: tuple[Any, ...] = (WireTriple(kind, x_shape, y_shape, conv),)
-        if bits and self.group.truncation is TruncationScheme.DEALER:
-            specs += (WireTruncation(tuple(shape), bits),)
-        out = self.group.post_product(StepOp(kind.value), self._shares, other._shares, specs, bits, conv)
-        bools = self.dtype == other.dtype == torch.bool
-        return SharedTensor(
-            self.group, out, shape, max(self.precision, other.precision),
-            torch.bool if bools else _mixed_dtype(self.dtype, other.dtype),
-        )
-
-    def _aligned(self, other: SharedTensor, op: str) -> tuple[SharedTensor, SharedTensor]:
-        """Both operands of a sum at one precision: a precision-0 one scaled by 2^p (public, local)."""
-        self._check_shared(other, op, mixes=True)
-        if self.precision == other.precision:
-            return self, other
-        low, high = (self, other) if self.precision == 0 else (other, self)
-        scale = torch.tensor(1 << high.precision, dtype=RING_DTYPE)
-        scaled = SharedTensor(
-            low.group, [_op("mul", s, scale) for s in low._shares], low.shape, high.precision,
-            _mixed_dtype(low.dtype, high.dtype),
-        )
-        return (scaled, other) if low is self else (self, scaled)
-
-    def _scaled(self, value: Public, op: str) -> SharedTensor:
-        """x * public: exact for integers, encoded and truncated for reals."""
-        tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-        if tensor.dtype in FLOAT_DTYPES:  # a 0-precision value takes integer-valued floats only, unscaled
-            ring, bits = self._encode(tensor, op), self.precision
-        else:
-            ring, bits = tensor.detach().to(RING_DTYPE), 0
-        shape = self._broadcast(op, ring.shape)
-        return self._truncated([_op("mul", s, ring) for s in self._shares], shape, bits)
-
-    def _public_bilinear(self, weight: Public, kind: BilinearKind, left: bool, conv: WireConv | None) -> SharedTensor:
-        ring = self._encode(weight, kind.value)
-        shapes = (ring.shape, self.shape) if left else (self.shape, ring.shape)
-        shape = self._bilinear(kind, *shapes, conv)
-        params: dict[str, Any] = {}
-        if kind is BilinearKind.CONV2D:
-            assert conv is not None
-            params = {"stride": list(conv.stride), "padding": list(conv.padding),
-                      "dilation": list(conv.dilation), "groups": conv.groups}
-        out = []
-        for share in self._shares:
-            pair: tuple[Any, Any] = (ring, share) if left else (share, ring)
-            out.append(_function(kind.value, share, *pair, **params))
-        return self._truncated(out, shape, self.precision)
 
     # -- arithmetic --------------------------------------------------------------
 
@@ -258,7 +180,7 @@ class SharedTensor:
         if isinstance(other, SharedTensor):
             left, right = self._aligned(other, "add")
             shape = left._broadcast("add", right.shape)
-            return left._new([_op("add", a, b) for a, b in zip(left._shares, right._shares)], shape)
+            return left._new([command("add", a, b) for a, b in zip(left._shares, right._shares)], shape)
         return self._add_public(self._encode(other, "add"), "add")
 
     __radd__ = __add__
@@ -267,46 +189,17 @@ class SharedTensor:
         if isinstance(other, SharedTensor):
             left, right = self._aligned(other, "sub")
             shape = left._broadcast("sub", right.shape)
-            return left._new([_op("sub", a, b) for a, b in zip(left._shares, right._shares)], shape)
+            return left._new([command("sub", a, b) for a, b in zip(left._shares, right._shares)], shape)
         return self._add_public(-self._encode(other, "sub"), "sub")
 
     def __rsub__(self, other: Any) -> SharedTensor:
         return self._add_public(self._encode(other, "rsub"), "rsub", negate_self=True)
 
     def __neg__(self) -> SharedTensor:
-        return self._each(lambda s: _op("neg", s), self.shape)
+        return self._each(lambda s: command("neg", s), self.shape)
 
     def __pos__(self) -> SharedTensor:
         return self
-
-    def __mul__(self, other: Any) -> SharedTensor:
-        if isinstance(other, SharedTensor):
-            return self._product(other, BilinearKind.MUL)
-        return self._scaled(other, "mul")
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, other: Any) -> SharedTensor:
-        if isinstance(other, SharedTensor):
-            return _shared(approximations.div(self, other))
-        if self.precision == 0:
-            raise SharingError("division of an integer shared tensor: share floats instead", {})
-        divisor = other if isinstance(other, torch.Tensor) else torch.tensor(float(other))
-        if bool(torch.any(divisor == 0)):
-            raise SharingError("division by zero", {})
-        return self._scaled(1.0 / divisor.to(torch.float64), "div")
-
-    def __rtruediv__(self, other: Any) -> SharedTensor:
-        """``public / shared``: ``public * reciprocal(shared)`` (see :mod:`.approximations`)."""
-        return _shared(approximations.div(other, self))
-
-    def __matmul__(self, other: Any) -> SharedTensor:
-        if isinstance(other, SharedTensor):
-            return self._product(other, BilinearKind.MATMUL)
-        return self._public_bilinear(other, BilinearKind.MATMUL, left=False, conv=None)
-
-    def __rmatmul__(self, other: Any) -> SharedTensor:
-        return self._public_bilinear(other, BilinearKind.MATMUL, left=True, conv=None)
 
     def drelu(self) -> SharedTensor:
         """Bits [self >= 0] (precision 0, ``get`` gives a bool tensor): one comparison step.
@@ -321,12 +214,6 @@ class SharedTensor:
         """``max(self, 0)`` with this value's precision and dtype: one comparison step."""
         return self._new(compare(self.group, self._shares, self.shape, StepOp.RELU), self.shape)
 
-    def matmul(self, other: Any) -> SharedTensor:
-        return self.__matmul__(other)
-
-    def mul(self, other: Any) -> SharedTensor:
-        return self.__mul__(other)
-
     def add(self, other: Any) -> SharedTensor:
         return self.__add__(other)
 
@@ -336,36 +223,17 @@ class SharedTensor:
     def neg(self) -> SharedTensor:
         return -self
 
-    def conv2d(
-        self,
-        weight: Any,
-        bias: Any = None,
-        stride: int | Sequence[int] = 1,
-        padding: int | Sequence[int] = 0,
-        dilation: int | Sequence[int] = 1,
-        groups: int = 1,
-    ) -> SharedTensor:
-        """``F.conv2d(self, weight, bias, ...)``; ``weight`` and ``bias`` shared or public."""
-        conv = WireConv(_pair(stride), _pair(padding), _pair(dilation), int(groups))
-        if isinstance(weight, SharedTensor):
-            out = self._product(weight, BilinearKind.CONV2D, conv)
-        else:
-            out = self._public_bilinear(weight, BilinearKind.CONV2D, left=False, conv=conv)
-        if bias is not None:
-            out = out + (bias.reshape(1, -1, 1, 1) if isinstance(bias, (SharedTensor, torch.Tensor)) else bias)
-        return out
-
     # -- reductions and views ---------------------------------------------------------
 
     def sum(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> SharedTensor:
         if dim is None:
             shape = self._shape_of("sum", lambda: self._meta().sum())
-            return self._each(lambda s: _op("sum", s), shape)
+            return self._each(lambda s: command("sum", s), shape)
         try:
             shape = torch.Size(reduced_shape(self.shape, dim, keepdim))
         except (IndexError, ValueError) as exc:
             raise ShapeMismatch(f"sum: {exc}", {"op": "sum"}) from None
-        return self._each(lambda s: _op("sum", s, dim=dim, keepdim=keepdim), shape)
+        return self._each(lambda s: command("sum", s, dim=dim, keepdim=keepdim), shape)
 
     def mean(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> SharedTensor:
         if self.precision == 0:
@@ -377,12 +245,12 @@ class SharedTensor:
     def reshape(self, *shape: Any) -> SharedTensor:
         dims = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)) else shape
         new = self._shape_of("reshape", lambda: self._meta().reshape(dims))
-        return self._each(lambda s: _op("reshape", s, list(dims)), new)
+        return self._each(lambda s: command("reshape", s, list(dims)), new)
 
     def view(self, *shape: Any) -> SharedTensor:
         dims = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)) else shape
         new = self._shape_of("view", lambda: self._meta().view(dims))
-        return self._each(lambda s: _op("view", s, list(dims)), new)
+        return self._each(lambda s: command("view", s, list(dims)), new)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> SharedTensor:
         new = self._shape_of("flatten", lambda: self._meta().flatten(start_dim, end_dim))
@@ -390,134 +258,24 @@ class SharedTensor:
 
     def transpose(self, dim0: int, dim1: int) -> SharedTensor:
         new = self._shape_of("transpose", lambda: self._meta().transpose(dim0, dim1))
-        return self._each(lambda s: _op("transpose", s, dim0, dim1), new)
+        return self._each(lambda s: command("transpose", s, dim0, dim1), new)
 
     def t(self) -> SharedTensor:
         new = self._shape_of("t", lambda: self._meta().t())
-        return self._each(lambda s: _op("t", s), new)
+        return self._each(lambda s: command("t", s), new)
 
     @property
     def T(self) -> SharedTensor:  # noqa: N802 - torch's name
         if self.dim() <= 2:
             return self.t()
         new = self._meta().permute(*reversed(range(self.dim()))).shape
-        return self._each(lambda s: _op("permute", s, list(reversed(range(self.dim())))), new)
+        return self._each(lambda s: command("permute", s, list(reversed(range(self.dim())))), new)
 
     def __getitem__(self, index: Any) -> SharedTensor:
         if isinstance(index, (SharedTensor, BasePointer)):
             raise SharingError("indexes of a shared tensor must be public", {})
         new = self._shape_of("getitem", lambda: _index_probe(self.shape)[index])
-        return self._each(lambda s: _op("getitem", s, wire_index(index)), new)
-
-    # -- comparisons and non-linear functions: .comparisons, .approximations, .softmax ------------
-
-    def __gt__(self, other: Any) -> SharedTensor:
-        return _shared(comparisons.gt(self, other))
-
-    def __ge__(self, other: Any) -> SharedTensor:
-        return _shared(comparisons.ge(self, other))
-
-    def __lt__(self, other: Any) -> SharedTensor:
-        return _shared(comparisons.lt(self, other))
-
-    def __le__(self, other: Any) -> SharedTensor:
-        return _shared(comparisons.le(self, other))
-
-    gt, ge, lt, le = __gt__, __ge__, __lt__, __le__
-
-    def sign(self) -> SharedTensor:
-        return _shared(comparisons.sign(self))
-
-    def abs(self) -> SharedTensor:
-        return _shared(comparisons.abs_(self))
-
-    __abs__ = abs
-
-    def clamp(self, min: Any = None, max: Any = None) -> SharedTensor:  # noqa: A002 - torch's names
-        return _shared(comparisons.clamp(self, min, max))
-
-    clip = clamp
-
-    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
-        """The largest value, ``(values, indices)`` along ``dim``, or the elementwise max with a tensor."""
-        return comparisons.max_(self, dim, keepdim)
-
-    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
-        return comparisons.min_(self, dim, keepdim)
-
-    def amax(self, dim: int, keepdim: bool = False) -> SharedTensor:
-        return _shared(comparisons.amax(self, dim, keepdim))
-
-    def argmax(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
-        """A shared one-hot of this shape marking the maximum (not an index: see ``comparisons.argmax``)."""
-        return _shared(comparisons.argmax(self, dim, keepdim))
-
-    def argmin(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
-        return _shared(comparisons.argmin(self, dim, keepdim))
-
-    def exp(self) -> SharedTensor:
-        return _shared(approximations.exp(self))
-
-    def log(self) -> SharedTensor:
-        return _shared(approximations.log(self))
-
-    def reciprocal(self) -> SharedTensor:
-        return _shared(approximations.reciprocal(self))
-
-    def sqrt(self) -> SharedTensor:
-        return _shared(approximations.sqrt(self))
-
-    def rsqrt(self) -> SharedTensor:
-        return _shared(approximations.rsqrt(self))
-
-    def sigmoid(self) -> SharedTensor:
-        return _shared(approximations.sigmoid(self))
-
-    def tanh(self) -> SharedTensor:
-        return _shared(approximations.tanh(self))
-
-    def softmax(self, dim: int) -> SharedTensor:
-        return _shared(softmax.softmax(self, dim))
-
-    def log_softmax(self, dim: int) -> SharedTensor:
-        return _shared(softmax.log_softmax(self, dim))
-
-    @classmethod
-    def __torch_function__(
-        cls, func: Callable[..., Any], types: Sequence[type], args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        """``torch.f(shared, ...)`` and ``tensor op shared`` for the ops above."""
-        return dispatch(cls, func, tuple(args), kwargs or {})
-
-
-def _shared(value: Any) -> SharedTensor:
-    """A comparison or approximation of a shared tensor, which is a shared tensor (typed for mypy)."""
-    assert isinstance(value, SharedTensor)
-    return value
-
-
-def _mixed_dtype(a: torch.dtype, b: torch.dtype) -> torch.dtype:
-    """What ``get`` decodes a result of operands decoded as ``a`` and ``b`` to (bits count as integers)."""
-    return torch.promote_types(RING_DTYPE if a == torch.bool else a, RING_DTYPE if b == torch.bool else b)
-
-
-def _op(op: str, target: Pointer, *args: Any, **kwargs: Any) -> Pointer:
-    """Method-form command ``target.op(*args, **kwargs)`` on the share's node (ring arithmetic)."""
-    return target.node.command_one(op, target, args, kwargs)
-
-
-def _function(op: str, share: Pointer, *args: Any, **kwargs: Any) -> Pointer:
-    """Function-form command ``op(*args, **kwargs)`` on ``share``'s node."""
-    return share.node.command_one(op, None, args, kwargs)
-
-
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    items = tuple(int(v) for v in value)
-    if len(items) != 2:
-        raise SharingError(f"conv2d parameters must be an int or two ints, got {value!r}", {})
-    return (items[0], items[1])
+        return self._each(lambda s: command("getitem", s, wire_index(index)), new)
 
 
 def _index_probe(shape: Sequence[int]) -> torch.Tensor:

@@ -20,6 +20,7 @@ calls them:
 5. store z_i under the client's result id with the combined policy of x, y
    and the caller.
 
+The checks before the session begins are :mod:`node.server.mpc.step_plan`.
 Any failure after the session began is sent to the other parties as an
 abort, so they fail at once instead of waiting for their deadline.  Heavy
 tensor work runs on worker threads (:mod:`node.server.offload`); waits and
@@ -33,12 +34,11 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from protocol.errors import BadRequest, PeerUnavailable, PermissionDenied, TesseraError
+from protocol.errors import BadRequest, PeerUnavailable, TesseraError
 from protocol.ids import NodeId
 from protocol.mpc import (
     COMPARE_OPS,
@@ -49,7 +49,6 @@ from protocol.mpc import (
     OpenRound,
     StepOp,
     TruncationScheme,
-    WireSpec,
 )
 
 from node.mpc import (
@@ -70,13 +69,12 @@ from node.mpc import (
 )
 from node.mpc.material import TripleSpec, TruncationSpec, explicit_shapes
 from node.mpc.prg import Seed, check_seed
-from node.mpc.ring import RING_DTYPE
 from peer.server.auth import Caller
-from node.server.mpc.mailbox import CompareRound, Mailbox, Sender, Slot
+from node.server.mpc.mailbox import CompareRound, Mailbox, Slot
 from node.server.mpc.rounds_driver import run_compare
-from node.server.mpc.specs import check_parties, material_specs, step_wire_specs
+from node.server.mpc.specs import material_specs
+from node.server.mpc.step_plan import StepPlan, StepPlanner
 from node.server.offload import offload
-from node.server.policy import Policy, combine
 from peer.server.redaction import current, screen
 from node.server.store import ObjectStore
 from node.server.transfers import TransferService
@@ -84,28 +82,6 @@ from node.server.transfers import TransferService
 __all__ = ["PartyRunner"]
 
 log = logging.getLogger("tessera.node.mpc")
-
-
-@dataclass
-class _Plan:
-    request: MpcStepRequest
-    caller: Caller
-    x: torch.Tensor
-    y: torch.Tensor | None
-    specs: tuple[WireSpec, ...]
-    peers: dict[int, Sender]
-    deadline: float
-    policy: Policy
-    explicit: tuple[torch.Tensor, ...] | None = None
-    """The last party's explicit material, once taken."""
-
-    @property
-    def n(self) -> int:
-        return len(self.request.parties)
-
-    @property
-    def last(self) -> bool:
-        return self.request.party == self.n - 1
 
 
 class PartyRunner:
@@ -120,91 +96,19 @@ class PartyRunner:
         trusted_providers: frozenset[str] = frozenset(),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.node_id = node_id
         self.store = store
         self.mailbox = mailbox
         self.transfers = transfers
-        self.trusted_providers = trusted_providers
-        """Fingerprints of the crypto providers the operator trusts with restricted shares."""
         self.clock = clock
+        self.planner = StepPlanner(node_id, store, transfers, trusted_providers)
 
-    # -- checks, on the loop, before anything happens ---------------------
-
-    def plan(self, caller: Caller, request: MpcStepRequest) -> _Plan:
-        """Everything that can be refused before the session starts."""
-        parties, i = request.parties, request.party
-        n = len(parties)
-        if not i < n or not self.transfers.is_self(parties[i].fingerprint):
-            raise BadRequest(
-                f"party {i} of this step is not this node ({self.node_id} with its own certificate)", {}
-            )
-        self.transfers.check_recipients(parties, "parties of a step")
-        _check_compare_fields(request)
-        if request.op is StepOp.TRUNCATE:
-            if request.y is not None or request.bits == 0:
-                raise BadRequest("a truncate step takes x alone and bits > 0", {})
-        elif request.op in COMPARE_OPS:
-            if request.y is not None or request.bits:
-                raise BadRequest(f"a {request.op.value} step takes x alone and bits 0", {})
-        elif request.y is None:
-            raise BadRequest(f"a {request.op.value} step needs y", {})
-        if request.conv is not None and request.op is not StepOp.CONV2D:
-            raise BadRequest(f"conv parameters given for a {request.op.value} step", {})
-        if request.bits and request.truncation is TruncationScheme.LOCAL and n != 2:
-            raise BadRequest(
-                f"local truncation works for exactly 2 parties, not {n}: use the dealer scheme", {}
-            )
-        x_obj = self.store.get(caller.principal, request.x)
-        used = [x_obj]
-        if request.y is not None:
-            used.append(self.store.get(caller.principal, request.y))
-        for obj in used:
-            if obj.value.dtype != RING_DTYPE:
-                raise BadRequest(
-                    f"object {obj.object_id:#x} is not a share: dtype {obj.value.dtype}, not int64", {}
-                )
-        y = used[1].value if len(used) > 1 else None
-        specs = step_wire_specs(request, tuple(x_obj.value.shape), None if y is None else tuple(y.shape))
-        check_parties(specs, n)  # route fss: exactly 2 parties
-        material = material_specs(specs)  # MaterialError for shapes that do not fit
-        if specs and request.dealer is None:
-            raise BadRequest("this step needs material: name the crypto provider (dealer)", {})
-        if specs and any(not obj.readable_by(caller.principal) for obj in used):
-            self._check_provider(request)
-        first = material[0] if material else None
-        out_shape = first.z_shape if isinstance(first, TripleSpec) else tuple(x_obj.value.shape)
-        self.store.check_quota(caller.principal, 8 * math.prod(out_shape))
-        if self.store.exists(request.result):
-            raise BadRequest(f"result id {request.result:#x} is already in use", {})
-        peers = {j: (p.node, p.fingerprint) for j, p in enumerate(parties) if j != i}
-        policy = combine([*(obj.policy for obj in used), Policy.own(caller.principal)])
-        deadline = self.clock() + request.timeout
-        return _Plan(request, caller, x_obj.value, y, specs, peers, deadline, policy)
-
-    def _check_provider(self, request: MpcStepRequest) -> None:
-        """PermissionDenied unless the operator trusts this step's provider with restricted shares.
-
-        This party sends its share masked by the provider's material to the
-        other parties; a provider that colludes with one of them (or a
-        network member playing both roles) unmasks it, and with that party's
-        own share has the value.  For shares of data the client may read,
-        the client chose whom to trust; for data it may not read (another
-        principal's private tensor, an operator dataset), the operator does.
-        """
-        assert request.dealer is not None
-        fingerprint = request.dealer.fingerprint
-        if self.transfers.is_self(fingerprint) or fingerprint in self.trusted_providers:
-            return
-        raise PermissionDenied(
-            f"this step uses shares of data you may not read: {self.node_id} computes on them "
-            f"only with a crypto provider its operator trusts (--trust-crypto-provider), "
-            f"and {request.dealer.node!r} is not one",
-            {"node": request.dealer.node},
-        )
+    def plan(self, caller: Caller, request: MpcStepRequest) -> StepPlan:
+        """Everything that can be refused before the session starts (:mod:`.step_plan`)."""
+        return self.planner.plan(caller, request, self.clock())
 
     # -- the step, on the loop ---------------------------------------------
 
-    async def run(self, plan: _Plan) -> None:
+    async def run(self, plan: StepPlan) -> None:
         """Run the step; on failure tell the other parties, then re-raise."""
         request = plan.request
         self.mailbox.begin(request.session, plan.caller.principal, plan.peers)
@@ -221,7 +125,7 @@ class PartyRunner:
         finally:
             self.mailbox.end(request.session)
 
-    async def _compute(self, plan: _Plan) -> torch.Tensor:
+    async def _compute(self, plan: StepPlan) -> torch.Tensor:
         request = plan.request
         seed: Seed | None = None
         if plan.specs:
@@ -252,7 +156,7 @@ class PartyRunner:
                 z = await self._truncate(plan, seed, z, spec_index)
         return z
 
-    async def _seed(self, plan: _Plan) -> Seed:
+    async def _seed(self, plan: StepPlan) -> Seed:
         request = plan.request
         assert request.dealer is not None
         dealer = (request.dealer.node, request.dealer.fingerprint)
@@ -267,7 +171,7 @@ class PartyRunner:
         assert letter.seed is not None
         return check_seed(letter.seed)  # peer input: a SeedError before anything is expanded
 
-    async def _explicit(self, plan: _Plan) -> tuple[torch.Tensor, ...]:
+    async def _explicit(self, plan: StepPlan) -> tuple[torch.Tensor, ...]:
         if plan.explicit is not None:
             return plan.explicit
         plan.explicit = await self._explicit_letter(plan, explicit_shapes(material_specs(plan.specs)))
@@ -287,7 +191,7 @@ class PartyRunner:
             raise MaterialError("the crypto provider's explicit material does not fit this step", {})
         return letter.explicit
 
-    async def _beaver(self, plan: _Plan, seed: Seed, local_bits: int) -> torch.Tensor:
+    async def _beaver(self, plan: StepPlan, seed: Seed, local_bits: int) -> torch.Tensor:
         request, x, y = plan.request, plan.x, plan.y
         assert y is not None
         spec = material_specs(plan.specs[:1])[0]
@@ -319,7 +223,7 @@ class PartyRunner:
             if explicit is not None and not explicit.done():
                 explicit.cancel()
 
-    async def _truncate(self, plan: _Plan, seed: Seed, z: torch.Tensor, index: int) -> torch.Tensor:
+    async def _truncate(self, plan: StepPlan, seed: Seed, z: torch.Tensor, index: int) -> torch.Tensor:
         request = plan.request
         spec = material_specs(plan.specs[index : index + 1])[0]
         assert isinstance(spec, TruncationSpec)
@@ -345,7 +249,7 @@ class PartyRunner:
 
     # -- peers ---------------------------------------------------------------
 
-    async def _send(self, plan: _Plan, round: int, values: tuple[torch.Tensor, ...]) -> None:
+    async def _send(self, plan: StepPlan, round: int, values: tuple[torch.Tensor, ...]) -> None:
         """Post this party's masked values to every other party (not awaited: peers answer only errors)."""
         request = plan.request
         for j, peer in enumerate(request.parties):
@@ -368,7 +272,7 @@ class PartyRunner:
             )
 
     async def _collect(
-        self, plan: _Plan, slot: Slot | CompareRound, width: int
+        self, plan: StepPlan, slot: Slot | CompareRound, width: int
     ) -> dict[int, tuple[torch.Tensor, ...]]:
         request = plan.request
         takes = [
@@ -385,7 +289,7 @@ class PartyRunner:
             parts[j] = letter.values
         return parts
 
-    async def _abort(self, plan: _Plan, reason: str) -> None:
+    async def _abort(self, plan: StepPlan, reason: str) -> None:
         """Best effort: tell every reachable peer this party gave up."""
         request = plan.request
         for j, peer in enumerate(request.parties):
@@ -401,17 +305,6 @@ class PartyRunner:
                 )
             except Exception as exc:  # the peer will reach its own deadline
                 log.info("could not tell party %d (%s) about the abort: %s", j, peer.node, exc)
-
-
-def _check_compare_fields(request: MpcStepRequest) -> None:
-    """``width`` and ``route`` are set exactly for comparison steps, and ``conv`` never is."""
-    if request.op in COMPARE_OPS:
-        if request.width == 0 or request.route is None:
-            raise BadRequest(
-                f"a {request.op.value} step needs a width (2 to 64) and a route ('fss' or 'a2b')", {}
-            )
-    elif request.width or request.route is not None:
-        raise BadRequest(f"width and route are for drelu and relu steps, not {request.op.value}", {})
 
 
 def _in_order(

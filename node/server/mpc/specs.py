@@ -80,7 +80,7 @@ def step_wire_specs(
     the one ``compare`` spec of its route, width and x's shape.
     """
     if request.op in COMPARE_OPS:
-        assert request.route is not None  # PartyRunner.plan checked
+        assert request.route is not None  # StepPlanner.plan checked
         return (WireCompare(x_shape, request.width, request.op is StepOp.RELU, request.route),)
     specs: list[WireSpec] = []
     shape = x_shape

@@ -13,7 +13,8 @@ from protocol.messages import DeliverRequest, ExpectRequest, TransferRequest
 from node.server.policy import Policy
 from peer.server.auth import Caller
 from node.server.store import MemoryStore
-from node.server.transfers import MAX_PENDING_PER_PRINCIPAL, RESERVATION_TTL, TransferService
+from node.server.reservations import MAX_PENDING_PER_PRINCIPAL, RESERVATION_TTL
+from node.server.transfers import TransferService
 
 ALICE_FP = "sha256:" + "a" * 64
 MALLORY_FP = "sha256:" + "b" * 64

@@ -11,7 +11,8 @@ from peer.server.auth import AnonymousAuthenticator, Caller
 from node.server.executor import Executor
 from node.server.session import Outcome, Session
 from node.server.store import MemoryStore, Quota
-from node.server.transfers import RESERVATION_TTL, TransferService
+from node.server.reservations import RESERVATION_TTL
+from node.server.transfers import TransferService
 from protocol.codec import encode_message_bytes
 from protocol.errors import QuotaExceeded
 from protocol.ids import NodeId, ObjectId, RequestId
