@@ -302,14 +302,13 @@ def _eval_chunk(
     block_seed, block_value, hashed_seed, hashed_value = blocks[0], blocks[1], hashed[0], hashed[1]
     tweak = _tile(_VALUE_TWEAK, m)
     clear = _tile(_CLEAR, m)
-    right = numpy.empty((m, 2), dtype=_U64)
     term = numpy.empty(m, dtype=_U64)
     child = numpy.empty(m, dtype=_U64)
     for level in range(bits):
         shift = _U64(bits - 1 - level)
         # The right branch's tweak is y's bit of the level, in both words.
-        numpy.bitwise_and(doubled, _ONE << shift, out=right)
-        numpy.bitwise_xor(seed, right, out=block_seed)
+        numpy.bitwise_and(doubled, _ONE << shift, out=block_value)
+        numpy.bitwise_xor(seed, block_value, out=block_seed)
         numpy.bitwise_xor(block_seed, tweak, out=block_value)
         prg.encrypt_into(blocks, out)
         # value += v + t * V_CW, v the low word of the value block's MMO output
