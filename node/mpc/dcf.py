@@ -265,16 +265,52 @@ def dcf_eval(party: int, key: DcfKey, root: numpy.ndarray, y: numpy.ndarray) -> 
     if root.shape != (n, 2) or y.shape != (n,):
         raise MaterialError("DCF root or input does not match the key's size", {"n": n})
     result = numpy.empty(n, dtype=_U64)
-    prg = _Prg()
-    for start, stop in _chunks(n, _CHUNK):
-        result[start:stop] = _eval_chunk(party, key, root, y, start, stop, prg)
+    chunks = _chunks(n, _CHUNK)
+    if chunks:
+        work = _EvalBuffers(max(stop - start for start, stop in chunks))
+        for start, stop in chunks:
+            _eval_chunk(party, key, root, y, start, stop, work, result[start:stop])
     return result
 
 
+class _EvalBuffers:
+    """The buffers of :func:`_eval_chunk`, allocated once per evaluation for its largest chunk.
+
+    Fresh buffers of a chunk's size (128 KiB and more) come straight from
+    the kernel, so allocating them per chunk pays page faults every time.
+    """
+
+    __slots__ = (
+        "prg", "doubled", "seed", "mask", "blocks", "out", "tweak", "clear",
+        "chosen", "control", "term", "child",
+    )
+
+    def __init__(self, most: int) -> None:
+        self.prg = _Prg()
+        self.doubled = numpy.empty((most, 2), dtype=_U64)
+        self.seed = numpy.empty((most, 2), dtype=_U64)
+        self.mask = numpy.empty((most, 2), dtype=_U64)
+        self.blocks = numpy.empty(4 * most, dtype=_U64)
+        self.out = numpy.empty(4 * most + 2, dtype=_U64)  # update_into's block of slack
+        self.tweak = _tile(_VALUE_TWEAK, most)
+        self.clear = _tile(_CLEAR, most)
+        self.chosen = numpy.empty(most, dtype=_U64)
+        self.control = numpy.empty(most, dtype=numpy.int64)
+        self.term = numpy.empty(most, dtype=_U64)
+        self.child = numpy.empty(most, dtype=_U64)
+
+
 def _eval_chunk(
-    party: int, key: DcfKey, root: numpy.ndarray, y: numpy.ndarray, start: int, stop: int, prg: _Prg
-) -> numpy.ndarray:
-    """One chunk of :func:`dcf_eval`: about 17 numpy calls and one AES call per level.
+    party: int,
+    key: DcfKey,
+    root: numpy.ndarray,
+    y: numpy.ndarray,
+    start: int,
+    stop: int,
+    work: _EvalBuffers,
+    result: numpy.ndarray,
+) -> None:
+    """One chunk of :func:`dcf_eval` into ``result``: 17 numpy calls and one AES call per level.
 
     Strided and broadcast numpy operations over a two-word inner dimension
     cost several times a contiguous one, so every per-element scalar that
@@ -288,29 +324,36 @@ def _eval_chunk(
     m = stop - start
     ys = y[start:stop]
     # Bit p of `chosen` is the control CW of y's branch at level bits-1-p.
-    chosen = (key.control_cw[0, start:stop] & ~ys) | (key.control_cw[1, start:stop] & ys)
+    left = key.control_cw[0, start:stop]
+    chosen = work.chosen[:m]
+    numpy.bitwise_xor(left, key.control_cw[1, start:stop], out=chosen)
+    chosen &= ys
+    chosen ^= left
     # The input in both words: ANDed with a level's bit, it is that level's right tweak.
-    doubled = numpy.repeat(ys, 2).reshape(m, 2)
-    seed = root[start:stop].copy()
-    control = numpy.full(m, party, dtype=numpy.int64)  # t, 0 or 1 (take's index)
+    doubled = work.doubled[:m]
+    doubled[:, 0] = ys
+    doubled[:, 1] = ys
+    seed = work.seed[:m]
+    seed[...] = root[start:stop]
+    control = work.control[:m]  # t, 0 or 1 (take's index)
+    control.fill(party)
     t = control.view(_U64)
-    mask = _MASKS.take(control, axis=0, mode="wrap")  # (m, 2), all ones where t = 1
-    value = numpy.zeros(m, dtype=_U64)  # the sum of v + t * V_CW (the sign comes at the end)
-    blocks = numpy.empty((2, m, 2), dtype=_U64)
-    out = numpy.empty(blocks.size + 2, dtype=_U64)
-    hashed = out[: blocks.size].reshape(blocks.shape)
+    mask = work.mask[:m]  # all ones where t = 1
+    _MASKS.take(control, axis=0, out=mask, mode="wrap")
+    value = result  # the sum of v + t * V_CW (the sign comes at the end)
+    value.fill(0)
+    blocks = work.blocks[: 4 * m].reshape(2, m, 2)
+    out = work.out[: 4 * m + 2]
+    hashed = out[: 4 * m].reshape(2, m, 2)
     block_seed, block_value, hashed_seed, hashed_value = blocks[0], blocks[1], hashed[0], hashed[1]
-    tweak = _tile(_VALUE_TWEAK, m)
-    clear = _tile(_CLEAR, m)
-    term = numpy.empty(m, dtype=_U64)
-    child = numpy.empty(m, dtype=_U64)
+    tweak, clear, term, child = work.tweak[:m], work.clear[:m], work.term[:m], work.child[:m]
     for level in range(bits):
         shift = _U64(bits - 1 - level)
         # The right branch's tweak is y's bit of the level, in both words.
         numpy.bitwise_and(doubled, _ONE << shift, out=block_value)
         numpy.bitwise_xor(seed, block_value, out=block_seed)
         numpy.bitwise_xor(block_seed, tweak, out=block_value)
-        prg.encrypt_into(blocks, out)
+        work.prg.encrypt_into(blocks, out)
         # value += v + t * V_CW, v the low word of the value block's MMO output
         numpy.bitwise_xor(hashed_value[:, 0], block_value[:, 0], out=term)
         value += term
@@ -327,10 +370,11 @@ def _eval_chunk(
         term &= t
         numpy.bitwise_xor(term, child, out=t)
         _MASKS.take(control, axis=0, out=mask, mode="wrap")
-    result: numpy.ndarray = value + seed[:, 1] + key.final_cw[start:stop] * t
+    numpy.multiply(key.final_cw[start:stop], t, out=term)
+    value += term
+    value += seed[:, 1]
     if party == 1:
-        numpy.negative(result, out=result)
-    return result
+        numpy.negative(value, out=value)
 
 
 def _tile(pair: numpy.ndarray, m: int) -> numpy.ndarray:
