@@ -72,8 +72,11 @@ _CLEAR = numpy.array([_NOT_ONE, _ALL_ONES], dtype=_U64)
 """Clears a block's low bit (the control bit) to leave the 127-bit child seed."""
 _VALUE_TWEAK = numpy.array([0x243F6A8885A308D3, 0x13198A2E03707344], dtype=_U64)
 """Xored into the block of output 1 (the value); output 0 (seed and t) has none."""
-_CHUNK = 1 << 15
-"""Elements evaluated together: a level's buffers stay in a core's L2 cache."""
+_MASKS = numpy.array([[0, 0], [(1 << 64) - 1, (1 << 64) - 1]], dtype=_U64)
+"""Row t is the (seed-wide) mask of control bit t."""
+_CHUNK = 1 << 14
+"""Elements evaluated together (measured on 10^5 elements, 31 levels, buffers reused: 2^14
+beats 2^13 by ~7% and ties 2^15; fewer, longer numpy calls against a working set near L2)."""
 _GEN_CHUNK = 1 << 13
 """Elements generated together (key generation holds four times as many blocks)."""
 
@@ -145,6 +148,10 @@ class _Prg:
         self._encryptor.update_into(blocks.data.cast("B"), out.data.cast("B"))
         body = out[: blocks.size].reshape(blocks.shape)
         numpy.bitwise_xor(body, blocks, out=body)
+
+    def encrypt_into(self, blocks: numpy.ndarray, out: numpy.ndarray) -> None:
+        """out[:len] = AES_K(blocks), without the MMO xor (the caller applies it where it reads)."""
+        self._encryptor.update_into(blocks.data.cast("B"), out.data.cast("B"))
 
 
 def dcf_gen(
@@ -258,72 +265,116 @@ def dcf_eval(party: int, key: DcfKey, root: numpy.ndarray, y: numpy.ndarray) -> 
     if root.shape != (n, 2) or y.shape != (n,):
         raise MaterialError("DCF root or input does not match the key's size", {"n": n})
     result = numpy.empty(n, dtype=_U64)
-    prg = _Prg()
-    for start, stop in _chunks(n, _CHUNK):
-        result[start:stop] = _eval_chunk(party, key, root, y, start, stop, prg)
+    chunks = _chunks(n, _CHUNK)
+    if chunks:
+        work = _EvalBuffers(max(stop - start for start, stop in chunks))
+        for start, stop in chunks:
+            _eval_chunk(party, key, root, y, start, stop, work, result[start:stop])
     return result
 
 
+class _EvalBuffers:
+    """The buffers of :func:`_eval_chunk`, allocated once per evaluation for its largest chunk.
+
+    Fresh buffers of a chunk's size (128 KiB and more) come straight from
+    the kernel, so allocating them per chunk pays page faults every time.
+    """
+
+    __slots__ = (
+        "prg", "doubled", "seed", "mask", "blocks", "out", "tweak", "clear",
+        "chosen", "control", "term", "child",
+    )
+
+    def __init__(self, most: int) -> None:
+        self.prg = _Prg()
+        self.doubled = numpy.empty((most, 2), dtype=_U64)
+        self.seed = numpy.empty((most, 2), dtype=_U64)
+        self.mask = numpy.empty((most, 2), dtype=_U64)
+        self.blocks = numpy.empty(4 * most, dtype=_U64)
+        self.out = numpy.empty(4 * most + 2, dtype=_U64)  # update_into's block of slack
+        self.tweak = _tile(_VALUE_TWEAK, most)
+        self.clear = _tile(_CLEAR, most)
+        self.chosen = numpy.empty(most, dtype=_U64)
+        self.control = numpy.empty(most, dtype=numpy.int64)
+        self.term = numpy.empty(most, dtype=_U64)
+        self.child = numpy.empty(most, dtype=_U64)
+
+
 def _eval_chunk(
-    party: int, key: DcfKey, root: numpy.ndarray, y: numpy.ndarray, start: int, stop: int, prg: _Prg
-) -> numpy.ndarray:
-    """One chunk of :func:`dcf_eval`, on contiguous (m, 2) arrays only.
+    party: int,
+    key: DcfKey,
+    root: numpy.ndarray,
+    y: numpy.ndarray,
+    start: int,
+    stop: int,
+    work: _EvalBuffers,
+    result: numpy.ndarray,
+) -> None:
+    """One chunk of :func:`dcf_eval` into ``result``: 17 numpy calls and one AES call per level.
 
     Strided and broadcast numpy operations over a two-word inner dimension
-    cost 5 to 80 times a contiguous one, so every per-element scalar that
-    meets a seed (the input's bits, the control bit) is held twice, in both
-    words of a (m, 2) array.
+    cost several times a contiguous one, so every per-element scalar that
+    meets a seed (the input's bit) is held twice, in both words of a (m, 2)
+    array, and the control bit is kept as a contiguous 0/1 column whose
+    all-ones-or-zero (m, 2) mask is one ``take`` of a two-row table.  The
+    MMO xor is applied only where it is read: to the seed block, and to the
+    value's low word.
     """
     bits = key.bits
     m = stop - start
     ys = y[start:stop]
     # Bit p of `chosen` is the control CW of y's branch at level bits-1-p.
-    chosen = (key.control_cw[0, start:stop] & ~ys) | (key.control_cw[1, start:stop] & ys)
-    chosen2 = numpy.repeat(chosen, 2).reshape(m, 2)
+    left = key.control_cw[0, start:stop]
+    chosen = work.chosen[:m]
+    numpy.bitwise_xor(left, key.control_cw[1, start:stop], out=chosen)
+    chosen &= ys
+    chosen ^= left
     # The input in both words: ANDed with a level's bit, it is that level's right tweak.
-    doubled = numpy.repeat(ys, 2).reshape(m, 2)
-    seed = root[start:stop].copy()
-    mask = numpy.full((m, 2), _ALL_ONES if party else 0, dtype=_U64)  # all ones where t = 1
-    value = numpy.zeros((m, 2), dtype=_U64)
-    blocks = numpy.empty((2, m, 2), dtype=_U64)
-    out = numpy.empty(blocks.size + 2, dtype=_U64)
-    hashed = out[: blocks.size].reshape(blocks.shape)
-    tweak = _tile(_VALUE_TWEAK, m)
-    low = _tile(numpy.array([1, 0], dtype=_U64), m)
-    clear = _tile(_CLEAR, m)
-    right = numpy.empty((m, 2), dtype=_U64)
-    extra = numpy.zeros(m, dtype=_U64)  # the sum of t * V_CW
-    extra_term = numpy.empty(m, dtype=_U64)
-    tmp = numpy.empty((m, 2), dtype=_U64)
-    flat_tmp = tmp.reshape(-1)
-    flat_mask = mask.reshape(-1)
+    doubled = work.doubled[:m]
+    doubled[:, 0] = ys
+    doubled[:, 1] = ys
+    seed = work.seed[:m]
+    seed[...] = root[start:stop]
+    control = work.control[:m]  # t, 0 or 1 (take's index)
+    control.fill(party)
+    t = control.view(_U64)
+    mask = work.mask[:m]  # all ones where t = 1
+    _MASKS.take(control, axis=0, out=mask, mode="wrap")
+    value = result  # the sum of v + t * V_CW (the sign comes at the end)
+    value.fill(0)
+    blocks = work.blocks[: 4 * m].reshape(2, m, 2)
+    out = work.out[: 4 * m + 2]
+    hashed = out[: 4 * m].reshape(2, m, 2)
+    block_seed, block_value, hashed_seed, hashed_value = blocks[0], blocks[1], hashed[0], hashed[1]
+    tweak, clear, term, child = work.tweak[:m], work.clear[:m], work.term[:m], work.child[:m]
     for level in range(bits):
         shift = _U64(bits - 1 - level)
-        # The right branch's tweak is y's bit of the level, in place, in both words.
-        numpy.bitwise_and(doubled, _ONE << shift, out=right)
-        numpy.bitwise_xor(seed, right, out=blocks[0])
-        numpy.bitwise_xor(blocks[0], tweak, out=blocks[1])
-        prg.hash_into(blocks, out)
-        # value += v + t * V_CW (the sign is applied once, at the end)
-        value += hashed[1]
-        numpy.bitwise_and(key.value_cw[level, start:stop], mask[:, 0], out=extra_term)
-        extra += extra_term
+        # The right branch's tweak is y's bit of the level, in both words.
+        numpy.bitwise_and(doubled, _ONE << shift, out=block_value)
+        numpy.bitwise_xor(seed, block_value, out=block_seed)
+        numpy.bitwise_xor(block_seed, tweak, out=block_value)
+        work.prg.encrypt_into(blocks, out)
+        # value += v + t * V_CW, v the low word of the value block's MMO output
+        numpy.bitwise_xor(hashed_value[:, 0], block_value[:, 0], out=term)
+        value += term
+        numpy.multiply(key.value_cw[level, start:stop], t, out=term)
+        value += term
         # seed' = child seed xor t * s_CW (s_CW's low bit is 0: seed' keeps the child's t)
         numpy.bitwise_and(key.seed_cw[level, start:stop], mask, out=seed)
-        seed ^= hashed[0]
-        # t' = child t xor t * t_CW of y's branch, as a mask in both words
-        numpy.right_shift(chosen2, shift, out=tmp)
-        tmp &= mask
-        tmp ^= seed
-        tmp &= low
-        numpy.bitwise_or(flat_tmp[1:], flat_tmp[:-1], out=flat_mask[1:])
-        flat_mask[0] = flat_tmp[0]
-        numpy.negative(mask, out=mask)
+        seed ^= hashed_seed
+        seed ^= block_seed
+        numpy.bitwise_and(seed[:, 0], _ONE, out=child)
         seed &= clear
-    result: numpy.ndarray = value[:, 0] + extra + seed[:, 1] + (key.final_cw[start:stop] & mask[:, 0])
+        # t' = child t xor t * t_CW of y's branch
+        numpy.right_shift(chosen, shift, out=term)
+        term &= t
+        numpy.bitwise_xor(term, child, out=t)
+        _MASKS.take(control, axis=0, out=mask, mode="wrap")
+    numpy.multiply(key.final_cw[start:stop], t, out=term)
+    value += term
+    value += seed[:, 1]
     if party == 1:
-        numpy.negative(result, out=result)
-    return result
+        numpy.negative(value, out=value)
 
 
 def _tile(pair: numpy.ndarray, m: int) -> numpy.ndarray:

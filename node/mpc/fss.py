@@ -297,13 +297,15 @@ def _protocol(
     m = explicit[3] if party == 1 else expand_seed(seed, shape, fss_stream(j, _M))
     opened: Opened = yield Opening((x + r,))
     xhat = _opened_sum(opened, 0, shape)
-    uhat = (xhat + wrap_int(1 << (width - 1))) & wrap_int((1 << width) - 1)
-    p = (uhat >> (width - 1)) & 1
-    y = (uhat & wrap_int((1 << spec.levels) - 1)).reshape(-1)
-    compared = dcf_eval(party, key, _root(seed, n, j), _words(y))
-    w = m + _tensor(compared).view(shape)
-    d = (1 - 2 * p) * w
-    if party == 0:
+    # uhat = xhat + 2^(w-1) mod 2^w has xhat's low w-1 bits (y) and bit w-1 flipped (p = 1 - q).
+    q = xhat >> (width - 1)
+    q &= 1
+    y = (xhat & wrap_int((1 << spec.levels) - 1)).reshape(-1)
+    d = _tensor(dcf_eval(party, key, _root(seed, n, j), _words(y))).view(shape)
+    d += m  # w' = [m] + DCF(y); d = p + (1 - 2p) w' = (1 - q) + (2q - 1) w'
+    p = 1 - q if party == 0 else None
+    d *= q.mul_(2).sub_(1)
+    if p is not None:
         d += p
     if not spec.relu:
         return d
@@ -311,9 +313,12 @@ def _protocol(
     c = explicit[4] if party == 1 else expand_seed(seed, shape, fss_stream(j, _C))
     opened = yield Opening((d - s,))
     delta = _opened_sum(opened, 0, shape)
-    out = c + xhat * s - delta * r
+    # relu_b = c_b + xhat s_b - delta r_b (+ xhat delta for party 0), in place on fresh tensors
+    out = s.mul_(xhat)
+    out += c
     if party == 0:
-        out += xhat * delta
+        out.addcmul_(xhat, delta)
+    out -= delta.mul_(r)
     return out
 
 
@@ -321,13 +326,12 @@ def _opened_sum(opened: Opened, position: int, shape: Shape) -> torch.Tensor:
     """The sum of both parties' tensor ``position`` of a round, checked (RingError)."""
     if len(opened) != 2:
         raise PartyError.for_count(len(opened), "an FSS comparison", 2, 2)
-    total: torch.Tensor | None = None
+    tensors = []
     for number, values in enumerate(opened):
         if len(values) <= position:
             raise RingError(f"party {number} opened no tensor {position}", {"party": number})
         tensor = check_ring(values[position], f"opened tensor of party {number}")
         if tuple(tensor.shape) != shape:
             raise RingError.shape_mismatch(f"opened tensor of party {number}", shape, tuple(tensor.shape))
-        total = tensor.clone() if total is None else total.add_(tensor)
-    assert total is not None
-    return total
+        tensors.append(tensor)
+    return torch.add(tensors[0], tensors[1])

@@ -76,6 +76,27 @@ def test_chunks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> Non
     assert all(numpy.array_equal(shares[b], dcf_eval(b, chunked, roots[b], y)) for b in (0, 1))
 
 
+def test_evaluation_leaves_its_inputs_alone_and_returns_fresh_shares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The evaluation reuses its own buffers across chunks, never the caller's arrays."""
+    monkeypatch.setattr(dcf, "_CHUNK", 40)
+    bits, count = 9, 300
+    alpha, y, beta = _words(count) & U64(511), _words(count) & U64(511), _words(count)
+    roots = _roots(count)
+    key = dcf_gen(bits, alpha, beta, roots)
+    before = [a.copy() for a in (key.seed_cw, key.value_cw, key.control_cw, key.final_cw, y)]
+    root_before = [r.copy() for r in roots]
+    first = [dcf_eval(b, key, roots[b], y) for b in (0, 1)]
+    second = [dcf_eval(b, key, roots[b], y) for b in (0, 1)]
+    after = [key.seed_cw, key.value_cw, key.control_cw, key.final_cw, y]
+    assert all(numpy.array_equal(old, new) for old, new in zip(before, after))
+    assert all(numpy.array_equal(old, new) for old, new in zip(root_before, roots))
+    assert numpy.array_equal(first[0] + first[1], _expected(alpha, beta, y))
+    assert all(numpy.array_equal(first[b], second[b]) for b in (0, 1))
+    assert not numpy.shares_memory(first[0], second[0])
+
+
 def test_a_party_share_and_the_correction_words_look_uniform() -> None:
     """With beta = 1 the result is one bit, yet each party's share is uniform over the ring."""
     bits, count = 31, 30000

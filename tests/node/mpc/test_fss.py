@@ -61,6 +61,23 @@ def test_drelu_and_relu_are_exact_within_the_width(width: int, relu: bool) -> No
     assert rounds == (2 if relu else 1)
 
 
+@pytest.mark.parametrize("relu", [False, True])
+def test_a_party_leaves_its_share_and_material_alone(relu: bool) -> None:
+    """The protocol computes in place only on tensors it made: the caller's inputs are untouched."""
+    x = _inputs(32, 300)
+    spec = FssSpec(tuple(x.shape), 32, relu)
+    seeds, explicit = _material([spec])
+    shares = split(x, 2)
+    kept = [(shares[b].clone(), [t.clone() for t in explicit[b][0]]) for b in (0, 1)]
+    protocols = [party_protocol(spec, b, 2, seeds[b], explicit[b][0], shares[b]) for b in (0, 1)]
+    results, _ = run_local(protocols)
+    positive = (x >= 0).to(torch.int64)
+    assert torch.equal(reconstruct(results), x * positive if relu else positive)
+    for b in (0, 1):
+        assert torch.equal(kept[b][0], shares[b])
+        assert all(torch.equal(old, new) for old, new in zip(kept[b][1], explicit[b][0]))
+
+
 def test_relu_of_fixed_point_values() -> None:
     encoder = FixedPointEncoder(16)
     values = torch.cat([torch.linspace(-30000.0, 30000.0, 1001), torch.tensor([-1e-4, 1e-4, 0.0])])
