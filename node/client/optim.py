@@ -42,7 +42,13 @@ class Optimizer(abc.ABC):
             raise ValueError("optimizer got an empty parameter list")
         for param in self.params:
             if not isinstance(param, (torch.Tensor, BasePointer)):
-                raise TypeError(f"optimizer parameters must be tensors or pointers, not {type(param).__name__}")
+                hint = (
+                    "; an encrypted model's parameters (node.encrypt) step with node.client.mpc.optim.SGD"
+                    if type(param).__name__ == "Variable" else ""
+                )
+                raise TypeError(
+                    f"optimizer parameters must be tensors or pointers, not {type(param).__name__}{hint}"
+                )
         if lr < 0:
             raise ValueError(f"invalid learning rate: {lr}")
         self.lr = lr

@@ -278,3 +278,13 @@ def test_in_process_nodes_train_the_same_way() -> None:
         local_opt.step()
     model.get()
     _assert_same_parameters(model, reference)
+
+
+def test_pointer_optimizers_refuse_encrypted_parameters_and_name_the_right_one() -> None:
+    """node.optim steps tensors and pointers; an encrypted model's Variables are told where to go."""
+    from node.client.mpc.nn import capture
+
+    with pytest.raises(TypeError, match=r"node\.client\.mpc\.optim\.SGD"):
+        node.optim.SGD(capture(nn.Linear(2, 1)).parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="not str$"):
+        node.optim.SGD(["w"], lr=0.1)
