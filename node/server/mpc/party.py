@@ -72,7 +72,6 @@ from node.mpc.prg import Seed, check_seed
 from peer.server.auth import Caller
 from node.server.mpc.mailbox import CompareRound, Mailbox, Slot
 from node.server.mpc.rounds_driver import run_compare
-from node.server.mpc.specs import material_specs
 from node.server.mpc.step_plan import StepPlan, StepPlanner
 from node.server.offload import offload
 from peer.server.redaction import current, screen
@@ -133,7 +132,7 @@ class PartyRunner:
         if request.op in COMPARE_OPS:
             assert seed is not None
             return await run_compare(
-                plan.request, plan.x, seed, material_specs(plan.specs)[0], self._explicit_letter,
+                plan.request, plan.x, seed, plan.material[0], self._explicit_letter,
                 lambda k, values: self._send(plan, COMPARE_ROUND_BASE + k, values),
                 lambda k, width: self._collect(plan, CompareRound(k), width),
                 plan,
@@ -174,7 +173,7 @@ class PartyRunner:
     async def _explicit(self, plan: StepPlan) -> tuple[torch.Tensor, ...]:
         if plan.explicit is not None:
             return plan.explicit
-        plan.explicit = await self._explicit_letter(plan, explicit_shapes(material_specs(plan.specs)))
+        plan.explicit = await self._explicit_letter(plan, explicit_shapes(plan.material))
         return plan.explicit
 
     async def _explicit_letter(self, plan: Any, shapes: list[tuple[int, ...]]) -> tuple[torch.Tensor, ...]:
@@ -194,7 +193,7 @@ class PartyRunner:
     async def _beaver(self, plan: StepPlan, seed: Seed, local_bits: int) -> torch.Tensor:
         request, x, y = plan.request, plan.x, plan.y
         assert y is not None
-        spec = material_specs(plan.specs[:1])[0]
+        spec = plan.material[0]
         assert isinstance(spec, TripleSpec)
         # The last party's c comes from the provider after the seed: taken while this party masks.
         explicit = asyncio.ensure_future(self._explicit(plan)) if plan.last else None
@@ -225,7 +224,7 @@ class PartyRunner:
 
     async def _truncate(self, plan: StepPlan, seed: Seed, z: torch.Tensor, index: int) -> torch.Tensor:
         request = plan.request
-        spec = material_specs(plan.specs[index : index + 1])[0]
+        spec = plan.material[index]
         assert isinstance(spec, TruncationSpec)
         explicit = None
         if plan.last:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from protocol.errors import BadRequest, PermissionDenied
@@ -41,6 +43,8 @@ class StepPlan:
     x: torch.Tensor
     y: torch.Tensor | None
     specs: tuple[WireSpec, ...]
+    material: tuple[Any, ...]
+    """``specs`` in the core's form (:func:`~node.server.mpc.specs.material_specs`), built once here."""
     peers: dict[int, Sender]
     deadline: float
     policy: Policy
@@ -124,7 +128,7 @@ class StepPlanner:
         peers = {j: (p.node, p.fingerprint) for j, p in enumerate(parties) if j != i}
         policy = combine([*(obj.policy for obj in used), Policy.own(caller.principal)])
         deadline = now + request.timeout
-        return StepPlan(request, caller, x_obj.value, y, specs, peers, deadline, policy)
+        return StepPlan(request, caller, x_obj.value, y, specs, tuple(material), peers, deadline, policy)
 
     def _check_provider(self, request: MpcStepRequest) -> None:
         """PermissionDenied unless the operator trusts this step's provider with restricted shares.
