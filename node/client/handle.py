@@ -68,7 +68,7 @@ class NodeHandle:
 
     @property
     def fingerprint(self) -> str | None:
-        """Fingerprint of the certificate this connection verified (None in-process or without TLS)."""
+        """Fingerprint of the certificate this connection verified (a VirtualNode's in-process identity; None without TLS)."""
         return self._channel.peer_fingerprint
 
     @property

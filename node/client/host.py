@@ -77,7 +77,7 @@ class Handle(Host, Protocol):
 
     @property
     def fingerprint(self) -> str | None:
-        """The certificate this connection verified (None in-process or without TLS)."""
+        """The certificate this connection verified (a VirtualNode's in-process identity; None without TLS)."""
         ...
 
     @property
