@@ -19,6 +19,10 @@ process on random shares, counts the openings, and encodes every party's
 ``mpc_open`` and every ``mpc_material`` letter exactly as the nodes encode
 them, so "bytes per party" is what one party sends for one op and
 "provider bytes" what the crypto provider sends each party (largest party).
+The same in-process run gives "party CPU" (one party's process time for
+the op, without I/O: the floor under "online") and "provider CPU" (the
+dependent material's computation, which dealing ahead moves off the
+critical path).
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ class RouteCost:
     rounds: int
     bytes_per_party: int
     provider_bytes_per_party: int
+    party_cpu_ms: float
+    """One party's CPU for the op (its protocol run in this process, no I/O): the online floor."""
+    provider_cpu_ms: float
+    """The provider's CPU to compute the op's dependent material (keys, explicit shares)."""
 
 
 def protocol_cost(route: CompareRoute, parties: int, numel: int, width: int, relu: bool) -> RouteCost:
@@ -70,6 +78,8 @@ def protocol_cost(route: CompareRoute, parties: int, numel: int, width: int, rel
         rounds=costs[0].rounds,
         bytes_per_party=sum(by_size[s].bytes_per_party for s in sizes),
         provider_bytes_per_party=sum(by_size[s].provider_bytes_per_party for s in sizes),
+        party_cpu_ms=sum(by_size[s].party_cpu_ms for s in sizes),
+        provider_cpu_ms=sum(by_size[s].provider_cpu_ms for s in sizes),
     )
 
 
@@ -77,7 +87,9 @@ def _chunk_cost(route: CompareRoute, n: int, numel: int, width: int, relu: bool)
     spec = compare_spec(route, (numel,), width, relu)
     provider = FssDealer() if route is CompareRoute.FSS else BinaryDealer()
     seeds = provider.seeds(n)
+    start = time.process_time()
     dependent = provider.dependent([spec], seeds)
+    provider_cpu = time.process_time() - start
     session = bytes(SESSION_BYTES)
     wire = (WireCompare((numel,), width, relu, route),)
     provider_bytes = max(
@@ -99,7 +111,13 @@ def _chunk_cost(route: CompareRoute, n: int, numel: int, width: int, relu: bool)
         for i in range(n)
     ]
     _, rounds = run_local(protocols)
-    return RouteCost(rounds, max(sent), provider_bytes)
+    start = time.process_time()  # again without the frame encoding: the parties' own work
+    run_local([
+        route_of(route).party_protocol(spec, i, n, seeds[i], tuple(dependent.get(i, ())), shares[i])
+        for i in range(n)
+    ])
+    party_cpu = (time.process_time() - start) / n
+    return RouteCost(rounds, max(sent), provider_bytes, party_cpu * 1e3, provider_cpu * 1e3)
 
 
 def _recorded(protocol: RoundProtocol, party: int, sent: list[int], n: int) -> RoundProtocol:
@@ -157,6 +175,8 @@ def compare_rows(
             "elements": numel, "rounds": cost.rounds if cost else None,
             "bytes_sent_per_party": cost.bytes_per_party if cost else None,
             "provider_bytes_per_party": cost.provider_bytes_per_party if cost else None,
+            "party_cpu_ms": cost.party_cpu_ms if cost else None,
+            "provider_cpu_ms": cost.provider_cpu_ms if cost else None,
             "max_abs_error": error, "crypten_ttp_ms": crypten.get("ttp_ms"),
             "crypten_tfp_ms": crypten.get("tfp_ms"), "crypten_rounds": crypten.get("rounds"),
             "repeats": repeats,
@@ -181,7 +201,7 @@ def online_ms(
 
 def compare_report(rows: list[dict[str, Any]]) -> None:
     header = (f"{'case':<24}{'parties':>8}{'route':>6}{'e2e ms':>9}{'online ms':>10}{'plain ms':>10}{'rounds':>7}"
-              f"{'MB/party':>10}{'provider MB':>12}{'CrypTen ms':>14}")
+              f"{'MB/party':>10}{'provider MB':>12}{'party CPU':>10}{'prov. CPU':>10}{'CrypTen ms':>14}")
     print("\n" + header)
     print("-" * len(header))
     for r in rows:
@@ -189,6 +209,8 @@ def compare_report(rows: list[dict[str, Any]]) -> None:
         dealt = f"{r['provider_bytes_per_party'] / 1e6:.1f}" if r["provider_bytes_per_party"] else "-"
         crypten = f"{r['crypten_ttp_ms']:.0f}/{r['crypten_tfp_ms']:.0f}" if r["crypten_ttp_ms"] else "-"
         rounds = r["rounds"] if r["rounds"] is not None else "-"
+        party_cpu = f"{r['party_cpu_ms']:.1f}" if r["party_cpu_ms"] is not None else "-"
+        provider_cpu = f"{r['provider_cpu_ms']:.0f}" if r["provider_cpu_ms"] is not None else "-"
         online = f"{r['online_ms']:.1f}" if r["online_ms"] is not None else "-"
         print(f"{r['case']:<24}{r['parties']:>8}{r['route']:>6}{r['secure_ms']:>9.1f}{online:>10}{r['plain_ms']:>10.3f}"
-              f"{rounds:>7}{sent:>10}{dealt:>12}{crypten:>14}")
+              f"{rounds:>7}{sent:>10}{dealt:>12}{party_cpu:>10}{provider_cpu:>10}{crypten:>14}")
