@@ -12,71 +12,16 @@ stated in the README).
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import node
 from node.client.mpc.group import MixedParties, PrecisionMismatch
-from node.server.runtime import NodeServer
-from node.server.users import UserDirectory
-from node.settings import NodeSettings
-from peer.security.tokens import parse_user_token
-from protocol.ids import NodeId
-from tests.support import NETWORK_TOKEN, USER_TOKEN
+from tests.node.mpc_cluster import Cluster, client, cluster  # noqa: F401 (fixture)
 
-T = TypeVar("T")
-NAMES = ("bob", "alice", "dave", "charlie")
 ULP = 2.0**-16
-
-
-class Cluster:
-    """The four servers and, once connected, one client handle per node."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        def settings(name: str) -> NodeSettings:
-            state = tmp_path / name
-            UserDirectory(state).add(parse_user_token(USER_TOKEN))
-            return NodeSettings(node_id=NodeId(name), state_dir=state, port=0, network_token=NETWORK_TOKEN)
-
-        self.servers = {name: NodeServer(settings(name)) for name in NAMES}
-        self.handles: dict[str, node.RemoteNode] = {}
-
-    def connect(self) -> None:
-        for name, server in self.servers.items():
-            assert server.identity is not None
-            self.handles[name] = node.connect(server.url, cafile=server.identity.cert_path, token=USER_TOKEN)
-
-    def share(self, value: torch.Tensor, n: int, **options: Any) -> node.SharedTensor:
-        parties = tuple(self.handles[name] for name in NAMES[:n])
-        return node.share(value, *parties, crypto_provider=self.handles["charlie"], **options)
-
-    def close_clients(self) -> None:
-        for handle in self.handles.values():
-            handle.close()
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    made = Cluster(tmp_path)
-    for server in made.servers.values():
-        await server.start()
-    await asyncio.to_thread(made.connect)
-    yield made
-    await asyncio.to_thread(made.close_clients)
-    for server in made.servers.values():
-        await server.close()
-
-
-async def client(fn: Callable[[], T]) -> T:
-    """Run the synchronous client off the loop the servers run on."""
-    return await asyncio.to_thread(fn)
-
-
 X = torch.tensor([[-3.5, 0.25, 2.0, 2.0, -0.75], [7.0, -1.5, 0.0, 4.5, 4.5]])
 Y = torch.tensor([[-3.5, 1.0, -2.0, 3.0, -0.5], [6.0, -1.5, 0.5, 4.5, 5.0]])
 IMAGE = torch.arange(2 * 5 * 5, dtype=torch.float32).reshape(1, 2, 5, 5).remainder(7.0) - 3.0

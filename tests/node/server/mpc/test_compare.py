@@ -9,10 +9,7 @@ result is compared with plain torch.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from pathlib import Path
-from typing import AsyncIterator, Callable, TypeVar
 
 import pytest
 import torch
@@ -21,74 +18,19 @@ import node
 from node.client.mpc.compare_steps import CHUNK_ELEMENTS
 from node.client.mpc.group import SharingError
 from node.mpc import PartyError
-from node.server.runtime import NodeServer
-from node.server.users import UserDirectory
-from node.settings import NodeSettings
 from protocol.errors import BadRequest, PeerUnavailable
-from protocol.ids import NodeId, ObjectId
+from protocol.ids import ObjectId
 from protocol.mpc import (
     SESSION_BYTES,
     CompareRoute,
     DealerRef,
     MpcDealRequest,
     MpcStepRequest,
-    PartyAddress,
     StepOp,
     TruncationScheme,
     WireCompare,
 )
-from peer.security.tokens import parse_user_token
-from tests.support import NETWORK_TOKEN, USER_TOKEN
-
-T = TypeVar("T")
-NAMES = ("bob", "alice", "dave", "charlie")
-
-
-class Cluster:
-    """The four servers and, once connected, one client handle per node."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        def settings(name: str) -> NodeSettings:
-            state = tmp_path / name
-            UserDirectory(state).add(parse_user_token(USER_TOKEN))
-            return NodeSettings(node_id=NodeId(name), state_dir=state, port=0, network_token=NETWORK_TOKEN)
-
-        self.servers = {name: NodeServer(settings(name)) for name in NAMES}
-        self.handles: dict[str, node.RemoteNode] = {}
-
-    def connect(self) -> None:
-        for name, server in self.servers.items():
-            assert server.identity is not None
-            self.handles[name] = node.connect(server.url, cafile=server.identity.cert_path, token=USER_TOKEN)
-
-    def parties(self, n: int) -> tuple[node.RemoteNode, ...]:
-        return tuple(self.handles[name] for name in NAMES[:n])
-
-    @property
-    def provider(self) -> node.RemoteNode:
-        return self.handles["charlie"]
-
-    def close_clients(self) -> None:
-        for handle in self.handles.values():
-            handle.close()
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    made = Cluster(tmp_path)
-    for server in made.servers.values():
-        await server.start()
-    await asyncio.to_thread(made.connect)
-    yield made
-    await asyncio.to_thread(made.close_clients)
-    for server in made.servers.values():
-        await server.close()
-
-
-async def client(fn: Callable[[], T]) -> T:
-    """Run the synchronous client off the loop the servers run on."""
-    return await asyncio.to_thread(fn)
-
+from tests.node.mpc_cluster import Cluster, client, cluster  # noqa: F401 (fixture)
 
 VALUES = torch.tensor([[-3.5, -0.0001, 0.0, 0.0001, 2.25], [1000.0, -1000.0, -32767.0, 32767.0, 7.0]])
 

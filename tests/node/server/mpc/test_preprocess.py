@@ -1,6 +1,6 @@
 """Comparison material dealt ahead (``node.preprocess``) between real in-process nodes over TLS.
 
-The cluster of :mod:`tests.node.server.mpc.test_compare` (bob, alice:
+The cluster of :mod:`tests.node.mpc_cluster` (bob, alice:
 parties; charlie: the crypto provider).  Pre-dealt material must give the
 same results, be spent once and only by a step of its exact op and shape,
 let the online op run with the provider gone, and expire per
@@ -22,7 +22,7 @@ from node.client.mpc.preprocess import deal_ahead
 from node.server.mpc import mailbox
 from protocol.errors import QuotaExceeded, TesseraError
 from protocol.mpc import MATERIAL_TTL, CompareRoute, StepOp, WireCompare
-from tests.node.server.mpc.test_compare import Cluster, client, cluster  # noqa: F401 (fixture)
+from tests.node.mpc_cluster import Cluster, client, cluster  # noqa: F401 (fixture)
 
 VALUES = torch.tensor([[-3.5, -0.0001, 0.0, 0.0001, 2.25], [1000.0, -1000.0, -32767.0, 32767.0, 7.0]])
 
